@@ -1,0 +1,21 @@
+/* The part of mimalloc's public API that Python calls directly, declared for cffi.
+ *
+ * These are declarations only, written against mimalloc's documented API (include/mimalloc.h).
+ * cffi checks each one against the real header when it compiles the module, so a mismatch is a
+ * build error, not a crash. Everything that needs care (lifetimes, locking) goes through pmi_heap.h.
+ * No include guards: cffi's cdef parser reads this file as it is.
+ */
+
+#define MI_MALLOC_VERSION ...
+
+typedef struct mi_heap_s mi_heap_t;
+
+int    mi_version(void);
+void   mi_collect(bool force);
+size_t mi_good_size(size_t size);
+size_t mi_usable_size(const void* p);
+
+/* The raw pair, for benchmarks of the FFI itself (never used on user-visible memory). */
+void*  mi_heap_malloc(mi_heap_t* heap, size_t size);
+void   mi_free(void* p);
+mi_heap_t* mi_heap_main(void);

@@ -1,0 +1,191 @@
+/* pymimalloc's heap and block glue. See pmi_heap.h for the ownership model. */
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <mimalloc.h>
+#include "pmi_heap.h"
+
+struct pmi_heap_s {
+    mi_heap_t*        heap;
+    bool              is_main;
+    atomic_intptr_t   refs;         /* the Python handle + one per live record */
+    atomic_intptr_t   active;       /* calls in flight that use `heap` */
+    atomic_int        state;        /* PMI_STATE_* */
+    atomic_size_t     live_blocks;
+    atomic_size_t     live_bytes;
+};
+
+/* Our own bookkeeping (heap wrappers and block records) lives in a private heap, so it never shows up
+   in a user's heap, its counters or its visits. */
+static mi_heap_t* pmi_meta_heap;
+static pmi_heap_t* pmi_main_wrapper;
+
+int pmi_init(void) {
+    if (pmi_meta_heap != NULL) return PMI_OK;
+    pmi_meta_heap = mi_heap_new();
+    if (pmi_meta_heap == NULL) return PMI_ENOMEM;
+    pmi_main_wrapper = (pmi_heap_t*)mi_heap_zalloc(pmi_meta_heap, sizeof(pmi_heap_t));
+    if (pmi_main_wrapper == NULL) return PMI_ENOMEM;
+    pmi_main_wrapper->heap = mi_heap_main();
+    pmi_main_wrapper->is_main = true;
+    atomic_store(&pmi_main_wrapper->refs, 1);  /* the module's own reference: never freed */
+    return PMI_OK;
+}
+
+static void pmi_heap_unref(pmi_heap_t* h) {
+    if (atomic_fetch_sub(&h->refs, 1) == 1) mi_free(h);
+}
+
+/* Enter/leave bracket every use of h->heap. Together with the close protocol below (set CLOSING, then
+   wait for active == 0) this is a Dekker handshake on sequentially consistent atomics: either the
+   closer sees our increment and waits, or we see CLOSING and back off. */
+static inline bool pmi_enter(pmi_heap_t* h) {
+    atomic_fetch_add(&h->active, 1);
+    if (atomic_load(&h->state) == PMI_STATE_OPEN) return true;
+    atomic_fetch_sub(&h->active, 1);
+    return false;
+}
+
+static inline void pmi_leave(pmi_heap_t* h) {
+    atomic_fetch_sub(&h->active, 1);
+}
+
+pmi_heap_t* pmi_heap_new(void) {
+    pmi_heap_t* h = (pmi_heap_t*)mi_heap_zalloc(pmi_meta_heap, sizeof(pmi_heap_t));
+    if (h == NULL) return NULL;
+    h->heap = mi_heap_new();
+    if (h->heap == NULL) { mi_free(h); return NULL; }
+    atomic_store(&h->refs, 1);
+    return h;
+}
+
+pmi_heap_t* pmi_heap_main_handle(void) {
+    atomic_fetch_add(&pmi_main_wrapper->refs, 1);
+    return pmi_main_wrapper;
+}
+
+int pmi_heap_close(pmi_heap_t* h, int mode) {
+    if (h->is_main) return PMI_EMAIN;
+    int expected = PMI_STATE_OPEN;
+    if (!atomic_compare_exchange_strong(&h->state, &expected, PMI_STATE_CLOSING)) {
+        return (expected == PMI_STATE_CLOSED ? PMI_ECLOSED : PMI_EBUSY);
+    }
+    while (atomic_load(&h->active) != 0) sched_yield();
+    /* From here on nothing can allocate; the live count can only go down. */
+    const size_t live = atomic_load(&h->live_blocks);
+    if (mode == PMI_CLOSE_DESTROY && live != 0) {
+        atomic_store(&h->state, PMI_STATE_OPEN);
+        return PMI_EBUSY;
+    }
+    if (mode == PMI_CLOSE_AUTO) mode = (live == 0 ? PMI_CLOSE_DESTROY : PMI_CLOSE_DELETE);
+    if (mode == PMI_CLOSE_DESTROY) mi_heap_destroy(h->heap);
+    else mi_heap_delete(h->heap);
+    atomic_store(&h->state, PMI_STATE_CLOSED);
+    return (mode == PMI_CLOSE_DESTROY ? PMI_DESTROYED : PMI_DELETED);
+}
+
+void pmi_heap_release(pmi_heap_t* h) {
+    if (!h->is_main && atomic_load(&h->state) == PMI_STATE_OPEN) {
+        (void)pmi_heap_close(h, PMI_CLOSE_AUTO);
+    }
+    pmi_heap_unref(h);
+}
+
+int pmi_heap_state(pmi_heap_t* h) { return atomic_load(&h->state); }
+int pmi_heap_is_main(pmi_heap_t* h) { return h->is_main; }
+uintptr_t pmi_heap_id(pmi_heap_t* h) { return (uintptr_t)h->heap; }
+size_t pmi_heap_live_blocks(pmi_heap_t* h) { return atomic_load_explicit(&h->live_blocks, memory_order_relaxed); }
+size_t pmi_heap_live_bytes(pmi_heap_t* h) { return atomic_load_explicit(&h->live_bytes, memory_order_relaxed); }
+
+int pmi_heap_collect(pmi_heap_t* h, bool force) {
+    if (!pmi_enter(h)) return PMI_ECLOSED;
+    mi_heap_collect(h->heap, force);
+    pmi_leave(h);
+    return PMI_OK;
+}
+
+int pmi_heap_contains(pmi_heap_t* h, uintptr_t address) {
+    if (!pmi_enter(h)) return PMI_ECLOSED;
+    const int found = mi_heap_contains(h->heap, (const void*)address) ? 1 : 0;
+    pmi_leave(h);
+    return found;
+}
+
+static inline void pmi_count_alloc(pmi_heap_t* h, size_t size) {
+    atomic_fetch_add_explicit(&h->live_blocks, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->live_bytes, size, memory_order_relaxed);
+}
+
+static inline void pmi_count_free(pmi_heap_t* h, size_t size) {
+    atomic_fetch_sub_explicit(&h->live_bytes, size, memory_order_relaxed);
+    /* release: a closer that reads live_blocks == 0 also sees the block's mi_free as done */
+    atomic_fetch_sub_explicit(&h->live_blocks, 1, memory_order_release);
+}
+
+static pmi_block_t* pmi_record_new(pmi_heap_t* h, void* data, size_t size) {
+    pmi_block_t* b = (pmi_block_t*)mi_heap_malloc_small(pmi_meta_heap, sizeof(pmi_block_t));
+    if (b == NULL) return NULL;
+    b->data = data;
+    b->size = size;
+    b->owner = h;
+    atomic_fetch_add(&h->refs, 1);
+    return b;
+}
+
+pmi_block_t* pmi_block_alloc(pmi_heap_t* h, size_t size, size_t alignment, bool zero) {
+    if (!pmi_enter(h)) return NULL;
+    void* p;
+    if (alignment == 0) p = (zero ? mi_heap_zalloc(h->heap, size) : mi_heap_malloc(h->heap, size));
+    else p = (zero ? mi_heap_zalloc_aligned(h->heap, size, alignment) : mi_heap_malloc_aligned(h->heap, size, alignment));
+    pmi_block_t* b = NULL;
+    if (p != NULL) {
+        b = pmi_record_new(h, p, size);
+        if (b == NULL) mi_free(p);
+        else pmi_count_alloc(h, size);
+    }
+    pmi_leave(h);
+    return b;
+}
+
+pmi_block_t* pmi_block_realloc(pmi_block_t* old, size_t size) {
+    pmi_heap_t* h = old->owner;
+    if (old->data == NULL || !pmi_enter(h)) return NULL;
+    pmi_block_t* b = pmi_record_new(h, NULL, size);
+    if (b != NULL) {
+        void* p = mi_heap_realloc(h->heap, old->data, size);
+        if (p == NULL) {
+            b->data = NULL;
+            pmi_block_release(b);  /* frees the record only; the old block is untouched */
+            b = NULL;
+        }
+        else {
+            b->data = p;
+            old->data = NULL;
+            atomic_fetch_add_explicit(&h->live_bytes, size, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&h->live_bytes, old->size, memory_order_relaxed);
+        }
+    }
+    pmi_leave(h);
+    return b;
+}
+
+void pmi_block_release(pmi_block_t* b) {
+    pmi_heap_t* h = b->owner;
+    if (b->data != NULL) {
+        mi_free(b->data);
+        pmi_count_free(h, b->size);
+    }
+    mi_free(b);
+    pmi_heap_unref(h);
+}
+
+uintptr_t pmi_heap_of(uintptr_t address) {
+    return (uintptr_t)mi_heap_of((const void*)address);
+}
+
+size_t pmi_usable_size(uintptr_t address) {
+    if (mi_heap_of((const void*)address) == NULL) return 0;
+    return mi_usable_size((const void*)address);
+}

@@ -1,0 +1,30 @@
+"""pymimalloc: the mimalloc allocator's heaps, blocks and controls for Python.
+
+Quick start::
+
+    import pymimalloc
+
+    with pymimalloc.Heap() as heap:
+        block = heap.malloc(64)
+        block.view[:5] = b"hello"
+    # leaving the block released all of the heap's memory at once
+"""
+
+from ._version import __version__
+from .block import Block, good_size, usable_size
+from .build import build_info, mimalloc_version
+from .collection import collect
+from .heap import Heap, heap_of, main_heap
+
+__all__ = [
+    "__version__",
+    "Block",
+    "Heap",
+    "build_info",
+    "collect",
+    "good_size",
+    "heap_of",
+    "main_heap",
+    "mimalloc_version",
+    "usable_size",
+]

@@ -1,0 +1,101 @@
+"""The one boundary to the compiled module: ``ffi``/``lib`` live here and nowhere else.
+
+Everything above this module deals in ints, bytes and Python objects; cdata never leaves the package.
+This module also holds the input checks and the single helper that turns C status codes into exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from typing import Any, Final, NoReturn
+
+from ._mimalloc import ffi, lib
+
+__all__ = ["ffi", "lib", "check", "as_size", "as_alignment", "address_of", "MAX_SIZE", "BUILD_INFO"]
+
+#: Largest request mimalloc accepts, in bytes (PTRDIFF_MAX); larger requests raise MemoryError.
+MAX_SIZE: Final[int] = 2 ** (8 * ffi.sizeof("size_t") - 1) - 1
+_ADDRESS_LIMIT: Final[int] = 2 ** (8 * ffi.sizeof("uintptr_t"))
+
+MIMALLOC_VERSION: Final[str] = "{}.{}.{}".format(
+    lib.MI_MALLOC_VERSION // 10000, lib.MI_MALLOC_VERSION // 100 % 100, lib.MI_MALLOC_VERSION % 100
+)
+BUILD_INFO: Final[dict[str, Any]] = json.loads(ffi.string(lib.pmi_build_info()).decode())
+
+
+def _raise(status: int, what: str) -> NoReturn:
+    if status == lib.PMI_ECLOSED:
+        raise ValueError(f"{what}: the heap is closed")
+    if status == lib.PMI_EBUSY:
+        raise BufferError(f"{what}: blocks or arrays allocated from this heap are still in use")
+    if status == lib.PMI_EMAIN:
+        raise ValueError(f"{what}: the main heap cannot be closed")
+    if status == lib.PMI_ENOMEM:
+        raise MemoryError(f"{what}: out of memory")
+    raise RuntimeError(f"{what}: unexpected status {status} from pymimalloc's C glue")
+
+
+def check(status: int, what: str) -> int:
+    """Return ``status`` if it is a success code (>= 0), else raise the exception it stands for."""
+    if status < 0:
+        _raise(status, what)
+    return status
+
+
+if check(lib.pmi_init(), "initialising pymimalloc") != lib.PMI_OK:  # pragma: no cover
+    raise ImportError("pymimalloc could not initialise")
+
+
+def as_size(value: object, what: str = "size") -> int:
+    """Validate a size in bytes: an int (or anything with ``__index__``, but not bool), 0..MAX_SIZE.
+
+    Raises TypeError for non-integers, ValueError for negatives, MemoryError above MAX_SIZE.
+    """
+    if type(value) is not int:
+        if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+            raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+        value = operator.index(value)  # type: ignore[call-overload]
+    if value < 0:  # type: ignore[operator]
+        raise ValueError(f"{what} must not be negative, got {value}")
+    if value > MAX_SIZE:  # type: ignore[operator]
+        raise MemoryError(f"{what} of {value} bytes is more than mimalloc can allocate ({MAX_SIZE})")
+    return value  # type: ignore[return-value]
+
+
+def as_alignment(value: object) -> int:
+    """Validate an alignment in bytes: a power of two, at least 1. Raises TypeError or ValueError."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"alignment must be an int, not {type(value).__name__}")
+    value = operator.index(value)  # type: ignore[call-overload]
+    if value <= 0 or value & (value - 1) or value > MAX_SIZE:
+        raise ValueError(f"alignment must be a power of two, got {value}")
+    return value
+
+
+def address_of(obj: object) -> int | None:
+    """The address an int or buffer stands for, or None if it cannot be an address in this process.
+
+    An int is taken as an address (ints outside 0..2**64-1 give None); any object exporting a buffer
+    gives the address of its first byte (an empty buffer gives 0). Raises TypeError for anything else.
+    """
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        return int(obj) if 0 <= obj < _ADDRESS_LIMIT else None
+    return _buffer_address(obj)
+
+
+def _buffer_address(obj: object) -> int:
+    # numpy arrays (also strided views) say where their data starts without needing a contiguous buffer
+    interface = getattr(obj, "__array_interface__", None)
+    if isinstance(interface, dict) and isinstance(interface.get("data"), tuple):
+        return int(interface["data"][0])
+    try:
+        pointer = ffi.from_buffer(obj)  # type: ignore[call-overload]
+    except (TypeError, BufferError, ValueError):
+        raise TypeError(
+            f"expected an address, a Block or an object exporting a buffer, not {type(obj).__name__}"
+        ) from None
+    with memoryview(obj) as view:  # type: ignore[arg-type]
+        if view.nbytes == 0:
+            return 0  # an empty buffer owns no memory, whatever pointer it carries
+    return int(ffi.cast("uintptr_t", pointer))

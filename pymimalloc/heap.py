@@ -1,0 +1,237 @@
+"""Heaps: first-class mimalloc v3 heaps, usable from any Python thread.
+
+A Heap hands out Blocks. Closing it releases all its memory at once (``mi_heap_destroy``) when nothing
+allocated from it is still alive; otherwise the live blocks are handed to the main heap
+(``mi_heap_delete``) and stay valid until their owners free them. Either way nothing dangles and
+nothing leaks. The locking that makes close safe against allocations in other threads is in C
+(``csrc/pmi_heap.c``).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from . import _core
+from ._core import ffi, lib
+from .block import Block, _exports_lock, address_of
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["Heap", "main_heap", "heap_of"]
+
+# mi_heap_t address -> Heap, for heap_of(). Entries go when the heap closes or its Heap object dies.
+_heaps_by_id: weakref.WeakValueDictionary[int, Heap] = weakref.WeakValueDictionary()
+_main_heap_lock = threading.Lock()
+_main_heap: Heap | None = None
+
+
+class Heap:
+    """A mimalloc heap. Allocate Blocks from it; close it to release its memory.
+
+    Any thread may allocate from a Heap and free blocks into it. Use it as a context manager: leaving
+    the ``with`` statement calls :meth:`close`. A Heap that is garbage-collected while open is closed
+    the same way.
+    """
+
+    __slots__ = ("_handle", "_id", "__weakref__")
+
+    _handle: Any  # pmi_heap_t* with destructor pmi_heap_release
+    _id: int
+
+    def __init__(self) -> None:
+        handle = lib.pmi_heap_new()
+        if not handle:
+            raise MemoryError("mimalloc could not create a heap")
+        self._attach(handle)
+
+    def _attach(self, handle: Any) -> None:
+        self._handle = ffi.gc(handle, lib.pmi_heap_release)
+        self._id = int(lib.pmi_heap_id(handle))
+        _heaps_by_id[self._id] = self
+
+    # -- allocation ---------------------------------------------------------------------------------
+    def _allocate(self, size: int, alignment: int, zero: bool) -> Block:
+        record = lib.pmi_block_alloc(self._handle, size, alignment, zero)
+        if not record:
+            self._allocation_failed(size)
+        return Block._adopt(record, self)
+
+    def _allocation_failed(self, size: int) -> None:
+        if lib.pmi_heap_state(self._handle) != lib.PMI_STATE_OPEN:
+            raise ValueError("cannot allocate from a closed heap")
+        raise MemoryError(f"mimalloc could not allocate {size} bytes")
+
+    def malloc(self, size: int) -> Block:
+        """Allocate a Block of ``size`` bytes (uninitialised contents).
+
+        Raises TypeError if size is not an int, ValueError if it is negative or the heap is closed,
+        MemoryError if it is too large or memory runs out.
+        """
+        return self._allocate(_core.as_size(size), 0, False)
+
+    def zalloc(self, size: int) -> Block:
+        """Allocate a zero-filled Block of ``size`` bytes. Raises as :meth:`malloc`."""
+        return self._allocate(_core.as_size(size), 0, True)
+
+    def calloc(self, count: int, size: int) -> Block:
+        """Allocate a zero-filled Block for ``count`` items of ``size`` bytes each. Raises as :meth:`malloc`;
+        MemoryError if ``count * size`` overflows."""
+        total = _core.as_size(count, "count") * _core.as_size(size)
+        if total > _core.MAX_SIZE:
+            raise MemoryError(f"calloc of {count} x {size} bytes is more than mimalloc can allocate")
+        return self._allocate(total, 0, True)
+
+    def malloc_aligned(self, size: int, alignment: int) -> Block:
+        """Allocate ``size`` bytes at an address that is a multiple of ``alignment`` (a power of two, bytes).
+
+        Raises ValueError for an alignment that is not a power of two, else as :meth:`malloc`.
+        """
+        return self._allocate(_core.as_size(size), _core.as_alignment(alignment), False)
+
+    def zalloc_aligned(self, size: int, alignment: int) -> Block:
+        """Like :meth:`malloc_aligned`, zero-filled."""
+        return self._allocate(_core.as_size(size), _core.as_alignment(alignment), True)
+
+    def realloc(self, block: Block, size: int) -> Block:
+        """Resize ``block`` to ``size`` bytes, keeping its contents up to the smaller size.
+
+        Returns a new Block; the old one is freed (using it raises ValueError). Raises ValueError if the
+        block belongs to another heap or is freed, or this heap is closed; BufferError while views of the
+        block are exported; MemoryError if memory runs out (the old block is then unchanged).
+        """
+        if not isinstance(block, Block):
+            raise TypeError(f"realloc needs a Block, not {type(block).__name__}")
+        size = _core.as_size(size)
+        with _exports_lock:
+            record = block._live()
+            if block._heap is not self:
+                raise ValueError("the block was allocated from another heap")
+            if block._views_exported():
+                raise BufferError("cannot realloc a Block while views of it are exported; release them first")
+            moved = lib.pmi_block_realloc(record, size)
+            if not moved:
+                self._allocation_failed(size)
+            block._detach()
+        return Block._adopt(moved, self)
+
+    # -- queries ------------------------------------------------------------------------------------
+    def contains(self, obj: Block | int | Any) -> bool:
+        """Whether ``obj`` (a Block, an int address, or an object exporting a buffer) lies in this heap.
+
+        Addresses that are not mimalloc's give False, never a crash. Raises ValueError if the heap is
+        closed or ``obj`` is a freed Block, TypeError for other objects.
+        """
+        address = address_of(obj)
+        if address is None:
+            self._check_open()
+            return False
+        return bool(_core.check(lib.pmi_heap_contains(self._handle, address), "contains"))
+
+    __contains__ = contains
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close`, :meth:`destroy` or :meth:`delete` has run."""
+        return lib.pmi_heap_state(self._handle) != lib.PMI_STATE_OPEN
+
+    @property
+    def is_main(self) -> bool:
+        """True for mimalloc's main heap (see :func:`main_heap`), which cannot be closed."""
+        return bool(lib.pmi_heap_is_main(self._handle))
+
+    @property
+    def live_blocks(self) -> int:
+        """How many Blocks allocated from this heap are alive (a plain, cheap counter)."""
+        return int(lib.pmi_heap_live_blocks(self._handle))
+
+    @property
+    def live_bytes(self) -> int:
+        """How many bytes (as requested) the live Blocks of this heap hold."""
+        return int(lib.pmi_heap_live_bytes(self._handle))
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("the heap is closed")
+
+    # -- collection and closing ----------------------------------------------------------------------
+    def collect(self, force: bool = False) -> None:
+        """Return unused memory of this heap to the OS (``mi_heap_collect``). ValueError if closed."""
+        _core.check(lib.pmi_heap_collect(self._handle, bool(force)), "collect")
+
+    def close(self) -> None:
+        """Close the heap. Idempotent.
+
+        With nothing allocated from the heap still alive, all its memory is released at once
+        (``mi_heap_destroy``). Otherwise live Blocks are handed to the main heap (``mi_heap_delete``):
+        they stay valid and are freed when their owners go. Raises ValueError for the main heap.
+        """
+        status = lib.pmi_heap_close(self._handle, lib.PMI_CLOSE_AUTO)
+        if status == lib.PMI_EMAIN:
+            _core.check(status, "close")
+        self._unregister()
+
+    def destroy(self) -> None:
+        """Release all of the heap's memory at once (``mi_heap_destroy``), strictly.
+
+        Raises BufferError while any Block allocated from it is alive (the heap stays open), ValueError
+        if it is already closed or is the main heap.
+        """
+        _core.check(lib.pmi_heap_close(self._handle, lib.PMI_CLOSE_DESTROY), "destroy")
+        self._unregister()
+
+    def delete(self) -> None:
+        """Close the heap, handing its live blocks to the main heap (``mi_heap_delete``).
+
+        Raises ValueError if the heap is already closed or is the main heap.
+        """
+        _core.check(lib.pmi_heap_close(self._handle, lib.PMI_CLOSE_DELETE), "delete")
+        self._unregister()
+
+    def _unregister(self) -> None:
+        if _heaps_by_id.get(self._id) is self:
+            _heaps_by_id.pop(self._id, None)
+
+    def __enter__(self) -> Heap:
+        self._check_open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if not self.is_main:
+            self.close()
+
+    def __repr__(self) -> str:
+        state = "main" if self.is_main else ("closed" if self.closed else "open")
+        return f"<pymimalloc.Heap {state} live_blocks={self.live_blocks} live_bytes={self.live_bytes}>"
+
+
+def main_heap() -> Heap:
+    """mimalloc's main heap (the one ``mi_malloc`` uses). It can be allocated from but not closed."""
+    global _main_heap
+    with _main_heap_lock:
+        if _main_heap is None:
+            heap = object.__new__(Heap)
+            heap._attach(lib.pmi_heap_main_handle())
+            _main_heap = heap
+        return _main_heap
+
+
+def heap_of(obj: Block | int | Any) -> Heap | None:
+    """The open Heap holding ``obj`` (a Block, an int address, or a buffer), or None.
+
+    Blocks of a closed heap belong to the main heap. Addresses not managed by mimalloc (or by a heap
+    pymimalloc does not know) give None, never a crash.
+    """
+    address = address_of(obj)
+    if address is None:
+        return None
+    heap_id = int(lib.pmi_heap_of(address))
+    if heap_id == 0:
+        return None
+    if heap_id == int(lib.pmi_heap_id(main_heap()._handle)):
+        return main_heap()
+    return _heaps_by_id.get(heap_id)
