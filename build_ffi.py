@@ -40,7 +40,7 @@ SDIST_SHA256 = "8d355a77cc0f4133cdeb9156c9098bbb4e88924326d38343cf73ff9caa95ece3
 
 # Our headers, in the order cffi reads them. They are plain declarations so reviewers read C, not strings.
 CDEF_HEADERS = ["mimalloc_api.h", "pmi_heap.h", "pmi_build.h"]
-C_SOURCES = ["pmi_heap.c"]
+C_SOURCES = ["pmi_mimalloc.c", "pmi_heap.c"]
 
 
 class BuildError(SystemExit):
@@ -241,8 +241,8 @@ def make_ffi() -> FFI:
         '#include "pmi_build.h"\n'
         f"static const char pmi_build_info_json[] = {_c_string(json.dumps(info))};\n"
         "const char* pmi_build_info(void) { return pmi_build_info_json; }\n",
-        sources=[str(root / "src" / "static.c"), *(str(CSRC / name) for name in C_SOURCES)],
-        include_dirs=[str(root / "include"), str(CSRC)],
+        sources=[f"csrc/{name}" for name in C_SOURCES],  # setuptools wants project-relative paths
+        include_dirs=[str(root / "include"), str(root / "src"), str(CSRC)],
         define_macros=options["defines"],  # type: ignore[arg-type]
         extra_compile_args=options["cflags"],  # type: ignore[arg-type]
         extra_link_args=["-fvisibility=hidden"],
