@@ -108,6 +108,16 @@ def _unpack(tarball: pathlib.Path, dest: pathlib.Path) -> pathlib.Path:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def verify_sha256(path: pathlib.Path, expected: str) -> None:
+    """Raise BuildError unless the file at ``path`` has the sha256 ``expected``."""
+    actual = _sha256(path)
+    if actual != expected:
+        raise BuildError(
+            f"{path.name} has sha256 {actual}, expected {expected}. The file was not used. "
+            "Check your index or mirror, or build with MIMALLOC_SOURCE=<trusted mimalloc tree>."
+        )
+
+
 def _download_sdist(cache: pathlib.Path) -> pathlib.Path:
     """Fetch the pinned sdist through pip, so pip's own index configuration decides where it comes from."""
     cached = cache / SDIST_FILENAME
@@ -127,12 +137,7 @@ def _download_sdist(cache: pathlib.Path) -> pathlib.Path:
                 "Check the network and pip's index configuration, or build offline with "
                 "MIMALLOC_SOURCE=<path to the mimalloc tree or tarball>."
             )
-        actual = _sha256(got)
-        if actual != SDIST_SHA256:
-            raise BuildError(
-                f"{SDIST_FILENAME} has sha256 {actual}, expected {SDIST_SHA256}. The file was not used. "
-                "Check your index or mirror, or build with MIMALLOC_SOURCE=<trusted mimalloc tree>."
-            )
+        verify_sha256(got, SDIST_SHA256)
         os.replace(got, cached)
     return cached
 
@@ -215,7 +220,12 @@ def _c_string(text: str) -> str:
     return json.dumps(text)  # a JSON string literal is a valid C string literal for ASCII text
 
 
-def make_ffi() -> FFI:
+def make_ffi(project_relative: bool = True) -> FFI:
+    """The FFI builder for ``pymimalloc._mimalloc``.
+
+    setuptools (through ``cffi_modules``) needs source paths relative to the project;
+    ``ffi.compile()`` changes directory first and needs absolute ones (``project_relative=False``).
+    """
     root, origin = locate_source()
     options = compile_options()
     version = _mimalloc_version(root)
@@ -241,7 +251,7 @@ def make_ffi() -> FFI:
         '#include "pmi_build.h"\n'
         f"static const char pmi_build_info_json[] = {_c_string(json.dumps(info))};\n"
         "const char* pmi_build_info(void) { return pmi_build_info_json; }\n",
-        sources=[f"csrc/{name}" for name in C_SOURCES],  # setuptools wants project-relative paths
+        sources=[f"csrc/{name}" if project_relative else str(CSRC / name) for name in C_SOURCES],
         include_dirs=[str(root / "include"), str(root / "src"), str(CSRC)],
         define_macros=options["defines"],  # type: ignore[arg-type]
         extra_compile_args=options["cflags"],  # type: ignore[arg-type]
@@ -251,7 +261,6 @@ def make_ffi() -> FFI:
     return ffibuilder
 
 
-ffi = make_ffi()
-
+# setup.py names make_ffi (cffi calls it), so importing this file has no side effects.
 if __name__ == "__main__":
-    ffi.compile(verbose=True)
+    make_ffi(project_relative=False).compile(verbose=True)

@@ -1,0 +1,145 @@
+"""The compiled module: version, flags, exported symbols; and the build script's source handling."""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+import pymimalloc
+from pymimalloc._core import ffi, lib
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _load_build_script():
+    """The build script as a module (importing it has no side effects), without putting the repo on sys.path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_ffi", REPO / "build_ffi.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build_ffi = _load_build_script()
+
+
+def test_versions() -> None:
+    assert pymimalloc.mimalloc_version == "3.4.3"
+    assert lib.mi_version() == lib.MI_MALLOC_VERSION == 30403  # header and library agree
+    assert pymimalloc.__version__ == importlib.metadata.version("pymimalloc")
+
+
+def test_build_info_describes_a_consistent_build() -> None:
+    info = pymimalloc.build_info()
+    assert info["mimalloc_version"] == pymimalloc.mimalloc_version
+    assert info["mimalloc_source"]
+    if info["mimalloc_source"] == build_ffi.SDIST_REQUIREMENT:
+        assert info["mimalloc_sha256"] == build_ffi.SDIST_SHA256
+    assert info["defines"]["MI_DEBUG"] == str(info["debug"])
+    assert info["defines"]["MI_SECURE"] == str(info["secure"])
+    assert ("NDEBUG" in info["defines"]) == (info["debug"] == 0)
+    assert ("-march=native" in info["cflags"]) == info["native"] == (not info["portable"])
+    for flag in ("-O3", "-fvisibility=hidden", "-ftls-model=local-dynamic"):
+        assert flag in info["cflags"]
+    info["cflags"].append("changed")
+    assert "changed" not in pymimalloc.build_info()["cflags"]  # callers get a copy
+
+
+def _dynamic_symbols(path: str, *flags: str) -> list[str]:
+    out = subprocess.run(["nm", "-D", *flags, path], capture_output=True, text=True, check=True).stdout
+    return [line.split()[-1] for line in out.splitlines() if line.strip()]
+
+
+def test_module_exports_only_its_init_symbol() -> None:
+    from pymimalloc import _mimalloc
+
+    defined = _dynamic_symbols(_mimalloc.__file__, "--defined-only")
+    assert defined == ["PyInit__mimalloc"]
+    # and it takes malloc from libc rather than defining (overriding) it
+    undefined = _dynamic_symbols(_mimalloc.__file__, "--undefined-only")
+    assert not any(name.startswith("mi_") for name in undefined)
+
+
+def test_sha256_verification_rejects_a_wrong_file(tmp_path: pathlib.Path) -> None:
+    fake = tmp_path / build_ffi.SDIST_FILENAME
+    fake.write_bytes(b"not the sdist")
+    with pytest.raises(SystemExit, match="expected " + build_ffi.SDIST_SHA256):
+        build_ffi.verify_sha256(fake, build_ffi.SDIST_SHA256)
+
+
+@pytest.mark.parametrize("make_source, message", [
+    (lambda tmp: tmp / "missing", "does not exist"),
+    (lambda tmp: tmp, "has no src/static.c"),
+])
+def test_bad_mimalloc_source_stops_with_one_clear_message(monkeypatch, tmp_path, make_source, message) -> None:
+    monkeypatch.setenv("MIMALLOC_SOURCE", str(make_source(tmp_path)))
+    with pytest.raises(SystemExit, match=message):
+        build_ffi.locate_source()
+
+
+def test_tarball_without_static_c_is_refused(monkeypatch, tmp_path: pathlib.Path) -> None:
+    (tmp_path / "mimalloc" / "include").mkdir(parents=True)
+    (tmp_path / "mimalloc" / "include" / "mimalloc.h").write_text("/* header only */\n")
+    tarball = tmp_path / "broken.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(tmp_path / "mimalloc", arcname="pkg/mimalloc")
+    monkeypatch.setenv("MIMALLOC_SOURCE", str(tarball))
+    monkeypatch.setenv("PYMIMALLOC_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(SystemExit, match="holds no mimalloc tree"):
+        build_ffi.locate_source()
+
+
+@pytest.mark.parametrize("variable, value", [("PYMIMALLOC_DEBUG", "4"), ("PYMIMALLOC_SECURE", "x")])
+def test_bad_levels_are_refused(monkeypatch, variable: str, value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit, match=variable):
+        build_ffi.compile_options()
+
+
+def test_offline_portable_build_from_a_tarball(tmp_path: pathlib.Path) -> None:
+    """MIMALLOC_SOURCE=<tarball> builds without the index, and PYMIMALLOC_PORTABLE drops -march=native."""
+    root, origin = build_ffi.locate_source()  # the tree the installed module was built from (cached)
+    tarball = tmp_path / "mimalloc-local.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(root, arcname="mimalloc-local/mimalloc")
+    env = dict(os.environ, MIMALLOC_SOURCE=str(tarball), PYMIMALLOC_PORTABLE="1",
+               PYMIMALLOC_CACHE_DIR=str(tmp_path / "cache"), PIP_NO_INDEX="1")
+    out = tmp_path / "out"
+    script = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r}); import build_ffi; "
+        f"build_ffi.make_ffi(project_relative=False).compile(tmpdir={str(out)!r})"
+    )
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, cwd=REPO)
+    built = next(out.glob("pymimalloc/_mimalloc*.so"))
+    check = (
+        "import importlib.util, json, sys; "
+        f"spec = importlib.util.spec_from_file_location('pymimalloc._mimalloc', {str(built)!r}); "
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+        "print(m.ffi.string(m.lib.pmi_build_info()).decode())"
+    )
+    import json
+
+    info = json.loads(subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                                     check=True).stdout)
+    assert info["mimalloc_source"] == str(tarball)
+    assert info["mimalloc_sha256"] == build_ffi._sha256(tarball)
+    assert info["portable"] is True and "-march=native" not in info["cflags"]
+    assert (tmp_path / "cache").is_dir()
+    shutil.rmtree(out)
+
+
+def test_no_mimalloc_code_is_tracked() -> None:
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    for name in files.split():
+        path = REPO / name
+        if path.is_file() and path.suffix in {".c", ".h", ".txt", ".md", ".py"}:
+            assert "Daan Leijen" not in path.read_text(errors="replace"), name
