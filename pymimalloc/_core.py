@@ -10,7 +10,18 @@ import json
 import operator
 from typing import Any, Final, NoReturn
 
-from ._mimalloc import ffi, lib
+try:
+    from ._mimalloc import ffi, lib
+except ModuleNotFoundError as error:  # pragma: no cover - exercised in a subprocess by the tests
+    if error.name != __package__ + "._mimalloc":
+        raise
+    import os
+
+    raise ImportError(
+        f"pymimalloc's compiled module is missing from {os.path.dirname(__file__)}. This usually means "
+        "Python imported the source folder of a checkout (the current directory) instead of the installed "
+        "package: run from another directory, or install with `pip install -e .` to build it in place."
+    ) from None
 
 __all__ = ["ffi", "lib", "check", "as_size", "as_alignment", "address_of", "MAX_SIZE", "BUILD_INFO"]
 

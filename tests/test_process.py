@@ -49,3 +49,16 @@ def test_main_json() -> None:
 
     result = _run("-m", "pymimalloc", "--json")
     assert json.loads(result.stdout) == pymimalloc.build_info()
+
+
+def test_importing_the_source_folder_without_the_compiled_module_says_why() -> None:
+    import pathlib
+
+    repo = pathlib.Path(__file__).resolve().parent.parent
+    if list((repo / "pymimalloc").glob("_mimalloc*.so")):
+        # an in-place (editable) build: the source folder is importable and must work
+        result = subprocess.run([sys.executable, "-c", "import pymimalloc"], capture_output=True, text=True, cwd=repo)
+        assert result.returncode == 0, result.stderr
+    else:
+        result = subprocess.run([sys.executable, "-c", "import pymimalloc"], capture_output=True, text=True, cwd=repo)
+        assert "imported the source folder of a checkout" in result.stderr
