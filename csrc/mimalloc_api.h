@@ -19,3 +19,13 @@ size_t mi_usable_size(const void* p);
 void*  mi_heap_malloc(mi_heap_t* heap, size_t size);
 void   mi_free(void* p);
 mi_heap_t* mi_heap_main(void);
+
+/* Options, by their enum value (names come from mi_options_print_out; see pymimalloc/options.py). */
+typedef int... mi_option_t;
+long   mi_option_get(mi_option_t option);
+void   mi_option_set(mi_option_t option, long value);
+
+/* Statistics and process information. */
+void   mi_stats_reset(void);
+void   mi_process_info(size_t* elapsed_msecs, size_t* user_msecs, size_t* system_msecs, size_t* current_rss,
+                       size_t* peak_rss, size_t* current_commit, size_t* peak_commit, size_t* page_faults);

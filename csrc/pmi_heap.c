@@ -1,10 +1,13 @@
 /* pymimalloc's heap and block glue. See pmi_heap.h for the ownership model. */
+#include <pthread.h>
 #include <sched.h>
+#include <string.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <mimalloc.h>
+#include <mimalloc-stats.h>
 #include "pmi_heap.h"
 
 struct pmi_heap_s {
@@ -15,7 +18,12 @@ struct pmi_heap_s {
     atomic_int        state;        /* PMI_STATE_* */
     atomic_size_t     live_blocks;
     atomic_size_t     live_bytes;
+    int               freeze_depth;  /* guarded by pmi_freeze_lock */
+    _Atomic(pmi_block_t*) deferred;  /* records released while frozen (a lock-free stack) */
 };
+
+/* Freezing and thawing are rare; one lock for all heaps keeps nested freezes simple. */
+static pthread_mutex_t pmi_freeze_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Our own bookkeeping (heap wrappers and block records) lives in a private heap, so it never shows up
    in a user's heap, its counters or its visits. */
@@ -48,6 +56,23 @@ static inline bool pmi_enter(pmi_heap_t* h) {
     return false;
 }
 
+static int pmi_refusal(pmi_heap_t* h) {
+    const int state = atomic_load(&h->state);
+    return (state == PMI_STATE_FROZEN ? PMI_EFROZEN : state == PMI_STATE_OPEN ? PMI_OK : PMI_ECLOSED);
+}
+
+/* Why this thread's last allocation failed: read right after the failure, whatever the heap did since. */
+static __thread int pmi_last_failure;
+
+static inline bool pmi_enter_alloc(pmi_heap_t* h) {
+    if (pmi_enter(h)) return true;
+    pmi_last_failure = pmi_refusal(h);
+    if (pmi_last_failure == PMI_OK) pmi_last_failure = PMI_EBUSY;  /* closing right now */
+    return false;
+}
+
+int pmi_allocation_failure(void) { return pmi_last_failure; }
+
 static inline void pmi_leave(pmi_heap_t* h) {
     atomic_fetch_sub(&h->active, 1);
 }
@@ -70,7 +95,7 @@ int pmi_heap_close(pmi_heap_t* h, int mode) {
     if (h->is_main) return PMI_EMAIN;
     int expected = PMI_STATE_OPEN;
     if (!atomic_compare_exchange_strong(&h->state, &expected, PMI_STATE_CLOSING)) {
-        return (expected == PMI_STATE_CLOSED ? PMI_ECLOSED : PMI_EBUSY);
+        return (expected == PMI_STATE_CLOSED ? PMI_ECLOSED : expected == PMI_STATE_FROZEN ? PMI_EFROZEN : PMI_EBUSY);
     }
     while (atomic_load(&h->active) != 0) sched_yield();
     /* From here on nothing can allocate; the live count can only go down. */
@@ -100,14 +125,17 @@ size_t pmi_heap_live_blocks(pmi_heap_t* h) { return atomic_load_explicit(&h->liv
 size_t pmi_heap_live_bytes(pmi_heap_t* h) { return atomic_load_explicit(&h->live_bytes, memory_order_relaxed); }
 
 int pmi_heap_collect(pmi_heap_t* h, bool force) {
-    if (!pmi_enter(h)) return PMI_ECLOSED;
+    if (!pmi_enter(h)) return pmi_refusal(h);
     mi_heap_collect(h->heap, force);
     pmi_leave(h);
     return PMI_OK;
 }
 
 int pmi_heap_contains(pmi_heap_t* h, uintptr_t address) {
-    if (!pmi_enter(h)) return PMI_ECLOSED;
+    if (atomic_load(&h->state) == PMI_STATE_FROZEN) {  /* reading the page map is safe while frozen */
+        return mi_heap_contains(h->heap, (const void*)address) ? 1 : 0;
+    }
+    if (!pmi_enter(h)) return pmi_refusal(h);
     const int found = mi_heap_contains(h->heap, (const void*)address) ? 1 : 0;
     pmi_leave(h);
     return found;
@@ -135,7 +163,8 @@ static pmi_block_t* pmi_record_new(pmi_heap_t* h, void* data, size_t size) {
 }
 
 pmi_block_t* pmi_block_alloc(pmi_heap_t* h, size_t size, size_t alignment, bool zero) {
-    if (!pmi_enter(h)) return NULL;
+    if (!pmi_enter_alloc(h)) return NULL;
+    pmi_last_failure = PMI_ENOMEM;  /* unless we succeed below */
     void* p;
     if (alignment == 0) p = (zero ? mi_heap_zalloc(h->heap, size) : mi_heap_malloc(h->heap, size));
     else p = (zero ? mi_heap_zalloc_aligned(h->heap, size, alignment) : mi_heap_malloc_aligned(h->heap, size, alignment));
@@ -151,7 +180,9 @@ pmi_block_t* pmi_block_alloc(pmi_heap_t* h, size_t size, size_t alignment, bool 
 
 pmi_block_t* pmi_block_realloc(pmi_block_t* old, size_t size) {
     pmi_heap_t* h = old->owner;
-    if (old->data == NULL || !pmi_enter(h)) return NULL;
+    if (old->data == NULL) { pmi_last_failure = PMI_EBUSY; return NULL; }
+    if (!pmi_enter_alloc(h)) return NULL;
+    pmi_last_failure = PMI_ENOMEM;
     pmi_block_t* b = pmi_record_new(h, NULL, size);
     if (b != NULL) {
         void* p = mi_heap_realloc(h->heap, old->data, size);
@@ -171,14 +202,132 @@ pmi_block_t* pmi_block_realloc(pmi_block_t* old, size_t size) {
     return b;
 }
 
+static void pmi_release_deferred(pmi_heap_t* h);
+
 void pmi_block_release(pmi_block_t* b) {
     pmi_heap_t* h = b->owner;
     if (b->data != NULL) {
+        atomic_fetch_add(&h->active, 1);
+        if (atomic_load(&h->state) == PMI_STATE_FROZEN) {
+            /* A walk may be reading this block's page: put the free off until the heap thaws. */
+            atomic_fetch_sub(&h->active, 1);
+            pmi_block_t* head = atomic_load(&h->deferred);
+            do { b->next_deferred = head; } while (!atomic_compare_exchange_weak(&h->deferred, &head, b));
+            /* If the heap thawed meanwhile, nobody else will look at the list again: drain it. */
+            if (atomic_load(&h->state) != PMI_STATE_FROZEN) pmi_release_deferred(h);
+            return;
+        }
         mi_free(b->data);
         pmi_count_free(h, b->size);
+        atomic_fetch_sub(&h->active, 1);
     }
     mi_free(b);
     pmi_heap_unref(h);
+}
+
+static void pmi_release_deferred(pmi_heap_t* h) {
+    pmi_block_t* b = atomic_exchange(&h->deferred, NULL);
+    while (b != NULL) {
+        pmi_block_t* next = b->next_deferred;
+        pmi_block_release(b);  /* re-checks the state: defers again if a new freeze began */
+        b = next;
+    }
+}
+
+int pmi_heap_freeze(pmi_heap_t* h) {
+    int status = PMI_OK;
+    pthread_mutex_lock(&pmi_freeze_lock);
+    if (h->freeze_depth > 0) {
+        h->freeze_depth++;
+    }
+    else {
+        int expected = PMI_STATE_OPEN;
+        if (atomic_compare_exchange_strong(&h->state, &expected, PMI_STATE_FROZEN)) {
+            h->freeze_depth = 1;
+            while (atomic_load(&h->active) != 0) sched_yield();
+        }
+        else {
+            status = (expected == PMI_STATE_CLOSED ? PMI_ECLOSED : PMI_EBUSY);
+        }
+    }
+    pthread_mutex_unlock(&pmi_freeze_lock);
+    return status;
+}
+
+void pmi_heap_thaw(pmi_heap_t* h) {
+    bool thawed = false;
+    pthread_mutex_lock(&pmi_freeze_lock);
+    if (h->freeze_depth > 0 && --h->freeze_depth == 0) {
+        atomic_store(&h->state, PMI_STATE_OPEN);
+        thawed = true;
+    }
+    pthread_mutex_unlock(&pmi_freeze_lock);
+    if (thawed) pmi_release_deferred(h);
+}
+
+/* -- walking ------------------------------------------------------------------------------------- */
+
+static bool pmi_grow(void** array, size_t* capacity, size_t count, size_t item) {
+    if (count < *capacity) return true;
+    size_t wanted = (*capacity == 0 ? 64 : 2 * *capacity);
+    void* bigger = mi_heap_realloc(pmi_meta_heap, *array, wanted * item);
+    if (bigger == NULL) return false;
+    *array = bigger;
+    *capacity = wanted;
+    return true;
+}
+
+typedef struct pmi_walk_state_s {
+    pmi_walk_t* walk;
+    size_t area_capacity, block_capacity, area_capacity2;
+} pmi_walk_state_t;
+
+static bool pmi_walk_visitor(const mi_heap_t* heap, const mi_heap_area_t* area, void* block, size_t block_size, void* arg) {
+    (void)heap; (void)block_size;
+    pmi_walk_state_t* st = (pmi_walk_state_t*)arg;
+    pmi_walk_t* w = st->walk;
+    if (block == NULL) {
+        if (!pmi_grow((void**)&w->areas, &st->area_capacity, w->area_count, sizeof(pmi_area_t))) goto oom;
+        pmi_area_t* a = &w->areas[w->area_count++];
+        a->address = (uintptr_t)area->blocks;
+        a->reserved = area->reserved;
+        a->committed = area->committed;
+        a->used = area->used;
+        a->block_size = area->block_size;
+        a->full_block_size = area->full_block_size;
+        return true;
+    }
+    if (!pmi_grow((void**)&w->blocks, &st->block_capacity, w->block_count, sizeof(uintptr_t))) goto oom;
+    if (!pmi_grow((void**)&w->block_area, &st->area_capacity2, w->block_count, sizeof(size_t))) goto oom;
+    w->blocks[w->block_count] = (uintptr_t)block;
+    w->block_area[w->block_count] = w->area_count - 1;
+    w->block_count++;
+    return true;
+oom:
+    w->failed = PMI_ENOMEM;
+    return false;
+}
+
+int pmi_heap_walk(pmi_heap_t* h, bool visit_blocks, pmi_walk_t* walk) {
+    memset(walk, 0, sizeof(*walk));
+    if (atomic_load(&h->state) != PMI_STATE_FROZEN) return PMI_EBUSY;
+    pmi_walk_state_t st = { walk, 0, 0, 0 };
+    mi_heap_visit_blocks(h->heap, visit_blocks, &pmi_walk_visitor, &st);
+    return walk->failed;
+}
+
+void pmi_walk_free(pmi_walk_t* walk) {
+    mi_free(walk->areas);
+    mi_free(walk->blocks);
+    mi_free(walk->block_area);
+    memset(walk, 0, sizeof(*walk));
+}
+
+char* pmi_heap_stats_json(pmi_heap_t* h) {
+    if (!pmi_enter(h)) return NULL;
+    char* json = mi_heap_stats_get_json(h->heap, 0, NULL);
+    pmi_leave(h);
+    return json;
 }
 
 uintptr_t pmi_heap_of(uintptr_t address) {

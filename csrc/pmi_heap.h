@@ -22,6 +22,7 @@
 #define PMI_EBUSY      -2    /* blocks are still live (strict destroy), or another thread is closing */
 #define PMI_EMAIN      -3    /* the main heap cannot be closed */
 #define PMI_ENOMEM     -4    /* out of memory */
+#define PMI_EFROZEN    -5    /* a visit or snapshot is in progress: the heap refuses allocations and frees */
 
 /* close modes */
 #define PMI_CLOSE_AUTO     0  /* destroy if nothing is live, else delete */
@@ -32,6 +33,7 @@
 #define PMI_STATE_OPEN     0
 #define PMI_STATE_CLOSING  1
 #define PMI_STATE_CLOSED   2
+#define PMI_STATE_FROZEN   3  /* a visit or snapshot holds the heap still */
 
 typedef struct pmi_heap_s pmi_heap_t;
 
@@ -39,6 +41,7 @@ typedef struct pmi_block_s {
     void*       data;    /* start of the mimalloc block; NULL once realloc moved it to a new record */
     size_t      size;    /* bytes requested */
     pmi_heap_t* owner;   /* counted reference */
+    struct pmi_block_s* next_deferred;  /* link in the owner's list of frees put off by a freeze */
 } pmi_block_t;
 
 int         pmi_init(void);                      /* once, at import; PMI_ENOMEM on failure */
@@ -61,6 +64,37 @@ pmi_block_t* pmi_block_alloc(pmi_heap_t* heap, size_t size, size_t alignment, bo
    becomes NULL (its release then frees nothing); on failure (NULL) `block` is unchanged. */
 pmi_block_t* pmi_block_realloc(pmi_block_t* block, size_t size);
 void         pmi_block_release(pmi_block_t* block);
+/* Why the calling thread's last pmi_block_alloc/realloc returned NULL: PMI_ECLOSED, PMI_EFROZEN,
+   PMI_EBUSY (closing at that moment) or PMI_ENOMEM. */
+int          pmi_allocation_failure(void);
+
+/* Freezing: while frozen (any number of nested freezes), allocations fail with PMI_EFROZEN in every
+   thread and blocks released meanwhile are freed at the last thaw, so every address a walk reported
+   stays valid. Freeze waits for allocations and frees in flight. Returns PMI_OK or an error. */
+int  pmi_heap_freeze(pmi_heap_t* heap);
+void pmi_heap_thaw(pmi_heap_t* heap);
+
+/* A walk of a frozen heap (mi_heap_visit_blocks), recorded without calling back into Python. */
+typedef struct pmi_area_s {
+    uintptr_t address;          /* start of the area's blocks */
+    size_t    reserved;         /* bytes reserved (virtual) */
+    size_t    committed;        /* bytes committed */
+    size_t    used;             /* number of blocks in use */
+    size_t    block_size;       /* bytes per block */
+    size_t    full_block_size;  /* bytes per block including padding and metadata */
+} pmi_area_t;
+
+typedef struct pmi_walk_s {
+    pmi_area_t* areas;
+    size_t      area_count;
+    uintptr_t*  blocks;         /* block addresses, grouped by area */
+    size_t*     block_area;     /* for each block, the index of its area */
+    size_t      block_count;
+    int         failed;         /* PMI_ENOMEM if recording ran out of memory */
+} pmi_walk_t;
+
+int  pmi_heap_walk(pmi_heap_t* heap, bool visit_blocks, pmi_walk_t* walk);  /* heap must be frozen */
+void pmi_walk_free(pmi_walk_t* walk);
 
 uintptr_t pmi_heap_of(uintptr_t address);        /* mi_heap_t address owning `address`, or 0 */
 size_t    pmi_usable_size(uintptr_t address);    /* 0 if `address` is not in a mimalloc page */

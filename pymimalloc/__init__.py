@@ -13,15 +13,29 @@ Quick start::
 from ._version import __version__
 from .block import Block, good_size, usable_size
 from .build import build_info, mimalloc_version
-from .collection import collect
+from .collection import CollectResult, collect, collecting
+from .options import options
+from .stats import ProcessInfo, print_stats, process_info, reset_stats, stats
 from .heap import Heap, heap_of, main_heap
+from .visit import Area, BlockInfo, Snapshot
 
 __all__ = [
     "__version__",
+    "Area",
     "Block",
+    "BlockInfo",
     "Heap",
+    "Snapshot",
     "build_info",
+    "CollectResult",
+    "ProcessInfo",
     "collect",
+    "collecting",
+    "options",
+    "print_stats",
+    "process_info",
+    "reset_stats",
+    "stats",
     "good_size",
     "heap_of",
     "main_heap",

@@ -42,6 +42,11 @@ def _raise(status: int, what: str) -> NoReturn:
         raise BufferError(f"{what}: blocks or arrays allocated from this heap are still in use")
     if status == lib.PMI_EMAIN:
         raise ValueError(f"{what}: the main heap cannot be closed")
+    if status == lib.PMI_EFROZEN:
+        raise RuntimeError(
+            f"{what}: the heap is frozen by a visit or snapshot in progress; it refuses allocations and "
+            "frees until that ends"
+        )
     if status == lib.PMI_ENOMEM:
         raise MemoryError(f"{what}: out of memory")
     raise RuntimeError(f"{what}: unexpected status {status} from pymimalloc's C glue")

@@ -28,6 +28,7 @@ _exports_lock = threading.Lock()
 
 # sys.getrefcount(block._exporter) when only the Block holds it: the slot, and getrefcount's argument.
 _EXPORTER_OWN_REFS = 2
+_FROZEN = lib.PMI_STATE_FROZEN
 
 
 class Block:
@@ -117,10 +118,12 @@ class Block:
         """Give the memory back to its heap. Idempotent.
 
         Raises BufferError while a view of the block is exported (release the views first), as
-        ``mmap.close()`` does.
+        ``mmap.close()`` does, and RuntimeError while a visit or snapshot of its heap is in progress.
         """
         if self._record is None:
             return
+        if lib.pmi_heap_state(self._heap._handle) == _FROZEN:
+            raise RuntimeError("cannot free into a heap while a visit or snapshot of it is in progress")
         if self._exporter is not None:
             with _exports_lock:
                 if self._views_exported():

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from ._core import lib
+import contextlib
+import dataclasses
+from collections.abc import Iterator
 
-__all__ = ["collect"]
+from ._core import lib
+from .stats import ProcessInfo, process_info
+
+__all__ = ["collect", "collecting", "CollectResult"]
 
 
 def collect(force: bool = False) -> None:
@@ -13,3 +18,33 @@ def collect(force: bool = False) -> None:
     With ``force=True`` mimalloc also purges memory it would otherwise keep for reuse.
     """
     lib.mi_collect(bool(force))
+
+
+@dataclasses.dataclass(slots=True)
+class CollectResult:
+    """What a :func:`collecting` block gave back. ``after`` is None until the block ends."""
+
+    force: bool
+    before: ProcessInfo
+    after: ProcessInfo | None = None
+
+    @property
+    def commit_released(self) -> int:
+        """Bytes of committed memory given back (negative if the block committed more than it freed)."""
+        return 0 if self.after is None else self.before.current_commit - self.after.current_commit
+
+    @property
+    def rss_released(self) -> int:
+        """Bytes of resident memory given back (negative if RSS grew)."""
+        return 0 if self.after is None else self.before.current_rss - self.after.current_rss
+
+
+@contextlib.contextmanager
+def collecting(force: bool = True) -> Iterator[CollectResult]:
+    """Collect when the ``with`` block ends, even on error; the result holds commit and RSS before and after."""
+    result = CollectResult(bool(force), process_info())
+    try:
+        yield result
+    finally:
+        collect(force)
+        result.after = process_info()

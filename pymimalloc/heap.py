@@ -9,13 +9,17 @@ nothing leaks. The locking that makes close safe against allocations in other th
 
 from __future__ import annotations
 
+import json
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _core
 from ._core import ffi, lib
 from .block import Block, _exports_lock, address_of
+from .stats import take_text
+from .visit import Area, BlockInfo, Snapshot, VisitCallback, frozen, visit, walk
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -60,9 +64,12 @@ class Heap:
         return Block._adopt(record, self)
 
     def _allocation_failed(self, size: int) -> None:
-        if lib.pmi_heap_state(self._handle) != lib.PMI_STATE_OPEN:
+        failure = lib.pmi_allocation_failure()
+        if failure in (lib.PMI_ECLOSED, lib.PMI_EBUSY):
             raise ValueError("cannot allocate from a closed heap")
-        raise MemoryError(f"mimalloc could not allocate {size} bytes")
+        if failure == lib.PMI_ENOMEM:
+            raise MemoryError(f"mimalloc could not allocate {size} bytes")
+        _core.check(failure, "allocation")
 
     def malloc(self, size: int) -> Block:
         """Allocate a Block of ``size`` bytes (uninitialised contents).
@@ -156,6 +163,42 @@ class Heap:
         if self.closed:
             raise ValueError("the heap is closed")
 
+    def stats(self) -> dict[str, Any]:
+        """This heap's statistics as a dict (``mi_heap_stats_get_json``). ValueError if closed."""
+        text = lib.pmi_heap_stats_json(self._handle)
+        if not text:
+            _core.check(lib.pmi_heap_freeze(self._handle), "stats")  # raises for a closed heap
+            lib.pmi_heap_thaw(self._handle)
+        return json.loads(take_text(text, "heap statistics"))  # type: ignore[no-any-return]
+
+    # -- walking ------------------------------------------------------------------------------------
+    def areas(self) -> Iterator[Area]:
+        """The heap's areas (``mi_heap_visit_blocks``), recorded at the time of the call."""
+        with frozen(self):
+            found = walk(self, False)
+        return iter([area for area, _ in found])
+
+    def blocks(self) -> Iterator[BlockInfo]:
+        """Every live block of the heap, recorded at the time of the call."""
+        with frozen(self):
+            found = walk(self, True)
+        return iter([info for _, infos in found for info in infos])
+
+    def visit(self, callback: VisitCallback, blocks: bool = True) -> bool:
+        """Call ``callback(area, None)`` for each area and, if ``blocks``, ``callback(area, block_info)``
+        for each live block of that area.
+
+        A falsy return stops the walk and makes ``visit`` return False; an exception in the callback
+        stops it and propagates unchanged. While the walk runs the heap is frozen: allocating from it
+        or freeing into it raises RuntimeError (blocks dropped meanwhile are freed afterwards).
+        """
+        return visit(self, callback, bool(blocks))
+
+    def snapshot(self) -> Snapshot:
+        """A context manager: ``with heap.snapshot() as snap:`` gives ``snap.areas``, ``snap.blocks``,
+        ``snap.live_blocks`` and ``snap.live_bytes``, with the heap frozen until the block ends."""
+        return Snapshot(self)
+
     # -- collection and closing ----------------------------------------------------------------------
     def collect(self, force: bool = False) -> None:
         """Return unused memory of this heap to the OS (``mi_heap_collect``). ValueError if closed."""
@@ -166,10 +209,11 @@ class Heap:
 
         With nothing allocated from the heap still alive, all its memory is released at once
         (``mi_heap_destroy``). Otherwise live Blocks are handed to the main heap (``mi_heap_delete``):
-        they stay valid and are freed when their owners go. Raises ValueError for the main heap.
+        they stay valid and are freed when their owners go. Raises ValueError for the main heap and
+        RuntimeError during a visit or snapshot of this heap.
         """
         status = lib.pmi_heap_close(self._handle, lib.PMI_CLOSE_AUTO)
-        if status == lib.PMI_EMAIN:
+        if status in (lib.PMI_EMAIN, lib.PMI_EFROZEN):  # closed already, or closing in another thread: fine
             _core.check(status, "close")
         self._unregister()
 

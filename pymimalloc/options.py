@@ -1,0 +1,87 @@
+"""mimalloc's options as a mapping: read, set and temporarily override them by name.
+
+Names and their order come from the compiled library (``mi_options_print_out``), never typed in by hand;
+deprecated options are left out. Options are process-wide. Sizes marked "KiB" by mimalloc
+(``reserve_os_memory``, ``arena_reserve``, ``minimal_purge_size``, ``arena_max_object_size``) are in KiB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
+
+from ._core import lib
+from .stats import take_text
+
+__all__ = ["Options", "options"]
+
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+
+
+def _read_names() -> dict[str, int]:
+    text = take_text(lib.pmi_options_text(), "the option list")
+    names = re.findall(r"^option '(\w+)':", text, flags=re.MULTILINE)
+    return {name: index for index, name in enumerate(names) if not name.startswith("deprecated")}
+
+
+class Options(Mapping[str, int]):
+    """Every non-deprecated ``mi_option_*``, by name without the prefix (``purge_delay``, ...)."""
+
+    def __init__(self) -> None:
+        self._index = _read_names()
+        self._lock = threading.Lock()
+        #: the values at import (compiled defaults, as adjusted by MIMALLOC_* environment variables)
+        self.defaults: Mapping[str, int] = MappingProxyType({name: self[name] for name in self._index})
+
+    def _option(self, name: str) -> int:
+        try:
+            return self._index[name]
+        except (KeyError, TypeError):
+            raise KeyError(name) from None
+
+    def __getitem__(self, name: str) -> int:
+        return int(lib.mi_option_get(self._option(name)))
+
+    def __setitem__(self, name: str, value: int) -> None:
+        """Set an option. KeyError for an unknown name, TypeError for a non-int value, ValueError out of range."""
+        option = self._option(name)
+        if not isinstance(value, int):  # bool is accepted: options such as show_errors are on/off
+            raise TypeError(f"option {name!r} takes an int, not {type(value).__name__}")
+        if not _LONG_MIN <= value <= _LONG_MAX:
+            raise ValueError(f"option {name!r}: {value} does not fit in a C long")
+        lib.mi_option_set(option, int(value))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @contextlib.contextmanager
+    def override(self, **values: int) -> Iterator[Options]:
+        """Set options for the ``with`` block and restore the previous values on exit, even on error.
+
+        All names and values are checked before any is set.
+        """
+        for name, value in values.items():
+            self._option(name)
+            if not isinstance(value, int):
+                raise TypeError(f"option {name!r} takes an int, not {type(value).__name__}")
+        with self._lock:
+            previous = {name: self[name] for name in values}
+        try:
+            for name, value in values.items():
+                self[name] = value
+            yield self
+        finally:
+            for name, value in previous.items():
+                self[name] = value
+
+    def __repr__(self) -> str:
+        return f"<pymimalloc.options {dict(self)!r}>"
+
+
+options = Options()

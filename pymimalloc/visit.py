@@ -1,0 +1,143 @@
+"""Walking a heap's areas and live blocks (``mi_heap_visit_blocks``), safely.
+
+mimalloc's walk assumes nothing else touches the heap meanwhile (mimalloc#369). So a walk first freezes
+the heap: allocations and explicit frees raise RuntimeError in every thread, and blocks dropped meanwhile
+(garbage collection, other threads) are freed when the heap thaws. The walk itself records areas and
+blocks in C without calling Python; callbacks then run over that record while the heap is still frozen,
+so every address they see stays valid until the walk ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from . import _core
+from ._core import ffi, lib
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from .heap import Heap
+
+__all__ = ["Area", "BlockInfo", "Snapshot", "VisitCallback"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Area:
+    """An area of a heap: a run of blocks of one size (a mimalloc page). Sizes in bytes."""
+
+    address: int  #: start of the area's blocks
+    reserved: int  #: bytes reserved (virtual)
+    committed: int  #: bytes committed
+    used: int  #: number of blocks in use (a count, not bytes)
+    block_size: int  #: bytes per block
+    full_block_size: int  #: bytes per block including padding and metadata
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BlockInfo:
+    """A live block found by a walk: its address and size (the area's block size, in bytes)."""
+
+    address: int
+    size: int
+    area: Area
+
+
+VisitCallback = Callable[[Area, "BlockInfo | None"], Any]
+
+
+@contextlib.contextmanager
+def frozen(heap: Heap) -> Iterator[None]:
+    """Hold ``heap`` still (see the module docstring). Nests; raises ValueError if the heap is closed."""
+    _core.check(lib.pmi_heap_freeze(heap._handle), "freezing the heap for a walk")
+    try:
+        yield
+    finally:
+        lib.pmi_heap_thaw(heap._handle)
+
+
+def walk(heap: Heap, visit_blocks: bool) -> list[tuple[Area, list[BlockInfo]]]:
+    """Record the areas of a frozen heap, each with its live blocks (empty unless ``visit_blocks``)."""
+    record = ffi.new("pmi_walk_t *")
+    try:
+        _core.check(lib.pmi_heap_walk(heap._handle, visit_blocks, record), "walking the heap")
+        areas = []
+        for i in range(record.area_count):
+            a = record.areas[i]
+            areas.append((Area(a.address, a.reserved, a.committed, a.used, a.block_size, a.full_block_size), []))
+        for i in range(record.block_count):
+            area, found = areas[record.block_area[i]]
+            found.append(BlockInfo(int(record.blocks[i]), area.block_size, area))
+        return areas
+    finally:
+        lib.pmi_walk_free(record)
+
+
+def visit(heap: Heap, callback: VisitCallback, visit_blocks: bool) -> bool:
+    """Call ``callback(area, None)`` for each area and ``callback(area, block)`` for each live block.
+
+    Returns False as soon as a callback returns a falsy value, else True. Exceptions propagate.
+    """
+    with frozen(heap):
+        for area, found in walk(heap, visit_blocks):
+            if not callback(area, None):
+                return False
+            for info in found:
+                if not callback(area, info):
+                    return False
+    return True
+
+
+class Snapshot:
+    """A consistent view of a heap's areas and live blocks, valid while its ``with`` block runs.
+
+    Inside the ``with`` block the heap is frozen, so every address in the snapshot stays valid. After it
+    the snapshot is ``stale``: its figures remain readable but describe the past.
+    """
+
+    __slots__ = ("_heap", "areas", "blocks", "stale", "_entered")
+
+    def __init__(self, heap: Heap) -> None:
+        self._heap = heap
+        self.areas: tuple[Area, ...] = ()
+        self.blocks: tuple[BlockInfo, ...] = ()
+        self.stale = False
+        self._entered = False
+
+    @property
+    def live_blocks(self) -> int:
+        """Number of live blocks the snapshot saw."""
+        return len(self.blocks)
+
+    @property
+    def live_bytes(self) -> int:
+        """Bytes in the live blocks the snapshot saw (block sizes, so at least the requested sizes)."""
+        return sum(info.size for info in self.blocks)
+
+    def __enter__(self) -> Snapshot:
+        if self._entered:
+            raise RuntimeError("a snapshot can be taken only once; call heap.snapshot() again")
+        self._entered = True
+        _core.check(lib.pmi_heap_freeze(self._heap._handle), "snapshot")
+        try:
+            found = walk(self._heap, True)
+        except BaseException:
+            lib.pmi_heap_thaw(self._heap._handle)
+            raise
+        self.areas = tuple(area for area, _ in found)
+        self.blocks = tuple(info for _, infos in found for info in infos)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if not self.stale:
+            self.stale = True
+            lib.pmi_heap_thaw(self._heap._handle)
+
+    def __repr__(self) -> str:
+        state = "stale" if self.stale else ("live" if self._entered else "not taken")
+        return f"<pymimalloc.Snapshot {state} areas={len(self.areas)} live_blocks={self.live_blocks}>"

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+
+import pymimalloc
+from pymimalloc._core import ffi, lib
+from pymimalloc.stats import take_text
+
+
+def test_names_come_from_the_library_without_deprecated_ones() -> None:
+    printed = take_text(lib.pmi_options_text(), "options")
+    names = list(pymimalloc.options)
+    assert {"purge_delay", "arena_eager_commit", "page_full_retain", "show_errors"} <= set(names)
+    assert not any(name.startswith("deprecated") for name in names)
+    for name in names:
+        assert f"option '{name}'" in printed
+    assert set(pymimalloc.options.defaults) == set(names)
+
+
+def test_read_and_set_by_name() -> None:
+    options = pymimalloc.options
+    before = options["purge_delay"]
+    try:
+        options["purge_delay"] = before + 7
+        assert options["purge_delay"] == before + 7
+    finally:
+        options["purge_delay"] = before
+    assert options["purge_delay"] == before == options.defaults["purge_delay"]
+
+
+@pytest.mark.parametrize("name", ["nope", "mi_option_purge_delay", "deprecated_page_reset", 3])
+def test_unknown_names_raise_key_error(name) -> None:
+    with pytest.raises(KeyError):
+        pymimalloc.options[name]
+    with pytest.raises(KeyError):
+        pymimalloc.options[name] = 1
+
+
+@pytest.mark.parametrize("value", [1.5, "10", None, b"1"])
+def test_wrong_value_types_raise_type_error(value) -> None:
+    with pytest.raises(TypeError):
+        pymimalloc.options["purge_delay"] = value
+    with pytest.raises(TypeError):
+        with pymimalloc.options.override(purge_delay=value):
+            pass
+
+
+def test_out_of_range_values_raise_value_error() -> None:
+    with pytest.raises(ValueError):
+        pymimalloc.options["purge_delay"] = 2**63
+
+
+def test_override_restores_even_after_an_exception() -> None:
+    options = pymimalloc.options
+    delay, retain = options["purge_delay"], options["page_full_retain"]
+    with pytest.raises(ZeroDivisionError):
+        with options.override(purge_delay=0, page_full_retain=retain + 3):
+            assert (options["purge_delay"], options["page_full_retain"]) == (0, retain + 3)
+            1 / 0
+    assert (options["purge_delay"], options["page_full_retain"]) == (delay, retain)
+    with options.override(purge_delay=5):
+        with options.override(purge_delay=6):
+            assert options["purge_delay"] == 6
+        assert options["purge_delay"] == 5
+    assert options["purge_delay"] == delay
+    with pytest.raises(KeyError):
+        with options.override(purge_delay=0, nope=1):
+            pass
+    assert options["purge_delay"] == delay  # nothing was set

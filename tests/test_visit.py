@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+import gc
+import threading
+
+import pytest
+
+import pymimalloc
+
+SIZES = [8, 100, 1000, 70000, 1 << 21, 3 << 20, 5 << 20]
+
+
+def _allocate(heap: pymimalloc.Heap) -> list[pymimalloc.Block]:
+    # sizes mimalloc uses as they are, so a block's size class equals the requested size
+    return [heap.malloc(pymimalloc.good_size(size)) for size in SIZES for _ in range(3)]
+
+
+def test_blocks_report_exactly_the_live_blocks(heap: pymimalloc.Heap) -> None:
+    blocks = _allocate(heap)
+    assert any(b.size > 2 << 20 for b in blocks)  # huge blocks are included (mimalloc#570)
+    seen = sorted((info.address, info.size) for info in heap.blocks())
+    assert seen == sorted((b.address, b.size) for b in blocks)
+    for block in blocks[::2]:
+        block.free()
+    seen = sorted((info.address, info.size) for info in heap.blocks())
+    assert seen == sorted((b.address, b.size) for b in blocks if not b.freed)
+
+
+def test_areas_describe_the_blocks(heap: pymimalloc.Heap) -> None:
+    blocks = _allocate(heap)
+    areas = list(heap.areas())
+    assert sum(area.used for area in areas) == len(blocks)
+    for area in areas:
+        assert area.reserved >= area.committed > 0 and area.full_block_size >= area.block_size > 0
+    for info in heap.blocks():
+        assert info.area.address <= info.address < info.area.address + info.area.reserved
+        assert info.size == info.area.block_size
+
+
+def test_visit_calls_back_for_areas_then_their_blocks(heap: pymimalloc.Heap) -> None:
+    blocks = _allocate(heap)
+    calls: list[tuple[pymimalloc.Area, pymimalloc.BlockInfo | None]] = []
+    assert heap.visit(lambda area, info: calls.append((area, info)) or True) is True
+    assert sorted(i.address for _, i in calls if i is not None) == sorted(b.address for b in blocks)
+    current = None
+    for area, info in calls:
+        if info is None:
+            current = area
+        else:
+            assert area is current is info.area
+    area_calls: list[object] = []
+    assert heap.visit(lambda area, info: area_calls.append(info) or True, blocks=False)
+    assert area_calls and all(info is None for info in area_calls)
+
+
+def test_a_falsy_return_stops_the_walk(heap: pymimalloc.Heap) -> None:
+    _blocks = _allocate(heap)
+    calls: list[object] = []
+
+    def stop_at_third(area, info) -> bool:
+        calls.append(info)
+        return len(calls) < 3
+
+    assert heap.visit(stop_at_third) is False
+    assert len(calls) == 3
+
+
+def test_an_exception_in_the_callback_propagates_and_thaws(heap: pymimalloc.Heap) -> None:
+    _blocks = _allocate(heap)
+
+    class Boom(Exception):
+        pass
+
+    def explode(area, info):
+        raise Boom("from the callback")
+
+    with pytest.raises(Boom, match="from the callback"):
+        heap.visit(explode)
+    heap.malloc(8).free()  # the heap is usable again
+
+
+def test_allocating_or_freeing_in_the_callback_raises_runtime_error(heap: pymimalloc.Heap) -> None:
+    blocks = _allocate(heap)
+    errors: list[str] = []
+
+    def misbehave(area, info) -> bool:
+        for attempt in (lambda: heap.malloc(8), lambda: blocks[0].free(), lambda: heap.realloc(blocks[1], 9),
+                        lambda: heap.close(), lambda: heap.destroy(), lambda: heap.collect()):
+            try:
+                attempt()
+            except RuntimeError:
+                errors.append("refused")
+        return True
+
+    assert heap.visit(misbehave)
+    assert errors and set(errors) == {"refused"} and len(errors) % 6 == 0
+    assert not blocks[0].freed and not blocks[1].freed and not heap.closed
+    assert sorted(i.address for i in heap.blocks()) == sorted(b.address for b in blocks)
+
+
+def test_blocks_dropped_during_a_visit_are_freed_after_it(heap: pymimalloc.Heap) -> None:
+    blocks = _allocate(heap)
+    count = len(blocks)
+
+    def drop(area, info) -> bool:
+        if blocks:
+            blocks.pop()
+            gc.collect()
+        return True
+
+    heap.visit(drop)
+    assert heap.live_blocks == len(blocks) < count
+
+
+def test_snapshot_freezes_the_heap_and_goes_stale(heap: pymimalloc.Heap) -> None:
+    blocks = _allocate(heap)
+    with heap.snapshot() as snap:
+        assert snap.live_blocks == len(blocks)
+        assert snap.live_bytes == sum(b.size for b in blocks)
+        assert len(snap.areas) >= len(SIZES)
+        with pytest.raises(RuntimeError):
+            heap.malloc(1)
+        with pytest.raises(RuntimeError):
+            blocks[0].free()
+        blocks.pop()  # dropped: its memory must stay valid until the snapshot ends
+        assert heap.live_blocks == len(blocks) + 1
+        with heap.snapshot() as inner:  # nesting works
+            assert inner.live_blocks == snap.live_blocks
+        with pytest.raises(RuntimeError):
+            heap.malloc(1)  # still frozen by the outer snapshot
+        assert not snap.stale
+    assert snap.stale and heap.live_blocks == len(blocks)
+    heap.malloc(1).free()
+    with pytest.raises(RuntimeError):
+        with snap:
+            pass
+    assert "stale" in repr(snap)
+
+
+def test_snapshot_under_threads() -> None:
+    heap = pymimalloc.Heap()
+    stop = threading.Event()
+    refused: list[int] = []
+    keep: list[pymimalloc.Block] = []
+    errors: list[BaseException] = []
+
+    def churn() -> None:
+        while not stop.is_set():
+            try:
+                keep.append(heap.malloc(64))
+                if len(keep) > 50:
+                    del keep[:25]  # frees from this thread, deferred while frozen
+            except RuntimeError:
+                refused.append(1)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+                return
+
+    workers = [threading.Thread(target=churn) for _ in range(3)]
+    for w in workers:
+        w.start()
+    try:
+        for _ in range(50):
+            with heap.snapshot() as snap:
+                addresses = [info.address for info in snap.blocks]
+                assert len(set(addresses)) == len(addresses)
+                for address in addresses:
+                    assert heap.contains(address)  # every address stays valid while frozen
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+    assert errors == []
+    keep.clear()
+    assert heap.live_blocks == 0
+    heap.destroy()
+
+
+def test_walking_a_closed_heap_raises() -> None:
+    heap = pymimalloc.Heap()
+    heap.close()
+    for walk in (heap.areas, heap.blocks, lambda: heap.visit(lambda a, b: True)):
+        with pytest.raises(ValueError):
+            walk()
+    with pytest.raises(ValueError):
+        with heap.snapshot():
+            pass
