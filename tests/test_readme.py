@@ -10,7 +10,7 @@ README = REPO / "README.md"
 
 def test_quick_start_runs() -> None:
     result = doctest.testfile(str(README), module_relative=False, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 14
+    assert result.attempted >= 20
     assert result.failed == 0
 
 
