@@ -118,7 +118,9 @@ def test_repr_shows_size_and_address(heap: pymimalloc.Heap) -> None:
 def test_good_size_rounds_up() -> None:
     assert pymimalloc.good_size(1) >= 1
     assert pymimalloc.good_size(1000) >= 1000
-    assert pymimalloc.good_size(100) == pymimalloc.good_size(pymimalloc.good_size(100))
+    if pymimalloc.build_info()["debug"] == 0 and pymimalloc.build_info()["secure"] == 0:
+        # without padding a size class is its own good size
+        assert pymimalloc.good_size(100) == pymimalloc.good_size(pymimalloc.good_size(100))
 
 
 def test_usable_size_of_foreign_address_raises(heap: pymimalloc.Heap) -> None:
