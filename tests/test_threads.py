@@ -41,6 +41,12 @@ def test_threads_share_a_heap_and_free_each_others_blocks() -> None:
     heap.destroy()
 
 
+def _write_each(blocks: list[pymimalloc.Block]) -> None:
+    # a function of its own, so no loop variable outlives the loop and keeps a block alive
+    for block in blocks:
+        block.view[:4] = b"okay"
+
+
 def test_closing_while_other_threads_allocate() -> None:
     for _ in range(20):
         heap = pymimalloc.Heap()
@@ -64,8 +70,7 @@ def test_closing_while_other_threads_allocate() -> None:
 
         _run([threading.Thread(target=allocate) for _ in range(3)] + [threading.Thread(target=close)])
         assert heap.closed and len(outcomes) == 3
-        for block in kept:  # whatever was allocated before the close is still valid
-            block.view[:4] = b"okay"
+        _write_each(kept)  # whatever was allocated before the close is still valid
         assert heap.live_blocks == len(kept)
         kept.clear()
         assert heap.live_blocks == 0
