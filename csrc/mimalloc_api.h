@@ -15,7 +15,8 @@ void   mi_collect(bool force);
 size_t mi_good_size(size_t size);
 size_t mi_usable_size(const void* p);
 
-/* The raw pair, for benchmarks of the FFI itself (never used on user-visible memory). */
+/* Raw allocation, for benchmarks of the FFI itself and for tests (never used on user-visible memory). */
+void*  mi_malloc(size_t size);
 void*  mi_heap_malloc(mi_heap_t* heap, size_t size);
 void   mi_free(void* p);
 mi_heap_t* mi_heap_main(void);
@@ -29,3 +30,9 @@ void   mi_option_set(mi_option_t option, long value);
 void   mi_stats_reset(void);
 void   mi_process_info(size_t* elapsed_msecs, size_t* user_msecs, size_t* system_msecs, size_t* current_rss,
                        size_t* peak_rss, size_t* current_commit, size_t* peak_commit, size_t* page_faults);
+
+/* Arenas (an arena id is an opaque pointer). */
+size_t mi_arena_min_size(void);
+int    mi_reserve_os_memory_ex(size_t size, bool commit, bool allow_large, bool exclusive, void** arena_id);
+void*  mi_arena_area(void* arena_id, size_t* size);
+bool   mi_arena_contains(void* arena_id, const void* p);

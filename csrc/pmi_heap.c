@@ -9,6 +9,7 @@
 #include <mimalloc.h>
 #include <mimalloc-stats.h>
 #include "pmi_heap.h"
+#include "pmi_internal.h"
 
 struct pmi_heap_s {
     mi_heap_t*        heap;
@@ -19,6 +20,7 @@ struct pmi_heap_s {
     atomic_size_t     live_blocks;
     atomic_size_t     live_bytes;
     int               freeze_depth;  /* guarded by pmi_freeze_lock */
+    atomic_intptr_t   default_refs;  /* threads that use this heap as their default (as_default) */
     _Atomic(pmi_block_t*) deferred;  /* records released while frozen (a lock-free stack) */
 };
 
@@ -99,6 +101,10 @@ int pmi_heap_close(pmi_heap_t* h, int mode) {
     }
     while (atomic_load(&h->active) != 0) sched_yield();
     /* From here on nothing can allocate; the live count can only go down. */
+    if (atomic_load(&h->default_refs) != 0) {  /* closing would leave a thread's default dangling */
+        atomic_store(&h->state, PMI_STATE_OPEN);
+        return PMI_EDEFAULT;
+    }
     const size_t live = atomic_load(&h->live_blocks);
     if (mode == PMI_CLOSE_DESTROY && live != 0) {
         atomic_store(&h->state, PMI_STATE_OPEN);
@@ -323,11 +329,36 @@ void pmi_walk_free(pmi_walk_t* walk) {
     memset(walk, 0, sizeof(*walk));
 }
 
-char* pmi_heap_stats_json(pmi_heap_t* h) {
-    if (!pmi_enter(h)) return NULL;
-    char* json = mi_heap_stats_get_json(h->heap, 0, NULL);
+/* for the other glue files (declared in pmi_internal.h) */
+void* pmi_meta_realloc(void* p, size_t size) { return mi_heap_realloc(pmi_meta_heap, p, size); }
+bool pmi_heap_enter(pmi_heap_t* h) { return pmi_enter(h); }
+void pmi_heap_leave(pmi_heap_t* h) { pmi_leave(h); }
+mi_heap_t* pmi_heap_raw(pmi_heap_t* h) { return h->heap; }
+
+/* -- arenas and thread defaults -------------------------------------------------------------------- */
+
+pmi_heap_t* pmi_heap_new_in_arena(void* arena_id) {
+    pmi_heap_t* h = (pmi_heap_t*)mi_heap_zalloc(pmi_meta_heap, sizeof(pmi_heap_t));
+    if (h == NULL) return NULL;
+    h->heap = mi_heap_new_in_arena((mi_arena_id_t)arena_id);
+    if (h->heap == NULL) { mi_free(h); return NULL; }
+    atomic_store(&h->refs, 1);
+    return h;
+}
+
+int pmi_heap_push_default(pmi_heap_t* h, void** previous) {
+    if (!pmi_enter(h)) return pmi_refusal(h);
+    mi_theap_t* theap = mi_heap_theap(h->heap);
+    if (theap == NULL) { pmi_leave(h); return PMI_ENOMEM; }
+    atomic_fetch_add(&h->default_refs, 1);
+    *previous = mi_theap_set_default(theap);
     pmi_leave(h);
-    return json;
+    return PMI_OK;
+}
+
+void pmi_heap_pop_default(pmi_heap_t* h, void* previous) {
+    mi_theap_set_default((mi_theap_t*)previous);
+    atomic_fetch_sub(&h->default_refs, 1);
 }
 
 uintptr_t pmi_heap_of(uintptr_t address) {

@@ -23,6 +23,7 @@
 #define PMI_EMAIN      -3    /* the main heap cannot be closed */
 #define PMI_ENOMEM     -4    /* out of memory */
 #define PMI_EFROZEN    -5    /* a visit or snapshot is in progress: the heap refuses allocations and frees */
+#define PMI_EDEFAULT   -6    /* the heap is some thread's default heap (as_default) */
 
 /* close modes */
 #define PMI_CLOSE_AUTO     0  /* destroy if nothing is live, else delete */
@@ -46,6 +47,7 @@ typedef struct pmi_block_s {
 
 int         pmi_init(void);                      /* once, at import; PMI_ENOMEM on failure */
 pmi_heap_t* pmi_heap_new(void);                  /* NULL when out of memory */
+pmi_heap_t* pmi_heap_new_in_arena(void* arena_id);  /* allocates only inside that arena; NULL on failure */
 pmi_heap_t* pmi_heap_main_handle(void);          /* a new reference to the wrapper of mimalloc's main heap */
 void        pmi_heap_release(pmi_heap_t* heap);  /* drop the Python handle's reference; closes the heap if open */
 int         pmi_heap_close(pmi_heap_t* heap, int mode);
@@ -67,6 +69,11 @@ void         pmi_block_release(pmi_block_t* block);
 /* Why the calling thread's last pmi_block_alloc/realloc returned NULL: PMI_ECLOSED, PMI_EFROZEN,
    PMI_EBUSY (closing at that moment) or PMI_ENOMEM. */
 int          pmi_allocation_failure(void);
+
+/* Make `heap` the calling thread's default (mi_theap_set_default); `*previous` receives the old default
+   for pmi_heap_pop_default. While any thread uses it as default, closing it fails with PMI_EDEFAULT. */
+int  pmi_heap_push_default(pmi_heap_t* heap, void** previous);
+void pmi_heap_pop_default(pmi_heap_t* heap, void* previous);
 
 /* Freezing: while frozen (any number of nested freezes), allocations fail with PMI_EFROZEN in every
    thread and blocks released meanwhile are freed at the last thaw, so every address a walk reported

@@ -3,6 +3,7 @@
 #include <mimalloc.h>
 #include <mimalloc-stats.h>
 #include "pmi_heap.h"
+#include "pmi_internal.h"
 
 typedef struct pmi_text_s { char* buf; size_t len; size_t cap; bool failed; } pmi_text_t;
 
@@ -14,7 +15,7 @@ static void pmi_append(const char* msg, void* arg) {
     if (t->len + n + 1 > t->cap) {
         size_t cap = (t->cap == 0 ? 1024 : t->cap);
         while (t->len + n + 1 > cap) cap *= 2;
-        char* bigger = (char*)mi_realloc(t->buf, cap);
+        char* bigger = (char*)pmi_meta_realloc(t->buf, cap);
         if (bigger == NULL) { t->failed = true; return; }
         t->buf = bigger;
         t->cap = cap;
@@ -25,7 +26,7 @@ static void pmi_append(const char* msg, void* arg) {
 
 static char* pmi_finish(pmi_text_t* t) {
     if (t->failed) { mi_free(t->buf); return NULL; }
-    if (t->buf == NULL) { t->buf = (char*)mi_zalloc(1); }
+    if (t->buf == NULL) { t->buf = (char*)pmi_meta_realloc(NULL, 1); if (t->buf) t->buf[0] = 0; }
     return t->buf;
 }
 
@@ -41,5 +42,25 @@ char* pmi_stats_text(void) {
     return pmi_finish(&t);
 }
 
-char* pmi_stats_json(void) { return mi_stats_get_json(0, NULL); }
+/* mimalloc would allocate the JSON with mi_malloc, i.e. in this thread's default heap, which may be a
+   user's heap (as_default) and even a frozen one. So we hand it buffers from our own meta heap. */
+static char* pmi_json_into_meta(pmi_heap_t* h) {
+    for (size_t size = 16 * 1024; size <= 64 * 1024 * 1024; size *= 2) {
+        char* buf = (char*)pmi_meta_realloc(NULL, size);
+        if (buf == NULL) return NULL;
+        char* json = (h == NULL ? mi_stats_get_json(size, buf) : mi_heap_stats_get_json(pmi_heap_raw(h), size, buf));
+        if (json != NULL && strnlen(buf, size) < size - 1) return buf;
+        mi_free(buf);  /* truncated: try a bigger buffer */
+    }
+    return NULL;
+}
+
+char* pmi_stats_json(void) { return pmi_json_into_meta(NULL); }
+
+char* pmi_heap_stats_json(pmi_heap_t* h) {
+    if (!pmi_heap_enter(h)) return NULL;
+    char* json = pmi_json_into_meta(h);
+    pmi_heap_leave(h);
+    return json;
+}
 void  pmi_text_free(char* text) { mi_free(text); }

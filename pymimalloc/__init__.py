@@ -11,16 +11,18 @@ Quick start::
 """
 
 from ._version import __version__
+from .arena import Arena
 from .block import Block, good_size, usable_size
 from .build import build_info, mimalloc_version
 from .collection import CollectResult, collect, collecting
 from .options import options
 from .stats import ProcessInfo, print_stats, process_info, reset_stats, stats
-from .heap import Heap, heap_of, main_heap
+from .heap import Heap, default_heap, heap_of, main_heap, malloc
 from .visit import Area, BlockInfo, Snapshot
 
 __all__ = [
     "__version__",
+    "Arena",
     "Area",
     "Block",
     "BlockInfo",
@@ -31,6 +33,8 @@ __all__ = [
     "ProcessInfo",
     "collect",
     "collecting",
+    "default_heap",
+    "malloc",
     "options",
     "print_stats",
     "process_info",

@@ -9,6 +9,7 @@ nothing leaks. The locking that makes close safe against allocations in other th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import weakref
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _core
 from ._core import ffi, lib
+from .arena import Arena
 from .block import Block, _exports_lock, address_of
 from .stats import take_text
 from .visit import Area, BlockInfo, Snapshot, VisitCallback, frozen, visit, walk
@@ -24,12 +26,20 @@ from .visit import Area, BlockInfo, Snapshot, VisitCallback, frozen, visit, walk
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["Heap", "main_heap", "heap_of"]
+__all__ = ["Heap", "main_heap", "heap_of", "default_heap", "malloc"]
 
 # mi_heap_t address -> Heap, for heap_of(). Entries go when the heap closes or its Heap object dies.
 _heaps_by_id: weakref.WeakValueDictionary[int, Heap] = weakref.WeakValueDictionary()
 _main_heap_lock = threading.Lock()
 _main_heap: Heap | None = None
+_defaults = threading.local()  # .stack: the Heaps of this thread's nested as_default() blocks
+
+
+def _default_stack() -> list[Heap]:
+    stack: list[Heap] | None = getattr(_defaults, "stack", None)
+    if stack is None:
+        stack = _defaults.stack = []
+    return stack
 
 
 class Heap:
@@ -40,18 +50,29 @@ class Heap:
     the same way.
     """
 
-    __slots__ = ("_handle", "_id", "__weakref__")
+    __slots__ = ("_handle", "_id", "_arena", "__weakref__")
 
     _handle: Any  # pmi_heap_t* with destructor pmi_heap_release
     _id: int
+    _arena: Arena | None
 
-    def __init__(self) -> None:
-        handle = lib.pmi_heap_new()
+    def __init__(self, arena: Arena | None = None) -> None:
+        """A new heap; with ``arena``, one that allocates only inside that Arena (``mi_heap_new_in_arena``).
+
+        Raises ValueError for a released arena, TypeError if ``arena`` is not an Arena.
+        """
+        if arena is None:
+            handle = lib.pmi_heap_new()
+        elif isinstance(arena, Arena):
+            handle = lib.pmi_heap_new_in_arena(arena._id_for_new_heap())
+        else:
+            raise TypeError(f"arena must be an Arena, not {type(arena).__name__}")
         if not handle:
             raise MemoryError("mimalloc could not create a heap")
-        self._attach(handle)
+        self._attach(handle, arena)
 
-    def _attach(self, handle: Any) -> None:
+    def _attach(self, handle: Any, arena: Arena | None = None) -> None:
+        self._arena = arena
         self._handle = ffi.gc(handle, lib.pmi_heap_release)
         self._id = int(lib.pmi_heap_id(handle))
         _heaps_by_id[self._id] = self
@@ -171,6 +192,29 @@ class Heap:
             lib.pmi_heap_thaw(self._handle)
         return json.loads(take_text(text, "heap statistics"))  # type: ignore[no-any-return]
 
+    @property
+    def arena(self) -> Arena | None:
+        """The Arena this heap is confined to, or None."""
+        return self._arena
+
+    @contextlib.contextmanager
+    def as_default(self) -> Iterator[Heap]:
+        """Make this heap the current thread's default for the ``with`` block, then restore the previous one.
+
+        :func:`pymimalloc.malloc` and mimalloc's own ``mi_malloc`` in this thread allocate from it meanwhile.
+        Other threads are unaffected; blocks nest. The heap cannot be closed while it is a default
+        (RuntimeError). Enter and leave the block in the same thread.
+        """
+        previous = ffi.new("void **")
+        _core.check(lib.pmi_heap_push_default(self._handle, previous), "as_default")
+        stack = _default_stack()
+        stack.append(self)
+        try:
+            yield self
+        finally:
+            stack.pop()
+            lib.pmi_heap_pop_default(self._handle, previous[0])
+
     # -- walking ------------------------------------------------------------------------------------
     def areas(self) -> Iterator[Area]:
         """The heap's areas (``mi_heap_visit_blocks``), recorded at the time of the call."""
@@ -209,11 +253,11 @@ class Heap:
 
         With nothing allocated from the heap still alive, all its memory is released at once
         (``mi_heap_destroy``). Otherwise live Blocks are handed to the main heap (``mi_heap_delete``):
-        they stay valid and are freed when their owners go. Raises ValueError for the main heap and
-        RuntimeError during a visit or snapshot of this heap.
+        they stay valid and are freed when their owners go. Raises ValueError for the main heap, and
+        RuntimeError during a visit or snapshot of this heap or while it is a thread's default heap.
         """
         status = lib.pmi_heap_close(self._handle, lib.PMI_CLOSE_AUTO)
-        if status in (lib.PMI_EMAIN, lib.PMI_EFROZEN):  # closed already, or closing in another thread: fine
+        if status in (lib.PMI_EMAIN, lib.PMI_EFROZEN, lib.PMI_EDEFAULT):  # ECLOSED/EBUSY: already (being) closed
             _core.check(status, "close")
         self._unregister()
 
@@ -279,3 +323,14 @@ def heap_of(obj: Block | int | Any) -> Heap | None:
     if heap_id == int(lib.pmi_heap_id(main_heap()._handle)):
         return main_heap()
     return _heaps_by_id.get(heap_id)
+
+
+def default_heap() -> Heap:
+    """The current thread's default heap: the innermost ``as_default()`` heap, else the main heap."""
+    stack = _default_stack()
+    return stack[-1] if stack else main_heap()
+
+
+def malloc(size: int) -> Block:
+    """Allocate a Block of ``size`` bytes from the current thread's default heap (see ``Heap.as_default``)."""
+    return default_heap().malloc(size)

