@@ -39,8 +39,8 @@ SDIST_FILENAME = "cmeel_mimalloc-3.4.3.tar.gz"
 SDIST_SHA256 = "8d355a77cc0f4133cdeb9156c9098bbb4e88924326d38343cf73ff9caa95ece3"
 
 # Our headers, in the order cffi reads them. They are plain declarations so reviewers read C, not strings.
-CDEF_HEADERS = ["mimalloc_api.h", "pmi_heap.h", "pmi_report.h", "pmi_build.h"]
-C_SOURCES = ["pmi_mimalloc.c", "pmi_heap.c", "pmi_report.c"]
+CDEF_HEADERS = ["mimalloc_api.h", "pmi_heap.h", "pmi_report.h", "pmi_numpy.h", "pmi_build.h"]
+C_SOURCES = ["pmi_mimalloc.c", "pmi_heap.c", "pmi_report.c", "pmi_numpy.c"]
 
 
 class BuildError(SystemExit):
@@ -212,6 +212,21 @@ def compile_options() -> dict[str, object]:
 # The cffi module
 # ---------------------------------------------------------------------------------------------------------
 
+def _numpy_include() -> str:
+    """numpy's C headers (numpy >= 2 is a build requirement; arrays built against 2.x run on any 2.x)."""
+    try:
+        import numpy
+    except ImportError:
+        raise BuildError("numpy >= 2 is needed to build (its C headers); pip installs it from pyproject.toml.")
+    return numpy.get_include()
+
+
+def _numpy_version() -> str:
+    import numpy
+
+    return str(numpy.__version__)
+
+
 def _read_cdef() -> str:
     return "\n".join((CSRC / name).read_text() for name in CDEF_HEADERS)
 
@@ -241,6 +256,7 @@ def make_ffi(project_relative: bool = True) -> FFI:
         "secure": options["secure"],
         "compiler": os.environ.get("CC", "cc"),
         "python": sys.version.split()[0],
+        "numpy_headers": _numpy_version(),
     }
     ffibuilder = FFI()
     ffibuilder.cdef(_read_cdef())
@@ -249,11 +265,12 @@ def make_ffi(project_relative: bool = True) -> FFI:
         "#include <mimalloc.h>\n"
         '#include "pmi_heap.h"\n'
         '#include "pmi_report.h"\n'
+        '#include "pmi_numpy.h"\n'
         '#include "pmi_build.h"\n'
         f"static const char pmi_build_info_json[] = {_c_string(json.dumps(info))};\n"
         "const char* pmi_build_info(void) { return pmi_build_info_json; }\n",
         sources=[f"csrc/{name}" if project_relative else str(CSRC / name) for name in C_SOURCES],
-        include_dirs=[str(root / "include"), str(root / "src"), str(CSRC)],
+        include_dirs=[str(root / "include"), str(root / "src"), str(CSRC), _numpy_include()],
         define_macros=options["defines"],  # type: ignore[arg-type]
         extra_compile_args=options["cflags"],  # type: ignore[arg-type]
         extra_link_args=["-fvisibility=hidden"],

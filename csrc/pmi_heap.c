@@ -1,4 +1,6 @@
 /* pymimalloc's heap and block glue. See pmi_heap.h for the ownership model. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>  /* only for PyTraceMalloc_Track/Untrack, which are safe without the GIL */
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
@@ -20,7 +22,7 @@ struct pmi_heap_s {
     atomic_size_t     live_blocks;
     atomic_size_t     live_bytes;
     int               freeze_depth;  /* guarded by pmi_freeze_lock */
-    atomic_intptr_t   default_refs;  /* threads that use this heap as their default (as_default) */
+    atomic_intptr_t   pins;          /* as_default() and numpy_allocator() blocks using this heap */
     _Atomic(pmi_block_t*) deferred;  /* records released while frozen (a lock-free stack) */
 };
 
@@ -101,9 +103,9 @@ int pmi_heap_close(pmi_heap_t* h, int mode) {
     }
     while (atomic_load(&h->active) != 0) sched_yield();
     /* From here on nothing can allocate; the live count can only go down. */
-    if (atomic_load(&h->default_refs) != 0) {  /* closing would leave a thread's default dangling */
+    if (atomic_load(&h->pins) != 0) {  /* closing would leave a thread default or numpy handler dangling */
         atomic_store(&h->state, PMI_STATE_OPEN);
-        return PMI_EDEFAULT;
+        return PMI_EPINNED;
     }
     const size_t live = atomic_load(&h->live_blocks);
     if (mode == PMI_CLOSE_DESTROY && live != 0) {
@@ -147,6 +149,15 @@ int pmi_heap_contains(pmi_heap_t* h, uintptr_t address) {
     return found;
 }
 
+/* tracemalloc sees every allocation made through pymimalloc under a domain of its own. When tracemalloc
+   is off these are a load and a branch inside CPython. */
+static inline void pmi_track(void* p, size_t size) {
+    (void)PyTraceMalloc_Track(PMI_TRACEMALLOC_DOMAIN, (uintptr_t)p, size);
+}
+static inline void pmi_untrack(void* p) {
+    (void)PyTraceMalloc_Untrack(PMI_TRACEMALLOC_DOMAIN, (uintptr_t)p);
+}
+
 static inline void pmi_count_alloc(pmi_heap_t* h, size_t size) {
     atomic_fetch_add_explicit(&h->live_blocks, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->live_bytes, size, memory_order_relaxed);
@@ -178,7 +189,7 @@ pmi_block_t* pmi_block_alloc(pmi_heap_t* h, size_t size, size_t alignment, bool 
     if (p != NULL) {
         b = pmi_record_new(h, p, size);
         if (b == NULL) mi_free(p);
-        else pmi_count_alloc(h, size);
+        else { pmi_count_alloc(h, size); pmi_track(p, size); }
     }
     pmi_leave(h);
     return b;
@@ -198,6 +209,8 @@ pmi_block_t* pmi_block_realloc(pmi_block_t* old, size_t size) {
             b = NULL;
         }
         else {
+            pmi_untrack(old->data);
+            pmi_track(p, size);
             b->data = p;
             old->data = NULL;
             atomic_fetch_add_explicit(&h->live_bytes, size, memory_order_relaxed);
@@ -210,26 +223,82 @@ pmi_block_t* pmi_block_realloc(pmi_block_t* old, size_t size) {
 
 static void pmi_release_deferred(pmi_heap_t* h);
 
+static void pmi_defer(pmi_heap_t* h, pmi_block_t* b) {
+    pmi_block_t* head = atomic_load(&h->deferred);
+    do { b->next_deferred = head; } while (!atomic_compare_exchange_weak(&h->deferred, &head, b));
+    /* If the heap thawed meanwhile, nobody else will look at the list again: drain it. */
+    if (atomic_load(&h->state) != PMI_STATE_FROZEN) pmi_release_deferred(h);
+}
+
+/* Free `p` (counted as `size` bytes) unless the heap is frozen; false if the caller must defer it. */
+static bool pmi_free_now(pmi_heap_t* h, void* p, size_t size) {
+    atomic_fetch_add(&h->active, 1);
+    if (atomic_load(&h->state) == PMI_STATE_FROZEN) {  /* a walk may be reading p's page */
+        atomic_fetch_sub(&h->active, 1);
+        return false;
+    }
+    pmi_untrack(p);
+    mi_free(p);
+    pmi_count_free(h, size);
+    atomic_fetch_sub(&h->active, 1);
+    return true;
+}
+
 void pmi_block_release(pmi_block_t* b) {
     pmi_heap_t* h = b->owner;
-    if (b->data != NULL) {
-        atomic_fetch_add(&h->active, 1);
-        if (atomic_load(&h->state) == PMI_STATE_FROZEN) {
-            /* A walk may be reading this block's page: put the free off until the heap thaws. */
-            atomic_fetch_sub(&h->active, 1);
-            pmi_block_t* head = atomic_load(&h->deferred);
-            do { b->next_deferred = head; } while (!atomic_compare_exchange_weak(&h->deferred, &head, b));
-            /* If the heap thawed meanwhile, nobody else will look at the list again: drain it. */
-            if (atomic_load(&h->state) != PMI_STATE_FROZEN) pmi_release_deferred(h);
-            return;
-        }
-        mi_free(b->data);
-        pmi_count_free(h, b->size);
-        atomic_fetch_sub(&h->active, 1);
+    if (b->data != NULL && !pmi_free_now(h, b->data, b->size)) {
+        pmi_defer(h, b);
+        return;
     }
     mi_free(b);
     pmi_heap_unref(h);
 }
+
+/* -- raw data for numpy (NEP 49); counted by usable size, since numpy's realloc gives no old size -- */
+
+void* pmi_data_alloc(pmi_heap_t* h, size_t size, bool zero) {
+    if (!pmi_enter(h)) return NULL;  /* closed or frozen: numpy reports MemoryError */
+    void* p = (zero ? mi_heap_zalloc(h->heap, size) : mi_heap_malloc(h->heap, size));
+    if (p != NULL) {
+        const size_t usable = mi_usable_size(p);
+        pmi_count_alloc(h, usable);
+        pmi_track(p, usable);
+    }
+    pmi_leave(h);
+    return p;
+}
+
+void* pmi_data_realloc(pmi_heap_t* h, void* p, size_t size) {
+    if (p == NULL) return pmi_data_alloc(h, size, false);
+    mi_heap_t* target;
+    const bool entered = pmi_enter(h);
+    if (entered) target = h->heap;
+    else if (atomic_load(&h->state) == PMI_STATE_CLOSED) target = mi_heap_main();  /* outlived its heap */
+    else return NULL;  /* frozen */
+    const size_t old_usable = mi_usable_size(p);
+    void* q = mi_heap_realloc(target, p, size);
+    if (q != NULL) {
+        const size_t usable = mi_usable_size(q);
+        pmi_untrack(p);
+        pmi_track(q, usable);
+        atomic_fetch_add_explicit(&h->live_bytes, usable, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&h->live_bytes, old_usable, memory_order_relaxed);
+    }
+    if (entered) pmi_leave(h);
+    return q;
+}
+
+void pmi_data_free(pmi_heap_t* h, void* p) {
+    if (p == NULL) return;
+    const size_t usable = mi_usable_size(p);
+    if (pmi_free_now(h, p, usable)) return;
+    pmi_block_t* b = pmi_record_new(h, p, usable);  /* frozen: defer it like a block */
+    if (b != NULL) pmi_defer(h, b);
+    /* else: out of memory even for 32 bytes; leaking the block is the only safe choice */
+}
+
+void pmi_heap_ref(pmi_heap_t* h) { atomic_fetch_add(&h->refs, 1); }
+void pmi_heap_unref_public(pmi_heap_t* h) { pmi_heap_unref(h); }
 
 static void pmi_release_deferred(pmi_heap_t* h) {
     pmi_block_t* b = atomic_exchange(&h->deferred, NULL);
@@ -346,11 +415,20 @@ pmi_heap_t* pmi_heap_new_in_arena(void* arena_id) {
     return h;
 }
 
+int pmi_heap_pin(pmi_heap_t* h) {
+    if (!pmi_enter(h)) return pmi_refusal(h);
+    atomic_fetch_add(&h->pins, 1);
+    pmi_leave(h);
+    return PMI_OK;
+}
+
+void pmi_heap_unpin(pmi_heap_t* h) { atomic_fetch_sub(&h->pins, 1); }
+
 int pmi_heap_push_default(pmi_heap_t* h, void** previous) {
     if (!pmi_enter(h)) return pmi_refusal(h);
     mi_theap_t* theap = mi_heap_theap(h->heap);
     if (theap == NULL) { pmi_leave(h); return PMI_ENOMEM; }
-    atomic_fetch_add(&h->default_refs, 1);
+    atomic_fetch_add(&h->pins, 1);
     *previous = mi_theap_set_default(theap);
     pmi_leave(h);
     return PMI_OK;
@@ -358,7 +436,7 @@ int pmi_heap_push_default(pmi_heap_t* h, void** previous) {
 
 void pmi_heap_pop_default(pmi_heap_t* h, void* previous) {
     mi_theap_set_default((mi_theap_t*)previous);
-    atomic_fetch_sub(&h->default_refs, 1);
+    atomic_fetch_sub(&h->pins, 1);
 }
 
 uintptr_t pmi_heap_of(uintptr_t address) {

@@ -23,7 +23,10 @@
 #define PMI_EMAIN      -3    /* the main heap cannot be closed */
 #define PMI_ENOMEM     -4    /* out of memory */
 #define PMI_EFROZEN    -5    /* a visit or snapshot is in progress: the heap refuses allocations and frees */
-#define PMI_EDEFAULT   -6    /* the heap is some thread's default heap (as_default) */
+#define PMI_EPINNED    -6    /* the heap is a thread's default heap (as_default) or numpy's allocator */
+
+/* tracemalloc domain of every allocation made through pymimalloc (numpy's own is 389047) */
+#define PMI_TRACEMALLOC_DOMAIN 7368041
 
 /* close modes */
 #define PMI_CLOSE_AUTO     0  /* destroy if nothing is live, else delete */
@@ -74,6 +77,10 @@ int          pmi_allocation_failure(void);
    for pmi_heap_pop_default. While any thread uses it as default, closing it fails with PMI_EDEFAULT. */
 int  pmi_heap_push_default(pmi_heap_t* heap, void** previous);
 void pmi_heap_pop_default(pmi_heap_t* heap, void* previous);
+
+/* Pin the heap open while numpy_allocator() uses it: closing fails with PMI_EPINNED meanwhile. */
+int  pmi_heap_pin(pmi_heap_t* heap);
+void pmi_heap_unpin(pmi_heap_t* heap);
 
 /* Freezing: while frozen (any number of nested freezes), allocations fail with PMI_EFROZEN in every
    thread and blocks released meanwhile are freed at the last thaw, so every address a walk reported

@@ -10,5 +10,12 @@ void*      pmi_meta_realloc(void* p, size_t size);  /* our private meta heap (ne
 bool       pmi_heap_enter(pmi_heap_t* heap);        /* bracket uses of the mimalloc heap (see pmi_heap.c) */
 void       pmi_heap_leave(pmi_heap_t* heap);
 mi_heap_t* pmi_heap_raw(pmi_heap_t* heap);
+void       pmi_heap_ref(pmi_heap_t* heap);           /* one more counted reference (numpy's handler) */
+void       pmi_heap_unref_public(pmi_heap_t* heap);
+
+/* Array data for numpy's handler: counted in the heap by usable size; deferred while frozen. */
+void*      pmi_data_alloc(pmi_heap_t* heap, size_t size, bool zero);
+void*      pmi_data_realloc(pmi_heap_t* heap, void* p, size_t size);
+void       pmi_data_free(pmi_heap_t* heap, void* p);
 
 #endif

@@ -12,6 +12,7 @@ Quick start::
 
 from ._version import __version__
 from .arena import Arena
+from .arrays import HANDLER_NAME, TRACEMALLOC_DOMAIN
 from .block import Block, good_size, usable_size
 from .build import build_info, mimalloc_version
 from .collection import CollectResult, collect, collecting
@@ -22,6 +23,8 @@ from .visit import Area, BlockInfo, Snapshot
 
 __all__ = [
     "__version__",
+    "HANDLER_NAME",
+    "TRACEMALLOC_DOMAIN",
     "Arena",
     "Area",
     "Block",

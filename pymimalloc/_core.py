@@ -47,8 +47,11 @@ def _raise(status: int, what: str) -> NoReturn:
             f"{what}: the heap is frozen by a visit or snapshot in progress; it refuses allocations and "
             "frees until that ends"
         )
-    if status == lib.PMI_EDEFAULT:
-        raise RuntimeError(f"{what}: the heap is a thread's default heap; leave its as_default() block first")
+    if status == lib.PMI_EPINNED:
+        raise RuntimeError(
+            f"{what}: the heap is in use as a thread's default heap or as numpy's allocator; "
+            "leave that with-block first"
+        )
     if status == lib.PMI_ENOMEM:
         raise MemoryError(f"{what}: out of memory")
     raise RuntimeError(f"{what}: unexpected status {status} from pymimalloc's C glue")

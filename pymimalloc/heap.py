@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _core
 from ._core import ffi, lib
+from . import arrays
 from .arena import Arena
 from .block import Block, _exports_lock, address_of
 from .stats import take_text
@@ -26,6 +27,8 @@ from .visit import Area, BlockInfo, Snapshot, VisitCallback, frozen, visit, walk
 if TYPE_CHECKING:
     from types import TracebackType
 
+    import numpy as np
+
 __all__ = ["Heap", "main_heap", "heap_of", "default_heap", "malloc"]
 
 # mi_heap_t address -> Heap, for heap_of(). Entries go when the heap closes or its Heap object dies.
@@ -33,6 +36,12 @@ _heaps_by_id: weakref.WeakValueDictionary[int, Heap] = weakref.WeakValueDictiona
 _main_heap_lock = threading.Lock()
 _main_heap: Heap | None = None
 _defaults = threading.local()  # .stack: the Heaps of this thread's nested as_default() blocks
+
+
+def _numpy() -> Any:
+    import numpy
+
+    return numpy
 
 
 def _default_stack() -> list[Heap]:
@@ -50,7 +59,7 @@ class Heap:
     the same way.
     """
 
-    __slots__ = ("_handle", "_id", "_arena", "__weakref__")
+    __slots__ = ("_handle", "_id", "_arena", "_numpy_handler", "__weakref__")
 
     _handle: Any  # pmi_heap_t* with destructor pmi_heap_release
     _id: int
@@ -73,6 +82,7 @@ class Heap:
 
     def _attach(self, handle: Any, arena: Arena | None = None) -> None:
         self._arena = arena
+        self._numpy_handler: Any = None  # capsule for numpy, made on first use (arrays.py)
         self._handle = ffi.gc(handle, lib.pmi_heap_release)
         self._id = int(lib.pmi_heap_id(handle))
         _heaps_by_id[self._id] = self
@@ -184,6 +194,14 @@ class Heap:
         if self.closed:
             raise ValueError("the heap is closed")
 
+    def _check_usable(self) -> None:
+        """Raise ValueError if closed, RuntimeError if frozen by a visit or snapshot."""
+        state = lib.pmi_heap_state(self._handle)
+        if state == lib.PMI_STATE_FROZEN:
+            _core.check(lib.PMI_EFROZEN, "allocation")
+        if state != lib.PMI_STATE_OPEN:
+            raise ValueError("cannot allocate from a closed heap")
+
     def stats(self) -> dict[str, Any]:
         """This heap's statistics as a dict (``mi_heap_stats_get_json``). ValueError if closed."""
         text = lib.pmi_heap_stats_json(self._handle)
@@ -214,6 +232,41 @@ class Heap:
         finally:
             stack.pop()
             lib.pmi_heap_pop_default(self._handle, previous[0])
+
+    # -- numpy ---------------------------------------------------------------------------------------
+    def numpy_allocator(self) -> contextlib.AbstractContextManager[Heap]:
+        """``with heap.numpy_allocator():`` every numpy array created in this context (this thread or async
+        task, as numpy scopes it), numpy's temporaries included, gets its data from this heap. The previous
+        handler comes back on exit, even on error; blocks nest. The heap cannot be closed meanwhile."""
+        return arrays.numpy_allocator(self)
+
+    def empty(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
+        """``numpy.empty`` with the data in this heap. ValueError if the heap is closed."""
+        return arrays.call_with_handler(self, _numpy().empty, shape, dtype, order)
+
+    def zeros(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
+        """``numpy.zeros`` with the data in this heap, zeroed by mimalloc (zalloc), not by a memset."""
+        return arrays.call_with_handler(self, _numpy().zeros, shape, dtype, order)
+
+    def ones(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
+        """``numpy.ones`` with the data in this heap."""
+        return arrays.call_with_handler(self, _numpy().ones, shape, dtype, order)
+
+    def full(self, shape: Any, fill_value: Any, dtype: Any = None, order: str = "C") -> np.ndarray:
+        """``numpy.full`` with the data in this heap."""
+        return arrays.call_with_handler(self, _numpy().full, shape, fill_value, dtype, order)
+
+    def empty_like(self, prototype: Any, dtype: Any = None) -> np.ndarray:
+        """``numpy.empty_like`` with the data in this heap."""
+        return arrays.call_with_handler(self, _numpy().empty_like, prototype, dtype)
+
+    def zeros_like(self, prototype: Any, dtype: Any = None) -> np.ndarray:
+        """``numpy.zeros_like`` with the data in this heap."""
+        return arrays.call_with_handler(self, _numpy().zeros_like, prototype, dtype)
+
+    def asarray(self, obj: Any, dtype: Any = None) -> np.ndarray:
+        """A copy of ``obj`` as an array with its data in this heap (always a copy, unlike numpy.asarray)."""
+        return arrays.call_with_handler(self, _numpy().array, obj, dtype, copy=True)
 
     # -- walking ------------------------------------------------------------------------------------
     def areas(self) -> Iterator[Area]:
@@ -257,7 +310,7 @@ class Heap:
         RuntimeError during a visit or snapshot of this heap or while it is a thread's default heap.
         """
         status = lib.pmi_heap_close(self._handle, lib.PMI_CLOSE_AUTO)
-        if status in (lib.PMI_EMAIN, lib.PMI_EFROZEN, lib.PMI_EDEFAULT):  # ECLOSED/EBUSY: already (being) closed
+        if status in (lib.PMI_EMAIN, lib.PMI_EFROZEN, lib.PMI_EPINNED):  # ECLOSED/EBUSY: already (being) closed
             _core.check(status, "close")
         self._unregister()
 

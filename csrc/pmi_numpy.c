@@ -1,0 +1,108 @@
+/* numpy's memory handler (NEP 49) backed by a pymimalloc heap. See pmi_numpy.h. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#define NPY_NO_DEPRECATED_API NPY_2_0_API_VERSION
+#define PY_ARRAY_UNIQUE_SYMBOL pmi_ARRAY_API
+#include <numpy/arrayobject.h>
+#include <mimalloc.h>
+#include "pmi_heap.h"
+#include "pmi_numpy.h"
+#include "pmi_internal.h"
+
+#define PMI_CAPSULE_NAME "mem_handler"  /* the name numpy requires */
+
+static void* pmi_np_malloc(void* ctx, size_t size) {
+    return pmi_data_alloc((pmi_heap_t*)ctx, size, false);
+}
+
+static void* pmi_np_calloc(void* ctx, size_t count, size_t size) {
+    if (size != 0 && count > SIZE_MAX / size) return NULL;
+    return pmi_data_alloc((pmi_heap_t*)ctx, count * size, true);  /* mimalloc's zeroed allocation */
+}
+
+static void* pmi_np_realloc(void* ctx, void* p, size_t size) {
+    return pmi_data_realloc((pmi_heap_t*)ctx, p, size);
+}
+
+static void pmi_np_free(void* ctx, void* p, size_t size) {
+    (void)size;  /* counted by usable size: numpy's realloc does not tell the old size */
+    pmi_data_free((pmi_heap_t*)ctx, p);
+}
+
+/* The capsule owns its handler and a counted reference to the heap wrapper, so the context outlives
+   the Heap object for as long as numpy (every array keeps its handler) needs it. */
+static void pmi_capsule_free(PyObject* capsule) {
+    PyDataMem_Handler* handler = (PyDataMem_Handler*)PyCapsule_GetPointer(capsule, PMI_CAPSULE_NAME);
+    if (handler == NULL) { PyErr_Clear(); return; }
+    pmi_heap_unref_public((pmi_heap_t*)handler->allocator.ctx);
+    PyMem_RawFree(handler);
+}
+
+static PyObject* pmi_numpy_handler(PyObject* self, PyObject* arg) {
+    (void)self;
+    void* address = PyLong_AsVoidPtr(arg);
+    if (address == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "no heap at address 0");
+        return NULL;
+    }
+    PyDataMem_Handler* handler = (PyDataMem_Handler*)PyMem_RawCalloc(1, sizeof(PyDataMem_Handler));
+    if (handler == NULL) return PyErr_NoMemory();
+    strncpy(handler->name, "pymimalloc", sizeof(handler->name) - 1);
+    handler->version = 1;
+    handler->allocator.ctx = address;
+    handler->allocator.malloc = &pmi_np_malloc;
+    handler->allocator.calloc = &pmi_np_calloc;
+    handler->allocator.realloc = &pmi_np_realloc;
+    handler->allocator.free = &pmi_np_free;
+    PyObject* capsule = PyCapsule_New(handler, PMI_CAPSULE_NAME, &pmi_capsule_free);
+    if (capsule == NULL) { PyMem_RawFree(handler); return NULL; }
+    pmi_heap_ref((pmi_heap_t*)address);
+    return capsule;
+}
+
+static PyObject* pmi_numpy_set_handler(PyObject* self, PyObject* capsule) {
+    (void)self;
+    return PyDataMem_SetHandler(capsule);
+}
+
+static PyObject* pmi_numpy_call_with(PyObject* self, PyObject* args, PyObject* kwargs) {
+    (void)self;
+    if (PyTuple_GET_SIZE(args) < 2) {
+        PyErr_SetString(PyExc_TypeError, "_numpy_call_with(handler, func, *args, **kwargs)");
+        return NULL;
+    }
+    PyObject* previous = PyDataMem_SetHandler(PyTuple_GET_ITEM(args, 0));
+    if (previous == NULL) return NULL;
+    PyObject* rest = PyTuple_GetSlice(args, 2, PyTuple_GET_SIZE(args));
+    PyObject* result = (rest == NULL ? NULL : PyObject_Call(PyTuple_GET_ITEM(args, 1), rest, kwargs));
+    Py_XDECREF(rest);
+    PyObject* restored = PyDataMem_SetHandler(previous);  /* even when the call failed */
+    Py_DECREF(previous);
+    if (restored == NULL) { Py_XDECREF(result); return NULL; }
+    Py_DECREF(restored);
+    return result;
+}
+
+static PyMethodDef pmi_numpy_methods[] = {
+    {"_numpy_handler", (PyCFunction)pmi_numpy_handler, METH_O, NULL},
+    {"_numpy_set_handler", (PyCFunction)pmi_numpy_set_handler, METH_O, NULL},
+    {"_numpy_call_with", (PyCFunction)(void (*)(void))pmi_numpy_call_with, METH_VARARGS | METH_KEYWORDS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+int pmi_numpy_install(void) {
+    PyGILState_STATE gil = PyGILState_Ensure();  /* cffi released the GIL around this call */
+    int status = -1;
+    PyObject* module = PyImport_ImportModule("pymimalloc._mimalloc");
+    if (module != NULL && _import_array() >= 0) {
+        status = 0;
+        for (PyMethodDef* def = pmi_numpy_methods; def->ml_name != NULL && status == 0; def++) {
+            PyObject* func = PyCFunction_NewEx(def, NULL, NULL);
+            if (func == NULL || PyModule_AddObject(module, def->ml_name, func) < 0) { Py_XDECREF(func); status = -1; }
+        }
+    }
+    if (status < 0) PyErr_Print();
+    Py_XDECREF(module);
+    PyGILState_Release(gil);
+    return status;
+}

@@ -1,0 +1,85 @@
+"""numpy arrays whose data lives in a pymimalloc heap (NEP 49 memory handlers).
+
+Each heap gets one ``PyDataMem_Handler`` (in a capsule named ``"mem_handler"``) whose context is the heap.
+numpy keeps the handler of every array it allocates, so array data stays valid however the heap is
+closed: the handler holds a counted reference to the heap's C wrapper, and closing a heap with live
+arrays hands their blocks to the main heap. numpy is imported on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from . import _core
+from ._core import ffi, lib
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .heap import Heap
+
+__all__ = ["numpy_allocator", "handler_of", "call_with_handler", "HANDLER_NAME", "TRACEMALLOC_DOMAIN"]
+
+#: The name numpy reports for arrays allocated by pymimalloc (``numpy._core.multiarray.get_handler_name``).
+HANDLER_NAME = "pymimalloc"
+#: The tracemalloc domain of every allocation made through pymimalloc: Blocks and array data
+#: (``tracemalloc.DomainFilter(True, TRACEMALLOC_DOMAIN)``). numpy's own domain is 389047.
+TRACEMALLOC_DOMAIN: int = lib.PMI_TRACEMALLOC_DOMAIN
+
+_install_lock = threading.Lock()
+_module: Any = None
+
+
+def _c_api() -> Any:
+    """The compiled module, with its numpy entry points installed (numpy's C API imported once)."""
+    global _module
+    if _module is None:
+        with _install_lock:
+            if _module is None:
+                import numpy  # noqa: F401  (numpy must be importable before its C API is)
+
+                from . import _mimalloc
+
+                if lib.pmi_numpy_install() != 0:
+                    raise ImportError("pymimalloc could not import numpy's C API (see the message above)")
+                _module = _mimalloc
+    return _module
+
+
+def handler_of(heap: Heap) -> Any:
+    """The heap's numpy handler capsule, made on first use and kept with the Heap."""
+    handler = heap._numpy_handler
+    if handler is None:
+        handler = heap._numpy_handler = _c_api()._numpy_handler(int(ffi.cast("uintptr_t", heap._handle)))
+    return handler
+
+
+@contextlib.contextmanager
+def numpy_allocator(heap: Heap) -> Iterator[Heap]:
+    """Make numpy allocate array data from ``heap`` in this context (thread or async task, as numpy scopes
+    its handler), then restore the previous handler, even on error. The heap cannot be closed meanwhile."""
+    handler = handler_of(heap)
+    _core.check(lib.pmi_heap_pin(heap._handle), "numpy_allocator")
+    try:
+        previous = _c_api()._numpy_set_handler(handler)
+        try:
+            yield heap
+        finally:
+            _c_api()._numpy_set_handler(previous)
+    finally:
+        lib.pmi_heap_unpin(heap._handle)
+
+
+def call_with_handler(heap: Heap, func: Callable[..., np.ndarray], *args: Any, **kwargs: Any) -> np.ndarray:
+    """``func(*args, **kwargs)`` with numpy allocating from ``heap``, in one call into C.
+
+    Raises ValueError if the heap is closed, RuntimeError if it is frozen by a visit or snapshot.
+    """
+    try:
+        return _c_api()._numpy_call_with(handler_of(heap), func, *args, **kwargs)  # type: ignore[no-any-return]
+    except MemoryError:
+        heap._check_usable()
+        raise

@@ -1,0 +1,219 @@
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+from numpy._core.multiarray import get_handler_name
+
+import pymimalloc
+
+
+def test_constructors_put_the_data_in_the_heap(heap: pymimalloc.Heap) -> None:
+    source = np.arange(12.0).reshape(3, 4)
+    arrays = {
+        "empty": heap.empty((3, 4)),
+        "zeros": heap.zeros(5, dtype=np.int32),
+        "ones": heap.ones((2, 2), order="F"),
+        "full": heap.full(7, 2.5),
+        "empty_like": heap.empty_like(source),
+        "zeros_like": heap.zeros_like(source),
+        "asarray": heap.asarray(source),
+    }
+    for name, array in arrays.items():
+        assert get_handler_name(array) == pymimalloc.HANDLER_NAME, name
+        assert array in heap and pymimalloc.heap_of(array) is heap, name
+    assert arrays["zeros"].dtype == np.int32 and not arrays["zeros"].any()
+    assert arrays["ones"].flags.f_contiguous and (arrays["ones"] == 1).all()
+    assert (arrays["full"] == 2.5).all() and arrays["empty_like"].shape == (3, 4)
+    assert (arrays["asarray"] == source).all() and not np.shares_memory(arrays["asarray"], source)
+    assert heap.live_blocks == len(arrays)
+
+
+def test_asarray_always_copies(heap: pymimalloc.Heap) -> None:
+    inside = heap.zeros(4)
+    copy = heap.asarray(inside)
+    copy[0] = 1
+    assert inside[0] == 0
+
+
+def test_zeros_are_zero_even_on_reused_memory(heap: pymimalloc.Heap) -> None:
+    for _ in range(5):
+        dirty = heap.empty(1 << 16)
+        dirty.fill(7.0)
+        del dirty
+        assert not heap.zeros(1 << 16).any()
+
+
+def test_numpy_allocator_covers_every_array_and_restores(heap: pymimalloc.Heap) -> None:
+    before = np.empty(1)
+    with heap.numpy_allocator() as same:
+        assert same is heap
+        a = np.arange(1000, dtype=np.float64)
+        b = (a * 2 + 1)  # temporaries too
+        assert get_handler_name(a) == get_handler_name(b) == pymimalloc.HANDLER_NAME
+        assert a in heap and b in heap
+    after = np.empty(1)
+    assert get_handler_name(after) == get_handler_name(before) != pymimalloc.HANDLER_NAME
+    assert after not in heap
+
+
+def test_nested_and_exception_exited_allocators() -> None:
+    with pymimalloc.Heap() as outer, pymimalloc.Heap() as inner:
+        with pytest.raises(ZeroDivisionError):
+            with outer.numpy_allocator():
+                with inner.numpy_allocator():
+                    assert np.ones(3) in inner
+                    with pytest.raises(ZeroDivisionError):
+                        with outer.numpy_allocator():
+                            assert np.ones(3) in outer
+                            1 / 0
+                    assert np.ones(3) in inner  # restored after the exception
+                assert np.ones(3) in outer
+                1 / 0
+        assert np.ones(3) not in outer and np.ones(3) not in inner
+        gc.collect()
+
+
+def test_views_belong_to_the_base_arrays_heap(heap: pymimalloc.Heap) -> None:
+    base = heap.zeros((100, 100))
+    for view in (base[10:], base[::3, ::7], base.T, base[50, 50:51], base.reshape(-1)[999:]):
+        assert view in heap and pymimalloc.heap_of(view) is heap
+
+
+def test_arrays_outlive_their_heap() -> None:
+    heap = pymimalloc.Heap()
+    array = heap.full(1000, 3.0)
+    view = array[500:]
+    del heap  # the Heap object goes; numpy keeps the handler and thus the heap's context
+    gc.collect()
+    assert (view == 3.0).all()
+    array2 = view.copy()  # a plain numpy array
+    del array, view
+    gc.collect()
+    assert (array2 == 3.0).all()
+
+
+def test_close_with_live_arrays_keeps_them_and_destroy_refuses(heap: pymimalloc.Heap) -> None:
+    array = heap.ones(10_000)
+    assert heap.live_bytes >= array.nbytes  # live_bytes counts array data
+    with pytest.raises(BufferError):
+        heap.destroy()
+    heap.close()
+    assert heap.closed and (array == 1).all()
+    array.resize(20_000, refcheck=False)  # numpy reallocs data whose heap is closed: still fine
+    assert array[:10_000].sum() == 10_000
+    del array
+    gc.collect()
+    assert (heap.live_blocks, heap.live_bytes) == (0, 0)
+
+
+def test_close_releases_everything_when_no_array_is_alive() -> None:
+    heap = pymimalloc.Heap()
+    address = heap.empty(1 << 20).__array_interface__["data"][0]
+    gc.collect()
+    assert heap.live_blocks == 0
+    heap.destroy()
+    assert pymimalloc.heap_of(address) is None
+
+
+def test_constructors_on_a_closed_or_frozen_heap() -> None:
+    heap = pymimalloc.Heap()
+    with heap.snapshot():
+        with pytest.raises(RuntimeError):
+            heap.empty(10)
+    heap.close()
+    with pytest.raises(ValueError):
+        heap.zeros(10)
+    with pytest.raises(ValueError):
+        with heap.numpy_allocator():
+            pass
+
+
+def test_heap_cannot_close_inside_its_numpy_allocator(heap: pymimalloc.Heap) -> None:
+    with heap.numpy_allocator():
+        with pytest.raises(RuntimeError):
+            heap.close()
+    heap.close()
+    assert heap.closed
+
+
+def test_arrays_freed_in_other_threads() -> None:
+    heap = pymimalloc.Heap()
+    arrays = [heap.empty(n) for n in (10, 1000, 100_000) for _ in range(50)]
+    mid = len(arrays) // 2
+    first, second = arrays[:mid], arrays[mid:]
+    del arrays
+    worker = threading.Thread(target=first.clear)
+    worker.start()
+    worker.join()
+    heap.close()  # second still alive: handed to the main heap
+    worker = threading.Thread(target=second.clear)
+    worker.start()
+    worker.join()
+    gc.collect()
+    assert (heap.live_blocks, heap.live_bytes) == (0, 0)
+
+
+def test_threads_share_a_heap_for_arrays() -> None:
+    heap = pymimalloc.Heap()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with heap.numpy_allocator():
+                for _ in range(200):
+                    a = np.ones(1000) + np.arange(1000)
+                    assert a in heap
+                    (a * 2).sum()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    gc.collect()
+    assert heap.live_blocks == 0
+    heap.destroy()
+
+
+def test_tracemalloc_reports_blocks_and_arrays_in_pymimalloc_domain(heap: pymimalloc.Heap) -> None:
+    domain = tracemalloc.DomainFilter(True, pymimalloc.TRACEMALLOC_DOMAIN)
+    tracemalloc.start()
+    try:
+        block = heap.malloc(12345)
+        array = heap.empty(50_000, dtype=np.uint8)
+        traced = tracemalloc.take_snapshot().filter_traces([domain])
+        sizes = sorted(trace.size for trace in traced.traces)
+        assert 12345 in sizes and any(size >= 50_000 for size in sizes)
+        del block, array
+        gc.collect()
+        traced = tracemalloc.take_snapshot().filter_traces([domain])
+        assert not any(trace.size in (12345,) or trace.size >= 50_000 for trace in traced.traces)
+    finally:
+        tracemalloc.stop()
+
+
+def test_subprocess_exits_cleanly_with_live_heap_arrays() -> None:
+    code = textwrap.dedent("""
+        import numpy as np, pymimalloc
+        heap = pymimalloc.Heap()
+        keep = [heap.empty(1000), heap.zeros((50, 50))]
+        closed = pymimalloc.Heap(); kept = closed.ones(100); closed.close()
+        allocator = heap.numpy_allocator(); allocator.__enter__()
+        more = np.arange(1000) * 3
+        snap = pymimalloc.Heap(); snap_arr = snap.empty(10); s = snap.snapshot(); s.__enter__()
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=tempfile.gettempdir())
+    assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")
