@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _core
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from .heap import Heap
 
-__all__ = ["numpy_allocator", "handler_of", "call_with_handler", "HANDLER_NAME", "TRACEMALLOC_DOMAIN"]
+__all__ = ["numpy_allocator", "handler_of", "NP", "HANDLER_NAME", "TRACEMALLOC_DOMAIN"]
 
 #: The name numpy reports for arrays allocated by pymimalloc (``numpy._core.multiarray.get_handler_name``).
 HANDLER_NAME = "pymimalloc"
@@ -73,13 +73,23 @@ def numpy_allocator(heap: Heap) -> Iterator[Heap]:
         lib.pmi_heap_unpin(heap._handle)
 
 
-def call_with_handler(heap: Heap, func: Callable[..., np.ndarray], *args: Any, **kwargs: Any) -> np.ndarray:
-    """``func(*args, **kwargs)`` with numpy allocating from ``heap``, in one call into C.
+class _Binding:
+    """numpy's constructors and the C entry point, bound on first use.
 
-    Raises ValueError if the heap is closed, RuntimeError if it is frozen by a visit or snapshot.
+    ``heap.empty(n)`` is a hot path: after the first call, each of these is one attribute load
+    (``__getattr__`` runs only for names not yet bound).
     """
-    try:
-        return _c_api()._numpy_call_with(handler_of(heap), func, *args, **kwargs)  # type: ignore[no-any-return]
-    except MemoryError:
-        heap._check_usable()
-        raise
+
+    NAMES = ("empty", "zeros", "ones", "full", "empty_like", "zeros_like", "array")
+
+    def __getattr__(self, name: str) -> Any:
+        import numpy
+
+        self.call = _c_api()._numpy_call_with
+        for constructor in self.NAMES:
+            setattr(self, constructor, getattr(numpy, constructor))
+        return object.__getattribute__(self, name)
+
+
+#: ``NP.call(handler, NP.empty, ...)`` runs a numpy constructor with a heap's handler set.
+NP: Any = _Binding()

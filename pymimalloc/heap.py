@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import _core
 from ._core import ffi, lib
-from . import arrays
 from .arena import Arena
+from .arrays import NP, handler_of, numpy_allocator
 from .block import Block, _exports_lock, address_of
 from .stats import take_text
 from .visit import Area, BlockInfo, Snapshot, VisitCallback, frozen, visit, walk
@@ -36,12 +36,6 @@ _heaps_by_id: weakref.WeakValueDictionary[int, Heap] = weakref.WeakValueDictiona
 _main_heap_lock = threading.Lock()
 _main_heap: Heap | None = None
 _defaults = threading.local()  # .stack: the Heaps of this thread's nested as_default() blocks
-
-
-def _numpy() -> Any:
-    import numpy
-
-    return numpy
 
 
 def _default_stack() -> list[Heap]:
@@ -238,35 +232,66 @@ class Heap:
         """``with heap.numpy_allocator():`` every numpy array created in this context (this thread or async
         task, as numpy scopes it), numpy's temporaries included, gets its data from this heap. The previous
         handler comes back on exit, even on error; blocks nest. The heap cannot be closed meanwhile."""
-        return arrays.numpy_allocator(self)
+        return numpy_allocator(self)
+
+    def _numpy_failed(self) -> None:
+        self._check_usable()  # closed or frozen says so; otherwise it was a real MemoryError
 
     def empty(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
-        """``numpy.empty`` with the data in this heap. ValueError if the heap is closed."""
-        return arrays.call_with_handler(self, _numpy().empty, shape, dtype, order)
+        """``numpy.empty`` with the data in this heap. ValueError if closed, RuntimeError if frozen."""
+        try:
+            return NP.call(self._numpy_handler or handler_of(self), NP.empty, shape, dtype, order)  # type: ignore[no-any-return]
+        except MemoryError:
+            self._numpy_failed()
+            raise
 
     def zeros(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
-        """``numpy.zeros`` with the data in this heap, zeroed by mimalloc (zalloc), not by a memset."""
-        return arrays.call_with_handler(self, _numpy().zeros, shape, dtype, order)
+        """``numpy.zeros`` with the data in this heap, zeroed by mimalloc (its calloc), not by a memset."""
+        try:
+            return NP.call(self._numpy_handler or handler_of(self), NP.zeros, shape, dtype, order)  # type: ignore[no-any-return]
+        except MemoryError:
+            self._numpy_failed()
+            raise
 
     def ones(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
         """``numpy.ones`` with the data in this heap."""
-        return arrays.call_with_handler(self, _numpy().ones, shape, dtype, order)
+        try:
+            return NP.call(self._numpy_handler or handler_of(self), NP.ones, shape, dtype, order)  # type: ignore[no-any-return]
+        except MemoryError:
+            self._numpy_failed()
+            raise
 
     def full(self, shape: Any, fill_value: Any, dtype: Any = None, order: str = "C") -> np.ndarray:
         """``numpy.full`` with the data in this heap."""
-        return arrays.call_with_handler(self, _numpy().full, shape, fill_value, dtype, order)
+        try:
+            return NP.call(self._numpy_handler or handler_of(self), NP.full, shape, fill_value, dtype, order)  # type: ignore[no-any-return]
+        except MemoryError:
+            self._numpy_failed()
+            raise
 
     def empty_like(self, prototype: Any, dtype: Any = None) -> np.ndarray:
         """``numpy.empty_like`` with the data in this heap."""
-        return arrays.call_with_handler(self, _numpy().empty_like, prototype, dtype)
+        try:
+            return NP.call(self._numpy_handler or handler_of(self), NP.empty_like, prototype, dtype)  # type: ignore[no-any-return]
+        except MemoryError:
+            self._numpy_failed()
+            raise
 
     def zeros_like(self, prototype: Any, dtype: Any = None) -> np.ndarray:
         """``numpy.zeros_like`` with the data in this heap."""
-        return arrays.call_with_handler(self, _numpy().zeros_like, prototype, dtype)
+        try:
+            return NP.call(self._numpy_handler or handler_of(self), NP.zeros_like, prototype, dtype)  # type: ignore[no-any-return]
+        except MemoryError:
+            self._numpy_failed()
+            raise
 
     def asarray(self, obj: Any, dtype: Any = None) -> np.ndarray:
         """A copy of ``obj`` as an array with its data in this heap (always a copy, unlike numpy.asarray)."""
-        return arrays.call_with_handler(self, _numpy().array, obj, dtype, copy=True)
+        try:
+            return NP.call(self._numpy_handler or handler_of(self), NP.array, obj, dtype, copy=True)  # type: ignore[no-any-return]
+        except MemoryError:
+            self._numpy_failed()
+            raise
 
     # -- walking ------------------------------------------------------------------------------------
     def areas(self) -> Iterator[Area]:
