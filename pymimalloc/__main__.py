@@ -1,10 +1,12 @@
-"""``python -m pymimalloc``: how this copy was built, and a short demonstration of a heap."""
+"""``python -m pymimalloc``: how this copy was built and a short heap demonstration;
+``python -m pymimalloc bench``: allocator micro-benchmarks against pymalloc and glibc."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from typing import TextIO
 
 from . import Heap, __version__, build_info, collect, heap_of
@@ -31,7 +33,7 @@ def demo(out: TextIO) -> None:
     print(f"  freed      {heap!r}", file=out)
 
 
-def main(argv: list[str] | None = None) -> int:
+def info_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m pymimalloc", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print build_info() as JSON only")
     args = parser.parse_args(argv)
@@ -44,7 +46,71 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {key:17} {value}")
     print("demo:")
     demo(sys.stdout)
+    print("benchmarks: python -m pymimalloc bench --quick")
     return 0
+
+
+def _size(text: str) -> int:
+    units = {"k": 1024, "kib": 1024, "m": 1 << 20, "mib": 1 << 20, "b": 1, "": 1}
+    number = text.rstrip("kKmMiIbB ")
+    unit = text[len(number):].strip().lower()
+    if not number.isdigit() or unit not in units:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 64, 16k, 1m)")
+    return int(number) * units[unit]
+
+
+def bench_main(argv: list[str]) -> int:
+    from .bench import PATTERNS, plan, run_suite
+    from .bench.report import PlotUnavailable, write_json, write_plot, write_table
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pymimalloc bench",
+        description="Allocator micro-benchmarks run as loops in C: a pymimalloc Heap, mimalloc's default, "
+                    "pymalloc and glibc malloc, side by side.")
+    parser.add_argument("--quick", action="store_true", help="a short run (about 20 s or less)")
+    parser.add_argument("--pattern", action="append", choices=list(PATTERNS), help="only these patterns")
+    parser.add_argument("--size", action="append", type=_size, help="only these sizes (64, 16k, 1m, ...)")
+    parser.add_argument("--repeat", type=int, default=5, help="repeats per measurement (median; default 5)")
+    parser.add_argument("--json", metavar="PATH", help="also write machine-readable results")
+    parser.add_argument("--plot", metavar="PATH", help="also write a PNG chart (needs matplotlib)")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("error: --plot needs matplotlib, an optional extra: pip install 'pymimalloc[plot]'",
+                  file=sys.stderr)
+            return 2
+    cases = plan(args.pattern, args.size, quick=args.quick)
+    started = time.monotonic()
+
+    def progress(done: int, total: int, case: object) -> None:
+        print(f"\r[{done + 1}/{total}] {case.label:<32}", end="", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
+
+    suite = run_suite(cases, repeat=args.repeat, quick=args.quick, progress=progress)
+    print(f"\r{' ' * 48}\r", end="", file=sys.stderr)
+    write_table(suite, sys.stdout)
+    print(f"({len(cases)} cases in {time.monotonic() - started:.1f} s)")
+    if args.json:
+        write_json(suite, args.json)
+        print(f"wrote {args.json}")
+    if args.plot:
+        try:
+            write_plot(suite, args.plot)
+        except PlotUnavailable as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        return bench_main(argv[1:])
+    return info_main(argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,391 @@
+/* Allocator micro-benchmark kernels; see pmi_bench.h. */
+#ifndef PMI_BENCH_STANDALONE
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#endif
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <mimalloc.h>
+#ifndef PMI_BENCH_STANDALONE
+#include "pmi_heap.h"
+#include "pmi_internal.h"
+#else
+typedef struct pmi_heap_s pmi_heap_t;
+#endif
+#include "pmi_bench.h"
+
+#define PMI_INLINE static inline __attribute__((always_inline))
+
+/* ---- the allocators, selected by a constant so each kernel is compiled once per allocator ---- */
+
+PMI_INLINE void* a_malloc(const int kind, mi_heap_t* heap, size_t size) {
+    switch (kind) {
+    case PMI_BENCH_HEAP:     return mi_heap_malloc(heap, size);
+    case PMI_BENCH_MIMALLOC: return mi_malloc(size);
+#ifndef PMI_BENCH_STANDALONE
+    case PMI_BENCH_PYMALLOC: return PyObject_Malloc(size);
+#endif
+    default:                 return malloc(size);
+    }
+}
+
+PMI_INLINE void* a_calloc(const int kind, mi_heap_t* heap, size_t size) {
+    switch (kind) {
+    case PMI_BENCH_HEAP:     return mi_heap_zalloc(heap, size);
+    case PMI_BENCH_MIMALLOC: return mi_zalloc(size);
+#ifndef PMI_BENCH_STANDALONE
+    case PMI_BENCH_PYMALLOC: return PyObject_Calloc(1, size);
+#endif
+    default:                 return calloc(1, size);
+    }
+}
+
+PMI_INLINE void* a_realloc(const int kind, mi_heap_t* heap, void* p, size_t size) {
+    switch (kind) {
+    case PMI_BENCH_HEAP:     return mi_heap_realloc(heap, p, size);
+    case PMI_BENCH_MIMALLOC: return mi_realloc(p, size);
+#ifndef PMI_BENCH_STANDALONE
+    case PMI_BENCH_PYMALLOC: return PyObject_Realloc(p, size);
+#endif
+    default:                 return realloc(p, size);
+    }
+}
+
+PMI_INLINE void a_free(const int kind, void* p) {
+    switch (kind) {
+    case PMI_BENCH_HEAP:
+    case PMI_BENCH_MIMALLOC: mi_free(p); return;
+#ifndef PMI_BENCH_STANDALONE
+    case PMI_BENCH_PYMALLOC: PyObject_Free(p); return;
+#endif
+    default:                 free(p); return;
+    }
+}
+
+/* pymalloc needs the GIL; cffi released it around our call. Threads take it per batch of operations. */
+#define PMI_GIL_BATCH 32
+#ifndef PMI_BENCH_STANDALONE
+typedef PyGILState_STATE pmi_gil_t;
+/* take the GIL for the whole kernel or thread (a C thread gets its thread state once, here) */
+PMI_INLINE pmi_gil_t gil_take(const int kind) { return kind == PMI_BENCH_PYMALLOC ? PyGILState_Ensure() : PyGILState_UNLOCKED; }
+PMI_INLINE void gil_give(const int kind, pmi_gil_t g) { if (kind == PMI_BENCH_PYMALLOC) PyGILState_Release(g); }
+/* let other threads have the GIL for a moment */
+PMI_INLINE void gil_yield(const int kind) {
+    if (kind == PMI_BENCH_PYMALLOC) { PyThreadState* ts = PyEval_SaveThread(); PyEval_RestoreThread(ts); }
+}
+#else
+typedef int pmi_gil_t;
+PMI_INLINE pmi_gil_t gil_take(const int kind) { (void)kind; return 0; }
+PMI_INLINE void gil_give(const int kind, pmi_gil_t g) { (void)kind; (void)g; }
+PMI_INLINE void gil_yield(const int kind) { (void)kind; }
+#endif
+
+static inline uint64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static inline uint64_t rnd(uint64_t* state) {  /* xorshift64* */
+    uint64_t x = *state;
+    x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* Write the first and last byte, and tell the compiler the memory is observed: without the barrier GCC
+   may drop a malloc+memset+free sequence altogether, since it knows what malloc and free do. */
+static inline void touch(void* p, size_t size) {
+    volatile unsigned char* b = (volatile unsigned char*)p;
+    b[0] = 1;
+    if (size > 1) b[size - 1] = 2;
+    __asm__ __volatile__("" : : "r"(p) : "memory");
+}
+
+/* inverse-square sizes between 16 B and 32 KiB: density proportional to 1/size^2 */
+static inline size_t inverse_square_size(uint64_t* state) {
+    const double u = (double)(rnd(state) >> 11) * (1.0 / 9007199254740992.0);
+    const double lo = 1.0 / 16.0, hi = 1.0 / 32768.0;
+    size_t size = (size_t)(1.0 / (lo - u * (lo - hi)));
+    return size < 16 ? 16 : (size > 32768 ? 32768 : size);
+}
+
+#define PMI_SLOTS 1024
+
+/* ---- kernels; each returns ns/op or -1 when out of memory ---- */
+
+PMI_INLINE double k_pair(const int kind, mi_heap_t* heap, size_t size, size_t ops) {
+    const uint64_t t0 = now_ns();
+    for (size_t i = 0; i < ops; i++) {
+        void* p = a_malloc(kind, heap, size);
+        if (p == NULL) return -1;
+        touch(p, size);
+        a_free(kind, p);
+    }
+    return (double)(now_ns() - t0) / (double)ops;
+}
+
+PMI_INLINE double k_batch(const int kind, mi_heap_t* heap, size_t size, size_t n, size_t ops) {
+    void** blocks = (void**)malloc(n * sizeof(void*));
+    if (blocks == NULL || n == 0) { free(blocks); return -1; }
+    const size_t rounds = (ops + n - 1) / n;
+    const uint64_t t0 = now_ns();
+    for (size_t r = 0; r < rounds; r++) {
+        for (size_t i = 0; i < n; i++) {
+            blocks[i] = a_malloc(kind, heap, size);
+            if (blocks[i] == NULL) { free(blocks); return -1; }
+            touch(blocks[i], size);
+        }
+        for (size_t i = 0; i < n / 2; i++) a_free(kind, blocks[i]);                 /* first half, FIFO */
+        for (size_t i = n; i-- > n / 2;) a_free(kind, blocks[i]);                  /* second half, LIFO */
+    }
+    const double ns = (double)(now_ns() - t0) / (double)(rounds * n);
+    free(blocks);
+    return ns;
+}
+
+PMI_INLINE double k_ring(const int kind, mi_heap_t* heap, size_t size, size_t ops) {
+    void* ring[PMI_SLOTS];
+    for (size_t i = 0; i < PMI_SLOTS; i++) {
+        ring[i] = a_malloc(kind, heap, size);
+        if (ring[i] == NULL) return -1;
+        touch(ring[i], size);
+    }
+    const uint64_t t0 = now_ns();
+    for (size_t i = 0; i < ops; i++) {
+        const size_t slot = i % PMI_SLOTS;  /* the oldest block */
+        a_free(kind, ring[slot]);
+        ring[slot] = a_malloc(kind, heap, size);
+        if (ring[slot] == NULL) return -1;
+        touch(ring[slot], size);
+    }
+    const double ns = (double)(now_ns() - t0) / (double)ops;
+    for (size_t i = 0; i < PMI_SLOTS; i++) a_free(kind, ring[i]);
+    return ns;
+}
+
+PMI_INLINE double k_workset(const int kind, mi_heap_t* heap, size_t ops, uint64_t seed) {
+    void* slots[PMI_SLOTS];
+    uint64_t state = seed | 1;
+    for (size_t i = 0; i < PMI_SLOTS; i++) {
+        const size_t size = inverse_square_size(&state);
+        slots[i] = a_malloc(kind, heap, size);
+        if (slots[i] == NULL) return -1;
+        touch(slots[i], size);
+    }
+    const uint64_t t0 = now_ns();
+    for (size_t i = 0; i < ops; i++) {
+        const size_t slot = rnd(&state) % PMI_SLOTS;
+        const size_t size = inverse_square_size(&state);
+        a_free(kind, slots[slot]);
+        slots[slot] = a_malloc(kind, heap, size);
+        if (slots[slot] == NULL) return -1;
+        touch(slots[slot], size);
+    }
+    const double ns = (double)(now_ns() - t0) / (double)ops;
+    for (size_t i = 0; i < PMI_SLOTS; i++) a_free(kind, slots[i]);
+    return ns;
+}
+
+PMI_INLINE double k_realloc(const int kind, mi_heap_t* heap, size_t ops) {
+    size_t count = 0;
+    const uint64_t t0 = now_ns();
+    while (count < ops) {
+        size_t size = 16;
+        void* p = a_malloc(kind, heap, size);
+        if (p == NULL) return -1;
+        while (size < (1u << 20)) {
+            size += size / 8 + 1;
+            void* q = a_realloc(kind, heap, p, size);
+            if (q == NULL) { a_free(kind, p); return -1; }
+            p = q;
+            touch(p, size);
+            count++;
+        }
+        a_free(kind, p);
+    }
+    return (double)(now_ns() - t0) / (double)count;
+}
+
+PMI_INLINE double k_calloc(const int kind, mi_heap_t* heap, size_t size, size_t ops, bool zeroed) {
+    const uint64_t t0 = now_ns();
+    for (size_t i = 0; i < ops; i++) {
+        void* p;
+        if (zeroed) p = a_calloc(kind, heap, size);
+        else { p = a_malloc(kind, heap, size); if (p != NULL) memset(p, 0, size); }
+        if (p == NULL) return -1;
+        touch(p, size);
+        a_free(kind, p);
+    }
+    return (double)(now_ns() - t0) / (double)ops;
+}
+
+/* -- producer/consumer: a single-producer single-consumer ring of pointers -- */
+
+#define PMI_QUEUE 4096
+typedef struct pmi_queue_s {
+    _Atomic(void*) items[PMI_QUEUE];
+    atomic_size_t head, tail;  /* producer writes head, consumer writes tail */
+    int kind; mi_heap_t* heap; size_t size, ops;
+    atomic_int failed;
+} pmi_queue_t;
+
+#define PMI_XTHREAD(kind_) \
+static void* pmi_consumer_##kind_(void* arg) { \
+    pmi_queue_t* q = (pmi_queue_t*)arg; \
+    size_t tail = 0; \
+    pmi_gil_t g = gil_take(kind_); size_t held = 0; \
+    while (tail < q->ops) { \
+        if (tail == atomic_load_explicit(&q->head, memory_order_acquire)) { \
+            if (atomic_load(&q->failed)) break; \
+            gil_yield(kind_); held = 0;  /* let the producer run */ \
+            continue; \
+        } \
+        void* p = atomic_load_explicit(&q->items[tail % PMI_QUEUE], memory_order_relaxed); \
+        a_free(kind_, p); \
+        tail++; \
+        atomic_store_explicit(&q->tail, tail, memory_order_release); \
+        if (++held == PMI_GIL_BATCH) { gil_yield(kind_); held = 0; } \
+    } \
+    gil_give(kind_, g); \
+    return NULL; \
+} \
+static double k_xthread_##kind_(mi_heap_t* heap, size_t size, size_t ops) { \
+    pmi_queue_t* q = (pmi_queue_t*)calloc(1, sizeof(pmi_queue_t)); \
+    if (q == NULL) return -1; \
+    q->kind = kind_; q->heap = heap; q->size = size; q->ops = ops; \
+    pthread_t consumer; \
+    const uint64_t t0 = now_ns(); \
+    if (pthread_create(&consumer, NULL, pmi_consumer_##kind_, q) != 0) { free(q); return -1; } \
+    pmi_gil_t g = gil_take(kind_); size_t held = 0; \
+    for (size_t head = 0; head < ops; head++) { \
+        while (head - atomic_load_explicit(&q->tail, memory_order_acquire) >= PMI_QUEUE) { \
+            gil_yield(kind_); held = 0; \
+        } \
+        void* p = a_malloc(kind_, heap, size); \
+        if (p == NULL) { atomic_store(&q->failed, 1); break; } \
+        touch(p, size); \
+        atomic_store_explicit(&q->items[head % PMI_QUEUE], p, memory_order_relaxed); \
+        atomic_store_explicit(&q->head, head + 1, memory_order_release); \
+        if (++held == PMI_GIL_BATCH) { gil_yield(kind_); held = 0; } \
+    } \
+    gil_give(kind_, g); \
+    pthread_join(consumer, NULL); \
+    const double ns = (double)(now_ns() - t0) / (double)ops; \
+    const int failed = atomic_load(&q->failed); \
+    free(q); \
+    return failed ? -1 : ns; \
+}
+
+/* -- larson-like: each thread keeps 5000 blocks of 8..1000 B and replaces random ones -- */
+
+#define PMI_LARSON_BLOCKS 5000
+typedef struct pmi_larson_s { mi_heap_t* heap; size_t ops; uint64_t seed; atomic_int failed; } pmi_larson_t;
+
+#define PMI_LARSON(kind_) \
+static void* pmi_larson_thread_##kind_(void* arg) { \
+    pmi_larson_t* L = (pmi_larson_t*)arg; \
+    void** blocks = (void**)calloc(PMI_LARSON_BLOCKS, sizeof(void*)); \
+    uint64_t state = L->seed | 1; \
+    if (blocks == NULL) { atomic_store(&L->failed, 1); return NULL; } \
+    pmi_gil_t g = gil_take(kind_); size_t held = 0; \
+    for (size_t i = 0; i < PMI_LARSON_BLOCKS; i++) { \
+        const size_t size = 8 + rnd(&state) % 993; \
+        blocks[i] = a_malloc(kind_, L->heap, size); \
+        if (blocks[i] == NULL) { atomic_store(&L->failed, 1); break; } \
+        touch(blocks[i], size); \
+    } \
+    for (size_t i = 0; i < L->ops && !atomic_load(&L->failed); i++) { \
+        const size_t slot = rnd(&state) % PMI_LARSON_BLOCKS; \
+        const size_t size = 8 + rnd(&state) % 993; \
+        a_free(kind_, blocks[slot]); \
+        blocks[slot] = a_malloc(kind_, L->heap, size); \
+        if (blocks[slot] == NULL) { atomic_store(&L->failed, 1); break; } \
+        touch(blocks[slot], size); \
+        if (++held == PMI_GIL_BATCH) { gil_yield(kind_); held = 0; } \
+    } \
+    for (size_t i = 0; i < PMI_LARSON_BLOCKS; i++) if (blocks[i] != NULL) a_free(kind_, blocks[i]); \
+    gil_give(kind_, g); \
+    free(blocks); \
+    return NULL; \
+} \
+static double k_larson_##kind_(mi_heap_t* heap, size_t threads, size_t ops, uint64_t seed) { \
+    pthread_t tids[16]; pmi_larson_t args[16]; \
+    if (threads == 0 || threads > 16) return -1; \
+    const uint64_t t0 = now_ns(); \
+    for (size_t t = 0; t < threads; t++) { \
+        args[t].heap = heap; args[t].ops = ops; args[t].seed = seed + 7919 * t; atomic_init(&args[t].failed, 0); \
+        if (pthread_create(&tids[t], NULL, pmi_larson_thread_##kind_, &args[t]) != 0) { threads = t; break; } \
+    } \
+    int failed = 0; \
+    for (size_t t = 0; t < threads; t++) { pthread_join(tids[t], NULL); failed |= atomic_load(&args[t].failed); } \
+    return failed ? -1 : (double)(now_ns() - t0) / (double)(ops * threads); \
+}
+
+PMI_XTHREAD(0) PMI_XTHREAD(1) PMI_XTHREAD(2) PMI_XTHREAD(3)
+PMI_LARSON(0) PMI_LARSON(1) PMI_LARSON(2) PMI_LARSON(3)
+
+PMI_INLINE double run_single(const int kind, int pattern, mi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
+    switch (pattern) {
+    case PMI_PATTERN_PAIR:    return k_pair(kind, heap, size, ops);
+    case PMI_PATTERN_BATCH:   return k_batch(kind, heap, size, param, ops);
+    case PMI_PATTERN_RING:    return k_ring(kind, heap, size, ops);
+    case PMI_PATTERN_WORKSET: return k_workset(kind, heap, ops, seed);
+    case PMI_PATTERN_REALLOC: return k_realloc(kind, heap, ops);
+    case PMI_PATTERN_CALLOC:  return k_calloc(kind, heap, size, ops, true);
+    case PMI_PATTERN_MEMSET:  return k_calloc(kind, heap, size, ops, false);
+    default:                  return -2;
+    }
+}
+
+static double run_kind(const int kind, int pattern, mi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
+    if (pattern == PMI_PATTERN_XTHREAD) {
+        switch (kind) {
+        case 0: return k_xthread_0(heap, size, ops);
+        case 1: return k_xthread_1(heap, size, ops);
+        case 2: return k_xthread_2(heap, size, ops);
+        default: return k_xthread_3(heap, size, ops);
+        }
+    }
+    if (pattern == PMI_PATTERN_LARSON) {
+        switch (kind) {
+        case 0: return k_larson_0(heap, param, ops, seed);
+        case 1: return k_larson_1(heap, param, ops, seed);
+        case 2: return k_larson_2(heap, param, ops, seed);
+        default: return k_larson_3(heap, param, ops, seed);
+        }
+    }
+    pmi_gil_t g = gil_take(kind);
+    double ns;
+    switch (kind) {  /* a constant per case: each kernel is specialised for its allocator */
+    case PMI_BENCH_HEAP:     ns = run_single(PMI_BENCH_HEAP, pattern, heap, size, param, ops, seed); break;
+    case PMI_BENCH_MIMALLOC: ns = run_single(PMI_BENCH_MIMALLOC, pattern, heap, size, param, ops, seed); break;
+    case PMI_BENCH_PYMALLOC: ns = run_single(PMI_BENCH_PYMALLOC, pattern, heap, size, param, ops, seed); break;
+    default:                 ns = run_single(PMI_BENCH_GLIBC, pattern, heap, size, param, ops, seed); break;
+    }
+    gil_give(kind, g);
+    return ns;
+}
+
+double pmi_bench_run(int pattern, int allocator, void* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
+    if (allocator < 0 || allocator > 3 || ops == 0) return -2;
+    if (allocator == PMI_BENCH_HEAP && heap == NULL) return -2;
+#ifdef PMI_BENCH_STANDALONE
+    if (allocator == PMI_BENCH_PYMALLOC) return -2;
+#endif
+    return run_kind(allocator, pattern, (mi_heap_t*)heap, size, param, ops, seed);
+}
+
+#ifndef PMI_BENCH_STANDALONE
+double pmi_bench_run_in(int pattern, pmi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
+    if (!pmi_heap_enter(heap)) return -3;
+    const double ns = pmi_bench_run(pattern, PMI_BENCH_HEAP, pmi_heap_raw(heap), size, param, ops, seed);
+    pmi_heap_leave(heap);
+    return ns;
+}
+#endif
