@@ -14,6 +14,8 @@ Environment:
   PYMIMALLOC_PORTABLE=1          do not compile with -march=native.
   PYMIMALLOC_DEBUG=0..3          MI_DEBUG level (3 = full invariant checks).
   PYMIMALLOC_SECURE=0..5         MI_SECURE level.
+  PYMIMALLOC_TLS_MODEL=<model>   -ftls-model (default local-dynamic, safe under dlopen; initial-exec is
+                                 faster but takes static TLS space that a dlopen'ed module may not get).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import hashlib
 import json
 import os
 import pathlib
+import platform
 import re
 import shutil
 import subprocess
@@ -186,6 +189,13 @@ def _level(name: str, highest: int) -> int:
     return int(raw)
 
 
+def _tls_model() -> str:
+    model = os.environ.get("PYMIMALLOC_TLS_MODEL", "local-dynamic")
+    if model not in ("local-dynamic", "global-dynamic", "initial-exec"):
+        raise BuildError(f"PYMIMALLOC_TLS_MODEL={model!r}: use local-dynamic, global-dynamic or initial-exec.")
+    return model
+
+
 def compile_options() -> dict[str, object]:
     portable = os.environ.get("PYMIMALLOC_PORTABLE", "0") not in ("", "0")
     debug = _level("PYMIMALLOC_DEBUG", 3)
@@ -194,9 +204,13 @@ def compile_options() -> dict[str, object]:
         "-O3",
         "-std=gnu11",
         "-fvisibility=hidden",       # export nothing but PyInit_ (mimalloc exports only with MI_SHARED_LIB)
-        "-ftls-model=local-dynamic",  # we are dlopen'ed: no initial-exec TLS (mimalloc#147)
+        f"-ftls-model={_tls_model()}",  # dlopen'ed: local-dynamic unless asked (mimalloc#147)
         "-Wno-unknown-pragmas",
     ]
+    if platform.machine() in ("x86_64", "AMD64") and _tls_model() != "initial-exec":
+        # TLS descriptors: dynamic TLS (safe in a dlopen'ed module) at nearly initial-exec speed. Without
+        # them every mi_malloc pays a __tls_get_addr call (benchmarks/build_parity.py measures this).
+        cflags.append("-mtls-dialect=gnu2")
     if not portable:
         cflags.append("-march=native")
     defines = [("MI_DEBUG", str(debug)), ("MI_SECURE", str(secure))]
