@@ -28,7 +28,6 @@ _exports_lock = threading.Lock()
 
 # sys.getrefcount(block._exporter) when only the Block holds it: the slot, and getrefcount's argument.
 _EXPORTER_OWN_REFS = 2
-_FROZEN = lib.PMI_STATE_FROZEN
 
 
 class Block:
@@ -47,15 +46,6 @@ class Block:
 
     def __init__(self) -> None:
         raise TypeError("Blocks are allocated with Heap.malloc(), zalloc(), calloc() or malloc_aligned()")
-
-    @classmethod
-    def _adopt(cls, record: Any, heap: Heap) -> Block:
-        """Wrap a fresh ``pmi_block_t*``; the Block now owns it (internal)."""
-        block = object.__new__(cls)
-        block._record = ffi.gc(record, lib.pmi_block_release)
-        block._heap = heap
-        block._exporter = None
-        return block
 
     def _live(self) -> Any:
         record = self._record
@@ -122,13 +112,15 @@ class Block:
         """
         if self._record is None:
             return
-        if lib.pmi_heap_state(self._heap._handle) == _FROZEN:
+        if self._heap._freezes:
             raise RuntimeError("cannot free into a heap while a visit or snapshot of it is in progress")
         if self._exporter is not None:
             with _exports_lock:
                 if self._views_exported():
                     raise BufferError("cannot free a Block while views of it are exported; release them first")
-        self._detach()
+            self._exporter = None
+        # Dropping the record frees the memory (its cdata destructor), unless a view still holds it.
+        self._record = None
 
     def __enter__(self) -> Block:
         self._live()
@@ -145,6 +137,20 @@ class Block:
             return "<pymimalloc.Block freed>"
         address = int(ffi.cast("uintptr_t", record.data))
         return f"<pymimalloc.Block {record.size} bytes at {address:#x}>"
+
+
+_new_block = object.__new__
+_gc = ffi.gc
+_release = lib.pmi_block_release
+
+
+def _adopt(record: Any, heap: Heap) -> Block:
+    """Wrap a fresh ``pmi_block_t*`` from C in a Block, which now owns it (internal; a hot path)."""
+    block = _new_block(Block)
+    block._record = _gc(record, _release)
+    block._heap = heap
+    block._exporter = None
+    return block
 
 
 def address_of(obj: object) -> int | None:

@@ -20,7 +20,7 @@ from . import _core
 from ._core import ffi, lib
 from .arena import Arena
 from .arrays import NP, handler_of, numpy_allocator
-from .block import Block, _exports_lock, address_of
+from .block import Block, _adopt, _exports_lock, _gc, _new_block, _release, address_of
 from .stats import take_text
 from .visit import Area, BlockInfo, Snapshot, VisitCallback, frozen, visit, walk
 
@@ -35,6 +35,8 @@ __all__ = ["Heap", "main_heap", "heap_of", "default_heap", "malloc"]
 _heaps_by_id: weakref.WeakValueDictionary[int, Heap] = weakref.WeakValueDictionary()
 _main_heap_lock = threading.Lock()
 _main_heap: Heap | None = None
+_block_alloc = lib.pmi_block_alloc
+_MAX_SIZE = _core.MAX_SIZE
 _defaults = threading.local()  # .stack: the Heaps of this thread's nested as_default() blocks
 
 
@@ -53,7 +55,7 @@ class Heap:
     the same way.
     """
 
-    __slots__ = ("_handle", "_id", "_arena", "_numpy_handler", "__weakref__")
+    __slots__ = ("_handle", "_id", "_arena", "_numpy_handler", "_freezes", "__weakref__")
 
     _handle: Any  # pmi_heap_t* with destructor pmi_heap_release
     _id: int
@@ -77,16 +79,17 @@ class Heap:
     def _attach(self, handle: Any, arena: Arena | None = None) -> None:
         self._arena = arena
         self._numpy_handler: Any = None  # capsule for numpy, made on first use (arrays.py)
+        self._freezes = 0  # visits and snapshots in progress (visit.py), so Block.free need not ask C
         self._handle = ffi.gc(handle, lib.pmi_heap_release)
         self._id = int(lib.pmi_heap_id(handle))
         _heaps_by_id[self._id] = self
 
     # -- allocation ---------------------------------------------------------------------------------
     def _allocate(self, size: int, alignment: int, zero: bool) -> Block:
-        record = lib.pmi_block_alloc(self._handle, size, alignment, zero)
+        record = _block_alloc(self._handle, size, alignment, zero)
         if not record:
             self._allocation_failed(size)
-        return Block._adopt(record, self)
+        return _adopt(record, self)
 
     def _allocation_failed(self, size: int) -> None:
         failure = lib.pmi_allocation_failure()
@@ -102,7 +105,17 @@ class Heap:
         Raises TypeError if size is not an int, ValueError if it is negative or the heap is closed,
         MemoryError if it is too large or memory runs out.
         """
-        return self._allocate(_core.as_size(size), 0, False)
+        # the hot path, inlined: a plain int in range goes straight to C
+        if type(size) is not int or not 0 <= size <= _MAX_SIZE:
+            size = _core.as_size(size)
+        record = _block_alloc(self._handle, size, 0, False)
+        if not record:
+            self._allocation_failed(size)
+        block = _new_block(Block)  # _adopt(), inlined
+        block._record = _gc(record, _release)
+        block._heap = self
+        block._exporter = None
+        return block
 
     def zalloc(self, size: int) -> Block:
         """Allocate a zero-filled Block of ``size`` bytes. Raises as :meth:`malloc`."""
@@ -147,7 +160,7 @@ class Heap:
             if not moved:
                 self._allocation_failed(size)
             block._detach()
-        return Block._adopt(moved, self)
+        return _adopt(moved, self)
 
     # -- queries ------------------------------------------------------------------------------------
     def contains(self, obj: Block | int | Any) -> bool:
@@ -200,8 +213,7 @@ class Heap:
         """This heap's statistics as a dict (``mi_heap_stats_get_json``). ValueError if closed."""
         text = lib.pmi_heap_stats_json(self._handle)
         if not text:
-            _core.check(lib.pmi_heap_freeze(self._handle), "stats")  # raises for a closed heap
-            lib.pmi_heap_thaw(self._handle)
+            self._check_usable()
         return json.loads(take_text(text, "heap statistics"))  # type: ignore[no-any-return]
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -49,14 +50,30 @@ class BlockInfo:
 VisitCallback = Callable[[Area, "BlockInfo | None"], Any]
 
 
+_freeze_lock = threading.Lock()
+
+
+def freeze(heap: Heap, what: str) -> None:
+    """Freeze ``heap`` in C, and count it on the Heap so ``Block.free`` can refuse without calling C."""
+    _core.check(lib.pmi_heap_freeze(heap._handle), what)
+    with _freeze_lock:
+        heap._freezes += 1
+
+
+def thaw(heap: Heap) -> None:
+    with _freeze_lock:
+        heap._freezes -= 1
+    lib.pmi_heap_thaw(heap._handle)
+
+
 @contextlib.contextmanager
 def frozen(heap: Heap) -> Iterator[None]:
     """Hold ``heap`` still (see the module docstring). Nests; raises ValueError if the heap is closed."""
-    _core.check(lib.pmi_heap_freeze(heap._handle), "freezing the heap for a walk")
+    freeze(heap, "freezing the heap for a walk")
     try:
         yield
     finally:
-        lib.pmi_heap_thaw(heap._handle)
+        thaw(heap)
 
 
 def walk(heap: Heap, visit_blocks: bool) -> list[tuple[Area, list[BlockInfo]]]:
@@ -121,11 +138,11 @@ class Snapshot:
         if self._entered:
             raise RuntimeError("a snapshot can be taken only once; call heap.snapshot() again")
         self._entered = True
-        _core.check(lib.pmi_heap_freeze(self._heap._handle), "snapshot")
+        freeze(self._heap, "snapshot")
         try:
             found = walk(self._heap, True)
         except BaseException:
-            lib.pmi_heap_thaw(self._heap._handle)
+            thaw(self._heap)
             raise
         self.areas = tuple(area for area, _ in found)
         self.blocks = tuple(info for _, infos in found for info in infos)
@@ -136,7 +153,7 @@ class Snapshot:
     ) -> None:
         if not self.stale:
             self.stale = True
-            lib.pmi_heap_thaw(self._heap._handle)
+            thaw(self._heap)
 
     def __repr__(self) -> str:
         state = "stale" if self.stale else ("live" if self._entered else "not taken")
