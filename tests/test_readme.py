@@ -20,6 +20,6 @@ def _commands() -> list[str]:
 
 def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one() -> None:
     main_job, tests = _commands()
-    assert main_job.endswith("python -m pymimalloc")
+    assert main_job.endswith("python -m pymimalloc bench --quick")
     assert tests.endswith("pytest")
     assert tests in (REPO / ".ci" / "run").read_text()

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from ..build import build_info
 from ..options import options
-from .kernels import ALLOCATORS, PATTERNS, Suite
+from .kernels import ALLOCATORS, PATTERNS, Suite, format_size
 
 RATIOS = (("heap", "pymalloc"), ("heap", "glibc"), ("mimalloc", "pymalloc"), ("mimalloc", "glibc"))
 
@@ -80,8 +80,26 @@ class PlotUnavailable(RuntimeError):
     """matplotlib is not installed."""
 
 
+def _panels(suite: Suite) -> dict[str, list[Any]]:
+    """Cases grouped into chart panels: one per pattern and parameter; unsized patterns share one."""
+    panels: dict[str, list[Any]] = {}
+    for case in suite.by_case():
+        pattern = PATTERNS[case.pattern]
+        if not pattern.sized:
+            key = "other patterns"
+        elif pattern.param_name:
+            key = f"{case.pattern} {pattern.param_name}={case.param}"
+        else:
+            key = case.pattern
+        panels.setdefault(key, []).append(case)
+    return panels
+
+
 def write_plot(suite: Suite, path: str, title: str = "") -> None:
-    """A PNG bar chart of ns/op per allocator (log scale). Raises PlotUnavailable without matplotlib."""
+    """A PNG chart of ns/op per allocator: one panel per pattern, sizes on the x axis (log-log).
+
+    Raises PlotUnavailable without matplotlib.
+    """
     try:
         import matplotlib
 
@@ -92,24 +110,37 @@ def write_plot(suite: Suite, path: str, title: str = "") -> None:
             "--plot needs matplotlib, an optional extra: pip install 'pymimalloc[plot]' (or pip install matplotlib)"
         ) from None
     table = suite.by_case()
-    cases = list(table)
+    panels = _panels(suite)
     allocators = [a for a in ALLOCATORS if any(a in row for row in table.values())]
-    width = 0.8 / len(allocators)
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.45 * len(cases) + 2), 5.5))
-    for i, name in enumerate(allocators):
-        xs = [j + (i - (len(allocators) - 1) / 2) * width for j in range(len(cases))]
-        values = [table[c][name].median_ns for c in cases]
-        lows = [table[c][name].median_ns - table[c][name].min_ns for c in cases]
-        highs = [table[c][name].max_ns - table[c][name].median_ns for c in cases]
-        ax.bar(xs, values, width, label=name, yerr=[lows, highs], capsize=1.5)
-    ax.set_yscale("log")
-    ax.set_ylabel("ns per operation (median, range as error bar)")
-    ax.set_xticks(range(len(cases)))
-    ax.set_xticklabels([c.label for c in cases], rotation=60, ha="right", fontsize=8)
-    ax.legend()
+    columns = min(4, len(panels))
+    rows = (len(panels) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.3 * rows), squeeze=False)
+    for ax, (name, cases) in zip(axes.flat, panels.items()):
+        sized = all(case.size for case in cases)
+        xs = [case.size for case in cases] if sized else list(range(len(cases)))
+        for allocator in allocators:
+            medians = [table[c][allocator].median_ns for c in cases]
+            errors = [[m - table[c][allocator].min_ns for c, m in zip(cases, medians)],
+                      [table[c][allocator].max_ns - m for c, m in zip(cases, medians)]]
+            ax.errorbar(xs, medians, yerr=errors, marker="o", markersize=3, capsize=2, label=allocator,
+                        linestyle="-" if sized else "none")
+        ax.set_yscale("log")
+        if sized:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(xs)
+            ax.set_xticklabels([format_size(x) for x in xs], rotation=45, fontsize=7)
+        else:
+            ax.set_xticks(xs)
+            ax.set_xticklabels([c.label for c in cases], rotation=20, fontsize=7)
+        ax.set_title(f"{name}: ns per {PATTERNS[cases[0].pattern].op}" if sized else name, fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(True, which="major", alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
     info = machine()
-    ax.set_title(title or f"pymimalloc bench: {info['cpu']}, {info['cores']} cores, Python {info['python']}",
-                 fontsize=10)
+    fig.suptitle(title or f"pymimalloc bench: ns/op, median of {suite.repeat} (bars: range); "
+                          f"{info['cpu']}, {info['cores']} cores, Python {info['python']}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
