@@ -1,7 +1,9 @@
 /* pymimalloc's heap and block glue. See pmi_heap.h for the ownership model. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>  /* only for PyTraceMalloc_Track/Untrack, which are safe without the GIL */
+#include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <string.h>
 #include <stdatomic.h>
@@ -34,8 +36,27 @@ static pthread_mutex_t pmi_freeze_lock = PTHREAD_MUTEX_INITIALIZER;
 static mi_heap_t* pmi_meta_heap;
 static pmi_heap_t* pmi_main_wrapper;
 
+/* mimalloc's error reports (it prints them only with show_errors): counted, so tests and checked CI
+   builds can fail on any of them. Serious corruption (EFAULT) still aborts in debug and secure builds,
+   as mimalloc's default handler does. */
+static atomic_long pmi_errors;
+static atomic_int pmi_last_error;
+
+static void pmi_on_error(int err, void* arg) {
+    (void)arg;
+    atomic_fetch_add(&pmi_errors, 1);
+    atomic_store(&pmi_last_error, err);
+#if (MI_DEBUG > 0) || (MI_SECURE > 0)
+    if (err == EFAULT) abort();
+#endif
+}
+
+long pmi_error_count(void) { return atomic_load(&pmi_errors); }
+int pmi_error_last(void) { return atomic_load(&pmi_last_error); }
+
 int pmi_init(void) {
     if (pmi_meta_heap != NULL) return PMI_OK;
+    mi_register_error(&pmi_on_error, NULL);
     pmi_meta_heap = mi_heap_new();
     if (pmi_meta_heap == NULL) return PMI_ENOMEM;
     pmi_main_wrapper = (pmi_heap_t*)mi_heap_zalloc(pmi_meta_heap, sizeof(pmi_heap_t));

@@ -49,6 +49,8 @@ typedef struct pmi_block_s {
 } pmi_block_t;
 
 int         pmi_init(void);                      /* once, at import; PMI_ENOMEM on failure */
+long        pmi_error_count(void);               /* errors mimalloc reported since import (mi_register_error) */
+int         pmi_error_last(void);                /* the errno of the last one (ENOMEM, EOVERFLOW, EFAULT, ...) */
 pmi_heap_t* pmi_heap_new(void);                  /* NULL when out of memory */
 pmi_heap_t* pmi_heap_new_in_arena(void* arena_id);  /* allocates only inside that arena; NULL on failure */
 pmi_heap_t* pmi_heap_main_handle(void);          /* a new reference to the wrapper of mimalloc's main heap */

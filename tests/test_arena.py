@@ -7,6 +7,7 @@ import pymimalloc
 MIB = 1 << 20
 
 
+@pytest.mark.mimalloc_errors  # a full arena is an out-of-memory report (ENOMEM)
 def test_a_heap_in_an_arena_allocates_only_there_and_raises_when_full() -> None:
     arena = pymimalloc.Arena(pymimalloc.Arena.min_size())
     assert arena.size >= pymimalloc.Arena.min_size() and arena.address != 0
