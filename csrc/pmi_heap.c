@@ -119,8 +119,10 @@ pmi_heap_t* pmi_heap_main_handle(void) {
 int pmi_heap_close(pmi_heap_t* h, int mode) {
     if (h->is_main) return PMI_EMAIN;
     int expected = PMI_STATE_OPEN;
-    if (!atomic_compare_exchange_strong(&h->state, &expected, PMI_STATE_CLOSING)) {
-        return (expected == PMI_STATE_CLOSED ? PMI_ECLOSED : expected == PMI_STATE_FROZEN ? PMI_EFROZEN : PMI_EBUSY);
+    while (!atomic_compare_exchange_strong(&h->state, &expected, PMI_STATE_CLOSING)) {
+        if (expected != PMI_STATE_CLOSING) return (expected == PMI_STATE_CLOSED ? PMI_ECLOSED : PMI_EFROZEN);
+        sched_yield();  /* another thread is closing (or failing a strict destroy): see how it ends */
+        expected = PMI_STATE_OPEN;
     }
     while (atomic_load(&h->active) != 0) sched_yield();
     /* From here on nothing can allocate; the live count can only go down. */
@@ -338,12 +340,17 @@ int pmi_heap_freeze(pmi_heap_t* h) {
     }
     else {
         int expected = PMI_STATE_OPEN;
-        if (atomic_compare_exchange_strong(&h->state, &expected, PMI_STATE_FROZEN)) {
+        while (!atomic_compare_exchange_strong(&h->state, &expected, PMI_STATE_FROZEN)) {
+            if (expected != PMI_STATE_CLOSING) break;
+            sched_yield();  /* a close in another thread: wait for its outcome */
+            expected = PMI_STATE_OPEN;
+        }
+        if (expected == PMI_STATE_OPEN) {
             h->freeze_depth = 1;
             while (atomic_load(&h->active) != 0) sched_yield();
         }
         else {
-            status = (expected == PMI_STATE_CLOSED ? PMI_ECLOSED : PMI_EBUSY);
+            status = PMI_ECLOSED;
         }
     }
     pthread_mutex_unlock(&pmi_freeze_lock);
