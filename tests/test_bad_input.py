@@ -87,3 +87,102 @@ def test_numpy_integers_are_accepted_as_sizes() -> None:
             heap.malloc(np.int64(-1))
         with pytest.raises(TypeError):
             heap.malloc(np.float64(8))
+
+
+def _freed(heap: pymimalloc.Heap) -> pymimalloc.Block:
+    block = heap.malloc(16)
+    block.free()
+    return block
+
+
+def _closed() -> pymimalloc.Heap:
+    heap = pymimalloc.Heap()
+    heap.close()
+    return heap
+
+
+def _released_arena() -> pymimalloc.Arena:
+    arena = pymimalloc.Arena(pymimalloc.Arena.min_size())
+    arena.release()
+    return arena
+
+
+def _raise_in_visit(heap: pymimalloc.Heap) -> None:
+    heap.malloc(8)
+    heap.visit(lambda area, info: 1 / 0)
+
+
+def _free_in_visit(heap: pymimalloc.Heap) -> None:
+    block = heap.malloc(8)
+    heap.visit(lambda area, info: block.free())
+
+
+def _visit_not_callable(heap: pymimalloc.Heap) -> None:
+    heap.malloc(8)
+    heap.visit(42)  # type: ignore[arg-type]
+
+
+MORE_CASES: list[tuple[str, Callable[[pymimalloc.Heap], Any], type[BaseException]]] = [
+    ("view of a freed block", lambda h: _freed(h).view, ValueError),
+    ("address of a freed block", lambda h: _freed(h).address, ValueError),
+    ("usable_size of a freed block", lambda h: pymimalloc.usable_size(_freed(h)), ValueError),
+    ("realloc of a freed block", lambda h: h.realloc(_freed(h), 32), ValueError),
+    ("contains of a freed block", lambda h: _freed(h) in h, ValueError),
+    ("with a freed block", lambda h: _freed(h).__enter__(), ValueError),
+    ("malloc from a closed heap", lambda h: _closed().malloc(8), ValueError),
+    ("zeros from a closed heap", lambda h: _closed().zeros(8), ValueError),
+    ("snapshot of a closed heap", lambda h: _closed().snapshot().__enter__(), ValueError),
+    ("as_default of a closed heap", lambda h: _closed().as_default().__enter__(), ValueError),
+    ("stats of a closed heap", lambda h: _closed().stats(), ValueError),
+    ("destroy a closed heap", lambda h: _closed().destroy(), ValueError),
+    ("realloc a block from a closed heap", lambda h: h.realloc(_closed_with_block(), 8), ValueError),
+    ("heap in a released arena", lambda h: pymimalloc.Heap(arena=_released_arena()), ValueError),
+    ("arena below its minimum", lambda h: pymimalloc.Arena(4096), ValueError),
+    ("heap in a non-arena", lambda h: pymimalloc.Heap(arena=object()), TypeError),  # type: ignore[arg-type]
+    ("unknown option", lambda h: pymimalloc.options["no_such_option"], KeyError),
+    ("option value str", lambda h: pymimalloc.options.__setitem__("verbose", "1"), TypeError),
+    ("option value float", lambda h: pymimalloc.options.__setitem__("verbose", 1.0), TypeError),
+    ("option value huge", lambda h: pymimalloc.options.__setitem__("verbose", 2**64), ValueError),
+    ("override of an unknown option", lambda h: pymimalloc.options.override(nope=1).__enter__(), KeyError),
+    ("unknown preset", lambda h: pymimalloc.options.preset("fastest"), KeyError),
+    ("a callback that raises", _raise_in_visit, ZeroDivisionError),
+    ("a callback that frees", _free_in_visit, RuntimeError),
+    ("a callback that is not callable", _visit_not_callable, TypeError),
+    ("main heap close", lambda h: pymimalloc.main_heap().close(), ValueError),
+    ("numpy int alignment 3", lambda h: h.malloc_aligned(8, np.int64(3)), ValueError),
+    ("numpy float size", lambda h: h.zalloc(np.float32(8)), TypeError),
+    ("heap_of a str", lambda h: pymimalloc.heap_of("0x1000"), TypeError),
+]
+
+
+def _closed_with_block() -> pymimalloc.Block:
+    heap = pymimalloc.Heap()
+    block = heap.malloc(8)
+    heap.close()
+    _keep.append(block)
+    return block
+
+
+_keep: list[object] = []
+
+
+@pytest.mark.parametrize("name, call, exception", [pytest.param(*case, id=case[0]) for case in MORE_CASES])
+def test_more_bad_inputs_raise_and_the_process_stays_healthy(name: str, call, exception) -> None:
+    with pymimalloc.Heap() as heap:
+        with pytest.raises(exception):
+            call(heap)
+        assert not heap.closed
+        block = heap.malloc(64)
+        block.view[:] = bytes(range(64))
+        assert bytes(block.view) == bytes(range(64)) and heap_consistent(heap)
+        block.free()
+    _keep.clear()
+
+
+def heap_consistent(heap: pymimalloc.Heap) -> bool:
+    """The walk (not frozen, not corrupt) agrees with the heap's counters."""
+    return len(list(heap.blocks())) == heap.live_blocks
+
+
+def test_there_are_at_least_forty_bad_inputs() -> None:
+    assert len(CASES) + len(MORE_CASES) >= 40
