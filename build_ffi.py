@@ -14,6 +14,8 @@ Environment:
   PYMIMALLOC_PORTABLE=1          do not compile with -march=native.
   PYMIMALLOC_DEBUG=0..3          MI_DEBUG level (3 = full invariant checks).
   PYMIMALLOC_SECURE=0..5         MI_SECURE level.
+  PYMIMALLOC_TRACK=valgrind|asan mimalloc's memory-checker support (MI_TRACK_VALGRIND / MI_TRACK_ASAN),
+                                 for runs under Valgrind or AddressSanitizer (see benchmarks/memcheck.sh).
   PYMIMALLOC_TLS_MODEL=<model>   -ftls-model (default local-dynamic, safe under dlopen; initial-exec is
                                  faster but takes static TLS space that a dlopen'ed module may not get).
 """
@@ -214,6 +216,14 @@ def compile_options() -> dict[str, object]:
     if not portable:
         cflags.append("-march=native")
     defines = [("MI_DEBUG", str(debug)), ("MI_SECURE", str(secure))]
+    track = os.environ.get("PYMIMALLOC_TRACK", "").strip().lower()
+    if track == "valgrind":
+        defines.append(("MI_TRACK_VALGRIND", "1"))
+    elif track == "asan":
+        defines.append(("MI_TRACK_ASAN", "1"))
+        cflags.append("-fsanitize=address")
+    elif track:
+        raise BuildError(f"PYMIMALLOC_TRACK={track!r}: use valgrind or asan.")
     if debug == 0:
         defines.append(("NDEBUG", "1"))
     else:

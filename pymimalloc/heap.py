@@ -154,6 +154,7 @@ class Heap:
             record = block._live()
             if block._heap is not self:
                 raise ValueError("the block was allocated from another heap")
+            self._check_usable()  # a closed (or frozen) heap is the first thing to report
             if block._views_exported():
                 raise BufferError("cannot realloc a Block while views of it are exported; release them first")
             moved = lib.pmi_block_realloc(record, size)
