@@ -24,7 +24,7 @@ import pymimalloc
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=5)
-    parser.add_argument("--tests", default=os.path.join(os.path.dirname(__file__), "..", "tests",
+    parser.add_argument("--tests", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                                         "test_state_machine.py"))
     args = parser.parse_args()
     if pymimalloc.build_info()["defines"].get("MI_TRACK_VALGRIND") != "1":

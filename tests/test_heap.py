@@ -245,3 +245,15 @@ def test_main_heap() -> None:
     with main:  # leaving the with statement leaves the main heap alone
         pass
     assert not main.closed
+
+
+def test_realloc_on_a_closed_heap_reports_the_heap_before_the_views() -> None:
+    # regression (found by the state machine): a closed heap is the first thing realloc reports
+    heap = pymimalloc.Heap()
+    block = heap.malloc(0)
+    view = block.view
+    heap.close()
+    with pytest.raises(ValueError, match="closed"):
+        heap.realloc(block, 0)
+    view.release()
+    assert not block.freed
