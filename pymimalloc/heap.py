@@ -258,53 +258,37 @@ class Heap:
             self._numpy_failed()
             raise
 
-    def zeros(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
-        """``numpy.zeros`` with the data in this heap, zeroed by mimalloc (its calloc), not by a memset."""
+    def _numpy_call(self, func: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+        """Run a numpy constructor with this heap's handler (``empty`` inlines this: it is the hot one)."""
         try:
-            return NP.call(self._numpy_handler or handler_of(self), NP.zeros, shape, dtype, order)  # type: ignore[no-any-return]
+            return NP.call(self._numpy_handler or handler_of(self), func, *args, **kwargs)  # type: ignore[no-any-return]
         except MemoryError:
             self._numpy_failed()
             raise
+
+    def zeros(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
+        """``numpy.zeros`` with the data in this heap, zeroed by mimalloc (its calloc), not by a memset."""
+        return self._numpy_call(NP.zeros, shape, dtype, order)
 
     def ones(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
         """``numpy.ones`` with the data in this heap."""
-        try:
-            return NP.call(self._numpy_handler or handler_of(self), NP.ones, shape, dtype, order)  # type: ignore[no-any-return]
-        except MemoryError:
-            self._numpy_failed()
-            raise
+        return self._numpy_call(NP.ones, shape, dtype, order)
 
     def full(self, shape: Any, fill_value: Any, dtype: Any = None, order: str = "C") -> np.ndarray:
         """``numpy.full`` with the data in this heap."""
-        try:
-            return NP.call(self._numpy_handler or handler_of(self), NP.full, shape, fill_value, dtype, order)  # type: ignore[no-any-return]
-        except MemoryError:
-            self._numpy_failed()
-            raise
+        return self._numpy_call(NP.full, shape, fill_value, dtype, order)
 
     def empty_like(self, prototype: Any, dtype: Any = None) -> np.ndarray:
         """``numpy.empty_like`` with the data in this heap."""
-        try:
-            return NP.call(self._numpy_handler or handler_of(self), NP.empty_like, prototype, dtype)  # type: ignore[no-any-return]
-        except MemoryError:
-            self._numpy_failed()
-            raise
+        return self._numpy_call(NP.empty_like, prototype, dtype)
 
     def zeros_like(self, prototype: Any, dtype: Any = None) -> np.ndarray:
         """``numpy.zeros_like`` with the data in this heap."""
-        try:
-            return NP.call(self._numpy_handler or handler_of(self), NP.zeros_like, prototype, dtype)  # type: ignore[no-any-return]
-        except MemoryError:
-            self._numpy_failed()
-            raise
+        return self._numpy_call(NP.zeros_like, prototype, dtype)
 
     def asarray(self, obj: Any, dtype: Any = None) -> np.ndarray:
         """A copy of ``obj`` as an array with its data in this heap (always a copy, unlike numpy.asarray)."""
-        try:
-            return NP.call(self._numpy_handler or handler_of(self), NP.array, obj, dtype, copy=True)  # type: ignore[no-any-return]
-        except MemoryError:
-            self._numpy_failed()
-            raise
+        return self._numpy_call(NP.array, obj, dtype, copy=True)
 
     # -- walking ------------------------------------------------------------------------------------
     def areas(self) -> Iterator[Area]:
