@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._core import check, ffi, lib
@@ -164,7 +164,3 @@ def run_suite(cases: list[Case], repeat: int = 5, quick: bool = False,
             measurements.extend(measure(case, allocators, heap, repeat, seconds))
             heap.collect()
     return Suite(measurements, repeat, quick)
-
-
-def iter_rows(suite: Suite) -> Iterator[tuple[Case, dict[str, Measurement]]]:
-    yield from suite.by_case().items()
