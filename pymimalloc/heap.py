@@ -298,7 +298,11 @@ class Heap:
         return iter([area for area, _ in found])
 
     def blocks(self) -> Iterator[BlockInfo]:
-        """Every live block of the heap, recorded at the time of the call."""
+        """Every live block of the heap, recorded at the time of the call.
+
+        These are mimalloc's blocks: an aligned allocation may lie inside one, so its ``Block.address``
+        can be after the ``BlockInfo.address`` of the block that holds it.
+        """
         with frozen(self):
             found = walk(self, True)
         return iter([info for _, infos in found for info in infos])
