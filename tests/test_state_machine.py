@@ -20,6 +20,8 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 import pymimalloc
 
 EXAMPLES = int(os.environ.get("PYMIMALLOC_STATE_MACHINE_EXAMPLES", "60"))
+# Deterministic by default, so CI is reproducible; PYMIMALLOC_STATE_MACHINE_EXPLORE=1 draws new examples.
+EXPLORE = os.environ.get("PYMIMALLOC_STATE_MACHINE_EXPLORE") == "1"
 SIZES = st.one_of(st.integers(0, 300), st.sampled_from([1024, 4096, 20000, 70000, 1 << 20, 3 << 20]))
 
 
@@ -308,7 +310,7 @@ class PymimallocMachine(RuleBasedStateMachine):
 
 
 PymimallocMachine.TestCase.settings = settings(
-    max_examples=EXAMPLES, stateful_step_count=40, deadline=None,
+    max_examples=EXAMPLES, stateful_step_count=40, deadline=None, derandomize=not EXPLORE,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestPymimallocMachine = PymimallocMachine.TestCase
