@@ -155,6 +155,11 @@ class Snapshot:
             self.stale = True
             thaw(self._heap)
 
+    def __del__(self) -> None:
+        # a snapshot entered by hand and then dropped must not leave its heap frozen for good
+        if getattr(self, "_entered", False) and not self.stale:
+            self.__exit__(None, None, None)
+
     def __repr__(self) -> str:
         state = "stale" if self.stale else ("live" if self._entered else "not taken")
         return f"<pymimalloc.Snapshot {state} areas={len(self.areas)} live_blocks={self.live_blocks}>"

@@ -192,3 +192,13 @@ def test_walking_a_closed_heap_raises() -> None:
     with pytest.raises(ValueError):
         with heap.snapshot():
             pass
+
+
+def test_a_dropped_snapshot_thaws_its_heap(heap: pymimalloc.Heap) -> None:
+    snap = heap.snapshot()
+    snap.__enter__()  # entered by hand, never exited
+    with pytest.raises(RuntimeError):
+        heap.malloc(8)
+    del snap
+    gc.collect()
+    heap.malloc(8).free()  # the heap thawed when the snapshot went
