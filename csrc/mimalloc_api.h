@@ -11,7 +11,6 @@
 typedef struct mi_heap_s mi_heap_t;
 
 int    mi_version(void);
-void   mi_collect(bool force);
 size_t mi_good_size(size_t size);
 size_t mi_usable_size(const void* p);
 
@@ -33,6 +32,5 @@ void   mi_process_info(size_t* elapsed_msecs, size_t* user_msecs, size_t* system
 
 /* Arenas (an arena id is an opaque pointer). */
 size_t mi_arena_min_size(void);
-int    mi_reserve_os_memory_ex(size_t size, bool commit, bool allow_large, bool exclusive, void** arena_id);
 void*  mi_arena_area(void* arena_id, size_t* size);
 bool   mi_arena_contains(void* arena_id, const void* p);

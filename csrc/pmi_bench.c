@@ -378,12 +378,20 @@ double pmi_bench_run(int pattern, int allocator, void* heap, size_t size, size_t
 #ifdef PMI_BENCH_STANDALONE
     if (allocator == PMI_BENCH_PYMALLOC) return -2;
 #endif
+#ifdef PMI_BENCH_STANDALONE
     return run_kind(allocator, pattern, (mi_heap_t*)heap, size, param, ops, seed);
+#else
+    /* mi_malloc uses the main heap: a walk of it, or a fork, waits for the kernel to finish */
+    if (allocator == PMI_BENCH_MIMALLOC) pmi_world_enter();
+    const double ns = run_kind(allocator, pattern, (mi_heap_t*)heap, size, param, ops, seed);
+    if (allocator == PMI_BENCH_MIMALLOC) pmi_world_leave();
+    return ns;
+#endif
 }
 
 #ifndef PMI_BENCH_STANDALONE
 double pmi_bench_run_in(int pattern, pmi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
-    if (!pmi_heap_enter(heap)) return -3;
+    if (pmi_heap_enter(heap) != PMI_OK) return -3;
     const double ns = pmi_bench_run(pattern, PMI_BENCH_HEAP, pmi_heap_raw(heap), size, param, ops, seed);
     pmi_heap_leave(heap);
     return ns;

@@ -1,6 +1,6 @@
-/* pymimalloc's heap and block glue. See pmi_heap.h for the ownership model. */
+/* pymimalloc's heap and block glue. See pmi_heap.h for the ownership model and the locking rules. */
 #define PY_SSIZE_T_CLEAN
-#include <Python.h>  /* only for PyTraceMalloc_Track/Untrack, which are safe without the GIL */
+#include <Python.h>  /* only for PyTraceMalloc_Track/Untrack, always called outside our brackets */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -12,24 +12,38 @@
 #include <stdint.h>
 #include <mimalloc.h>
 #include <mimalloc-stats.h>
+#include "mimalloc/internal.h"  /* page geometry for pmi_usable_size */
+#include "bitmap.h"             /* arena limits (MI_ARENA_MAX_SIZE) */
 #include "pmi_heap.h"
 #include "pmi_internal.h"
 
 struct pmi_heap_s {
-    mi_heap_t*        heap;
+    mi_heap_t*        heap;          /* valid until `released` */
     bool              is_main;
-    atomic_intptr_t   refs;         /* the Python handle + one per live record */
-    atomic_intptr_t   active;       /* calls in flight that use `heap` */
-    atomic_int        state;        /* PMI_STATE_* */
-    atomic_size_t     live_blocks;
+    atomic_intptr_t   refs;          /* the Python handle + one per live record + one per numpy handler */
+    atomic_intptr_t   active;        /* calls in flight that use `heap` */
+    atomic_int        state;         /* PMI_STATE_OPEN or PMI_STATE_CLOSED */
+    atomic_int        closing;       /* 1 while a close decides: allocations wait for its outcome */
+    atomic_int        frozen;        /* 1 while freeze_depth > 0 */
+    atomic_int        released;      /* 1 once mi_heap_destroy ran (exactly one thread sets it) */
+    atomic_size_t     live_blocks;   /* blocks and array data alive, deferred frees included */
     atomic_size_t     live_bytes;
-    int               freeze_depth;  /* guarded by pmi_freeze_lock */
     atomic_intptr_t   pins;          /* as_default() and numpy_allocator() blocks using this heap */
     _Atomic(pmi_block_t*) deferred;  /* records released while frozen (a lock-free stack) */
+    pthread_mutex_t   lock;          /* serialises close, freeze and thaw of this heap */
+    int               freeze_depth;  /* guarded by lock */
+    pmi_heap_t*       next;          /* the registry of wrappers, guarded by pmi_registry_lock */
+    pmi_heap_t*       prev;
 };
 
-/* Freezing and thawing are rare; one lock for all heaps keeps nested freezes simple. */
-static pthread_mutex_t pmi_freeze_lock = PTHREAD_MUTEX_INITIALIZER;
+/* -- process-wide locks (see pmi_heap.h) ----------------------------------------------------------- */
+
+static pthread_mutex_t  pmi_world_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_rwlock_t pmi_exit_lock = PTHREAD_RWLOCK_INITIALIZER;   /* thread exits: shared; walks: exclusive */
+static pthread_rwlock_t pmi_unmap_lock = PTHREAD_RWLOCK_INITIALIZER;  /* lookups: shared; munmap: exclusive */
+static pthread_mutex_t  pmi_registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static pmi_heap_t*      pmi_registry;
+static atomic_int       pmi_world_stopped;  /* > 0: a main-heap walk or a fork waits for every bracket */
 
 /* Our own bookkeeping (heap wrappers and block records) lives in a private heap, so it never shows up
    in a user's heap, its counters or its visits. */
@@ -37,8 +51,8 @@ static mi_heap_t* pmi_meta_heap;
 static pmi_heap_t* pmi_main_wrapper;
 
 /* mimalloc's error reports (it prints them only with show_errors): counted, so tests and checked CI
-   builds can fail on any of them. Serious corruption (EFAULT) still aborts in debug and secure builds,
-   as mimalloc's default handler does. */
+   builds fail on any they do not expect. mimalloc also reports plain exhaustion as EFAULT ("unable to
+   allocate theap meta-data"), so nothing here aborts: the failed call returns NULL and Python raises. */
 static atomic_long pmi_errors;
 static atomic_int pmi_last_error;
 
@@ -46,13 +60,139 @@ static void pmi_on_error(int err, void* arg) {
     (void)arg;
     atomic_fetch_add(&pmi_errors, 1);
     atomic_store(&pmi_last_error, err);
-#if (MI_DEBUG > 0) || (MI_SECURE > 0)
-    if (err == EFAULT) abort();
-#endif
 }
 
 long pmi_error_count(void) { return atomic_load(&pmi_errors); }
 int pmi_error_last(void) { return atomic_load(&pmi_last_error); }
+
+static void pmi_registry_add(pmi_heap_t* h) {
+    pthread_mutex_lock(&pmi_registry_lock);
+    h->prev = NULL;
+    h->next = pmi_registry;
+    if (pmi_registry != NULL) pmi_registry->prev = h;
+    pmi_registry = h;
+    pthread_mutex_unlock(&pmi_registry_lock);
+}
+
+static void pmi_registry_remove(pmi_heap_t* h) {
+    pthread_mutex_lock(&pmi_registry_lock);
+    if (h->next != NULL) h->next->prev = h->prev;
+    if (h->prev != NULL) h->prev->next = h->next;
+    else pmi_registry = h->next;
+    pthread_mutex_unlock(&pmi_registry_lock);
+}
+
+/* Stop the world: every bracket in flight drains and new ones wait. Caller holds pmi_world_lock. */
+static void pmi_world_stop(void) {
+    atomic_fetch_add(&pmi_world_stopped, 1);
+    pthread_mutex_lock(&pmi_registry_lock);
+    for (pmi_heap_t* h = pmi_registry; h != NULL; h = h->next) {
+        while (atomic_load(&h->active) != 0) sched_yield();
+    }
+    pthread_mutex_unlock(&pmi_registry_lock);
+}
+
+static void pmi_world_resume(void) { atomic_fetch_sub(&pmi_world_stopped, 1); }
+
+/* -- brackets -------------------------------------------------------------------------------------- */
+
+static inline void pmi_leave(pmi_heap_t* h) { atomic_fetch_sub(&h->active, 1); }
+
+/* For allocation and collection: PMI_OK inside the bracket, or why not. Waits out a close that is still
+   deciding (it may be refused) and a stopped world; fails at once on a closed or frozen heap. */
+static int pmi_enter_alloc(pmi_heap_t* h) {
+    for (;;) {
+        atomic_fetch_add(&h->active, 1);
+        if (atomic_load(&h->state) == PMI_STATE_OPEN && !atomic_load(&h->closing) && !atomic_load(&h->frozen)
+            && !atomic_load(&pmi_world_stopped)) return PMI_OK;
+        atomic_fetch_sub(&h->active, 1);
+        if (atomic_load(&h->state) != PMI_STATE_OPEN) return PMI_ECLOSED;
+        if (atomic_load(&h->frozen)) return PMI_EFROZEN;
+        sched_yield();
+    }
+}
+
+/* For frees and for growing a block that outlived its heap: the heap may be closed (its mimalloc heap
+   lives while anything in it does). false if frozen: the caller defers. */
+static bool pmi_enter_free(pmi_heap_t* h) {
+    for (;;) {
+        atomic_fetch_add(&h->active, 1);
+        if (!atomic_load(&h->frozen) && !atomic_load(&pmi_world_stopped)) return true;
+        atomic_fetch_sub(&h->active, 1);
+        if (atomic_load(&h->frozen)) return false;
+        sched_yield();
+    }
+}
+
+/* For process-wide calls and our meta heap: only a stopped world holds them back. */
+void pmi_world_enter(void) {
+    pmi_heap_t* h = pmi_main_wrapper;
+    for (;;) {
+        atomic_fetch_add(&h->active, 1);
+        if (!atomic_load(&pmi_world_stopped)) return;
+        atomic_fetch_sub(&h->active, 1);
+        sched_yield();
+    }
+}
+
+void pmi_world_leave(void) { pmi_leave(pmi_main_wrapper); }
+
+/* -- thread exits, fork and unmapping (hooks called from pmi_mimalloc.c and pthread_atfork) --------- */
+
+void pmi_thread_exit_begin(void) { pthread_rwlock_rdlock(&pmi_exit_lock); }
+void pmi_thread_exit_end(void) { pthread_rwlock_unlock(&pmi_exit_lock); }
+void pmi_os_unmap_begin(void) { pthread_rwlock_wrlock(&pmi_unmap_lock); }
+void pmi_os_unmap_end(void) { pthread_rwlock_unlock(&pmi_unmap_lock); }
+
+/* Before fork: no thread may be inside mimalloc or our glue, or in the middle of a close, or the child
+   would inherit held locks and counts with no thread left to release them. */
+static void pmi_fork_prepare(void) {
+    pthread_mutex_lock(&pmi_world_lock);
+    pmi_world_stop();
+    pthread_mutex_lock(&pmi_registry_lock);
+    for (pmi_heap_t* h = pmi_registry; h != NULL; h = h->next) pthread_mutex_lock(&h->lock);
+    pthread_rwlock_wrlock(&pmi_exit_lock);
+    pthread_rwlock_wrlock(&pmi_unmap_lock);
+}
+
+static void pmi_fork_parent(void) {
+    pthread_rwlock_unlock(&pmi_unmap_lock);
+    pthread_rwlock_unlock(&pmi_exit_lock);
+    for (pmi_heap_t* h = pmi_registry; h != NULL; h = h->next) pthread_mutex_unlock(&h->lock);
+    pthread_mutex_unlock(&pmi_registry_lock);
+    pmi_world_resume();
+    pthread_mutex_unlock(&pmi_world_lock);
+}
+
+/* The child's one thread has another thread id than the one that locked: glibc's rwlock unlock would take
+   it for a reader. Everything is quiescent and we are alone, so the locks are initialised afresh. */
+static void pmi_fork_child(void) {
+    pthread_rwlock_init(&pmi_unmap_lock, NULL);
+    pthread_rwlock_init(&pmi_exit_lock, NULL);
+    for (pmi_heap_t* h = pmi_registry; h != NULL; h = h->next) pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&pmi_registry_lock, NULL);
+    pmi_world_resume();
+    pthread_mutex_init(&pmi_world_lock, NULL);
+}
+
+/* -- heaps ----------------------------------------------------------------------------------------- */
+
+static pmi_heap_t* pmi_wrapper_new(void) {
+    pmi_world_enter();
+    pmi_heap_t* h = (pmi_heap_t*)mi_heap_zalloc(pmi_meta_heap, sizeof(pmi_heap_t));
+    pmi_world_leave();
+    if (h == NULL) return NULL;
+    pthread_mutex_init(&h->lock, NULL);
+    atomic_store(&h->refs, 1);
+    return h;
+}
+
+static void pmi_wrapper_free(pmi_heap_t* h) {
+    pthread_mutex_destroy(&h->lock);
+    pmi_world_enter();
+    mi_free(h);
+    pmi_world_leave();
+}
 
 int pmi_init(void) {
     if (pmi_meta_heap != NULL) return PMI_OK;
@@ -61,119 +201,111 @@ int pmi_init(void) {
     if (pmi_meta_heap == NULL) return PMI_ENOMEM;
     pmi_main_wrapper = (pmi_heap_t*)mi_heap_zalloc(pmi_meta_heap, sizeof(pmi_heap_t));
     if (pmi_main_wrapper == NULL) return PMI_ENOMEM;
+    pthread_mutex_init(&pmi_main_wrapper->lock, NULL);
     pmi_main_wrapper->heap = mi_heap_main();
+    /* v3.4.3 never writes the size and version header of the main heap's statistics (init.c sets up the
+       subprocess's, heap.c those of new heaps), so mi_heap_stats_get_json(mi_heap_main()) always fails.
+       The header is what mi_heap_new writes into its own heaps. */
+    mi_stats_t* main_stats = &pmi_main_wrapper->heap->stats;
+    if (main_stats->size != sizeof(mi_stats_t)) mi_stats_header_init(main_stats);
     pmi_main_wrapper->is_main = true;
     atomic_store(&pmi_main_wrapper->refs, 1);  /* the module's own reference: never freed */
+    pmi_registry_add(pmi_main_wrapper);
+    if (pthread_atfork(&pmi_fork_prepare, &pmi_fork_parent, &pmi_fork_child) != 0) return PMI_ENOMEM;
     return PMI_OK;
 }
 
 static void pmi_heap_unref(pmi_heap_t* h) {
-    if (atomic_fetch_sub(&h->refs, 1) == 1) mi_free(h);
+    if (atomic_fetch_sub(&h->refs, 1) == 1) {
+        pmi_registry_remove(h);
+        pmi_wrapper_free(h);
+    }
 }
 
-/* Enter/leave bracket every use of h->heap. Together with the close protocol below (set CLOSING, then
-   wait for active == 0) this is a Dekker handshake on sequentially consistent atomics: either the
-   closer sees our increment and waits, or we see CLOSING and back off. */
-static inline bool pmi_enter(pmi_heap_t* h) {
-    atomic_fetch_add(&h->active, 1);
-    if (atomic_load(&h->state) == PMI_STATE_OPEN) return true;
-    atomic_fetch_sub(&h->active, 1);
-    return false;
-}
-
-static int pmi_refusal(pmi_heap_t* h) {
-    const int state = atomic_load(&h->state);
-    return (state == PMI_STATE_FROZEN ? PMI_EFROZEN : state == PMI_STATE_OPEN ? PMI_OK : PMI_ECLOSED);
-}
-
-/* Why this thread's last allocation failed: read right after the failure, whatever the heap did since. */
-static __thread int pmi_last_failure;
-
-static inline bool pmi_enter_alloc(pmi_heap_t* h) {
-    if (pmi_enter(h)) return true;
-    pmi_last_failure = pmi_refusal(h);
-    if (pmi_last_failure == PMI_OK) pmi_last_failure = PMI_EBUSY;  /* closing right now */
-    return false;
-}
-
-int pmi_allocation_failure(void) { return pmi_last_failure; }
-
-static inline void pmi_leave(pmi_heap_t* h) {
-    atomic_fetch_sub(&h->active, 1);
-}
-
-pmi_heap_t* pmi_heap_new(void) {
-    pmi_heap_t* h = (pmi_heap_t*)mi_heap_zalloc(pmi_meta_heap, sizeof(pmi_heap_t));
+pmi_heap_t* pmi_heap_new_in_arena(void* arena_id) {
+    pmi_heap_t* h = pmi_wrapper_new();
     if (h == NULL) return NULL;
-    h->heap = mi_heap_new();
-    if (h->heap == NULL) { mi_free(h); return NULL; }
-    atomic_store(&h->refs, 1);
+    pthread_mutex_lock(&pmi_world_lock);  /* mi_heap_new allocates in the main heap */
+    h->heap = mi_heap_new_in_arena((mi_arena_id_t)arena_id);
+    pthread_mutex_unlock(&pmi_world_lock);
+    if (h->heap == NULL) { pmi_wrapper_free(h); return NULL; }
+    pmi_registry_add(h);
     return h;
 }
+
+pmi_heap_t* pmi_heap_new(void) { return pmi_heap_new_in_arena(NULL); }
 
 pmi_heap_t* pmi_heap_main_handle(void) {
     atomic_fetch_add(&pmi_main_wrapper->refs, 1);
     return pmi_main_wrapper;
 }
 
+/* Destroy the mimalloc heap once it is closed and nothing in it is alive. Called by the closer and by
+   whoever frees the last live block; the exchange on `released` lets exactly one of them do it. Every
+   free has finished with mimalloc before it lowers live_blocks, so nothing else uses the heap now. */
+static bool pmi_heap_try_release(pmi_heap_t* h) {
+    if (h->is_main || atomic_load(&h->state) != PMI_STATE_CLOSED || atomic_load(&h->live_blocks) != 0) return false;
+    if (atomic_exchange(&h->released, 1) != 0) return false;
+    pthread_mutex_lock(&pmi_world_lock);  /* not during a walk, heap creation or fork */
+    mi_heap_destroy(h->heap);
+    pthread_mutex_unlock(&pmi_world_lock);
+    return true;
+}
+
 int pmi_heap_close(pmi_heap_t* h, int mode) {
     if (h->is_main) return PMI_EMAIN;
-    int expected = PMI_STATE_OPEN;
-    while (!atomic_compare_exchange_strong(&h->state, &expected, PMI_STATE_CLOSING)) {
-        if (expected != PMI_STATE_CLOSING) return (expected == PMI_STATE_CLOSED ? PMI_ECLOSED : PMI_EFROZEN);
-        sched_yield();  /* another thread is closing (or failing a strict destroy): see how it ends */
-        expected = PMI_STATE_OPEN;
+    pthread_mutex_lock(&h->lock);
+    int status;
+    if (atomic_load(&h->state) == PMI_STATE_CLOSED) status = PMI_ECLOSED;
+    else if (h->freeze_depth > 0) status = PMI_EFROZEN;
+    else {
+        atomic_store(&h->closing, 1);
+        while (atomic_load(&h->active) != 0) sched_yield();
+        /* Nothing can allocate now: allocations wait for this decision. The live count can only fall. */
+        if (atomic_load(&h->pins) != 0) status = PMI_EPINNED;
+        else if (mode == PMI_CLOSE_DESTROY && atomic_load(&h->live_blocks) != 0) status = PMI_EBUSY;
+        else { atomic_store(&h->state, PMI_STATE_CLOSED); status = PMI_DEFERRED; }
+        atomic_store(&h->closing, 0);
     }
-    while (atomic_load(&h->active) != 0) sched_yield();
-    /* From here on nothing can allocate; the live count can only go down. */
-    if (atomic_load(&h->pins) != 0) {  /* closing would leave a thread default or numpy handler dangling */
-        atomic_store(&h->state, PMI_STATE_OPEN);
-        return PMI_EPINNED;
-    }
-    const size_t live = atomic_load(&h->live_blocks);
-    if (mode == PMI_CLOSE_DESTROY && live != 0) {
-        atomic_store(&h->state, PMI_STATE_OPEN);
-        return PMI_EBUSY;
-    }
-    if (mode == PMI_CLOSE_AUTO) mode = (live == 0 ? PMI_CLOSE_DESTROY : PMI_CLOSE_DELETE);
-    if (mode == PMI_CLOSE_DESTROY) mi_heap_destroy(h->heap);
-    else mi_heap_delete(h->heap);
-    atomic_store(&h->state, PMI_STATE_CLOSED);
-    return (mode == PMI_CLOSE_DESTROY ? PMI_DESTROYED : PMI_DELETED);
+    pthread_mutex_unlock(&h->lock);
+    if (status == PMI_DEFERRED && pmi_heap_try_release(h)) status = PMI_DESTROYED;
+    return status;
 }
 
 void pmi_heap_release(pmi_heap_t* h) {
-    if (!h->is_main && atomic_load(&h->state) == PMI_STATE_OPEN) {
-        (void)pmi_heap_close(h, PMI_CLOSE_AUTO);
-    }
+    if (!h->is_main && atomic_load(&h->state) == PMI_STATE_OPEN) (void)pmi_heap_close(h, PMI_CLOSE_AUTO);
     pmi_heap_unref(h);
 }
 
-int pmi_heap_state(pmi_heap_t* h) { return atomic_load(&h->state); }
+int pmi_heap_state(pmi_heap_t* h) {
+    if (atomic_load(&h->state) == PMI_STATE_CLOSED) return PMI_STATE_CLOSED;
+    return atomic_load(&h->frozen) ? PMI_STATE_FROZEN : PMI_STATE_OPEN;
+}
+
 int pmi_heap_is_main(pmi_heap_t* h) { return h->is_main; }
+int pmi_heap_released(pmi_heap_t* h) { return atomic_load(&h->released); }
 uintptr_t pmi_heap_id(pmi_heap_t* h) { return (uintptr_t)h->heap; }
 size_t pmi_heap_live_blocks(pmi_heap_t* h) { return atomic_load_explicit(&h->live_blocks, memory_order_relaxed); }
 size_t pmi_heap_live_bytes(pmi_heap_t* h) { return atomic_load_explicit(&h->live_bytes, memory_order_relaxed); }
 
 int pmi_heap_collect(pmi_heap_t* h, bool force) {
-    if (!pmi_enter(h)) return pmi_refusal(h);
+    const int status = pmi_enter_alloc(h);
+    if (status != PMI_OK) return status;
     mi_heap_collect(h->heap, force);
     pmi_leave(h);
     return PMI_OK;
 }
 
 int pmi_heap_contains(pmi_heap_t* h, uintptr_t address) {
-    if (atomic_load(&h->state) == PMI_STATE_FROZEN) {  /* reading the page map is safe while frozen */
-        return mi_heap_contains(h->heap, (const void*)address) ? 1 : 0;
-    }
-    if (!pmi_enter(h)) return pmi_refusal(h);
-    const int found = mi_heap_contains(h->heap, (const void*)address) ? 1 : 0;
-    pmi_leave(h);
-    return found;
+    if (atomic_load(&h->state) != PMI_STATE_OPEN) return PMI_ECLOSED;
+    return pmi_heap_of(address) == (uintptr_t)h->heap ? 1 : 0;  /* compares addresses; never reads h->heap */
 }
 
-/* tracemalloc sees every allocation made through pymimalloc under a domain of its own. When tracemalloc
-   is off these are a load and a branch inside CPython. */
+/* -- blocks ---------------------------------------------------------------------------------------- */
+
+/* tracemalloc sees every Block under a domain of its own. These may take the GIL when tracemalloc is
+   tracing, so they run outside every bracket: fork and walks never wait for a thread that waits for
+   the GIL. When tracemalloc is off they are a load and a branch inside CPython. */
 static inline void pmi_track(void* p, size_t size) {
     (void)PyTraceMalloc_Track(PMI_TRACEMALLOC_DOMAIN, (uintptr_t)p, size);
 }
@@ -186,25 +318,32 @@ static inline void pmi_count_alloc(pmi_heap_t* h, size_t size) {
     atomic_fetch_add_explicit(&h->live_bytes, size, memory_order_relaxed);
 }
 
-static inline void pmi_count_free(pmi_heap_t* h, size_t size) {
+/* true if this was the last live block (of a heap that may be closed: see pmi_heap_try_release) */
+static inline bool pmi_count_free(pmi_heap_t* h, size_t size) {
     atomic_fetch_sub_explicit(&h->live_bytes, size, memory_order_relaxed);
-    /* release: a closer that reads live_blocks == 0 also sees the block's mi_free as done */
-    atomic_fetch_sub_explicit(&h->live_blocks, 1, memory_order_release);
+    return atomic_fetch_sub(&h->live_blocks, 1) == 1;
 }
 
+/* Why this thread's last allocation failed: read right after the failure, whatever the heap did since. */
+static __thread int pmi_last_failure;
+
+int pmi_allocation_failure(void) { return pmi_last_failure; }
+
+/* a record in the meta heap; the caller is inside a bracket */
 static pmi_block_t* pmi_record_new(pmi_heap_t* h, void* data, size_t size) {
     pmi_block_t* b = (pmi_block_t*)mi_heap_malloc_small(pmi_meta_heap, sizeof(pmi_block_t));
     if (b == NULL) return NULL;
     b->data = data;
     b->size = size;
     b->owner = h;
+    b->next_deferred = NULL;
     atomic_fetch_add(&h->refs, 1);
     return b;
 }
 
 pmi_block_t* pmi_block_alloc(pmi_heap_t* h, size_t size, size_t alignment, bool zero) {
-    if (!pmi_enter_alloc(h)) return NULL;
-    pmi_last_failure = PMI_ENOMEM;  /* unless we succeed below */
+    const int status = pmi_enter_alloc(h);
+    if (status != PMI_OK) { pmi_last_failure = status; return NULL; }
     void* p;
     if (alignment == 0) p = (zero ? mi_heap_zalloc(h->heap, size) : mi_heap_malloc(h->heap, size));
     else p = (zero ? mi_heap_zalloc_aligned(h->heap, size, alignment) : mi_heap_malloc_aligned(h->heap, size, alignment));
@@ -212,28 +351,26 @@ pmi_block_t* pmi_block_alloc(pmi_heap_t* h, size_t size, size_t alignment, bool 
     if (p != NULL) {
         b = pmi_record_new(h, p, size);
         if (b == NULL) mi_free(p);
-        else { pmi_count_alloc(h, size); pmi_track(p, size); }
+        else pmi_count_alloc(h, size);
     }
     pmi_leave(h);
+    if (b == NULL) { pmi_last_failure = PMI_ENOMEM; return NULL; }
+    pmi_track(p, size);
     return b;
 }
 
 pmi_block_t* pmi_block_realloc(pmi_block_t* old, size_t size) {
     pmi_heap_t* h = old->owner;
-    if (old->data == NULL) { pmi_last_failure = PMI_EBUSY; return NULL; }
-    if (!pmi_enter_alloc(h)) return NULL;
-    pmi_last_failure = PMI_ENOMEM;
+    void* const data = old->data;
+    if (data == NULL) { pmi_last_failure = PMI_ECLOSED; return NULL; }
+    const int status = pmi_enter_alloc(h);
+    if (status != PMI_OK) { pmi_last_failure = status; return NULL; }
+    void* p = NULL;
     pmi_block_t* b = pmi_record_new(h, NULL, size);
     if (b != NULL) {
-        void* p = mi_heap_realloc(h->heap, old->data, size);
-        if (p == NULL) {
-            b->data = NULL;
-            pmi_block_release(b);  /* frees the record only; the old block is untouched */
-            b = NULL;
-        }
+        p = mi_heap_realloc(h->heap, data, size);
+        if (p == NULL) { mi_free(b); b = NULL; atomic_fetch_sub(&h->refs, 1); }  /* never the last ref: old holds one */
         else {
-            pmi_untrack(old->data);
-            pmi_track(p, size);
             b->data = p;
             old->data = NULL;
             atomic_fetch_add_explicit(&h->live_bytes, size, memory_order_relaxed);
@@ -241,6 +378,9 @@ pmi_block_t* pmi_block_realloc(pmi_block_t* old, size_t size) {
         }
     }
     pmi_leave(h);
+    if (b == NULL) { pmi_last_failure = PMI_ENOMEM; return NULL; }
+    pmi_untrack(data);
+    pmi_track(p, size);
     return b;
 }
 
@@ -250,130 +390,117 @@ static void pmi_defer(pmi_heap_t* h, pmi_block_t* b) {
     pmi_block_t* head = atomic_load(&h->deferred);
     do { b->next_deferred = head; } while (!atomic_compare_exchange_weak(&h->deferred, &head, b));
     /* If the heap thawed meanwhile, nobody else will look at the list again: drain it. */
-    if (atomic_load(&h->state) != PMI_STATE_FROZEN) pmi_release_deferred(h);
+    if (!atomic_load(&h->frozen)) pmi_release_deferred(h);
 }
 
-/* Free `p` (counted as `size` bytes) unless the heap is frozen; false if the caller must defer it. */
-static bool pmi_free_now(pmi_heap_t* h, void* p, size_t size) {
-    atomic_fetch_add(&h->active, 1);
-    if (atomic_load(&h->state) == PMI_STATE_FROZEN) {  /* a walk may be reading p's page */
-        atomic_fetch_sub(&h->active, 1);
-        return false;
-    }
-    pmi_untrack(p);
-    mi_free(p);
-    pmi_count_free(h, size);
-    atomic_fetch_sub(&h->active, 1);
-    return true;
-}
-
-void pmi_block_release(pmi_block_t* b) {
+/* Free one record and the memory it owns (if any); defer both while the heap is frozen. */
+static void pmi_record_release(pmi_block_t* b, bool untrack) {
     pmi_heap_t* h = b->owner;
-    if (b->data != NULL && !pmi_free_now(h, b->data, b->size)) {
-        pmi_defer(h, b);
-        return;
+    void* const data = b->data;
+    if (data != NULL && untrack) pmi_untrack(data);
+    if (!pmi_enter_free(h)) { pmi_defer(h, b); return; }
+    bool last = false;
+    if (data != NULL) {
+        mi_free(data);
+        last = pmi_count_free(h, b->size);
     }
     mi_free(b);
+    pmi_leave(h);
+    if (last) (void)pmi_heap_try_release(h);
     pmi_heap_unref(h);
 }
 
-/* -- raw data for numpy (NEP 49); counted by usable size, since numpy's realloc gives no old size -- */
+void pmi_block_release(pmi_block_t* b) { pmi_record_release(b, true); }
+
+static void pmi_release_deferred(pmi_heap_t* h) {
+    pmi_block_t* b = atomic_exchange(&h->deferred, NULL);
+    while (b != NULL) {
+        pmi_block_t* next = b->next_deferred;
+        pmi_record_release(b, false);  /* defers again if a new freeze began */
+        b = next;
+    }
+}
+
+/* -- raw data for numpy (NEP 49); counted by usable size, since numpy's realloc gives no old size.
+      numpy traces array data in tracemalloc itself (domain 389047), so these do not. -------------- */
 
 void* pmi_data_alloc(pmi_heap_t* h, size_t size, bool zero) {
-    if (!pmi_enter(h)) return NULL;  /* closed or frozen: numpy reports MemoryError */
+    if (pmi_enter_alloc(h) != PMI_OK) return NULL;  /* closed or frozen: numpy reports MemoryError */
     void* p = (zero ? mi_heap_zalloc(h->heap, size) : mi_heap_malloc(h->heap, size));
-    if (p != NULL) {
-        const size_t usable = mi_usable_size(p);
-        pmi_count_alloc(h, usable);
-        pmi_track(p, usable);
-    }
+    if (p != NULL) pmi_count_alloc(h, mi_usable_size(p));
     pmi_leave(h);
     return p;
 }
 
 void* pmi_data_realloc(pmi_heap_t* h, void* p, size_t size) {
     if (p == NULL) return pmi_data_alloc(h, size, false);
-    mi_heap_t* target;
-    const bool entered = pmi_enter(h);
-    if (entered) target = h->heap;
-    else if (atomic_load(&h->state) == PMI_STATE_CLOSED) target = mi_heap_main();  /* outlived its heap */
-    else return NULL;  /* frozen */
+    /* `p` is alive, so the mimalloc heap is too, even if the heap was closed since */
+    if (!pmi_enter_free(h)) return NULL;  /* frozen */
     const size_t old_usable = mi_usable_size(p);
-    void* q = mi_heap_realloc(target, p, size);
+    void* q = mi_heap_realloc(h->heap, p, size);
     if (q != NULL) {
-        const size_t usable = mi_usable_size(q);
-        pmi_untrack(p);
-        pmi_track(q, usable);
-        atomic_fetch_add_explicit(&h->live_bytes, usable, memory_order_relaxed);
+        atomic_fetch_add_explicit(&h->live_bytes, mi_usable_size(q), memory_order_relaxed);
         atomic_fetch_sub_explicit(&h->live_bytes, old_usable, memory_order_relaxed);
     }
-    if (entered) pmi_leave(h);
+    pmi_leave(h);
     return q;
 }
 
 void pmi_data_free(pmi_heap_t* h, void* p) {
     if (p == NULL) return;
-    const size_t usable = mi_usable_size(p);
-    if (pmi_free_now(h, p, usable)) return;
-    pmi_block_t* b = pmi_record_new(h, p, usable);  /* frozen: defer it like a block */
-    if (b != NULL) pmi_defer(h, b);
-    /* else: out of memory even for 32 bytes; leaking the block is the only safe choice */
+    if (pmi_enter_free(h)) {
+        const size_t usable = mi_usable_size(p);
+        mi_free(p);
+        const bool last = pmi_count_free(h, usable);
+        pmi_leave(h);
+        if (last) (void)pmi_heap_try_release(h);
+        return;
+    }
+    pmi_world_enter();
+    pmi_block_t* b = (pmi_block_t*)mi_heap_malloc_small(pmi_meta_heap, sizeof(pmi_block_t));
+    pmi_world_leave();
+    if (b == NULL) return;  /* out of memory even for 32 bytes: leaking the block is the only safe choice */
+    b->data = p;
+    b->size = mi_usable_size(p);  /* p is alive and its heap frozen: reading its size is safe */
+    b->owner = h;
+    atomic_fetch_add(&h->refs, 1);
+    pmi_defer(h, b);
 }
 
 void pmi_heap_ref(pmi_heap_t* h) { atomic_fetch_add(&h->refs, 1); }
 void pmi_heap_unref_public(pmi_heap_t* h) { pmi_heap_unref(h); }
 
-static void pmi_release_deferred(pmi_heap_t* h) {
-    pmi_block_t* b = atomic_exchange(&h->deferred, NULL);
-    while (b != NULL) {
-        pmi_block_t* next = b->next_deferred;
-        pmi_block_release(b);  /* re-checks the state: defers again if a new freeze began */
-        b = next;
-    }
-}
+/* -- freezing -------------------------------------------------------------------------------------- */
 
 int pmi_heap_freeze(pmi_heap_t* h) {
     int status = PMI_OK;
-    pthread_mutex_lock(&pmi_freeze_lock);
-    if (h->freeze_depth > 0) {
-        h->freeze_depth++;
+    pthread_mutex_lock(&h->lock);
+    if (atomic_load(&h->state) == PMI_STATE_CLOSED) status = PMI_ECLOSED;
+    else if (h->freeze_depth++ == 0) {
+        atomic_store(&h->frozen, 1);
+        while (atomic_load(&h->active) != 0) sched_yield();
     }
-    else {
-        int expected = PMI_STATE_OPEN;
-        while (!atomic_compare_exchange_strong(&h->state, &expected, PMI_STATE_FROZEN)) {
-            if (expected != PMI_STATE_CLOSING) break;
-            sched_yield();  /* a close in another thread: wait for its outcome */
-            expected = PMI_STATE_OPEN;
-        }
-        if (expected == PMI_STATE_OPEN) {
-            h->freeze_depth = 1;
-            while (atomic_load(&h->active) != 0) sched_yield();
-        }
-        else {
-            status = PMI_ECLOSED;
-        }
-    }
-    pthread_mutex_unlock(&pmi_freeze_lock);
+    pthread_mutex_unlock(&h->lock);
     return status;
 }
 
 void pmi_heap_thaw(pmi_heap_t* h) {
     bool thawed = false;
-    pthread_mutex_lock(&pmi_freeze_lock);
+    pthread_mutex_lock(&h->lock);
     if (h->freeze_depth > 0 && --h->freeze_depth == 0) {
-        atomic_store(&h->state, PMI_STATE_OPEN);
+        atomic_store(&h->frozen, 0);
         thawed = true;
     }
-    pthread_mutex_unlock(&pmi_freeze_lock);
+    pthread_mutex_unlock(&h->lock);
     if (thawed) pmi_release_deferred(h);
 }
 
-/* -- walking ------------------------------------------------------------------------------------- */
+/* -- walking (records in the C library's heap, so the walk never allocates from mimalloc) -------- */
 
 static bool pmi_grow(void** array, size_t* capacity, size_t count, size_t item) {
     if (count < *capacity) return true;
-    size_t wanted = (*capacity == 0 ? 64 : 2 * *capacity);
-    void* bigger = mi_heap_realloc(pmi_meta_heap, *array, wanted * item);
+    size_t wanted = (*capacity == 0 ? 256 : 2 * *capacity);
+    void* bigger = realloc(*array, wanted * item);
     if (bigger == NULL) return false;
     *array = bigger;
     *capacity = wanted;
@@ -411,67 +538,129 @@ oom:
     return false;
 }
 
+/* mi_heap_visit_blocks in v3.4.3 visits the heap's arena pages and its abandoned OS pages, but not the
+   OS pages (huge or over-aligned blocks, or every page under disallow_arena_alloc) that a thread's
+   theap still owns (arena.c, _mi_heap_visit_blocks). Those are on the theaps' page queues: visit them
+   here, so a walk reports every live block. The caller holds what pmi_heap_walk holds. */
+static void pmi_visit_owned_os_pages(mi_heap_t* heap, bool visit_blocks, pmi_walk_state_t* st) {
+    mi_lock(&heap->theaps_lock) {
+        for (mi_theap_t* theap = heap->theaps; theap != NULL && st->walk->failed == 0; theap = theap->hnext) {
+            for (size_t bin = 0; bin <= MI_BIN_FULL && st->walk->failed == 0; bin++) {
+                for (mi_page_t* page = theap->pages[bin].first; page != NULL; page = page->next) {
+                    if (page->memid.memkind == MI_MEM_ARENA) continue;  /* the bitmap walk saw it */
+                    mi_heap_area_t area;
+                    _mi_heap_area_init(&area, page);
+                    if (!pmi_walk_visitor(heap, &area, NULL, area.block_size, st)) break;
+                    if (visit_blocks && !_mi_page_visit_blocks(page, &pmi_walk_visitor, st)) break;
+                }
+            }
+        }
+    }
+}
+
+/* mimalloc's walk assumes nobody else touches the heap (mimalloc#369): the heap is frozen (no
+   allocations or frees through pymimalloc), walks are serialised (two walks rewrite the same page free
+   lists), no thread may abandon its pages meanwhile (thread exit), and for the main heap, which mimalloc
+   itself allocates from when any heap creates a heap or meets a new arena, the world is stopped. */
 int pmi_heap_walk(pmi_heap_t* h, bool visit_blocks, pmi_walk_t* walk) {
     memset(walk, 0, sizeof(*walk));
-    if (atomic_load(&h->state) != PMI_STATE_FROZEN) return PMI_EBUSY;
+    if (!atomic_load(&h->frozen)) return PMI_ENOTFROZEN;
+    pthread_mutex_lock(&pmi_world_lock);
+    if (h->is_main) pmi_world_stop();
+    pthread_rwlock_wrlock(&pmi_exit_lock);
     pmi_walk_state_t st = { walk, 0, 0, 0 };
-    mi_heap_visit_blocks(h->heap, visit_blocks, &pmi_walk_visitor, &st);
+    if (mi_heap_visit_blocks(h->heap, visit_blocks, &pmi_walk_visitor, &st) && walk->failed == 0) {
+        pmi_visit_owned_os_pages(h->heap, visit_blocks, &st);
+    }
+    pthread_rwlock_unlock(&pmi_exit_lock);
+    if (h->is_main) pmi_world_resume();
+    pthread_mutex_unlock(&pmi_world_lock);
     return walk->failed;
 }
 
 void pmi_walk_free(pmi_walk_t* walk) {
-    mi_free(walk->areas);
-    mi_free(walk->blocks);
-    mi_free(walk->block_area);
+    free(walk->areas);
+    free(walk->blocks);
+    free(walk->block_area);
     memset(walk, 0, sizeof(*walk));
 }
 
 /* for the other glue files (declared in pmi_internal.h) */
-void* pmi_meta_realloc(void* p, size_t size) { return mi_heap_realloc(pmi_meta_heap, p, size); }
-bool pmi_heap_enter(pmi_heap_t* h) { return pmi_enter(h); }
+void* pmi_meta_realloc(void* p, size_t size) {
+    pmi_world_enter();
+    void* q = mi_heap_realloc(pmi_meta_heap, p, size);
+    pmi_world_leave();
+    return q;
+}
+void pmi_meta_free(void* p) {
+    pmi_world_enter();
+    mi_free(p);
+    pmi_world_leave();
+}
+int pmi_heap_enter(pmi_heap_t* h) { return pmi_enter_alloc(h); }
+int pmi_heap_enter_read(pmi_heap_t* h) {  /* reading a heap's statistics: a frozen heap may be read */
+    if (!pmi_enter_free(h)) {  /* frozen: its counters are still safe to read */
+        atomic_fetch_add(&h->active, 1);  /* a freeze already waited for brackets; this one only reads */
+    }
+    if (atomic_load(&h->state) == PMI_STATE_OPEN) return PMI_OK;
+    pmi_leave(h);
+    return PMI_ECLOSED;
+}
+void pmi_heap_leave_read(pmi_heap_t* h) { pmi_leave(h); }
 void pmi_heap_leave(pmi_heap_t* h) { pmi_leave(h); }
 mi_heap_t* pmi_heap_raw(pmi_heap_t* h) { return h->heap; }
 
-/* -- arenas and thread defaults -------------------------------------------------------------------- */
-
-pmi_heap_t* pmi_heap_new_in_arena(void* arena_id) {
-    pmi_heap_t* h = (pmi_heap_t*)mi_heap_zalloc(pmi_meta_heap, sizeof(pmi_heap_t));
-    if (h == NULL) return NULL;
-    h->heap = mi_heap_new_in_arena((mi_arena_id_t)arena_id);
-    if (h->heap == NULL) { mi_free(h); return NULL; }
-    atomic_store(&h->refs, 1);
-    return h;
-}
+/* -- pins, lookups, process-wide calls -------------------------------------------------------------- */
 
 int pmi_heap_pin(pmi_heap_t* h) {
-    if (!pmi_enter(h)) return pmi_refusal(h);
-    atomic_fetch_add(&h->pins, 1);
-    pmi_leave(h);
-    return PMI_OK;
+    pthread_mutex_lock(&h->lock);  /* a close decides under this lock: it sees the pin, or we see it closed */
+    const int status = (atomic_load(&h->state) == PMI_STATE_CLOSED ? PMI_ECLOSED
+                        : h->freeze_depth > 0 ? PMI_EFROZEN : PMI_OK);
+    if (status == PMI_OK) atomic_fetch_add(&h->pins, 1);
+    pthread_mutex_unlock(&h->lock);
+    return status;
 }
 
 void pmi_heap_unpin(pmi_heap_t* h) { atomic_fetch_sub(&h->pins, 1); }
 
-int pmi_heap_push_default(pmi_heap_t* h, void** previous) {
-    if (!pmi_enter(h)) return pmi_refusal(h);
-    mi_theap_t* theap = mi_heap_theap(h->heap);
-    if (theap == NULL) { pmi_leave(h); return PMI_ENOMEM; }
-    atomic_fetch_add(&h->pins, 1);
-    *previous = mi_theap_set_default(theap);
-    pmi_leave(h);
-    return PMI_OK;
-}
-
-void pmi_heap_pop_default(pmi_heap_t* h, void* previous) {
-    mi_theap_set_default((mi_theap_t*)previous);
-    atomic_fetch_sub(&h->pins, 1);
-}
-
 uintptr_t pmi_heap_of(uintptr_t address) {
-    return (uintptr_t)mi_heap_of((const void*)address);
+    pthread_rwlock_rdlock(&pmi_unmap_lock);
+    mi_page_t* page = _mi_safe_ptr_page((const void*)address);
+    const uintptr_t heap = (page == NULL ? 0 : (uintptr_t)mi_page_heap(page));
+    pthread_rwlock_unlock(&pmi_unmap_lock);
+    return heap;
 }
 
 size_t pmi_usable_size(uintptr_t address) {
-    if (mi_heap_of((const void*)address) == NULL) return 0;
-    return mi_usable_size((const void*)address);
+    size_t usable = 0;
+    pthread_rwlock_rdlock(&pmi_unmap_lock);
+    mi_page_t* page = _mi_safe_ptr_page((const void*)address);
+    if (page != NULL) {
+        const size_t block_size = mi_page_block_size(page);
+        const uint8_t* start = mi_page_start(page);
+        const uint8_t* p = (const uint8_t*)address;
+        if (block_size > 0 && p >= start && (size_t)(p - start) < page->reserved * block_size) {
+            const size_t offset = (size_t)(p - start) % block_size;
+            const size_t capacity = mi_page_usable_block_size(page);
+            usable = (offset < capacity ? capacity - offset : 0);
+        }
+    }
+    pthread_rwlock_unlock(&pmi_unmap_lock);
+    return usable;
 }
+
+void pmi_collect(bool force) {
+    pmi_world_enter();
+    mi_collect(force);
+    pmi_world_leave();
+}
+
+int pmi_arena_reserve(size_t size, bool commit, bool allow_large, void** arena_id) {
+    pmi_world_enter();
+    const int err = mi_reserve_os_memory_ex(size, commit, allow_large, true /* exclusive */, (mi_arena_id_t*)arena_id);
+    pmi_world_leave();
+    return err;
+}
+
+size_t pmi_arena_max_size(void) { return MI_ARENA_MAX_SIZE; }
+size_t pmi_arena_granularity(void) { return MI_ARENA_SLICE_SIZE * MI_BCHUNK_BITS; }

@@ -2,14 +2,27 @@
  *
  * Ownership model
  *   - A pmi_heap_t wraps one mimalloc heap. It is reference counted: one reference for the Python Heap
- *     object's handle, one for every live pmi_block_t. It is freed when the last reference goes, so a
- *     block can always reach its heap's counters, even after the heap was closed.
+ *     object's handle, one for every live pmi_block_t and one for every numpy handler. It is freed when
+ *     the last reference goes, so a block can always reach its heap's counters, even after the heap was
+ *     closed.
  *   - A pmi_block_t owns one mimalloc block. pmi_block_release frees the block (mi_free) and drops the
  *     heap reference. Python calls it exactly once, from the cdata's destructor (ffi.gc), so memory is
  *     freed only when no Python object can reach it any more.
- *   - Closing waits for allocations in flight (any thread) to finish, then either destroys the heap
- *     (no live blocks: all its memory is released at once) or deletes it (live blocks are handed to the
- *     main heap and stay valid until their owners free them).
+ *   - Closing waits for allocations in flight (any thread) to finish and then refuses new ones. If
+ *     nothing allocated from the heap is alive, the mimalloc heap is destroyed at once (all its memory
+ *     released). Otherwise it is destroyed by whichever thread frees the last live block. pymimalloc never
+ *     calls mi_heap_delete: in v3.4.3 it mishandles pages that live outside an arena (see the README).
+ *
+ * Who may touch mimalloc when
+ *   - Every call that uses a heap is bracketed by that heap's `active` count. Closing, freezing, a walk of
+ *     the main heap and fork wait for the brackets they care about to drain (a Dekker handshake on
+ *     sequentially consistent atomics: either the waiter sees the bracket, or the caller sees the flag).
+ *   - One process-wide "world" mutex serialises what changes mimalloc's set of heaps or walks one: heap
+ *     creation and destruction, walks, and fork. Thread exits (mimalloc's thread-done, which abandons a
+ *     thread's pages) take an exit lock that walks hold exclusively.
+ *   - Address lookups (heap_of, contains, usable_size of any int) read page metadata that another
+ *     thread's free may unmap; they hold a read lock that mimalloc's own munmap and mprotect take for
+ *     writing (pmi_mimalloc.c routes them through pmi_os_unmap_begin/end).
  *
  * No include guards: cffi's cdef parser reads this file as it is.
  */
@@ -17,27 +30,26 @@
 /* status codes returned by pmi_heap_close and friends; _core.py turns them into exceptions */
 #define PMI_OK          0
 #define PMI_DESTROYED   1    /* closed: all memory released at once (mi_heap_destroy) */
-#define PMI_DELETED     2    /* closed: live blocks handed to the main heap (mi_heap_delete) */
+#define PMI_DEFERRED    2    /* closed with live blocks: the memory goes when the last of them is freed */
 #define PMI_ECLOSED    -1    /* the heap is closed */
-#define PMI_EBUSY      -2    /* blocks are still live (strict destroy), or another thread is closing */
+#define PMI_EBUSY      -2    /* blocks or arrays of the heap are still alive (strict destroy) */
 #define PMI_EMAIN      -3    /* the main heap cannot be closed */
 #define PMI_ENOMEM     -4    /* out of memory */
 #define PMI_EFROZEN    -5    /* a visit or snapshot is in progress: the heap refuses allocations and frees */
-#define PMI_EPINNED    -6    /* the heap is a thread's default heap (as_default) or numpy's allocator */
+#define PMI_EPINNED    -6    /* the heap is a default heap (as_default) or numpy's allocator */
+#define PMI_ENOTFROZEN -7    /* a walk needs the heap frozen first (an internal misuse) */
 
-/* tracemalloc domain of every allocation made through pymimalloc (numpy's own is 389047) */
+/* tracemalloc domain of every Block allocated through pymimalloc (numpy traces array data itself) */
 #define PMI_TRACEMALLOC_DOMAIN 7368041
 
 /* close modes */
-#define PMI_CLOSE_AUTO     0  /* destroy if nothing is live, else delete */
+#define PMI_CLOSE_AUTO     0  /* destroy if nothing is live, else close and destroy at the last free */
 #define PMI_CLOSE_DESTROY  1  /* destroy, or PMI_EBUSY while anything is live */
-#define PMI_CLOSE_DELETE   2  /* delete */
 
-/* heap states */
+/* heap states, as pmi_heap_state reports them */
 #define PMI_STATE_OPEN     0
-#define PMI_STATE_CLOSING  1
 #define PMI_STATE_CLOSED   2
-#define PMI_STATE_FROZEN   3  /* a visit or snapshot holds the heap still */
+#define PMI_STATE_FROZEN   3  /* open, and held still by a visit or snapshot */
 
 typedef struct pmi_heap_s pmi_heap_t;
 
@@ -58,6 +70,7 @@ void        pmi_heap_release(pmi_heap_t* heap);  /* drop the Python handle's ref
 int         pmi_heap_close(pmi_heap_t* heap, int mode);
 int         pmi_heap_state(pmi_heap_t* heap);
 int         pmi_heap_is_main(pmi_heap_t* heap);
+int         pmi_heap_released(pmi_heap_t* heap);  /* 1 once the mimalloc heap is destroyed */
 uintptr_t   pmi_heap_id(pmi_heap_t* heap);       /* the mi_heap_t address, as mi_heap_of reports it */
 size_t      pmi_heap_live_blocks(pmi_heap_t* heap);
 size_t      pmi_heap_live_bytes(pmi_heap_t* heap);
@@ -65,32 +78,28 @@ int         pmi_heap_collect(pmi_heap_t* heap, bool force);
 int         pmi_heap_contains(pmi_heap_t* heap, uintptr_t address);  /* 1, 0, or PMI_ECLOSED */
 
 /* Allocate `size` bytes (zeroed if `zero`), aligned to `alignment` (a power of two; 0 = natural).
-   NULL if the heap is closed (see pmi_heap_state) or out of memory. */
+   NULL if the heap is closed or frozen, or out of memory: pmi_allocation_failure says which. */
 pmi_block_t* pmi_block_alloc(pmi_heap_t* heap, size_t size, size_t alignment, bool zero);
 /* Move `block` into a new record of `size` bytes, keeping its contents. On success `block->data`
    becomes NULL (its release then frees nothing); on failure (NULL) `block` is unchanged. */
 pmi_block_t* pmi_block_realloc(pmi_block_t* block, size_t size);
 void         pmi_block_release(pmi_block_t* block);
-/* Why the calling thread's last pmi_block_alloc/realloc returned NULL: PMI_ECLOSED, PMI_EFROZEN,
-   PMI_EBUSY (closing at that moment) or PMI_ENOMEM. */
+/* Why the calling thread's last pmi_block_alloc/realloc returned NULL: PMI_ECLOSED, PMI_EFROZEN or
+   PMI_ENOMEM. */
 int          pmi_allocation_failure(void);
 
-/* Make `heap` the calling thread's default (mi_theap_set_default); `*previous` receives the old default
-   for pmi_heap_pop_default. While any thread uses it as default, closing it fails with PMI_EDEFAULT. */
-int  pmi_heap_push_default(pmi_heap_t* heap, void** previous);
-void pmi_heap_pop_default(pmi_heap_t* heap, void* previous);
-
-/* Pin the heap open while numpy_allocator() uses it: closing fails with PMI_EPINNED meanwhile. */
+/* Pin the heap open while as_default() or numpy_allocator() uses it: closing fails with PMI_EPINNED. */
 int  pmi_heap_pin(pmi_heap_t* heap);
 void pmi_heap_unpin(pmi_heap_t* heap);
 
 /* Freezing: while frozen (any number of nested freezes), allocations fail with PMI_EFROZEN in every
    thread and blocks released meanwhile are freed at the last thaw, so every address a walk reported
-   stays valid. Freeze waits for allocations and frees in flight. Returns PMI_OK or an error. */
+   stays valid. Freeze waits for allocations and frees in flight. Returns PMI_OK or PMI_ECLOSED. */
 int  pmi_heap_freeze(pmi_heap_t* heap);
 void pmi_heap_thaw(pmi_heap_t* heap);
 
-/* A walk of a frozen heap (mi_heap_visit_blocks), recorded without calling back into Python. */
+/* A walk of a frozen heap (mi_heap_visit_blocks), recorded without calling back into Python. Walks
+   are serialised process-wide; the record's arrays come from the C library's malloc, not mimalloc. */
 typedef struct pmi_area_s {
     uintptr_t address;          /* start of the area's blocks */
     size_t    reserved;         /* bytes reserved (virtual) */
@@ -113,4 +122,12 @@ int  pmi_heap_walk(pmi_heap_t* heap, bool visit_blocks, pmi_walk_t* walk);  /* h
 void pmi_walk_free(pmi_walk_t* walk);
 
 uintptr_t pmi_heap_of(uintptr_t address);        /* mi_heap_t address owning `address`, or 0 */
-size_t    pmi_usable_size(uintptr_t address);    /* 0 if `address` is not in a mimalloc page */
+/* Bytes from `address` to the end of the usable part of the mimalloc block holding it (0 if it is in no
+   mimalloc page). Computed from the page's block size, so it never reads a block's own padding. */
+size_t    pmi_usable_size(uintptr_t address);
+
+/* Process-wide calls, bracketed so that fork and walks of the main heap wait for them. */
+void      pmi_collect(bool force);
+int       pmi_arena_reserve(size_t size, bool commit, bool allow_large, void** arena_id);
+size_t    pmi_arena_max_size(void);              /* the largest arena mimalloc v3 manages as one (bytes) */
+size_t    pmi_arena_granularity(void);           /* arena sizes are whole multiples of this (bytes) */

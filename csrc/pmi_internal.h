@@ -7,8 +7,13 @@
 #include <mimalloc.h>
 
 void*      pmi_meta_realloc(void* p, size_t size);  /* our private meta heap (never a user's heap) */
-bool       pmi_heap_enter(pmi_heap_t* heap);        /* bracket uses of the mimalloc heap (see pmi_heap.c) */
+void       pmi_meta_free(void* p);
+int        pmi_heap_enter(pmi_heap_t* heap);        /* bracket an allocating use of the heap: PMI_OK or why not */
 void       pmi_heap_leave(pmi_heap_t* heap);
+int        pmi_heap_enter_read(pmi_heap_t* heap);   /* bracket reading the heap (statistics): PMI_OK or PMI_ECLOSED */
+void       pmi_heap_leave_read(pmi_heap_t* heap);
+void       pmi_world_enter(void);                   /* bracket a process-wide mimalloc call (see pmi_heap.h) */
+void       pmi_world_leave(void);
 mi_heap_t* pmi_heap_raw(pmi_heap_t* heap);
 void       pmi_heap_ref(pmi_heap_t* heap);           /* one more counted reference (numpy's handler) */
 void       pmi_heap_unref_public(pmi_heap_t* heap);

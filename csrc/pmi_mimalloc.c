@@ -1,4 +1,54 @@
 /* All of mimalloc as one translation unit, through upstream's own single-unit build (src/static.c).
  * build_ffi.py puts the verified mimalloc tree's src/ and include/ on the include path; setuptools only
- * accepts sources inside the project, so this file is the project-relative handle on that tree. */
+ * accepts sources inside the project, so this file is the project-relative handle on that tree.
+ *
+ * The upstream tree is compiled unmodified. Three of the C library calls it makes are routed through
+ * pymimalloc's glue first, by macros defined before static.c is read (the system headers are included
+ * first, so their declarations stay as they are):
+ *   - munmap and mprotect take the unmap lock for writing, so that an address lookup (heap_of,
+ *     usable_size of any int), which holds it for reading, never reads page metadata that another
+ *     thread is unmapping or protecting (pmi_heap.h);
+ *   - the destructor that mimalloc registers with pthread_key_create (its thread-done, which abandons
+ *     the exiting thread's pages) runs under the exit lock, so no walk sees pages change owner. */
+#include <pthread.h>
+#include <sys/mman.h>
+#include <stddef.h>
+
+void pmi_os_unmap_begin(void);
+void pmi_os_unmap_end(void);
+void pmi_thread_exit_begin(void);
+void pmi_thread_exit_end(void);
+
+static int pmi_munmap(void* addr, size_t size) {
+    pmi_os_unmap_begin();
+    const int result = munmap(addr, size);
+    pmi_os_unmap_end();
+    return result;
+}
+
+static int pmi_mprotect(void* addr, size_t size, int protection) {
+    pmi_os_unmap_begin();
+    const int result = mprotect(addr, size, protection);
+    pmi_os_unmap_end();
+    return result;
+}
+
+static void (*pmi_upstream_thread_done)(void*);
+
+static void pmi_thread_done(void* value) {
+    pmi_thread_exit_begin();
+    pmi_upstream_thread_done(value);
+    pmi_thread_exit_end();
+}
+
+static int pmi_pthread_key_create(pthread_key_t* key, void (*destructor)(void*)) {
+    if (destructor == NULL) return pthread_key_create(key, NULL);
+    pmi_upstream_thread_done = destructor;  /* v3.4.3 registers exactly one: mi_pthread_done */
+    return pthread_key_create(key, &pmi_thread_done);
+}
+
+#define munmap(addr, size) pmi_munmap((addr), (size))
+#define mprotect(addr, size, protection) pmi_mprotect((addr), (size), (protection))
+#define pthread_key_create(key, destructor) pmi_pthread_key_create((key), (destructor))
+
 #include "static.c"

@@ -25,7 +25,7 @@ static void pmi_append(const char* msg, void* arg) {
 }
 
 static char* pmi_finish(pmi_text_t* t) {
-    if (t->failed) { mi_free(t->buf); return NULL; }
+    if (t->failed) { pmi_meta_free(t->buf); return NULL; }
     if (t->buf == NULL) { t->buf = (char*)pmi_meta_realloc(NULL, 1); if (t->buf) t->buf[0] = 0; }
     return t->buf;
 }
@@ -42,25 +42,30 @@ char* pmi_stats_text(void) {
     return pmi_finish(&t);
 }
 
-/* mimalloc would allocate the JSON with mi_malloc, i.e. in this thread's default heap, which may be a
-   user's heap (as_default) and even a frozen one. So we hand it buffers from our own meta heap. */
+/* mimalloc would allocate the JSON with mi_malloc, i.e. in the main heap, which may be frozen by a
+   snapshot. So we hand it buffers from our own meta heap. Brackets never nest (pmi_heap.h), so the
+   buffer is allocated before the statistics are read. */
 static char* pmi_json_into_meta(pmi_heap_t* h) {
     for (size_t size = 16 * 1024; size <= 64 * 1024 * 1024; size *= 2) {
         char* buf = (char*)pmi_meta_realloc(NULL, size);
         if (buf == NULL) return NULL;
-        char* json = (h == NULL ? mi_stats_get_json(size, buf) : mi_heap_stats_get_json(pmi_heap_raw(h), size, buf));
+        char* json;
+        if (h == NULL) {
+            pmi_world_enter();
+            json = mi_stats_get_json(size, buf);
+            pmi_world_leave();
+        }
+        else {
+            if (pmi_heap_enter_read(h) != PMI_OK) { pmi_meta_free(buf); return NULL; }
+            json = mi_heap_stats_get_json(pmi_heap_raw(h), size, buf);
+            pmi_heap_leave_read(h);
+        }
         if (json != NULL && strnlen(buf, size) < size - 1) return buf;
-        mi_free(buf);  /* truncated: try a bigger buffer */
+        pmi_meta_free(buf);  /* truncated: try a bigger buffer */
     }
     return NULL;
 }
 
 char* pmi_stats_json(void) { return pmi_json_into_meta(NULL); }
-
-char* pmi_heap_stats_json(pmi_heap_t* h) {
-    if (!pmi_heap_enter(h)) return NULL;
-    char* json = pmi_json_into_meta(h);
-    pmi_heap_leave(h);
-    return json;
-}
-void  pmi_text_free(char* text) { mi_free(text); }
+char* pmi_heap_stats_json(pmi_heap_t* h) { return pmi_json_into_meta(h); }
+void  pmi_text_free(char* text) { pmi_meta_free(text); }

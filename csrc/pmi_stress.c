@@ -76,7 +76,7 @@ static void* pmi_stress_worker(void* arg) {
     return NULL;
 }
 
-long pmi_stress_run(int threads, int rounds, int iterations, uint64_t seed) {
+static long pmi_stress_rounds(int threads, int rounds, int iterations, uint64_t seed) {
     if (threads < 1 || threads > 64 || rounds < 1 || iterations < 1) return -1;
     pmi_stress_t* s = (pmi_stress_t*)calloc(1, sizeof(pmi_stress_t));
     mi_heap_t* retired[PMI_KEEP] = { 0 };
@@ -104,5 +104,17 @@ long pmi_stress_run(int threads, int rounds, int iterations, uint64_t seed) {
     for (int h = 0; h < PMI_HEAPS; h++) mi_heap_delete(atomic_load(&s->heaps[h]));
     const long result = atomic_load(&s->oom) ? -1 : atomic_load(&s->corrupt);
     free(s); free(tids); free(workers);
+    return result;
+}
+
+void pmi_world_enter(void);  /* pmi_internal.h */
+void pmi_world_leave(void);
+
+/* The kernel uses raw mimalloc heaps, outside pymimalloc's wrappers: it runs inside a world bracket, so a
+   walk of the main heap or a fork waits for it. */
+long pmi_stress_run(int threads, int rounds, int iterations, uint64_t seed) {
+    pmi_world_enter();
+    const long result = pmi_stress_rounds(threads, rounds, iterations, seed);
+    pmi_world_leave();
     return result;
 }

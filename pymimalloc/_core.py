@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import operator
+import os
+import threading
 from typing import Any, Final, NoReturn
 
 try:
@@ -23,7 +25,7 @@ except ModuleNotFoundError as error:  # pragma: no cover - exercised in a subpro
         "package: run from another directory, or install with `pip install -e .` to build it in place."
     ) from None
 
-__all__ = ["ffi", "lib", "check", "as_size", "as_alignment", "address_of", "MAX_SIZE", "BUILD_INFO"]
+__all__ = ["ffi", "lib", "check", "as_size", "as_alignment", "address_of", "fork_safe_lock", "MAX_SIZE", "BUILD_INFO"]
 
 #: Largest request mimalloc accepts, in bytes (PTRDIFF_MAX); larger requests raise MemoryError.
 MAX_SIZE: Final[int] = 2 ** (8 * ffi.sizeof("size_t") - 1) - 1
@@ -54,6 +56,8 @@ def _raise(status: int, what: str) -> NoReturn:
         )
     if status == lib.PMI_ENOMEM:
         raise MemoryError(f"{what}: out of memory")
+    if status == lib.PMI_ENOTFROZEN:
+        raise RuntimeError(f"{what}: the heap must be frozen first (an internal error in pymimalloc)")
     raise RuntimeError(f"{what}: unexpected status {status} from pymimalloc's C glue")
 
 
@@ -66,6 +70,14 @@ def check(status: int, what: str) -> int:
 
 if check(lib.pmi_init(), "initialising pymimalloc") != lib.PMI_OK:  # pragma: no cover
     raise ImportError("pymimalloc could not initialise")
+
+
+def fork_safe_lock() -> threading.Lock:
+    """A lock that ``os.fork()`` takes first and releases on both sides, so a child never inherits it held
+    by a thread that does not exist there (the C glue does the same for its own locks)."""
+    lock = threading.Lock()
+    os.register_at_fork(before=lock.acquire, after_in_parent=lock.release, after_in_child=lock.release)
+    return lock
 
 
 def as_size(value: object, what: str = "size") -> int:
@@ -89,8 +101,10 @@ def as_alignment(value: object) -> int:
     if isinstance(value, bool) or not hasattr(type(value), "__index__"):
         raise TypeError(f"alignment must be an int, not {type(value).__name__}")
     value = operator.index(value)  # type: ignore[call-overload]
-    if value <= 0 or value & (value - 1) or value > MAX_SIZE:
+    if value <= 0 or value & (value - 1):
         raise ValueError(f"alignment must be a power of two, got {value}")
+    if value > MAX_SIZE:
+        raise ValueError(f"alignment of {value} bytes is larger than any allocation can be ({MAX_SIZE} bytes)")
     return value
 
 

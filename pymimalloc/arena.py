@@ -34,8 +34,15 @@ class Arena:
         size = _core.as_size(size)
         if size < self.min_size():
             raise ValueError(f"an arena needs at least {self.min_size()} bytes (mi_arena_min_size), got {size}")
+        if size > self.max_size():
+            raise ValueError(
+                f"an arena holds at most {self.max_size()} bytes (mimalloc v3's MI_ARENA_MAX_SIZE), got {size}; "
+                "reserve several arenas, or let heaps grow without one"
+            )
+        granule = int(lib.pmi_arena_granularity())
+        rounded = -(-size // granule) * granule  # mimalloc manages whole chunks: round up, never down
         arena_id = ffi.new("void **")
-        error = lib.mi_reserve_os_memory_ex(size, bool(commit), bool(allow_large), True, arena_id)
+        error = lib.pmi_arena_reserve(rounded, bool(commit), bool(allow_large), arena_id)
         if error != 0:
             raise MemoryError(f"mimalloc could not reserve an arena of {size} bytes (error {error})")
         reserved = ffi.new("size_t *")
@@ -43,6 +50,13 @@ class Arena:
         self._address = int(ffi.cast("uintptr_t", lib.mi_arena_area(self._id, reserved)))
         self._size = int(reserved[0])
         self._released = False
+        if self._size < size:  # pragma: no cover - a promise, checked rather than assumed
+            raise MemoryError(f"mimalloc reserved {self._size} bytes for an arena of {size} bytes")
+
+    @staticmethod
+    def max_size() -> int:
+        """The largest arena mimalloc v3 manages as one, in bytes (16 GiB on 64-bit systems)."""
+        return int(lib.pmi_arena_max_size())
 
     @staticmethod
     def min_size() -> int:
@@ -56,7 +70,7 @@ class Arena:
 
     @property
     def size(self) -> int:
-        """Bytes the arena spans (at least the size asked for)."""
+        """Bytes the arena spans: at least the size asked for, rounded up to mimalloc's arena chunks."""
         return self._size
 
     @property
@@ -70,6 +84,15 @@ class Arena:
         return address is not None and bool(lib.mi_arena_contains(self._id, ffi.cast("void *", address)))
 
     __contains__ = contains
+
+    def __copy__(self) -> Arena:
+        raise TypeError("an Arena cannot be copied: it is one reservation of address space")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Arena:
+        return self.__copy__()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError("an Arena cannot be pickled: its memory lives only in this process")
 
     def _id_for_new_heap(self) -> Any:
         if self._released:

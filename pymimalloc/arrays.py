@@ -9,7 +9,6 @@ arrays hands their blocks to the main heap. numpy is imported on first use.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,6 @@ from . import _core
 from ._core import ffi, lib
 
 if TYPE_CHECKING:
-    import numpy as np
 
     from .heap import Heap
 
@@ -25,11 +23,12 @@ __all__ = ["numpy_allocator", "handler_of", "NP", "HANDLER_NAME", "TRACEMALLOC_D
 
 #: The name numpy reports for arrays allocated by pymimalloc (``numpy._core.multiarray.get_handler_name``).
 HANDLER_NAME = "pymimalloc"
-#: The tracemalloc domain of every allocation made through pymimalloc: Blocks and array data
-#: (``tracemalloc.DomainFilter(True, TRACEMALLOC_DOMAIN)``). numpy's own domain is 389047.
+#: The tracemalloc domain of every Block allocated through pymimalloc
+#: (``tracemalloc.DomainFilter(True, TRACEMALLOC_DOMAIN)``). Array data is traced by numpy itself, in
+#: its domain 389047, whatever handler allocated it; tracing it here too would count it twice.
 TRACEMALLOC_DOMAIN: int = lib.PMI_TRACEMALLOC_DOMAIN
 
-_install_lock = threading.Lock()
+_install_lock = _core.fork_safe_lock()
 _module: Any = None
 
 

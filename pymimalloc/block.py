@@ -9,7 +9,6 @@ refuses in the same case. No Python object can ever point at freed memory.
 from __future__ import annotations
 
 import sys
-import threading
 from typing import TYPE_CHECKING, Any
 
 from . import _core
@@ -24,7 +23,7 @@ __all__ = ["Block", "usable_size", "good_size", "address_of"]
 
 # Serialises what must not interleave across threads: creating a block's first exporter, checking for
 # exported views, and moving a block (realloc). Plain allocation and free never take it.
-_exports_lock = threading.Lock()
+_exports_lock = _core.fork_safe_lock()
 
 # sys.getrefcount(block._exporter) when only the Block holds it: the slot, and getrefcount's argument.
 _EXPORTER_OWN_REFS = 2
@@ -103,6 +102,23 @@ class Block:
                 exporter = self._exporter = ffi.buffer(data, record.size)
             return memoryview(exporter)
 
+    # -- copies ---------------------------------------------------------------------------------------
+    def __copy__(self) -> Block:
+        """A new Block from the same heap holding a copy of this block's contents, like copying a bytearray.
+
+        Raises ValueError if this block is freed or its heap is closed, as ``heap.malloc`` does."""
+        twin = self._heap.malloc(self._live().size)
+        with _exports_lock:  # a realloc in another thread must not move the memory while we copy it
+            record = self._live()
+            ffi.memmove(twin._record.data, record.data, min(record.size, twin.size))
+        return twin
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Block:
+        return self.__copy__()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError("a Block cannot be pickled: its memory lives only in this process; pickle bytes(block.view)")
+
     # -- giving it back ------------------------------------------------------------------------------
     def free(self) -> None:
         """Give the memory back to its heap. Idempotent.
@@ -161,9 +177,13 @@ def address_of(obj: object) -> int | None:
 
 
 def usable_size(obj: Block | int | Any) -> int:
-    """The usable size in bytes of the mimalloc block at ``obj`` (a Block, an address, or a buffer).
+    """The usable bytes of the mimalloc block at ``obj`` (a Block, an address, or a buffer).
 
-    Raises ValueError if the address is not in memory managed by mimalloc, TypeError for other objects.
+    For a Block, mimalloc's exact usable size. For an address or a buffer, the bytes from that address to
+    the end of the usable part of the mimalloc block holding it, so a slice ``view[1:]`` gives one byte
+    less than its block. This is read from the block's page, never from the block itself, so it is safe
+    for any address; in mimalloc's padded debug builds it can exceed ``Block.usable_size``. Raises
+    ValueError if the address is not in memory managed by mimalloc, TypeError for other objects.
     """
     if isinstance(obj, Block):
         return obj.usable_size
@@ -175,5 +195,10 @@ def usable_size(obj: Block | int | Any) -> int:
 
 
 def good_size(size: int) -> int:
-    """The allocation size in bytes mimalloc would actually use for a request of ``size`` bytes."""
-    return int(lib.mi_good_size(_core.as_size(size)))
+    """The allocation size in bytes mimalloc would actually use for a request of ``size`` bytes.
+
+    Raises MemoryError when that size is more than mimalloc can allocate, as ``malloc`` would."""
+    good = int(lib.mi_good_size(_core.as_size(size)))
+    if good > _core.MAX_SIZE:
+        raise MemoryError(f"size of {size} bytes rounds up to more than mimalloc can allocate ({_core.MAX_SIZE})")
+    return good

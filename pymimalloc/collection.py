@@ -17,7 +17,7 @@ def collect(force: bool = False) -> None:
 
     With ``force=True`` mimalloc also purges memory it would otherwise keep for reuse.
     """
-    lib.mi_collect(bool(force))
+    lib.pmi_collect(bool(force))
 
 
 @dataclasses.dataclass(slots=True)

@@ -10,8 +10,8 @@ nothing leaks. The locking that makes close safe against allocations in other th
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
-import threading
 import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -33,18 +33,12 @@ __all__ = ["Heap", "main_heap", "heap_of", "default_heap", "malloc"]
 
 # mi_heap_t address -> Heap, for heap_of(). Entries go when the heap closes or its Heap object dies.
 _heaps_by_id: weakref.WeakValueDictionary[int, Heap] = weakref.WeakValueDictionary()
-_main_heap_lock = threading.Lock()
+_main_heap_lock = _core.fork_safe_lock()
 _main_heap: Heap | None = None
 _block_alloc = lib.pmi_block_alloc
 _MAX_SIZE = _core.MAX_SIZE
-_defaults = threading.local()  # .stack: the Heaps of this thread's nested as_default() blocks
-
-
-def _default_stack() -> list[Heap]:
-    stack: list[Heap] | None = getattr(_defaults, "stack", None)
-    if stack is None:
-        stack = _defaults.stack = []
-    return stack
+# The default heap of this context (thread or asyncio task), set by as_default(); None means the main heap.
+_default: contextvars.ContextVar[Heap | None] = contextvars.ContextVar("pymimalloc_default_heap", default=None)
 
 
 class Heap:
@@ -64,8 +58,10 @@ class Heap:
     def __init__(self, arena: Arena | None = None) -> None:
         """A new heap; with ``arena``, one that allocates only inside that Arena (``mi_heap_new_in_arena``).
 
-        Raises ValueError for a released arena, TypeError if ``arena`` is not an Arena.
+        Raises ValueError for a released arena, TypeError if ``arena`` is not an Arena, and TypeError when
+        called again on a Heap that already has its mimalloc heap.
         """
+        _refuse_second_init(self)
         if arena is None:
             handle = lib.pmi_heap_new()
         elif isinstance(arena, Arena):
@@ -75,6 +71,15 @@ class Heap:
         if not handle:
             raise MemoryError("mimalloc could not create a heap")
         self._attach(handle, arena)
+
+    def __copy__(self) -> Heap:
+        raise TypeError("a Heap cannot be copied: it is one mimalloc heap; share the object itself")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Heap:
+        return self.__copy__()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError("a Heap cannot be pickled: its memory lives only in this process")
 
     def _attach(self, handle: Any, arena: Arena | None = None) -> None:
         self._arena = arena
@@ -180,8 +185,13 @@ class Heap:
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close`, :meth:`destroy` or :meth:`delete` has run."""
-        return lib.pmi_heap_state(self._handle) != lib.PMI_STATE_OPEN
+        """True once :meth:`close`, :meth:`destroy` or :meth:`delete` has run (a frozen heap is open)."""
+        return lib.pmi_heap_state(self._handle) == lib.PMI_STATE_CLOSED
+
+    @property
+    def frozen(self) -> bool:
+        """True while a visit or snapshot holds the heap still (allocations and frees raise RuntimeError)."""
+        return lib.pmi_heap_state(self._handle) == lib.PMI_STATE_FROZEN
 
     @property
     def is_main(self) -> bool:
@@ -222,23 +232,17 @@ class Heap:
         """The Arena this heap is confined to, or None."""
         return self._arena
 
-    @contextlib.contextmanager
-    def as_default(self) -> Iterator[Heap]:
-        """Make this heap the current thread's default for the ``with`` block, then restore the previous one.
+    def as_default(self) -> _AsDefault:
+        """``with heap.as_default():`` makes this heap the default of the current context (thread or asyncio
+        task, like numpy's handler and ``decimal.localcontext``) for the block, then restores the previous one.
 
-        :func:`pymimalloc.malloc` and mimalloc's own ``mi_malloc`` in this thread allocate from it meanwhile.
-        Other threads are unaffected; blocks nest. The heap cannot be closed while it is a default
-        (RuntimeError). Enter and leave the block in the same thread.
+        :func:`pymimalloc.malloc` allocates from it meanwhile; other threads and tasks are unaffected, and
+        blocks nest. The heap cannot be closed while a block holds it (RuntimeError). mimalloc's own
+        thread default (``mi_malloc``) is never changed. Leave the block where it was entered: leaving it
+        from another thread or task (a generator finalised elsewhere) still releases the heap, but cannot
+        restore the entering context's default, which then stays this heap until that context ends.
         """
-        previous = ffi.new("void **")
-        _core.check(lib.pmi_heap_push_default(self._handle, previous), "as_default")
-        stack = _default_stack()
-        stack.append(self)
-        try:
-            yield self
-        finally:
-            stack.pop()
-            lib.pmi_heap_pop_default(self._handle, previous[0])
+        return _AsDefault(self)
 
     # -- numpy ---------------------------------------------------------------------------------------
     def numpy_allocator(self) -> contextlib.AbstractContextManager[Heap]:
@@ -331,30 +335,33 @@ class Heap:
         """Close the heap. Idempotent.
 
         With nothing allocated from the heap still alive, all its memory is released at once
-        (``mi_heap_destroy``). Otherwise live Blocks are handed to the main heap (``mi_heap_delete``):
-        they stay valid and are freed when their owners go. Raises ValueError for the main heap, and
-        RuntimeError during a visit or snapshot of this heap or while it is a thread's default heap.
+        (``mi_heap_destroy``). Otherwise the live Blocks and arrays stay valid, the heap refuses new
+        allocations, and its memory is released when the last of them is freed. Raises ValueError for the
+        main heap, and RuntimeError during a visit or snapshot of this heap or while it is a default heap
+        (``as_default``) or numpy's allocator (``numpy_allocator``).
         """
         status = lib.pmi_heap_close(self._handle, lib.PMI_CLOSE_AUTO)
-        if status in (lib.PMI_EMAIN, lib.PMI_EFROZEN, lib.PMI_EPINNED):  # ECLOSED/EBUSY: already (being) closed
+        if status != lib.PMI_ECLOSED:  # closing twice is fine
             _core.check(status, "close")
         self._unregister()
 
     def destroy(self) -> None:
         """Release all of the heap's memory at once (``mi_heap_destroy``), strictly.
 
-        Raises BufferError while any Block allocated from it is alive (the heap stays open), ValueError
-        if it is already closed or is the main heap.
+        Raises BufferError while any Block or array allocated from it is alive (the heap stays open, and
+        other threads' allocations are not disturbed), ValueError if it is already closed or is the main
+        heap, RuntimeError as :meth:`close`.
         """
         _core.check(lib.pmi_heap_close(self._handle, lib.PMI_CLOSE_DESTROY), "destroy")
         self._unregister()
 
     def delete(self) -> None:
-        """Close the heap, handing its live blocks to the main heap (``mi_heap_delete``).
+        """Close the heap; live blocks stay valid until their owners free them (as :meth:`close`).
 
-        Raises ValueError if the heap is already closed or is the main heap.
+        Unlike :meth:`close` it raises ValueError if the heap is already closed. mimalloc's own
+        ``mi_heap_delete`` is never called: in v3.4.3 it mishandles pages outside an arena (see the README).
         """
-        _core.check(lib.pmi_heap_close(self._handle, lib.PMI_CLOSE_DELETE), "delete")
+        _core.check(lib.pmi_heap_close(self._handle, lib.PMI_CLOSE_AUTO), "delete")
         self._unregister()
 
     def _unregister(self) -> None:
@@ -372,8 +379,20 @@ class Heap:
             self.close()
 
     def __repr__(self) -> str:
-        state = "main" if self.is_main else ("closed" if self.closed else "open")
+        state = {lib.PMI_STATE_OPEN: "open", lib.PMI_STATE_FROZEN: "frozen"}.get(
+            lib.pmi_heap_state(self._handle), "closed"
+        )
+        if self.is_main:
+            state = "main" if state == "open" else "main " + state
         return f"<pymimalloc.Heap {state} live_blocks={self.live_blocks} live_bytes={self.live_bytes}>"
+
+
+def _refuse_second_init(heap: Heap) -> None:
+    try:
+        heap._handle
+    except AttributeError:
+        return
+    raise TypeError("Heap.__init__ cannot be called again on a Heap: it already owns its mimalloc heap")
 
 
 def main_heap() -> Heap:
@@ -390,8 +409,8 @@ def main_heap() -> Heap:
 def heap_of(obj: Block | int | Any) -> Heap | None:
     """The open Heap holding ``obj`` (a Block, an int address, or a buffer), or None.
 
-    Blocks of a closed heap belong to the main heap. Addresses not managed by mimalloc (or by a heap
-    pymimalloc does not know) give None, never a crash.
+    Blocks and arrays that outlived their closed heap belong to no open heap: None. Addresses not managed
+    by mimalloc (or by a heap pymimalloc does not know) give None, never a crash.
     """
     address = address_of(obj)
     if address is None:
@@ -405,11 +424,56 @@ def heap_of(obj: Block | int | Any) -> Heap | None:
 
 
 def default_heap() -> Heap:
-    """The current thread's default heap: the innermost ``as_default()`` heap, else the main heap."""
-    stack = _default_stack()
-    return stack[-1] if stack else main_heap()
+    """The current context's default heap: the innermost ``as_default()`` heap, else the main heap."""
+    heap = _default.get()
+    return main_heap() if heap is None else heap
 
 
 def malloc(size: int) -> Block:
-    """Allocate a Block of ``size`` bytes from the current thread's default heap (see ``Heap.as_default``)."""
+    """Allocate a Block of ``size`` bytes from the current context's default heap (see ``Heap.as_default``).
+
+    Raises as :meth:`Heap.malloc`: ValueError if that heap was closed meanwhile."""
     return default_heap().malloc(size)
+
+
+class _AsDefault:
+    """The context manager behind :meth:`Heap.as_default` (single use)."""
+
+    __slots__ = ("_heap", "_token", "_pinned", "_used")
+
+    def __init__(self, heap: Heap) -> None:
+        self._heap = heap
+        self._token: contextvars.Token[Heap | None] | None = None
+        self._pinned = False
+        self._used = False
+
+    def __enter__(self) -> Heap:
+        if self._used:
+            raise RuntimeError("an as_default() block can be entered once; call heap.as_default() again")
+        self._used = True
+        heap = self._heap
+        _core.check(lib.pmi_heap_pin(heap._handle), "as_default")
+        self._pinned = True
+        self._token = _default.set(heap)
+        return heap
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if not self._pinned:
+            return
+        self._pinned = False
+        token, self._token = self._token, None
+        try:
+            if token is not None:
+                _default.reset(token)
+        except ValueError:
+            pass  # left from another context (thread or task): that context is out of our reach (see as_default)
+        finally:
+            lib.pmi_heap_unpin(self._heap._handle)
+
+    def __del__(self) -> None:
+        # entered by hand and dropped: the pin must not keep the heap from closing for good
+        if getattr(self, "_pinned", False):
+            self._pinned = False
+            lib.pmi_heap_unpin(self._heap._handle)

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import re
-import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 
-from ._core import lib
+from ._core import fork_safe_lock, lib
 from .stats import take_text
 
-__all__ = ["Options", "options", "PRESETS"]
+__all__ = ["Options", "options", "PRESETS", "REFUSED"]
 
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 
@@ -26,6 +26,16 @@ _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 #: delay expires, page faults on every page turnover. It halves the cost of a FIFO ring of 16-256 KiB
 #: blocks and was neutral or better on the other patterns.
 PRESETS: dict[str, dict[str, int]] = {"fifo": {"page_full_retain": -1}}
+
+#: Options that break mimalloc v3.4.3 inside a Python process, with the only value pymimalloc accepts and
+#: why. Setting another value raises ValueError; one set through the environment (``MIMALLOC_<NAME>``) is
+#: put back at import with a RuntimeWarning.
+REFUSED: dict[str, tuple[int, str]] = {
+    "destroy_on_exit": (0, "mimalloc's mi_process_done then re-enters a lock it holds (through mi_heap_free) "
+                           "and every process that imported pymimalloc hangs at exit"),
+    "guarded_sample_rate": (0, "guarded allocation of large blocks fails mimalloc's own assertion "
+                               "(alloc.c:827, _mi_theap_malloc_guarded) in checked builds"),
+}
 
 
 def _read_names() -> dict[str, int]:
@@ -39,7 +49,8 @@ class Options(Mapping[str, int]):
 
     def __init__(self) -> None:
         self._index = _read_names()
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
+        self._put_back_refused()
         #: the values at import (compiled defaults, as adjusted by MIMALLOC_* environment variables)
         self.defaults: Mapping[str, int] = MappingProxyType({name: self[name] for name in self._index})
 
@@ -47,7 +58,13 @@ class Options(Mapping[str, int]):
         try:
             return self._index[name]
         except (KeyError, TypeError):
-            raise KeyError(name) from None
+            raise KeyError(f"{name!r} is not a mimalloc option; the options are: {', '.join(self._index)}") from None
+
+    @staticmethod
+    def _check_allowed(name: str, value: int) -> None:
+        refused = REFUSED.get(name)
+        if refused is not None and value != refused[0]:
+            raise ValueError(f"pymimalloc refuses option {name!r} = {value}: {refused[1]}; only {refused[0]} is allowed")
 
     def __getitem__(self, name: str) -> int:
         return int(lib.mi_option_get(self._option(name)))
@@ -59,7 +76,29 @@ class Options(Mapping[str, int]):
             raise TypeError(f"option {name!r} takes an int, not {type(value).__name__}")
         if not _LONG_MIN <= value <= _LONG_MAX:
             raise ValueError(f"option {name!r}: {value} does not fit in a C long")
+        self._check_allowed(name, int(value))
         lib.mi_option_set(option, int(value))
+
+    def _put_back_refused(self) -> None:
+        for name, (safe, why) in REFUSED.items():
+            if name in self._index and self[name] != safe:
+                value = self[name]
+                lib.mi_option_set(self._index[name], safe)
+                warnings.warn(
+                    f"pymimalloc set mimalloc option {name!r} back from {value} to {safe} "
+                    f"(from the environment, MIMALLOC_{name.upper()}): {why}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+
+    def __copy__(self) -> Options:
+        raise TypeError("options is the process's one set of mimalloc options; use dict(options) for a copy")
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Options:
+        return self.__copy__()
+
+    def __reduce_ex__(self, protocol: object) -> object:
+        raise TypeError("options cannot be pickled; pickle dict(options)")
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._index)
@@ -77,6 +116,7 @@ class Options(Mapping[str, int]):
             self._option(name)
             if not isinstance(value, int):
                 raise TypeError(f"option {name!r} takes an int, not {type(value).__name__}")
+            self._check_allowed(name, int(value))
         with self._lock:
             previous = {name: self[name] for name in values}
         try:

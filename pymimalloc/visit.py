@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +49,7 @@ class BlockInfo:
 VisitCallback = Callable[[Area, "BlockInfo | None"], Any]
 
 
-_freeze_lock = threading.Lock()
+_freeze_lock = _core.fork_safe_lock()
 
 
 def freeze(heap: Heap, what: str) -> None:
@@ -115,7 +114,7 @@ class Snapshot:
     the snapshot is ``stale``: its figures remain readable but describe the past.
     """
 
-    __slots__ = ("_heap", "areas", "blocks", "stale", "_entered")
+    __slots__ = ("_heap", "areas", "blocks", "stale", "_entered", "_frozen")
 
     def __init__(self, heap: Heap) -> None:
         self._heap = heap
@@ -123,6 +122,7 @@ class Snapshot:
         self.blocks: tuple[BlockInfo, ...] = ()
         self.stale = False
         self._entered = False
+        self._frozen = False
 
     @property
     def live_blocks(self) -> int:
@@ -144,6 +144,7 @@ class Snapshot:
         except BaseException:
             thaw(self._heap)
             raise
+        self._frozen = True
         self.areas = tuple(area for area, _ in found)
         self.blocks = tuple(info for _, infos in found for info in infos)
         return self
@@ -151,14 +152,25 @@ class Snapshot:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if not self.stale:
+        # thaws exactly once, and only what this snapshot froze (never-entered or repeated exits do nothing)
+        if self._frozen:
+            self._frozen = False
             self.stale = True
             thaw(self._heap)
 
     def __del__(self) -> None:
         # a snapshot entered by hand and then dropped must not leave its heap frozen for good
-        if getattr(self, "_entered", False) and not self.stale:
+        if getattr(self, "_frozen", False):
             self.__exit__(None, None, None)
+
+    def __copy__(self) -> Snapshot:
+        raise TypeError("a Snapshot cannot be copied: it holds its heap frozen; read its areas and blocks")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Snapshot:
+        return self.__copy__()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError("a Snapshot cannot be pickled; pickle its areas and blocks (plain dataclasses)")
 
     def __repr__(self) -> str:
         state = "stale" if self.stale else ("live" if self._entered else "not taken")

@@ -126,10 +126,12 @@ def test_close_with_live_blocks_keeps_them_valid(heap: pymimalloc.Heap) -> None:
     heap.close()
     assert heap.closed and not block.freed
     assert block.view[:4].tobytes() == b"kept"
-    assert pymimalloc.heap_of(block) is pymimalloc.main_heap()  # handed to the main heap
+    assert pymimalloc.heap_of(block) is None  # it belongs to no open heap
     assert (heap.live_blocks, heap.live_bytes) == (1, 64)
+    assert not lib.pmi_heap_released(heap._handle)  # the mimalloc heap lives while the block does
     block.free()
     assert (heap.live_blocks, heap.live_bytes) == (0, 0)
+    assert lib.pmi_heap_released(heap._handle)  # the last free released all its memory
 
 
 def test_arrays_over_views_survive_close() -> None:
@@ -163,10 +165,10 @@ def test_destroy_refuses_while_only_a_view_is_alive(heap: pymimalloc.Heap) -> No
     heap.destroy()
 
 
-def test_delete_hands_blocks_to_the_main_heap(heap: pymimalloc.Heap) -> None:
+def test_delete_closes_strictly_once_and_keeps_blocks_valid(heap: pymimalloc.Heap) -> None:
     block = heap.malloc(8)
     heap.delete()
-    assert heap.closed and pymimalloc.heap_of(block) is pymimalloc.main_heap()
+    assert heap.closed and not block.freed and pymimalloc.heap_of(block) is None
     with pytest.raises(ValueError):
         heap.delete()
 
