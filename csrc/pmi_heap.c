@@ -197,6 +197,9 @@ static void pmi_wrapper_free(pmi_heap_t* h) {
 int pmi_init(void) {
     if (pmi_meta_heap != NULL) return PMI_OK;
     mi_register_error(&pmi_on_error, NULL);
+    /* Without it, v3.4.3 keeps no list of abandoned OS pages (huge and over-aligned blocks whose thread
+       exited or gave them up) and no walk can find their blocks (arena.c, _mi_arenas_page_abandon). */
+    mi_option_enable(mi_option_visit_abandoned);
     pmi_meta_heap = mi_heap_new();
     if (pmi_meta_heap == NULL) return PMI_ENOMEM;
     pmi_main_wrapper = (pmi_heap_t*)mi_heap_zalloc(pmi_meta_heap, sizeof(pmi_heap_t));
@@ -660,6 +663,14 @@ int pmi_arena_reserve(size_t size, bool commit, bool allow_large, void** arena_i
     const int err = mi_reserve_os_memory_ex(size, commit, allow_large, true /* exclusive */, (mi_arena_id_t*)arena_id);
     pmi_world_leave();
     return err;
+}
+
+int pmi_block_padding(void) {
+#if MI_PADDING
+    return 1;
+#else
+    return 0;
+#endif
 }
 
 size_t pmi_arena_max_size(void) { return MI_ARENA_MAX_SIZE; }

@@ -68,8 +68,11 @@ def check(status: int, what: str) -> int:
     return status
 
 
-if check(lib.pmi_init(), "initialising pymimalloc") != lib.PMI_OK:  # pragma: no cover
-    raise ImportError("pymimalloc could not initialise")
+if lib.pmi_init() != lib.PMI_OK:
+    raise ImportError(
+        "pymimalloc could not initialise: mimalloc could not allocate its first heap. If "
+        "MIMALLOC_DISALLOW_OS_ALLOC is set, also reserve memory for it (MIMALLOC_RESERVE_OS_MEMORY=256MiB)."
+    )
 
 
 def fork_safe_lock() -> threading.Lock:

@@ -8,6 +8,7 @@ deprecated options are left out. Options are process-wide. Sizes marked "KiB" by
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import warnings
 from collections.abc import Iterator, Mapping
@@ -33,6 +34,8 @@ PRESETS: dict[str, dict[str, int]] = {"fifo": {"page_full_retain": -1}}
 REFUSED: dict[str, tuple[int, str]] = {
     "destroy_on_exit": (0, "mimalloc's mi_process_done then re-enters a lock it holds (through mi_heap_free) "
                            "and every process that imported pymimalloc hangs at exit"),
+    "visit_abandoned": (1, "pymimalloc turns it on at import: without it mimalloc keeps no list of abandoned OS "
+                           "pages (huge and over-aligned blocks) and walks cannot report their blocks"),
     "guarded_sample_rate": (0, "guarded allocation of large blocks fails mimalloc's own assertion "
                                "(alloc.c:827, _mi_theap_malloc_guarded) in checked builds"),
 }
@@ -42,6 +45,24 @@ def _read_names() -> dict[str, int]:
     text = take_text(lib.pmi_options_text(), "the option list")
     names = re.findall(r"^option '(\w+)':", text, flags=re.MULTILINE)
     return {name: index for index, name in enumerate(names) if not name.startswith("deprecated")}
+
+
+# max_vabits is read once, when mimalloc starts: changing it later is refused, and a start with too few
+# bits makes the import fail (Options._put_back_refused).
+_SAFE_VABITS = 48  # x86-64 and aarch64 user space fits in 47 or 48 bits
+
+
+def _env_value(text: str) -> int | None:
+    """An option value as mimalloc reads it from the environment, for the spellings that matter here."""
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "on", "yes"):
+        return 1
+    if lowered in ("0", "false", "off", "no", ""):
+        return 0
+    try:
+        return int(lowered)
+    except ValueError:
+        return None
 
 
 class Options(Mapping[str, int]):
@@ -77,19 +98,28 @@ class Options(Mapping[str, int]):
         if not _LONG_MIN <= value <= _LONG_MAX:
             raise ValueError(f"option {name!r}: {value} does not fit in a C long")
         self._check_allowed(name, int(value))
+        if name == "max_vabits" and value != self[name]:
+            raise ValueError(f"option {name!r} is read once when mimalloc starts; set MIMALLOC_MAX_VABITS instead")
         lib.mi_option_set(option, int(value))
 
     def _put_back_refused(self) -> None:
         for name, (safe, why) in REFUSED.items():
-            if name in self._index and self[name] != safe:
-                value = self[name]
+            variable = f"MIMALLOC_{name.upper()}"
+            asked = os.environ.get(variable)
+            if name in self._index and (self[name] != safe or (asked is not None and _env_value(asked) != safe)):
                 lib.mi_option_set(self._index[name], safe)
                 warnings.warn(
-                    f"pymimalloc set mimalloc option {name!r} back from {value} to {safe} "
-                    f"(from the environment, MIMALLOC_{name.upper()}): {why}",
+                    f"pymimalloc set mimalloc option {name!r} to {safe}, not {variable}={asked}: {why}",
                     RuntimeWarning,
                     stacklevel=2,
                 )
+        vabits = self["max_vabits"]
+        if 0 < vabits < _SAFE_VABITS:
+            raise ImportError(
+                f"MIMALLOC_MAX_VABITS={vabits} is not supported: mimalloc v3.4.3 sizes its page map from it at "
+                "start, and memory the OS maps above that limit is then unknown to it, which crashes the "
+                f"process. Unset it or use {_SAFE_VABITS} or more."
+            )
 
     def __copy__(self) -> Options:
         raise TypeError("options is the process's one set of mimalloc options; use dict(options) for a copy")
