@@ -1,21 +1,36 @@
-"""A hypothesis state machine over the whole public API, checked against a model after every step.
+"""A hypothesis state machine over the whole public API, driving several threads, checked against a model
+after every step.
 
-The model knows every live allocation (Blocks, blocks kept alive only by a view, numpy array data) with
-its heap and fill pattern. After each step, for every open heap, the visitor's set of live addresses must
-equal the model's, and the contents of live blocks must match their patterns. Misuse steps are part of
-the machine and must raise the documented exceptions.
+The model knows every live allocation (Blocks, blocks kept alive only by a view, numpy array data, frees
+deferred by a freeze) with its heap and fill pattern. After each step, for every open heap, the visitor's
+set of live addresses must equal the model's, and the contents of live blocks must match their patterns.
+
+Most steps run in a thread the machine picks: the main thread or one of three persistent worker threads.
+So state that belongs to a thread lives in a real other thread across steps: an ``as_default()`` block
+(which a later step may leave from yet another thread), a snapshot that holds its heap frozen, a numpy
+allocator pin. Other steps are races, run in all threads at once: a close against frees, walks and
+``heap_of``; two walks of one heap; a walk of the main heap against heaps closing. And a step forks, and
+checks in the child that every heap still works and every block still holds its pattern. Misuse steps are
+part of the machine and must raise the documented exceptions; a worker that hangs fails the step.
 """
 from __future__ import annotations
 
 import bisect
+import copy
 import gc
 import os
+import pickle
+import queue
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, precondition, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
 import pymimalloc
 
@@ -23,6 +38,52 @@ EXAMPLES = int(os.environ.get("PYMIMALLOC_STATE_MACHINE_EXAMPLES", "60"))
 # Deterministic by default, so CI is reproducible; PYMIMALLOC_STATE_MACHINE_EXPLORE=1 draws new examples.
 EXPLORE = os.environ.get("PYMIMALLOC_STATE_MACHINE_EXPLORE") == "1"
 SIZES = st.one_of(st.integers(0, 300), st.sampled_from([1024, 4096, 20000, 70000, 1 << 20, 3 << 20]))
+WORKERS = 3
+WHERE = st.integers(0, WORKERS)  # 0: the main thread; 1..WORKERS: a worker thread
+STEP_TIMEOUT = 60.0  # seconds a worker may take for one step before the machine calls it a hang
+# options a step may set and leave set for later steps (restored at teardown), with values to try
+OPTION_VALUES = {"purge_delay": [0, -1, 10], "page_full_retain": [-1, 0, 8], "arena_eager_commit": [0, 1],
+                 "page_reclaim_on_free": [-1, 1], "generic_collect": [1, 100], "purge_decommits": [0]}
+
+
+_ARENA: pymimalloc.Arena | None = None
+
+
+class Worker:
+    """A thread that runs the machine's calls one at a time, so thread-bound state persists across steps."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[tuple[Callable[[], Any], queue.Queue[tuple[bool, Any]]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            call, reply = job
+            try:
+                reply.put((True, call()))
+            except BaseException as error:  # handed to the step that submitted the call
+                reply.put((False, error))
+
+    def submit(self, call: Callable[[], Any]) -> queue.Queue[tuple[bool, Any]]:
+        reply: queue.Queue[tuple[bool, Any]] = queue.Queue()
+        self._jobs.put((call, reply))
+        return reply
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(STEP_TIMEOUT)
+
+
+def outcome(reply: queue.Queue[tuple[bool, Any]]) -> Any:
+    """The result of a submitted call; its exception re-raised here; a hang fails the step."""
+    try:
+        ok, value = reply.get(timeout=STEP_TIMEOUT)
+    except queue.Empty:
+        pytest.fail(f"a worker thread did not finish its step within {STEP_TIMEOUT} s (a hang)")
+    if not ok:
+        raise value
+    return value
 
 
 class Allocation:
@@ -50,10 +111,23 @@ class PymimallocMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
+        self.workers = [Worker() for _ in range(WORKERS)]
         self.live: dict[int, Allocation] = {}  # id(Allocation) -> Allocation
         self.orphans: list[Allocation] = []  # Blocks dropped while a view keeps their memory
+        self.deferred: list[tuple[Allocation, int]] = []  # dropped while their heap was frozen: (model, address)
         self.fill = 0
         self.closed: set[int] = set()
+        self.snapshots: list[tuple[pymimalloc.Heap, pymimalloc.Snapshot]] = []  # held across steps
+        self.defaults: list[tuple[pymimalloc.Heap, Any, int]] = []  # as_default() blocks held: heap, cm, thread
+        self.numpy_pins: list[tuple[pymimalloc.Heap, Any, int]] = []  # numpy_allocator() blocks held
+        self.options_before = dict(pymimalloc.options)
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def _in(self, where: int, call: Callable[[], Any]) -> Any:
+        """Run ``call`` in the main thread (0) or in worker ``where`` and return its result."""
+        if where == 0:
+            return call()
+        return outcome(self.workers[where - 1].submit(call))
 
     def _next_fill(self) -> int:
         self.fill = self.fill % 250 + 1
@@ -62,63 +136,95 @@ class PymimallocMachine(RuleBasedStateMachine):
     def _open(self, heap: pymimalloc.Heap) -> bool:
         return id(heap) not in self.closed
 
+    def _frozen(self, heap: pymimalloc.Heap) -> bool:
+        return any(h is heap for h, _ in self.snapshots)
+
+    def _pinned(self, heap: pymimalloc.Heap) -> bool:
+        return any(h is heap for h, _, _ in self.defaults) or any(h is heap for h, _, _ in self.numpy_pins)
+
+    def _in_use(self, heap: pymimalloc.Heap) -> bool:
+        held = [*self.live.values(), *self.orphans, *(a for a, _ in self.deferred)]
+        return any(a.heap is heap for a in held)
+
+    def _forget(self, allocation: Allocation) -> None:
+        """The allocation's last reference goes: freed now, kept by views, or deferred by a freeze."""
+        del self.live[id(allocation)]
+        if allocation.views:
+            self.orphans.append(allocation)
+        elif self._frozen(allocation.heap):
+            self.deferred.append((allocation, allocation.address))
+        allocation.obj = None
+
     # -- heaps ------------------------------------------------------------------------------------
     @rule(target=heaps)
     def new_heap(self) -> pymimalloc.Heap:
         return pymimalloc.Heap()
 
-    @rule(heap=heaps)
-    def close(self, heap: pymimalloc.Heap) -> None:
-        heap.close()
-        heap.close()  # idempotent
-        self.closed.add(id(heap))
-        assert heap.closed
+    @rule(target=heaps)
+    def new_heap_in_arena(self) -> pymimalloc.Heap:
+        global _ARENA
+        if _ARENA is None:  # one for all runs: mimalloc never gives an arena back, and has a fixed number
+            _ARENA = pymimalloc.Arena(1 << 30)  # address space only: never full in a run of 40 steps
+        return pymimalloc.Heap(arena=_ARENA)
 
-    @rule(heap=heaps)
-    def destroy(self, heap: pymimalloc.Heap) -> None:
-        in_use = any(a.heap is heap for a in self.live.values()) or any(a.heap is heap for a in self.orphans)
-        if not self._open(heap):
-            with pytest.raises(ValueError):
-                heap.destroy()
-        elif in_use:
-            with pytest.raises(BufferError):
-                heap.destroy()
-            assert not heap.closed
-        else:
-            heap.destroy()
+    @rule(heap=heaps, where=WHERE, how=st.sampled_from(["close", "destroy", "delete"]))
+    def close(self, heap: pymimalloc.Heap, where: int, how: str) -> None:
+        def run() -> None:
+            if not self._open(heap):
+                if how == "close":
+                    heap.close()  # idempotent
+                else:
+                    with pytest.raises(ValueError):
+                        getattr(heap, how)()
+            elif self._frozen(heap) or self._pinned(heap):
+                with pytest.raises(RuntimeError):
+                    getattr(heap, how)()
+                assert not heap.closed
+            elif how == "destroy" and self._in_use(heap):
+                with pytest.raises(BufferError):
+                    heap.destroy()
+                assert not heap.closed
+            else:
+                getattr(heap, how)()
+                assert heap.closed
+        self._in(where, run)
+        if heap.closed:
             self.closed.add(id(heap))
 
-    @rule(heap=heaps)
-    def delete(self, heap: pymimalloc.Heap) -> None:
-        if self._open(heap):
-            heap.delete()
-            self.closed.add(id(heap))
-        else:
-            with pytest.raises(ValueError):
-                heap.delete()
-
-    @rule(heap=heaps, force=st.booleans())
-    def collect(self, heap: pymimalloc.Heap, force: bool) -> None:
-        if self._open(heap):
-            heap.collect(force)
-        else:
-            with pytest.raises(ValueError):
+    @rule(heap=heaps, force=st.booleans(), where=WHERE)
+    def collect(self, heap: pymimalloc.Heap, force: bool, where: int) -> None:
+        def run() -> None:
+            if not self._open(heap):
+                with pytest.raises(ValueError):
+                    heap.collect(force)
+            elif self._frozen(heap):
+                with pytest.raises(RuntimeError):
+                    heap.collect(force)
+            else:
                 heap.collect(force)
-        pymimalloc.collect(force)
+            pymimalloc.collect(force)
+        self._in(where, run)
 
     # -- allocation ---------------------------------------------------------------------------------
-    @rule(target=allocations, heap=heaps, size=SIZES,
+    @rule(target=allocations, heap=heaps, size=SIZES, where=WHERE,
           how=st.sampled_from(["malloc", "zalloc", "calloc", "malloc_aligned", "zalloc_aligned"]),
-          alignment=st.sampled_from([1, 8, 64, 4096]))
-    def allocate(self, heap: pymimalloc.Heap, size: int, how: str, alignment: int) -> object:
+          alignment=st.sampled_from([1, 8, 64, 4096, 1 << 20]))
+    def allocate(self, heap: pymimalloc.Heap, size: int, how: str, alignment: int, where: int) -> object:
+        if heap.arena is not None:
+            alignment = min(alignment, 4096)  # an arena heap cannot take OS pages, which 1 MiB alignment needs
         args = {"malloc": (size,), "zalloc": (size,), "calloc": (1, size),
                 "malloc_aligned": (size, alignment), "zalloc_aligned": (size, alignment)}[how]
-        if not self._open(heap):
-            with pytest.raises(ValueError):
-                getattr(heap, how)(*args)
+        if not self._open(heap) or self._frozen(heap):
+            error = ValueError if not self._open(heap) else RuntimeError
+            with pytest.raises(error):
+                self._in(where, lambda: getattr(heap, how)(*args))
             return None
-        block = getattr(heap, how)(*args)
-        assert block.size == size and block in heap
+        try:
+            block = self._in(where, lambda: getattr(heap, how)(*args))
+        except MemoryError:
+            assert heap.arena is not None  # only an arena can be full
+            return None
+        assert block.size == size and block in heap and pymimalloc.heap_of(block) is heap
         if how.endswith("aligned"):
             assert block.address % alignment == 0
         if how in ("zalloc", "calloc", "zalloc_aligned"):
@@ -128,54 +234,64 @@ class PymimallocMachine(RuleBasedStateMachine):
         self.live[id(allocation)] = allocation
         return allocation
 
-    @rule(target=allocations, heap=heaps, n=st.integers(0, 5000),
+    @rule(target=allocations, heap=heaps, n=st.integers(0, 5000), where=WHERE,
           how=st.sampled_from(["zeros", "full", "allocator"]))
-    def array(self, heap: pymimalloc.Heap, n: int, how: str) -> object:
-        if not self._open(heap):
-            with pytest.raises(ValueError):
-                heap.zeros(n)
+    def array(self, heap: pymimalloc.Heap, n: int, how: str, where: int) -> object:
+        if not self._open(heap) or self._frozen(heap):
+            with pytest.raises(ValueError if not self._open(heap) else RuntimeError):
+                self._in(where, lambda: heap.zeros(n))
             return None
         fill = self._next_fill()
-        if how == "zeros":
-            arr = heap.zeros(n, dtype=np.uint8)
-            assert not arr.any()
-            arr[:] = fill
-        elif how == "full":
-            arr = heap.full(n, fill, dtype=np.uint8)
-        else:
+
+        def make() -> np.ndarray:
+            if how == "zeros":
+                arr = heap.zeros(n, dtype=np.uint8)
+                assert not arr.any()
+                arr[:] = fill
+                return arr
+            if how == "full":
+                return heap.full(n, fill, dtype=np.uint8)
             with heap.numpy_allocator():
-                arr = np.full(n, fill, dtype=np.uint8) + 0  # the temporary is freed again
+                return np.full(n, fill, dtype=np.uint8) + 0  # the temporary is freed again
+
+        try:
+            arr = self._in(where, make)
+        except MemoryError:
+            assert heap.arena is not None
+            return None
         allocation = Allocation(heap, arr, n, fill)
         self.live[id(allocation)] = allocation
         return allocation
 
-    @rule(allocation=allocations, size=SIZES)
-    def realloc(self, allocation: Allocation | None, size: int) -> None:
+    @rule(allocation=allocations, size=SIZES, where=WHERE)
+    def realloc(self, allocation: Allocation | None, size: int, where: int) -> None:
         if allocation is None or id(allocation) not in self.live:
             return
         block = allocation.obj
         if not isinstance(block, pymimalloc.Block):
             return
         heap = allocation.heap
-        if not self._open(heap):
-            with pytest.raises(ValueError):
-                heap.realloc(block, size)
+        if not self._open(heap) or self._frozen(heap) or allocation.views:
+            error = ValueError if not self._open(heap) else RuntimeError if self._frozen(heap) else BufferError
+            with pytest.raises(error):
+                self._in(where, lambda: heap.realloc(block, size))
             return
-        if allocation.views:
-            with pytest.raises(BufferError):
-                heap.realloc(block, size)
+        try:
+            grown = self._in(where, lambda: heap.realloc(block, size))
+        except MemoryError:
+            assert heap.arena is not None and not block.freed
             return
-        grown = heap.realloc(block, size)
         assert block.freed
         keep = min(size, allocation.size)
         assert bytes(grown.view[:keep]) == bytes([allocation.fill]) * keep
         grown.view[:] = bytes([allocation.fill]) * size
         allocation.obj, allocation.size = grown, size
 
-    @rule(allocation=allocations)
-    def take_view(self, allocation: Allocation | None) -> None:
+    @rule(allocation=allocations, where=WHERE)
+    def take_view(self, allocation: Allocation | None, where: int) -> None:
         if allocation is not None and id(allocation) in self.live and isinstance(allocation.obj, pymimalloc.Block):
-            allocation.views.append(allocation.obj.view[:])
+            block = allocation.obj
+            allocation.views.append(self._in(where, lambda: block.view[:]))
 
     @rule(allocation=allocations)
     def release_views(self, allocation: Allocation | None) -> None:
@@ -185,73 +301,298 @@ class PymimallocMachine(RuleBasedStateMachine):
             allocation.views.clear()
             if allocation in self.orphans:
                 self.orphans.remove(allocation)
+                if self._frozen(allocation.heap):
+                    self.deferred.append((allocation, -1))  # its address went with the Block; counted only
 
-    @rule(allocation=consumes(allocations))
-    def free(self, allocation: Allocation | None) -> None:
+    @rule(allocation=consumes(allocations), where=WHERE)
+    def free(self, allocation: Allocation | None, where: int) -> None:
         if allocation is None or id(allocation) not in self.live:
             return
         obj = allocation.obj
         if isinstance(obj, pymimalloc.Block):
-            if allocation.views:
+            if self._frozen(allocation.heap):
+                with pytest.raises(RuntimeError):
+                    self._in(where, obj.free)
+            elif allocation.views:
                 with pytest.raises(BufferError):
-                    obj.free()
-                self.orphans.append(allocation)  # we let go of the Block; its views keep the memory
+                    self._in(where, obj.free)
+            else:
+                self._in(where, obj.free)
+                obj.free()  # idempotent
+                with pytest.raises(ValueError):
+                    obj.view
                 del self.live[id(allocation)]
                 allocation.obj = None
                 return
-            obj.free()
-            obj.free()  # idempotent
-            with pytest.raises(ValueError):
-                obj.view
-        del self.live[id(allocation)]
-        allocation.obj = None  # an array is freed when its last reference goes
+        self._forget(allocation)  # we let go of the object: views, a freeze or the GC decide
 
     @rule(allocation=consumes(allocations))
     def drop(self, allocation: Allocation | None) -> None:
-        """Forget the object: garbage collection frees it (or its views keep it)."""
-        if allocation is None or id(allocation) not in self.live:
-            return
-        del self.live[id(allocation)]
-        if allocation.views:
-            self.orphans.append(allocation)
-        allocation.obj = None
+        """Forget the object: garbage collection frees it (or its views keep it, or a freeze defers it)."""
+        if allocation is not None and id(allocation) in self.live:
+            self._forget(allocation)
 
     @rule()
     def collect_garbage(self) -> None:
         gc.collect()
 
-    # -- walks and options ----------------------------------------------------------------------------
-    @rule(heap=heaps)
-    def snapshot(self, heap: pymimalloc.Heap) -> None:
+    @rule(allocation=allocations)
+    def copies_and_pickles(self, allocation: Allocation | None) -> None:
+        """copy of a Block is a new Block with its contents; resources refuse to be copied or pickled."""
+        for resource in (pymimalloc.main_heap(), pymimalloc.options, *(s for _, s in self.snapshots[:1])):
+            for attempt in (copy.copy, copy.deepcopy, pickle.dumps):
+                with pytest.raises(TypeError):
+                    attempt(resource)
+        if allocation is None or id(allocation) not in self.live or not isinstance(allocation.obj, pymimalloc.Block):
+            return
+        block, heap = allocation.obj, allocation.heap
+        with pytest.raises(TypeError):
+            pickle.dumps(block)
+        with pytest.raises(TypeError):
+            copy.copy(heap)
+        if not self._open(heap) or self._frozen(heap):
+            with pytest.raises(ValueError if not self._open(heap) else RuntimeError):
+                copy.copy(block)
+            return
+        try:
+            twin = copy.copy(block)
+        except MemoryError:
+            assert heap.arena is not None
+            return
+        assert twin.address != block.address and twin.heap is heap and bytes(twin.view) == bytes(block.view)
+        twin_model = Allocation(heap, twin, allocation.size, allocation.fill)
+        self.live[id(twin_model)] = twin_model
+
+    # -- state held across steps, in the thread that took it -------------------------------------------
+    @rule(heap=heaps, where=WHERE)
+    def hold_snapshot(self, heap: pymimalloc.Heap, where: int) -> None:
+        snap = heap.snapshot()
         if not self._open(heap):
             with pytest.raises(ValueError):
-                with heap.snapshot():
-                    pass
+                self._in(where, snap.__enter__)
             return
-        with heap.snapshot() as snap:
-            with pytest.raises(RuntimeError):
-                heap.malloc(8)
-            mine = [a for a in self.live.values() if a.heap is heap and isinstance(a.obj, pymimalloc.Block)]
-            if mine:
-                with pytest.raises(RuntimeError):
-                    mine[0].obj.free()
-            assert snap.live_blocks == len(snap.blocks)
-        assert snap.stale
+        self._in(where, snap.__enter__)
+        assert heap.frozen and not heap.closed and "frozen" in repr(heap)
+        self.snapshots.append((heap, snap))
 
-    @rule(heap=heaps, stop_after=st.integers(0, 5))
-    def visit(self, heap: pymimalloc.Heap, stop_after: int) -> None:
+    @rule(data=st.data(), where=WHERE)
+    def release_snapshot(self, data: st.DataObject, where: int) -> None:
+        if not self.snapshots:
+            return
+        heap, snap = self.snapshots.pop(data.draw(st.integers(0, len(self.snapshots) - 1)))
+        self._in(where, lambda: snap.__exit__(None, None, None))
+        snap.__exit__(None, None, None)  # a second exit does nothing
+        assert snap.stale
+        if not self._frozen(heap):
+            assert not heap.frozen
+            self.deferred = [(a, addr) for a, addr in self.deferred if a.heap is not heap]  # freed at the thaw
+
+    @rule(heap=heaps, where=WHERE)
+    def enter_default(self, heap: pymimalloc.Heap, where: int) -> None:
+        manager = heap.as_default()
+        if not self._open(heap) or self._frozen(heap):
+            with pytest.raises(ValueError if not self._open(heap) else RuntimeError):
+                self._in(where, manager.__enter__)
+            return
+        assert self._in(where, manager.__enter__) is heap
+        assert self._in(where, pymimalloc.default_heap) is heap
+        self.defaults.append((heap, manager, where))
+
+    @rule(data=st.data(), where=WHERE)
+    def exit_default(self, data: st.DataObject, where: int) -> None:
+        """Leave an as_default() block, possibly from another thread or out of order."""
+        if not self.defaults:
+            return
+        heap, manager, entered = self.defaults.pop(data.draw(st.integers(0, len(self.defaults) - 1)))
+        self._in(where, lambda: manager.__exit__(None, None, None))
+        if not self._pinned(heap) and not self._frozen(heap) and self._open(heap):
+            assert not heap.closed  # closable again (the close rule checks it)
+
+    @rule(where=WHERE, size=st.integers(0, 100))
+    def malloc_from_the_default(self, where: int, size: int) -> None:
+        def run() -> None:
+            heap = pymimalloc.default_heap()
+            try:
+                block = pymimalloc.malloc(size)
+            except ValueError:
+                assert heap.closed  # a default left from elsewhere may have been closed since
+            except RuntimeError:
+                assert heap.frozen
+            except MemoryError:
+                assert heap.arena is not None
+            else:
+                assert block.heap is heap
+        self._in(where, run)
+
+    # only in workers: numpy allocates everything of that thread from the heap meanwhile, and the main
+    # thread runs hypothesis itself, which uses numpy (a frozen heap then fails its arrays, as documented)
+    @rule(heap=heaps, where=st.integers(1, WORKERS))
+    def pin_numpy_allocator(self, heap: pymimalloc.Heap, where: int) -> None:
+        manager = heap.numpy_allocator()
+        if not self._open(heap) or self._frozen(heap):
+            with pytest.raises(ValueError if not self._open(heap) else RuntimeError):
+                self._in(where, manager.__enter__)
+            return
+        self._in(where, manager.__enter__)
+        self.numpy_pins.append((heap, manager, where))
+
+    @rule(data=st.data())
+    def unpin_numpy_allocator(self, data: st.DataObject) -> None:
+        if self.numpy_pins:
+            heap, manager, where = self.numpy_pins.pop(data.draw(st.integers(0, len(self.numpy_pins) - 1)))
+            self._in(where, lambda: manager.__exit__(None, None, None))  # its ContextVar lives in that thread
+
+    @rule(name=st.sampled_from(sorted(OPTION_VALUES)), data=st.data())
+    def set_option(self, name: str, data: st.DataObject) -> None:
+        value = data.draw(st.sampled_from(OPTION_VALUES[name]))
+        pymimalloc.options[name] = value  # left set for the following steps; teardown restores it
+        assert pymimalloc.options[name] == value
+
+    @rule(name=st.sampled_from(["destroy_on_exit", "guarded_sample_rate", "visit_abandoned", "max_vabits"]))
+    def refused_option(self, name: str) -> None:
+        before = pymimalloc.options[name]
+        with pytest.raises(ValueError, match=name):
+            pymimalloc.options[name] = 7
+        assert pymimalloc.options[name] == before
+
+    # -- walks ----------------------------------------------------------------------------------------
+    @rule(heap=heaps, where=WHERE)
+    def snapshot(self, heap: pymimalloc.Heap, where: int) -> None:
+        def run() -> None:
+            if not self._open(heap):
+                with pytest.raises(ValueError):
+                    with heap.snapshot():
+                        pass
+                return
+            with heap.snapshot() as snap:
+                with pytest.raises(RuntimeError):
+                    heap.malloc(8)
+                assert snap.live_blocks == len(snap.blocks)
+            assert snap.stale and heap.frozen == self._frozen(heap)
+        self._in(where, run)
+
+    @rule(heap=heaps, stop_after=st.integers(0, 5), where=WHERE)
+    def visit(self, heap: pymimalloc.Heap, stop_after: int, where: int) -> None:
         if not self._open(heap):
             return
         calls: list[object] = []
-        finished = heap.visit(lambda area, info: calls.append(info) or len(calls) <= stop_after)
+        finished = self._in(where, lambda: heap.visit(lambda area, info: calls.append(info) or len(calls) <= stop_after))
         assert finished == (len(calls) <= stop_after)
 
-    @rule(delay=st.sampled_from([-1, 0, 10, 1000]))
-    def override_option(self, delay: int) -> None:
-        before = pymimalloc.options["purge_delay"]
-        with pymimalloc.options.override(purge_delay=delay):
-            assert pymimalloc.options["purge_delay"] == delay
-        assert pymimalloc.options["purge_delay"] == before
+    # -- races: every thread at once ------------------------------------------------------------------
+    @rule(heap=heaps)
+    def race_close_against_frees_walks_and_lookups(self, heap: pymimalloc.Heap) -> None:
+        mine = [a for a in self.live.values() if a.heap is heap and isinstance(a.obj, pymimalloc.Block)
+                and not a.views]
+        victims = mine[: len(mine) // 2]
+        addresses = [a.address for a in mine] + [0, 2**63 + 12345]
+        frozen, pinned = self._frozen(heap), self._pinned(heap)
+        freed: list[Allocation] = []
+
+        def closer() -> str:
+            try:
+                heap.close()
+            except RuntimeError as error:  # held still or pinned, or frozen this moment by the walker's walk
+                assert frozen or pinned or "frozen by a visit or snapshot" in str(error), error
+                return "refused"
+            return "closed"
+
+        def freer() -> None:
+            for allocation in victims:
+                try:
+                    allocation.obj.free()  # type: ignore[union-attr]
+                except RuntimeError as error:  # held still, or frozen this moment by the walker's walk
+                    assert frozen or "visit or snapshot" in str(error), error
+                else:
+                    freed.append(allocation)
+
+        def walker() -> None:
+            try:
+                infos = list(heap.blocks())
+            except ValueError:  # closed meanwhile
+                return
+            assert all(info.size >= 0 for info in infos)
+
+        def looker() -> None:
+            for address in addresses:
+                owner = pymimalloc.heap_of(address)
+                assert owner is None or owner is heap or owner.is_main
+                try:
+                    pymimalloc.usable_size(address)
+                except ValueError:
+                    pass  # not mimalloc's (the 0 and the huge address)
+                try:
+                    address in heap
+                except ValueError:
+                    assert heap.closed
+
+        replies = [worker.submit(job) for worker, job in zip(self.workers, (closer, freer, walker))]
+        looker()
+        result = outcome(replies[0])
+        for reply in replies[1:]:
+            outcome(reply)
+        if result == "closed":
+            self.closed.add(id(heap))
+        for allocation in freed:
+            del self.live[id(allocation)]
+            allocation.obj = None
+
+    @rule(heap=heaps)
+    def race_two_walks(self, heap: pymimalloc.Heap) -> None:
+        if not self._open(heap):
+            return
+        expected = len(list(heap.blocks()))
+        replies = [w.submit(lambda: len(list(heap.blocks()))) for w in self.workers[:2]]
+        with heap.snapshot() as snap:
+            assert snap.live_blocks == expected
+        assert [outcome(r) for r in replies] == [expected, expected]
+
+    @rule()
+    def race_main_heap_walk_against_closes(self) -> None:
+        def churn() -> None:
+            for _ in range(5):
+                h = pymimalloc.Heap()
+                keep = [h.malloc(n) for n in (16, 300, 70000, 1 << 20)]
+                h.close()
+                del keep
+
+        replies = [w.submit(churn) for w in self.workers[:2]]
+        for _ in range(3):
+            list(pymimalloc.main_heap().blocks())
+        for reply in replies:
+            outcome(reply)
+
+    # -- fork ---------------------------------------------------------------------------------------
+    @rule(heap=heaps)
+    def fork_and_check_the_child(self, heap: pymimalloc.Heap) -> None:
+        """The child inherits every heap and block: they keep their contents, and the heaps still work."""
+        expect = "closed" if not self._open(heap) else "frozen" if self._frozen(heap) else \
+            "pinned" if self._pinned(heap) else "open"
+        live = list(self.live.values())
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit status only, never return into pytest
+            status = 1
+            try:
+                assert all(a.contents_ok() for a in live)
+                if expect == "open":
+                    block = heap.malloc(64)
+                    block.view[:] = b"c" * 64
+                    assert heap.contains(block)
+                    heap.close()
+                elif expect == "closed":
+                    with pytest.raises(ValueError):
+                        heap.malloc(8)
+                else:  # frozen: the thread that froze it is not in the child; pinned: likewise
+                    with pytest.raises(RuntimeError):
+                        heap.close()
+                list(pymimalloc.main_heap().blocks())
+                status = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
 
     # -- misuse -------------------------------------------------------------------------------------
     @rule(heap=heaps, size=st.sampled_from([-1, 2**64, 1.5, None, True]))
@@ -260,9 +601,9 @@ class PymimallocMachine(RuleBasedStateMachine):
         with pytest.raises(expected):
             heap.malloc(size)  # type: ignore[arg-type]
 
-    @rule(address=st.one_of(st.integers(-(2**70), 2**70), st.integers(0, 2**47)))
-    def foreign_address(self, address: int) -> None:
-        owner = pymimalloc.heap_of(address)
+    @rule(address=st.one_of(st.integers(-(2**70), 2**70), st.integers(0, 2**47)), where=WHERE)
+    def foreign_address(self, address: int, where: int) -> None:
+        owner = self._in(where, lambda: pymimalloc.heap_of(address))
         assert owner is None or isinstance(owner, pymimalloc.Heap)
 
     @rule(a=allocations, heap=heaps)
@@ -277,12 +618,17 @@ class PymimallocMachine(RuleBasedStateMachine):
     @invariant()
     def visitor_sees_exactly_the_model(self) -> None:
         by_heap: dict[int, list[int]] = {}
+        counted: dict[int, int] = {}
         heaps: dict[int, pymimalloc.Heap] = {}
         for allocation in [*self.live.values(), *self.orphans]:
             if self._open(allocation.heap):
                 heaps[id(allocation.heap)] = allocation.heap
                 if allocation.obj is not None:
                     by_heap.setdefault(id(allocation.heap), []).append(allocation.address)
+        for allocation, _ in self.deferred:
+            if self._open(allocation.heap):
+                heaps[id(allocation.heap)] = allocation.heap
+                counted[id(allocation.heap)] = counted.get(id(allocation.heap), 0) + 1
         for key, heap in heaps.items():
             walked = sorted((info.address, info.size) for info in heap.blocks())
             starts = [start for start, _ in walked]
@@ -293,19 +639,36 @@ class PymimallocMachine(RuleBasedStateMachine):
                 i = bisect.bisect_right(starts, address) - 1
                 assert i >= 0 and address < walked[i][0] + max(walked[i][1], 1), hex(address)
             orphaned = sum(1 for a in self.orphans if a.heap is heap)
-            assert len(walked) == len(expected) + orphaned
+            assert len(walked) == len(expected) + orphaned + counted.get(key, 0)
 
     @invariant()
     def contents_match_their_patterns(self) -> None:
         for allocation in self.live.values():
             assert allocation.contents_ok()
 
+    @invariant()
+    def frozen_and_closed_are_what_the_model_says(self) -> None:
+        for heap in {id(a.heap): a.heap for a in self.live.values()}.values():
+            assert heap.closed == (not self._open(heap))
+            assert heap.frozen == (self._open(heap) and self._frozen(heap))
+
     def teardown(self) -> None:
+        for heap, manager, where in self.numpy_pins:
+            self._in(where, lambda: manager.__exit__(None, None, None))
+        for _, manager, _ in self.defaults:
+            manager.__exit__(None, None, None)
+        for _, snap in self.snapshots:
+            snap.__exit__(None, None, None)
         for allocation in [*self.live.values(), *self.orphans]:
             for view in allocation.views:
                 view.release()
         self.live.clear()
         self.orphans.clear()
+        for worker in self.workers:
+            worker.stop()
+        for name, value in self.options_before.items():
+            if pymimalloc.options[name] != value and name in OPTION_VALUES:
+                pymimalloc.options[name] = value
         gc.collect()
 
 
