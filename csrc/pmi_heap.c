@@ -634,6 +634,8 @@ uintptr_t pmi_heap_of(uintptr_t address) {
     return heap;
 }
 
+size_t pmi_page_block_usable(const mi_page_t* page, const void* block);  /* pmi_mimalloc.c */
+
 size_t pmi_usable_size(uintptr_t address) {
     size_t usable = 0;
     pthread_rwlock_rdlock(&pmi_unmap_lock);
@@ -644,7 +646,7 @@ size_t pmi_usable_size(uintptr_t address) {
         const uint8_t* p = (const uint8_t*)address;
         if (block_size > 0 && p >= start && (size_t)(p - start) < page->reserved * block_size) {
             const size_t offset = (size_t)(p - start) % block_size;
-            const size_t capacity = mi_page_usable_block_size(page);
+            const size_t capacity = pmi_page_block_usable(page, p - offset);
             usable = (offset < capacity ? capacity - offset : 0);
         }
     }
@@ -663,14 +665,6 @@ int pmi_arena_reserve(size_t size, bool commit, bool allow_large, void** arena_i
     const int err = mi_reserve_os_memory_ex(size, commit, allow_large, true /* exclusive */, (mi_arena_id_t*)arena_id);
     pmi_world_leave();
     return err;
-}
-
-int pmi_block_padding(void) {
-#if MI_PADDING
-    return 1;
-#else
-    return 0;
-#endif
 }
 
 size_t pmi_arena_max_size(void) { return MI_ARENA_MAX_SIZE; }

@@ -123,11 +123,9 @@ void pmi_walk_free(pmi_walk_t* walk);
 
 uintptr_t pmi_heap_of(uintptr_t address);        /* mi_heap_t address owning `address`, or 0 */
 /* Bytes from `address` to the end of the usable part of the mimalloc block holding it (0 if it is in no
-   mimalloc page). Computed from the page's block size, so it never reads a block's own padding. */
+   mimalloc page): mi_usable_size for a block's start, less the offset for an address inside a block, and
+   never an assertion for a freed block (see pmi_page_block_usable in pmi_mimalloc.c). */
 size_t    pmi_usable_size(uintptr_t address);
-/* 1 if mimalloc pads every block (debug, MI_SECURE >= 3 and memory-checker builds): mi_usable_size of a
-   Block is then its exact request, less than what pmi_usable_size reads from the page. */
-int       pmi_block_padding(void);
 
 /* Process-wide calls, bracketed so that fork and walks of the main heap wait for them. */
 void      pmi_collect(bool force);

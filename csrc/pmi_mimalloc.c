@@ -52,3 +52,19 @@ static int pmi_pthread_key_create(pthread_key_t* key, void (*destructor)(void*))
 #define pthread_key_create(key, destructor) pmi_pthread_key_create((key), (destructor))
 
 #include "static.c"
+
+/* The usable size of the block that starts at `block` in `page`, as mimalloc's mi_usable_size reports it
+ * but without its assertions, so pmi_usable_size may ask about any block, freed ones included. In padded
+ * builds (debug, MI_SECURE >= 3, memory checkers) the padding mimalloc wrote behind the request gives the
+ * exact size; a block whose padding does not decode (freed, or never handed out) counts whole. It lives
+ * here because mi_page_decode_padding is static in free.c, which this translation unit includes. */
+size_t pmi_page_block_usable(const mi_page_t* page, const void* block) {
+#if MI_PADDING
+    size_t delta, bsize;
+    if (mi_page_decode_padding(page, (const mi_block_t*)block, &delta, &bsize)) return bsize - delta;
+    return bsize;
+#else
+    (void)block;
+    return mi_page_usable_block_size(page);
+#endif
+}

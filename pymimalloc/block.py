@@ -179,11 +179,10 @@ def address_of(obj: object) -> int | None:
 def usable_size(obj: Block | int | Any) -> int:
     """The usable bytes of the mimalloc block at ``obj`` (a Block, an address, or a buffer).
 
-    For a Block, mimalloc's exact usable size. For an address or a buffer, the bytes from that address to
-    the end of the usable part of the mimalloc block holding it, so a slice ``view[1:]`` gives one byte
-    less than its block. This is read from the block's page, never from the block itself, so it is safe
-    for any address; in mimalloc's padded debug builds it can exceed ``Block.usable_size``. Raises
-    ValueError if the address is not in memory managed by mimalloc, TypeError for other objects.
+    For a Block or the start of a block, mimalloc's usable size (``mi_usable_size``). For an address or
+    buffer inside a block, the bytes from there to the end of the block's usable part, so a slice
+    ``view[1:]`` gives one byte less than its block. Safe for any address, a freed block's included.
+    Raises ValueError if the address is not in memory managed by mimalloc, TypeError for other objects.
     """
     if isinstance(obj, Block):
         return obj.usable_size

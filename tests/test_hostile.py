@@ -685,16 +685,12 @@ def test_usable_size_of_an_interior_address_counts_from_there() -> None:
     run_child("""
         import numpy as np
         import pymimalloc
-        from pymimalloc._core import lib
 
         heap = pymimalloc.Heap()
         block = heap.malloc(100)
         whole = pymimalloc.usable_size(block.address)
         assert whole >= 100, whole
-        if lib.pmi_block_padding():  # checked builds: the block's exact request, less than its page's block
-            assert 100 <= pymimalloc.usable_size(block) <= whole
-        else:
-            assert pymimalloc.usable_size(block) == whole
+        assert pymimalloc.usable_size(block) == whole
         view = block.view
         assert pymimalloc.usable_size(view) == whole
         for offset in (1, 7, 50, 99):

@@ -60,7 +60,7 @@
 #define N_LOCAL        6        /* blocks a worker keeps to itself for a while */
 #define BIG            (128u * 1024u)  /* blocks at least this large are limited in number */
 #define MAX_BIG        10
-#define GRAVEYARD_MAX  4096
+#define GRAVEYARD_MAX  16       /* bounded: fork_prepare locks every registered heap, and TSan tracks at most 64 held locks */
 #define CHILD_TIMEOUT_S 15
 
 static double run_seconds = 8.0;
