@@ -186,12 +186,12 @@ class Heap:
     @property
     def closed(self) -> bool:
         """True once :meth:`close`, :meth:`destroy` or :meth:`delete` has run (a frozen heap is open)."""
-        return lib.pmi_heap_state(self._handle) == lib.PMI_STATE_CLOSED
+        return bool(lib.pmi_heap_state(self._handle) == lib.PMI_STATE_CLOSED)
 
     @property
     def frozen(self) -> bool:
         """True while a visit or snapshot holds the heap still (allocations and frees raise RuntimeError)."""
-        return lib.pmi_heap_state(self._handle) == lib.PMI_STATE_FROZEN
+        return bool(lib.pmi_heap_state(self._handle) == lib.PMI_STATE_FROZEN)
 
     @property
     def is_main(self) -> bool:

@@ -13,6 +13,7 @@ import re
 import warnings
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
+from typing import NoReturn, SupportsIndex
 
 from ._core import fork_safe_lock, lib
 from .stats import take_text
@@ -121,13 +122,13 @@ class Options(Mapping[str, int]):
                 f"process. Unset it or use {_SAFE_VABITS} or more."
             )
 
-    def __copy__(self) -> Options:
+    def __copy__(self) -> NoReturn:
         raise TypeError("options is the process's one set of mimalloc options; use dict(options) for a copy")
 
-    def __deepcopy__(self, memo: dict[int, object]) -> Options:
-        return self.__copy__()
+    def __deepcopy__(self, memo: dict[int, object]) -> NoReturn:
+        self.__copy__()
 
-    def __reduce_ex__(self, protocol: object) -> object:
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
         raise TypeError("options cannot be pickled; pickle dict(options)")
 
     def __iter__(self) -> Iterator[str]:
