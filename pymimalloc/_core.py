@@ -12,6 +12,21 @@ import os
 import threading
 from typing import Any, Final, NoReturn
 
+def _refuse_unsafe_environment() -> None:
+    """Refuse, before mimalloc starts, what makes it crash while it starts (it reads these at load time)."""
+    import os
+
+    vabits = os.environ.get("MIMALLOC_MAX_VABITS", "").strip()
+    if vabits not in ("", "0"):
+        raise ImportError(
+            f"MIMALLOC_MAX_VABITS={vabits} is not supported by pymimalloc: mimalloc v3.4.3 sizes its page map "
+            "from it when it starts, and then fails on memory the OS maps outside it (a segfault in release "
+            "builds, an assertion at start in checked ones). Unset it."
+        )
+
+
+_refuse_unsafe_environment()
+
 try:
     from ._mimalloc import ffi, lib
 except ModuleNotFoundError as error:  # pragma: no cover - exercised in a subprocess by the tests

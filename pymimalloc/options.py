@@ -48,9 +48,6 @@ def _read_names() -> dict[str, int]:
     return {name: index for index, name in enumerate(names) if not name.startswith("deprecated")}
 
 
-# max_vabits is read once, when mimalloc starts: changing it later is refused, and a start with too few
-# bits makes the import fail (Options._put_back_refused).
-_SAFE_VABITS = 48  # x86-64 and aarch64 user space fits in 47 or 48 bits
 
 
 def _env_value(text: str) -> int | None:
@@ -99,8 +96,8 @@ class Options(Mapping[str, int]):
         if not _LONG_MIN <= value <= _LONG_MAX:
             raise ValueError(f"option {name!r}: {value} does not fit in a C long")
         self._check_allowed(name, int(value))
-        if name == "max_vabits" and value != self[name]:
-            raise ValueError(f"option {name!r} is read once when mimalloc starts; set MIMALLOC_MAX_VABITS instead")
+        if name == "max_vabits" and value != self[name]:  # MIMALLOC_MAX_VABITS is refused too (_core.py)
+            raise ValueError(f"option {name!r} is read once, when mimalloc starts, and pymimalloc does not support it")
         lib.mi_option_set(option, int(value))
 
     def _put_back_refused(self) -> None:
@@ -114,13 +111,6 @@ class Options(Mapping[str, int]):
                     RuntimeWarning,
                     stacklevel=2,
                 )
-        vabits = self["max_vabits"]
-        if 0 < vabits < _SAFE_VABITS:
-            raise ImportError(
-                f"MIMALLOC_MAX_VABITS={vabits} is not supported: mimalloc v3.4.3 sizes its page map from it at "
-                "start, and memory the OS maps above that limit is then unknown to it, which crashes the "
-                f"process. Unset it or use {_SAFE_VABITS} or more."
-            )
 
     def __copy__(self) -> NoReturn:
         raise TypeError("options is the process's one set of mimalloc options; use dict(options) for a copy")

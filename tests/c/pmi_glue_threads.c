@@ -66,7 +66,8 @@
 static double run_seconds = 8.0;
 static uint64_t base_seed = 12345;
 static bool forks_enabled = true;
-static bool freed_lookups = true;  /* look up addresses just freed (races with page reuse: see --freed-lookups) */
+static bool freed_lookups = true;
+static bool transients_enabled = true;  /* look up addresses just freed (races with page reuse: see --freed-lookups) */
 static const char* selftest = NULL;
 
 /* -- failures and progress ------------------------------------------------------------------------- */
@@ -165,6 +166,7 @@ typedef struct {
 static heap_slot_t heaps[N_HEAPS];
 static pmi_heap_t* main_heap;       /* pmi_heap_main_handle(): held by main for the whole run */
 static void* arena_id;              /* an exclusive arena some heaps are created in */
+static size_t arena_size_factor = 8; /* its size, in units of pmi_arena_granularity() (0: no arena) */
 static atomic_int walk_target;      /* the slot both walkers walk now */
 
 /* The heaps whose handle was released while blocks may still live in them: each kept alive by one
@@ -215,13 +217,13 @@ static size_t pick_size(rng_t* r, bool in_arena, size_t* alignment) {
     const unsigned k = below(r, 100);
     size_t size = pick_small_size(r);
     *alignment = 0;
-    if (k >= 90 && atomic_fetch_add(&big_live, 1) < MAX_BIG) {
-        if (k >= 96) { size = 1u << 20; *alignment = in_arena ? 1u << 16 : 1u << 20; return size; }
+    if (k >= 95 && atomic_fetch_add(&big_live, 1) < MAX_BIG) {
+        if (k >= 98) { size = 1u << 20; *alignment = in_arena ? 1u << 16 : 1u << 20; return size; }
         size = large[below(r, 4)];
-    } else if (k >= 90) {
+    } else if (k >= 95) {
         atomic_fetch_sub(&big_live, 1);
     }
-    if (size < BIG && k < 90 && below(r, 5) == 0) *alignment = aligns[below(r, 8)];
+    if (size < BIG && k < 95 && below(r, 5) == 0) *alignment = aligns[below(r, 8)];
     return size;
 }
 
@@ -233,7 +235,11 @@ static void unbig(size_t size) {
 static void check_lookups(const pmi_block_t* b, const char* where) {
     const uintptr_t a = (uintptr_t)b->data;
     const uintptr_t id = pmi_heap_id(b->owner);
-    if (pmi_heap_of(a) != id) FAIL("%s: pmi_heap_of(block) is not the block's heap", where);
+    if (pmi_heap_of(a) != id) {
+        FAIL("%s: pmi_heap_of(block %p, %zu bytes) is %p, not the block's heap %p (%s, %s; the meta heap is %p)", where,
+             b->data, b->size, (void*)pmi_heap_of(a), (void*)id, pmi_heap_is_main(b->owner) ? "main" : "user",
+             pmi_heap_state(b->owner) == PMI_STATE_CLOSED ? "closed" : "open", (void*)pmi_heap_of((uintptr_t)b));
+    }
     const size_t usable = pmi_usable_size(a);
     if (usable < b->size || usable == 0) FAIL("%s: pmi_usable_size %zu < size %zu", where, usable, b->size);
     if (b->size > 1) {
@@ -604,7 +610,7 @@ static void* spawner(void* arg) {
 static void walk_heap(rng_t* r, pmi_heap_t* h) {
     const bool is_main = pmi_heap_is_main(h);
     const int st = pmi_heap_freeze(h);
-    if (st == PMI_ECLOSED && !is_main) { count(C_FREEZE_CLOSED); return; }
+    if (st == PMI_ECLOSED && !is_main) { count(C_FREEZE_CLOSED); sleep_ms(1); return; }
     if (st != PMI_OK) { FAIL("pmi_heap_freeze returned %d", st); return; }
     if (pmi_heap_state(h) != PMI_STATE_FROZEN) FAIL("a frozen heap says state %d", pmi_heap_state(h));
     const size_t live = pmi_heap_live_blocks(h);
@@ -651,12 +657,15 @@ static void walk_heap(rng_t* r, pmi_heap_t* h) {
 static void* walker(void* arg) {
     rng_t r = rng_for(200 + (uint64_t)(intptr_t)arg);
     while (!stopping()) {
-        if (below(&r, 6) == 0) { walk_heap(&r, main_heap); continue; }
-        const int slot = atomic_load_explicit(&walk_target, memory_order_relaxed);
-        pmi_heap_t* h = heap_use(slot);
-        if (h == NULL) continue;
-        walk_heap(&r, h);
-        heap_unuse(slot);
+        if (below(&r, 8) == 0) walk_heap(&r, main_heap);  /* stops the world: not too often */
+        else {
+            const int slot = atomic_load_explicit(&walk_target, memory_order_relaxed);
+            pmi_heap_t* h = heap_use(slot);
+            if (h == NULL) continue;
+            walk_heap(&r, h);
+            heap_unuse(slot);
+        }
+        if (below(&r, 2) == 0) sched_yield();
     }
     return NULL;
 }
@@ -833,6 +842,8 @@ int main(int argc, char** argv) {
         else if (strcmp(argv[i], "--seed") == 0) base_seed = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--forks") == 0) forks_enabled = atoi(argv[++i]) != 0;
         else if (strcmp(argv[i], "--freed-lookups") == 0) freed_lookups = atoi(argv[++i]) != 0;
+        else if (strcmp(argv[i], "--transients") == 0) transients_enabled = atoi(argv[++i]) != 0;
+        else if (strcmp(argv[i], "--arena") == 0) { if (atoi(argv[++i]) == 0) arena_size_factor = 0; }
         else if (strcmp(argv[i], "--selftest") == 0) selftest = argv[++i];
         else usage();
     }
@@ -861,15 +872,18 @@ int main(int argc, char** argv) {
     }
 
     rng_t r = rng_for(0);
-    const size_t arena_size = 8 * pmi_arena_granularity();
-    if (pmi_arena_reserve(arena_size, false, false, &arena_id) != 0) { FAIL("pmi_arena_reserve(%zu)", arena_size); arena_id = NULL; }
+    const size_t arena_size = arena_size_factor * pmi_arena_granularity();
+    if (arena_size != 0 && pmi_arena_reserve(arena_size, false, false, &arena_id) != 0) {
+        FAIL("pmi_arena_reserve(%zu)", arena_size);
+        arena_id = NULL;
+    }
     for (int i = 0; i < N_HEAPS; i++) atomic_store(&heaps[i].handle, new_heap(&r, i));
 
     pthread_t workers[N_WORKERS], walkers[N_WALKERS], mgr, spw, frk;
     for (int i = 0; i < N_WORKERS; i++) pthread_create(&workers[i], NULL, worker, (void*)(intptr_t)i);
     for (int i = 0; i < N_WALKERS; i++) pthread_create(&walkers[i], NULL, walker, (void*)(intptr_t)i);
     pthread_create(&mgr, NULL, manager, NULL);
-    pthread_create(&spw, NULL, spawner, NULL);
+    if (transients_enabled) pthread_create(&spw, NULL, spawner, NULL);
     if (forks_enabled) pthread_create(&frk, NULL, forker, NULL);
 
     const double start = now_seconds();
@@ -878,7 +892,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < N_WORKERS; i++) pthread_join(workers[i], NULL);
     for (int i = 0; i < N_WALKERS; i++) pthread_join(walkers[i], NULL);
     pthread_join(mgr, NULL);
-    pthread_join(spw, NULL);
+    if (transients_enabled) pthread_join(spw, NULL);
     if (forks_enabled) pthread_join(frk, NULL);
 
     /* Free everything still parked, then every heap must be empty, and every closed one destroyed. */
