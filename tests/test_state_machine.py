@@ -339,10 +339,18 @@ class PymimallocMachine(RuleBasedStateMachine):
     @rule(allocation=allocations)
     def copies_and_pickles(self, allocation: Allocation | None) -> None:
         """copy of a Block is a new Block with its contents; resources refuse to be copied or pickled."""
-        for resource in (pymimalloc.main_heap(), pymimalloc.options, *(s for _, s in self.snapshots[:1])):
+        resources = [pymimalloc.main_heap(), pymimalloc.options, *(s for _, s in self.snapshots[:1])]
+        resources += [_ARENA] if _ARENA is not None else []
+        for resource in resources:
             for attempt in (copy.copy, copy.deepcopy, pickle.dumps):
                 with pytest.raises(TypeError):
                     attempt(resource)
+        records: list[object] = [pymimalloc.process_info()]
+        if allocation is not None and self._open(allocation.heap):
+            records += [*allocation.heap.areas()][:1] + [*allocation.heap.blocks()][:1]
+        for record in records:  # plain values: they copy and pickle
+            assert copy.deepcopy(record) == record
+            assert type(pickle.loads(pickle.dumps(record))) is type(record)
         if allocation is None or id(allocation) not in self.live or not isinstance(allocation.obj, pymimalloc.Block):
             return
         block, heap = allocation.obj, allocation.heap
