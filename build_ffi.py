@@ -221,7 +221,8 @@ def compile_options() -> dict[str, object]:
         defines.append(("MI_TRACK_VALGRIND", "1"))
     elif track == "asan":
         defines.append(("MI_TRACK_ASAN", "1"))
-        cflags.append("-fsanitize=address")
+        # UBSan too; any finding aborts. The runtimes come from LD_PRELOAD (benchmarks/asan.py).
+        cflags += ["-fsanitize=address", "-fsanitize=undefined", "-fno-sanitize-recover=undefined"]
     elif track:
         raise BuildError(f"PYMIMALLOC_TRACK={track!r}: use valgrind or asan.")
     if debug == 0:

@@ -250,7 +250,11 @@ static bool pmi_heap_try_release(pmi_heap_t* h) {
     if (h->is_main || atomic_load(&h->state) != PMI_STATE_CLOSED || atomic_load(&h->live_blocks) != 0) return false;
     if (atomic_exchange(&h->released, 1) != 0) return false;
     pthread_mutex_lock(&pmi_world_lock);  /* not during a walk, heap creation or fork */
+    /* nor while a thread that used the heap exits: mimalloc's thread-done still updates the statistics of
+       its theaps while mi_heap_free_theaps merges them (a race ThreadSanitizer found, theap.c) */
+    pthread_rwlock_wrlock(&pmi_exit_lock);
     mi_heap_destroy(h->heap);
+    pthread_rwlock_unlock(&pmi_exit_lock);
     pthread_mutex_unlock(&pmi_world_lock);
     return true;
 }

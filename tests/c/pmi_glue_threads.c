@@ -67,16 +67,19 @@ static double run_seconds = 8.0;
 static uint64_t base_seed = 12345;
 static bool forks_enabled = true;
 static bool freed_lookups = true;
-static bool transients_enabled = true;  /* look up addresses just freed (races with page reuse: see --freed-lookups) */
+static bool transients_enabled = true;
+static int n_walkers = N_WALKERS;
+static bool fresh_stacks = false;  /* short-lived threads on never-reused stacks (so never a reused thread id) */
 static const char* selftest = NULL;
 
 /* -- failures and progress ------------------------------------------------------------------------- */
 
 static atomic_long failures;
+static __thread const char* thread_name = "main";  /* for failure messages */
 
 #define FAIL(...) do {                                                              \
         atomic_fetch_add_explicit(&failures, 1, memory_order_relaxed);                 \
-        fprintf(stderr, "pmi_glue_threads: FAIL at line %d: ", __LINE__);             \
+        fprintf(stderr, "pmi_glue_threads: FAIL at line %d (%s thread): ", __LINE__, thread_name); \
         fprintf(stderr, __VA_ARGS__);                                                  \
         fputc('\n', stderr);                                                           \
     } while (0)
@@ -482,6 +485,7 @@ static void lookups_of_foreign_addresses(pmi_heap_t* h) {
 
 static void* worker(void* arg) {
     const int id = (int)(intptr_t)arg;
+    thread_name = "worker";
     rng_t r = rng_for(100 + (uint64_t)id);
     pmi_block_t* mine[N_LOCAL] = { 0 };
     while (!stopping()) {
@@ -575,6 +579,7 @@ static atomic_long transient_seq;
 
 static void* transient(void* arg) {
     (void)arg;
+    thread_name = "transient";
     rng_t r = rng_for(1000 + (uint64_t)atomic_fetch_add(&transient_seq, 1));
     const int ops = 10 + (int)below(&r, 40);
     for (int k = 0; k < ops && !stopping(); k++) {
@@ -597,8 +602,16 @@ static void* spawner(void* arg) {
         pthread_t t[2];
         int started = 0;
         for (int i = 0; i < 2; i++) {
-            if (pthread_create(&t[i], NULL, transient, NULL) == 0) started++;
-            else { FAIL("pthread_create"); break; }
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            if (fresh_stacks) {  /* mimalloc's thread id is the TCB address, which glibc reuses with a cached stack */
+                const size_t stack_size = 1u << 20;
+                void* stack = malloc(stack_size);  /* deliberately never freed */
+                if (stack != NULL) pthread_attr_setstack(&attr, stack, stack_size);
+            }
+            if (pthread_create(&t[i], &attr, transient, NULL) == 0) started++;
+            else { FAIL("pthread_create"); pthread_attr_destroy(&attr); break; }
+            pthread_attr_destroy(&attr);
         }
         for (int i = 0; i < started; i++) pthread_join(t[i], NULL);
     }
@@ -656,6 +669,7 @@ static void walk_heap(rng_t* r, pmi_heap_t* h) {
 
 static void* walker(void* arg) {
     rng_t r = rng_for(200 + (uint64_t)(intptr_t)arg);
+    thread_name = "walker";
     while (!stopping()) {
         if (below(&r, 8) == 0) walk_heap(&r, main_heap);  /* stops the world: not too often */
         else {
@@ -708,6 +722,7 @@ static void retire(rng_t* r, int slot) {
 static void* manager(void* arg) {
     (void)arg;
     rng_t r = rng_for(300);
+    thread_name = "manager";
     while (!stopping()) {
         atomic_store_explicit(&walk_target, (int)below(&r, N_HEAPS), memory_order_relaxed);
         const int slot = (int)below(&r, N_HEAPS);
@@ -791,6 +806,7 @@ static int child_main(void) {
 static void* forker(void* arg) {
     (void)arg;
     rng_t r = rng_for(400);
+    thread_name = "forker";
     while (!stopping()) {
         for (unsigned waited = 0, pause = 50 + below(&r, 150); waited < pause && !stopping(); waited += 10) sleep_ms(10);
         if (stopping()) break;
@@ -843,6 +859,8 @@ int main(int argc, char** argv) {
         else if (strcmp(argv[i], "--forks") == 0) forks_enabled = atoi(argv[++i]) != 0;
         else if (strcmp(argv[i], "--freed-lookups") == 0) freed_lookups = atoi(argv[++i]) != 0;
         else if (strcmp(argv[i], "--transients") == 0) transients_enabled = atoi(argv[++i]) != 0;
+        else if (strcmp(argv[i], "--walkers") == 0) n_walkers = atoi(argv[++i]) < N_WALKERS ? atoi(argv[i]) : N_WALKERS;
+        else if (strcmp(argv[i], "--fresh-stacks") == 0) fresh_stacks = atoi(argv[++i]) != 0;
         else if (strcmp(argv[i], "--arena") == 0) { if (atoi(argv[++i]) == 0) arena_size_factor = 0; }
         else if (strcmp(argv[i], "--selftest") == 0) selftest = argv[++i];
         else usage();
@@ -881,7 +899,7 @@ int main(int argc, char** argv) {
 
     pthread_t workers[N_WORKERS], walkers[N_WALKERS], mgr, spw, frk;
     for (int i = 0; i < N_WORKERS; i++) pthread_create(&workers[i], NULL, worker, (void*)(intptr_t)i);
-    for (int i = 0; i < N_WALKERS; i++) pthread_create(&walkers[i], NULL, walker, (void*)(intptr_t)i);
+    for (int i = 0; i < n_walkers; i++) pthread_create(&walkers[i], NULL, walker, (void*)(intptr_t)i);
     pthread_create(&mgr, NULL, manager, NULL);
     if (transients_enabled) pthread_create(&spw, NULL, spawner, NULL);
     if (forks_enabled) pthread_create(&frk, NULL, forker, NULL);
@@ -890,7 +908,7 @@ int main(int argc, char** argv) {
     while (now_seconds() - start < run_seconds && atomic_load(&failures) < 20) sleep_ms(50);
     atomic_store(&stop, 1);
     for (int i = 0; i < N_WORKERS; i++) pthread_join(workers[i], NULL);
-    for (int i = 0; i < N_WALKERS; i++) pthread_join(walkers[i], NULL);
+    for (int i = 0; i < n_walkers; i++) pthread_join(walkers[i], NULL);
     pthread_join(mgr, NULL);
     if (transients_enabled) pthread_join(spw, NULL);
     if (forks_enabled) pthread_join(frk, NULL);
