@@ -12,6 +12,7 @@ Exit status 1 if there is any. Slow: Valgrind runs Python about 50 times slower.
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import subprocess
 import sys
@@ -29,12 +30,14 @@ def main() -> int:
     args = parser.parse_args()
     if pymimalloc.build_info()["defines"].get("MI_TRACK_VALGRIND") != "1":
         print("warning: this build has no MI_TRACK_VALGRIND; rebuild with PYMIMALLOC_TRACK=valgrind", file=sys.stderr)
-    report = tempfile.NamedTemporaryFile(suffix=".xml", delete=False).name
+    reports = tempfile.mkdtemp(prefix="pymimalloc-memcheck.")
+    report = os.path.join(reports, "report.%p.xml")  # one file per process: the state machine forks
     env = dict(os.environ, PYTHONMALLOC="malloc", PYMIMALLOC_STATE_MACHINE_EXAMPLES=str(args.examples))
     command = ["valgrind", "--tool=memcheck", "--xml=yes", f"--xml-file={report}", "--num-callers=40",
                sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", args.tests]
     result = subprocess.run(command, env=env, cwd=tempfile.gettempdir())
-    errors = ET.parse(report).getroot().findall("error")
+    errors = [e for name in sorted(glob.glob(os.path.join(reports, "report.*.xml")))
+              for e in ET.parse(name).getroot().findall("error")]
     ours = []
     leaks = 0
     for error in errors:
