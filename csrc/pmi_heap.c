@@ -167,6 +167,10 @@ static void pmi_fork_parent(void) {
 /* The child's one thread has another thread id than the one that locked: glibc's rwlock unlock would take
    it for a reader. Everything is quiescent and we are alone, so the locks are initialised afresh. */
 static void pmi_fork_child(void) {
+    /* A thread may have raised a bracket count after pmi_world_stop saw it at zero, only to see the world
+       stopped and lower it again: the child copied that moment, and has no thread to lower it. Nobody is
+       inside a bracket in the child, so every count is zero. (The TSan harness's fork test found this.) */
+    for (pmi_heap_t* h = pmi_registry; h != NULL; h = h->next) atomic_store(&h->active, 0);
     pthread_rwlock_init(&pmi_unmap_lock, NULL);
     pthread_rwlock_init(&pmi_exit_lock, NULL);
     for (pmi_heap_t* h = pmi_registry; h != NULL; h = h->next) pthread_mutex_init(&h->lock, NULL);
