@@ -40,6 +40,9 @@ EXPLORE = os.environ.get("PYMIMALLOC_STATE_MACHINE_EXPLORE") == "1"
 SIZES = st.one_of(st.integers(0, 300), st.sampled_from([1024, 4096, 20000, 70000, 1 << 20, 3 << 20]))
 WORKERS = 3
 WHERE = st.integers(0, WORKERS)  # 0: the main thread; 1..WORKERS: a worker thread
+# Which held item a step releases, modulo how many there are. Drawn as a rule argument, never from the
+# machine's state: races make that state differ between runs, and hypothesis needs the same draws.
+INDEX = st.integers(0, 7)
 STEP_TIMEOUT = 60.0  # seconds a worker may take for one step before the machine calls it a hang
 # options a step may set and leave set for later steps (restored at teardown), with values to try
 OPTION_VALUES = {"purge_delay": [0, -1, 10], "page_full_retain": [-1, 0, 8], "arena_eager_commit": [0, 1],
@@ -383,11 +386,11 @@ class PymimallocMachine(RuleBasedStateMachine):
         assert heap.frozen and not heap.closed and "frozen" in repr(heap)
         self.snapshots.append((heap, snap))
 
-    @rule(data=st.data(), where=WHERE)
-    def release_snapshot(self, data: st.DataObject, where: int) -> None:
+    @rule(index=INDEX, where=WHERE)
+    def release_snapshot(self, index: int, where: int) -> None:
         if not self.snapshots:
             return
-        heap, snap = self.snapshots.pop(data.draw(st.integers(0, len(self.snapshots) - 1)))
+        heap, snap = self.snapshots.pop(index % len(self.snapshots))
         self._in(where, lambda: snap.__exit__(None, None, None))
         snap.__exit__(None, None, None)  # a second exit does nothing
         assert snap.stale
@@ -406,12 +409,12 @@ class PymimallocMachine(RuleBasedStateMachine):
         assert self._in(where, pymimalloc.default_heap) is heap
         self.defaults.append((heap, manager, where))
 
-    @rule(data=st.data(), where=WHERE)
-    def exit_default(self, data: st.DataObject, where: int) -> None:
+    @rule(index=INDEX, where=WHERE)
+    def exit_default(self, index: int, where: int) -> None:
         """Leave an as_default() block, possibly from another thread or out of order."""
         if not self.defaults:
             return
-        heap, manager, entered = self.defaults.pop(data.draw(st.integers(0, len(self.defaults) - 1)))
+        heap, manager, entered = self.defaults.pop(index % len(self.defaults))
         self._in(where, lambda: manager.__exit__(None, None, None))
         if not self._pinned(heap) and not self._frozen(heap) and self._open(heap):
             assert not heap.closed  # closable again (the close rule checks it)
@@ -444,15 +447,15 @@ class PymimallocMachine(RuleBasedStateMachine):
         self._in(where, manager.__enter__)
         self.numpy_pins.append((heap, manager, where))
 
-    @rule(data=st.data())
-    def unpin_numpy_allocator(self, data: st.DataObject) -> None:
+    @rule(index=INDEX)
+    def unpin_numpy_allocator(self, index: int) -> None:
         if self.numpy_pins:
-            heap, manager, where = self.numpy_pins.pop(data.draw(st.integers(0, len(self.numpy_pins) - 1)))
+            heap, manager, where = self.numpy_pins.pop(index % len(self.numpy_pins))
             self._in(where, lambda: manager.__exit__(None, None, None))  # its ContextVar lives in that thread
 
-    @rule(name=st.sampled_from(sorted(OPTION_VALUES)), data=st.data())
-    def set_option(self, name: str, data: st.DataObject) -> None:
-        value = data.draw(st.sampled_from(OPTION_VALUES[name]))
+    @rule(name=st.sampled_from(sorted(OPTION_VALUES)), index=INDEX)
+    def set_option(self, name: str, index: int) -> None:
+        value = OPTION_VALUES[name][index % len(OPTION_VALUES[name])]
         pymimalloc.options[name] = value  # left set for the following steps; teardown restores it
         assert pymimalloc.options[name] == value
 
