@@ -10,7 +10,7 @@ import json
 import operator
 import os
 import threading
-from typing import Any, Final, NoReturn
+from typing import Any, ClassVar, Final, NoReturn
 
 def _refuse_unsafe_environment() -> None:
     """Refuse, before mimalloc starts, what makes it crash while it starts (it reads these at load time)."""
@@ -88,6 +88,27 @@ if lib.pmi_init() != lib.PMI_OK:
         "pymimalloc could not initialise: mimalloc could not allocate its first heap. If "
         "MIMALLOC_DISALLOW_OS_ALLOC is set, also reserve memory for it (MIMALLOC_RESERVE_OS_MEMORY=256MiB)."
     )
+
+
+class ProcessLocal:
+    """Base of the objects that stand for state of this process alone: a heap, an arena, a snapshot, the options.
+
+    ``copy.copy``, ``copy.deepcopy`` and ``pickle`` raise TypeError with the class's ``_unshareable_why``, the
+    one sentence that says what to do instead. A copy would be a second owner of one mimalloc resource, and
+    a pickle would carry addresses that mean nothing in another process.
+    """
+
+    __slots__ = ()
+    _unshareable_why: ClassVar[str]
+
+    def __copy__(self) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} cannot be copied or pickled: {self._unshareable_why}")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> NoReturn:
+        self.__copy__()
+
+    def __reduce_ex__(self, protocol: Any) -> NoReturn:
+        self.__copy__()
 
 
 def fork_safe_lock() -> threading.Lock:

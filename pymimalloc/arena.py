@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["Arena"]
 
 
-class Arena:
+class Arena(_core.ProcessLocal):
     """An exclusive arena of ``size`` bytes (``mi_reserve_os_memory_ex``).
 
     Only heaps created with ``Heap(arena=...)`` allocate from it, and they allocate nowhere else: when it
@@ -29,6 +29,7 @@ class Arena:
     """
 
     __slots__ = ("_id", "_address", "_size", "_released", "__weakref__")
+    _unshareable_why = "it is one reservation of address space, and its memory lives only in this process"
 
     def __init__(self, size: int, commit: bool = False, allow_large: bool = False) -> None:
         size = _core.as_size(size)
@@ -84,15 +85,6 @@ class Arena:
         return address is not None and bool(lib.mi_arena_contains(self._id, ffi.cast("void *", address)))
 
     __contains__ = contains
-
-    def __copy__(self) -> Arena:
-        raise TypeError("an Arena cannot be copied: it is one reservation of address space")
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Arena:
-        return self.__copy__()
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        raise TypeError("an Arena cannot be pickled: its memory lives only in this process")
 
     def _id_for_new_heap(self) -> Any:
         if self._released:

@@ -41,7 +41,7 @@ _MAX_SIZE = _core.MAX_SIZE
 _default: contextvars.ContextVar[Heap | None] = contextvars.ContextVar("pymimalloc_default_heap", default=None)
 
 
-class Heap:
+class Heap(_core.ProcessLocal):
     """A mimalloc heap. Allocate Blocks from it; close it to release its memory.
 
     Any thread may allocate from a Heap and free blocks into it. Use it as a context manager: leaving
@@ -50,6 +50,7 @@ class Heap:
     """
 
     __slots__ = ("_handle", "_id", "_arena", "_numpy_handler", "_freezes", "__weakref__")
+    _unshareable_why = "it is one mimalloc heap, and its memory lives only in this process; share the object itself"
 
     _handle: Any  # pmi_heap_t* with destructor pmi_heap_release
     _id: int
@@ -71,15 +72,6 @@ class Heap:
         if not handle:
             raise MemoryError("mimalloc could not create a heap")
         self._attach(handle, arena)
-
-    def __copy__(self) -> Heap:
-        raise TypeError("a Heap cannot be copied: it is one mimalloc heap; share the object itself")
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Heap:
-        return self.__copy__()
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        raise TypeError("a Heap cannot be pickled: its memory lives only in this process")
 
     def _attach(self, handle: Any, arena: Arena | None = None) -> None:
         self._arena = arena

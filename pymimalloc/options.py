@@ -13,9 +13,8 @@ import re
 import warnings
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import NoReturn, SupportsIndex
 
-from ._core import fork_safe_lock, lib
+from ._core import ProcessLocal, fork_safe_lock, lib
 from .stats import take_text
 
 __all__ = ["Options", "options", "PRESETS", "REFUSED"]
@@ -63,8 +62,10 @@ def _env_value(text: str) -> int | None:
         return None
 
 
-class Options(Mapping[str, int]):
+class Options(ProcessLocal, Mapping[str, int]):
     """Every non-deprecated ``mi_option_*``, by name without the prefix (``purge_delay``, ...)."""
+
+    _unshareable_why = "it is the process's one set of mimalloc options; use dict(options)"
 
     def __init__(self) -> None:
         self._index = _read_names()
@@ -111,15 +112,6 @@ class Options(Mapping[str, int]):
                     RuntimeWarning,
                     stacklevel=2,
                 )
-
-    def __copy__(self) -> NoReturn:
-        raise TypeError("options is the process's one set of mimalloc options; use dict(options) for a copy")
-
-    def __deepcopy__(self, memo: dict[int, object]) -> NoReturn:
-        self.__copy__()
-
-    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
-        raise TypeError("options cannot be pickled; pickle dict(options)")
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._index)

@@ -107,7 +107,7 @@ def visit(heap: Heap, callback: VisitCallback, visit_blocks: bool) -> bool:
     return True
 
 
-class Snapshot:
+class Snapshot(_core.ProcessLocal):
     """A consistent view of a heap's areas and live blocks, valid while its ``with`` block runs.
 
     Inside the ``with`` block the heap is frozen, so every address in the snapshot stays valid. After it
@@ -115,6 +115,7 @@ class Snapshot:
     """
 
     __slots__ = ("_heap", "areas", "blocks", "stale", "_entered", "_frozen")
+    _unshareable_why = "it holds its heap frozen; copy or pickle its areas and blocks (plain dataclasses)"
 
     def __init__(self, heap: Heap) -> None:
         self._heap = heap
@@ -162,15 +163,6 @@ class Snapshot:
         # a snapshot entered by hand and then dropped must not leave its heap frozen for good
         if getattr(self, "_frozen", False):
             self.__exit__(None, None, None)
-
-    def __copy__(self) -> Snapshot:
-        raise TypeError("a Snapshot cannot be copied: it holds its heap frozen; read its areas and blocks")
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Snapshot:
-        return self.__copy__()
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        raise TypeError("a Snapshot cannot be pickled; pickle its areas and blocks (plain dataclasses)")
 
     def __repr__(self) -> str:
         state = "stale" if self.stale else ("live" if self._entered else "not taken")

@@ -681,6 +681,7 @@ def test_walking_a_heap_while_short_lived_threads_allocate_and_exit() -> None:
 # ----------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.exact_block_sizes
 def test_usable_size_of_an_interior_address_counts_from_there() -> None:
     run_child("""
         import numpy as np

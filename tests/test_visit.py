@@ -24,6 +24,7 @@ def _allocate(heap: pymimalloc.Heap) -> list[pymimalloc.Block]:
     return [heap.malloc(pymimalloc.good_size(size)) for size in SIZES for _ in range(3)]
 
 
+@pytest.mark.exact_block_sizes
 def test_blocks_report_exactly_the_live_blocks(heap: pymimalloc.Heap) -> None:
     blocks = _allocate(heap)
     assert any(b.size > 2 << 20 for b in blocks)  # huge blocks are included (mimalloc#570)
@@ -119,6 +120,7 @@ def test_blocks_dropped_during_a_visit_are_freed_after_it(heap: pymimalloc.Heap)
     assert heap.live_blocks == len(blocks) < count
 
 
+@pytest.mark.exact_block_sizes
 def test_snapshot_freezes_the_heap_and_goes_stale(heap: pymimalloc.Heap) -> None:
     blocks = _allocate(heap)
     with heap.snapshot() as snap:
