@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 
 from cffi import FFI
 
@@ -46,6 +47,23 @@ SDIST_SHA256 = "8d355a77cc0f4133cdeb9156c9098bbb4e88924326d38343cf73ff9caa95ece3
 # Our headers, in the order cffi reads them. They are plain declarations so reviewers read C, not strings.
 CDEF_HEADERS = ["mimalloc_api.h", "pmi_heap.h", "pmi_report.h", "pmi_numpy.h", "pmi_bench.h", "pmi_stress.h", "pmi_build.h"]
 C_SOURCES = ["pmi_mimalloc.c", "pmi_heap.c", "pmi_report.c", "pmi_numpy.c", "pmi_bench.c", "pmi_stress.c"]
+
+
+def say(message: str) -> None:
+    """Tell the person running the build what it is doing, also under a plain ``pip install``.
+
+    pip shows a build backend's output only with ``-v``, so the message goes to the controlling terminal
+    when there is one, and to stderr otherwise (CI logs, ``pip -v``, ``python -m build``).
+    """
+    line = f"pymimalloc build: {message}\n"
+    try:
+        with open("/dev/tty", "w") as tty:
+            tty.write(line)
+            return
+    except OSError:
+        pass  # no controlling terminal
+    sys.stderr.write(line)
+    sys.stderr.flush()
 
 
 class BuildError(SystemExit):
@@ -88,15 +106,26 @@ def _find_root(top: pathlib.Path) -> pathlib.Path | None:
 
 
 def _unpack(tarball: pathlib.Path, dest: pathlib.Path) -> pathlib.Path:
-    """Unpack only ``src/``, ``include/`` and ``LICENSE`` of the mimalloc tree in ``tarball`` into ``dest``."""
+    """Unpack the mimalloc tree in ``tarball`` (only its ``src/``, ``include/`` and ``LICENSE``) into ``dest``.
+
+    The tree may be the tarball's top, one folder down (an upstream release, ``mimalloc-3.4.3/src/...``) or
+    two (the pinned sdist, ``cmeel_mimalloc-3.4.3/mimalloc/src/...``).
+    """
     if _is_mimalloc_root(dest):
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=_writable(dest.parent)))
     try:
-        with tarfile.open(tarball) as tar:
-            wanted = [m for m in tar.getmembers() if re.search(r"(^|/)mimalloc/(src/|include/|LICENSE$)", m.name)]
-            tar.extractall(staging, members=wanted, filter="data")
+        try:
+            with tarfile.open(tarball) as tar:
+                wanted = [m for m in tar.getmembers()
+                          if re.fullmatch(r"([^/]+/){0,2}(src/.*|include/.*|LICENSE)", m.name)]
+                tar.extractall(staging, members=wanted, filter="data")
+        except (tarfile.TarError, EOFError, OSError) as error:
+            raise BuildError(
+                f"{tarball} could not be read as a tarball ({type(error).__name__}: {str(error).splitlines()[0]}). "
+                "MIMALLOC_SOURCE must name a mimalloc source folder or a .tar/.tar.gz/.tar.xz of one, such as "
+                "upstream's release tarball or the cmeel-mimalloc sdist."
+            ) from None
         root = _find_root(staging)
         if root is None:
             raise BuildError(
@@ -113,6 +142,20 @@ def _unpack(tarball: pathlib.Path, dest: pathlib.Path) -> pathlib.Path:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _writable(folder: pathlib.Path) -> pathlib.Path:
+    """``folder``, created if needed; BuildError if it cannot be created or written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".probe.")
+        probe.close()
+    except OSError as error:
+        raise BuildError(
+            f"the cache folder {folder} cannot be created or written ({error.strerror or error}). "
+            "Set PYMIMALLOC_CACHE_DIR to a folder you can write, or fix its permissions."
+        ) from None
+    return folder
+
+
 def verify_sha256(path: pathlib.Path, expected: str) -> None:
     """Raise BuildError unless the file at ``path`` has the sha256 ``expected``."""
     actual = _sha256(path)
@@ -123,27 +166,63 @@ def verify_sha256(path: pathlib.Path, expected: str) -> None:
         )
 
 
+# pip prepares an sdist's metadata even for `pip download`: for cmeel-mimalloc that means installing its
+# build backend (cmeel, cmake: about 30 MB) and running a CMake configure, a minute or more, only to learn a
+# name and version pip already knows. With --no-build-isolation pip asks the backend found on PYTHONPATH
+# instead, so we put this stand-in for the sdist's backend ("cmeel", per its pyproject.toml) there. It
+# answers pip's one question from the sdist's own PKG-INFO and builds nothing. pip still finds and fetches
+# the file with its own index configuration (index URLs, find-links, certificates, proxies, credentials).
+_METADATA_ONLY_BACKEND = """\
+import email, pathlib
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    info = pathlib.Path("PKG-INFO").read_text(encoding="utf-8")
+    fields = email.message_from_string(info)
+    name = fields["Name"].replace("-", "_") + "-" + fields["Version"] + ".dist-info"
+    (pathlib.Path(metadata_directory) / name).mkdir()
+    (pathlib.Path(metadata_directory) / name / "METADATA").write_text(info, encoding="utf-8")
+    return name
+"""
+SDIST_BACKEND = "cmeel"
+
+
 def _download_sdist(cache: pathlib.Path) -> pathlib.Path:
     """Fetch the pinned sdist through pip, so pip's own index configuration decides where it comes from."""
     cached = cache / SDIST_FILENAME
-    if cached.is_file() and _sha256(cached) == SDIST_SHA256:
-        return cached
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+    refused = ""
+    if cached.is_file():
+        actual = _sha256(cached)
+        if actual == SDIST_SHA256:
+            return cached
+        refused = (f"The cached {cached} had sha256 {actual}, not {SDIST_SHA256}; it was deleted and not used. ")
+        say(f"the cached {SDIST_FILENAME} failed its sha256 check; deleted it, fetching it again")
+        cached.unlink()
+    with tempfile.TemporaryDirectory(dir=_writable(cache)) as tmp:
+        backend = pathlib.Path(tmp) / "backend" / SDIST_BACKEND
+        backend.mkdir(parents=True)
+        (backend / "__init__.py").write_text(_METADATA_ONLY_BACKEND)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "cmeel-mimalloc",
-               "--disable-pip-version-check", "--dest", tmp, SDIST_REQUIREMENT]
-        print("pymimalloc: fetching", SDIST_REQUIREMENT, "with pip", flush=True)
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               "--no-build-isolation", "--disable-pip-version-check", "--dest", tmp, SDIST_REQUIREMENT]
+        env = dict(os.environ, PYTHONPATH=str(backend.parent))
+        say(f"fetching {SDIST_REQUIREMENT} (mimalloc's sources, 1.4 MB) with pip, into {cache}")
+        started = time.monotonic()
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         got = pathlib.Path(tmp) / SDIST_FILENAME
         if proc.returncode != 0 or not got.is_file():
             raise BuildError(
-                f"could not download {SDIST_REQUIREMENT} with pip (exit code {proc.returncode}).\n"
+                f"{refused}Could not download {SDIST_REQUIREMENT} with pip (exit code {proc.returncode}).\n"
                 f"{proc.stdout.strip()[-2000:]}\n"
                 "Check the network and pip's index configuration, or build offline with "
                 "MIMALLOC_SOURCE=<path to the mimalloc tree or tarball>."
             )
         verify_sha256(got, SDIST_SHA256)
         os.replace(got, cached)
+        say(f"fetched and verified {SDIST_FILENAME} in {time.monotonic() - started:.1f} s")
     return cached
 
 
@@ -171,7 +250,7 @@ def locate_source() -> tuple[pathlib.Path, dict[str, str | None]]:
     return root, {"source": SDIST_REQUIREMENT, "sha256": SDIST_SHA256}
 
 
-def _mimalloc_version(root: pathlib.Path) -> str:
+def mimalloc_version(root: pathlib.Path) -> str:
     text = (root / "include" / "mimalloc.h").read_text()
     match = re.search(r"#define\s+MI_MALLOC_VERSION\s+(\d+)", text)
     if match is None:
@@ -191,6 +270,29 @@ def _level(name: str, highest: int) -> int:
     return int(raw)
 
 
+def _target(portable: bool) -> str | None:
+    """The -march value: this machine's CPU, or the CPU family's widely deployed baseline for portable builds.
+
+    x86-64-v2 (SSE4.2, POPCNT; every x86-64 CPU since 2009, and the floor of current enterprise Linux
+    distributions) rather than v3 (AVX2, BMI), which leaves out CPUs still in service. Other families get
+    their compiler's default, which is their baseline.
+    """
+    if not portable:
+        return "native"
+    if platform.machine() in ("x86_64", "AMD64"):
+        return "x86-64-v2"
+    return None
+
+
+def _switch(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "0", "no", "false", "off"):
+        return False
+    if raw in ("1", "yes", "true", "on"):
+        return True
+    raise BuildError(f"{name}={raw!r} is not a switch: use 1 (or yes, true, on) or 0 (or no, false, off).")
+
+
 def _tls_model() -> str:
     model = os.environ.get("PYMIMALLOC_TLS_MODEL", "local-dynamic")
     if model not in ("local-dynamic", "global-dynamic", "initial-exec"):
@@ -199,7 +301,7 @@ def _tls_model() -> str:
 
 
 def compile_options() -> dict[str, object]:
-    portable = os.environ.get("PYMIMALLOC_PORTABLE", "0") not in ("", "0")
+    portable = _switch("PYMIMALLOC_PORTABLE")
     debug = _level("PYMIMALLOC_DEBUG", 3)
     secure = _level("PYMIMALLOC_SECURE", 5)
     cflags = [
@@ -213,8 +315,11 @@ def compile_options() -> dict[str, object]:
         # TLS descriptors: dynamic TLS (safe in a dlopen'ed module) at nearly initial-exec speed. Without
         # them every mi_malloc pays a __tls_get_addr call (benchmarks/build_parity.py measures this).
         cflags.append("-mtls-dialect=gnu2")
-    if not portable:
-        cflags.append("-march=native")
+    target = _target(portable)
+    if target:
+        cflags.append(f"-march={target}")
+    if debug == 0:
+        cflags.append("-g0")  # no debug info in release builds (Python's own CFLAGS carry -g)
     defines = [("MI_DEBUG", str(debug)), ("MI_SECURE", str(secure))]
     track = os.environ.get("PYMIMALLOC_TRACK", "").strip().lower()
     if track == "valgrind":
@@ -230,7 +335,9 @@ def compile_options() -> dict[str, object]:
     else:
         cflags.append("-UNDEBUG")
         defines.append(("MI_STAT", "1"))
-    return {"cflags": cflags, "defines": defines, "portable": portable, "debug": debug, "secure": secure}
+    return {"cflags": cflags, "defines": defines, "portable": portable, "native": not portable,
+            "target": target or "default",
+            "debug": debug, "secure": secure}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -268,7 +375,7 @@ def make_ffi(project_relative: bool = True) -> FFI:
     """
     root, origin = locate_source()
     options = compile_options()
-    version = _mimalloc_version(root)
+    version = mimalloc_version(root)
     info = {
         "mimalloc_version": version,
         "mimalloc_source": origin["source"],
@@ -276,10 +383,11 @@ def make_ffi(project_relative: bool = True) -> FFI:
         "cflags": options["cflags"],
         "defines": {k: v for k, v in options["defines"]},  # type: ignore[union-attr]
         "portable": options["portable"],
-        "native": not options["portable"],
+        # a native build runs only on CPUs with this machine's instruction set: never publish its wheel
+        "native": options["native"],
+        "target": options["target"],
         "debug": options["debug"],
         "secure": options["secure"],
-        "compiler": os.environ.get("CC", "cc"),
         "python": sys.version.split()[0],
         "numpy_headers": _numpy_version(),
     }
@@ -295,12 +403,22 @@ def make_ffi(project_relative: bool = True) -> FFI:
         '#include "pmi_stress.h"\n'
         '#include "pmi_build.h"\n'
         f"static const char pmi_build_info_json[] = {_c_string(json.dumps(info))};\n"
-        "const char* pmi_build_info(void) { return pmi_build_info_json; }\n",
+        "const char* pmi_build_info(void) { return pmi_build_info_json; }\n"
+        # the compiler that compiled this, as it names itself (CC may be a wrapper such as cc or ccache)
+        "#if defined(__clang__)\n"
+        'const char* pmi_compiler(void) { return "clang " __clang_version__; }\n'
+        "#elif defined(__GNUC__)\n"
+        'const char* pmi_compiler(void) { return "gcc " __VERSION__; }\n'
+        "#else\n"
+        'const char* pmi_compiler(void) { return "unknown"; }\n'
+        "#endif\n",
         sources=[f"csrc/{name}" if project_relative else str(CSRC / name) for name in C_SOURCES],
         include_dirs=[str(root / "include"), str(root / "src"), str(CSRC), _numpy_include()],
         define_macros=options["defines"],  # type: ignore[arg-type]
         extra_compile_args=options["cflags"],  # type: ignore[arg-type]
-        extra_link_args=["-fvisibility=hidden"],
+        extra_link_args=["-fvisibility=hidden", *([] if options["debug"] else ["-Wl,--strip-debug"])],
+        # it uses the full CPython and numpy C APIs, so it is named for this interpreter, never abi3
+        py_limited_api=False,
         libraries=["pthread"],
     )
     return ffibuilder

@@ -1,3 +1,46 @@
-from setuptools import setup
+"""setuptools glue: cffi builds the one extension module from build_ffi.py (read that file for the build).
 
-setup(cffi_modules=["build_ffi.py:make_ffi"])
+The build_ext below adds what a user sees and what the wheel must carry: it says on the terminal what is
+compiled and how long it took (build_ffi.say), and it puts mimalloc's license, taken from the source tree
+the module was compiled from, next to the module as ``pymimalloc/LICENSE.mimalloc``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import sys
+import time
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import build_ffi  # noqa: E402  (the build script next to this file)
+
+MIMALLOC_LICENSE = "LICENSE.mimalloc"
+
+
+class BuildExtension(build_ext):
+    def run(self) -> None:
+        root, origin = build_ffi.locate_source()  # cached: the tree cffi_modules compiles
+        options = build_ffi.compile_options()
+        build_ffi.say(
+            f"compiling mimalloc {build_ffi.mimalloc_version(root)} ({origin['source']}) and pymimalloc's C glue "
+            f"for {'this machine only (-march=native)' if options['native'] else 'CPU ' + str(options['target'])}, "
+            f"MI_DEBUG={options['debug']} MI_SECURE={options['secure']}; 15 s to a minute"
+        )
+        started = time.monotonic()
+        super().run()
+        build_ffi.say(f"compiled in {time.monotonic() - started:.0f} s")
+        for package_dir in {pathlib.Path(self.build_lib) / "pymimalloc", *self._inplace_package_dirs()}:
+            package_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / "LICENSE", package_dir / MIMALLOC_LICENSE)
+
+    def _inplace_package_dirs(self) -> list[pathlib.Path]:
+        if not self.inplace:
+            return []
+        return [pathlib.Path(self.get_finalized_command("build_py").get_package_dir("pymimalloc"))]
+
+
+setup(cffi_modules=["build_ffi.py:make_ffi"], cmdclass={"build_ext": BuildExtension})

@@ -50,6 +50,7 @@ MIMALLOC_VERSION: Final[str] = "{}.{}.{}".format(
     lib.MI_MALLOC_VERSION // 10000, lib.MI_MALLOC_VERSION // 100 % 100, lib.MI_MALLOC_VERSION % 100
 )
 BUILD_INFO: Final[dict[str, Any]] = json.loads(ffi.string(lib.pmi_build_info()).decode())
+BUILD_INFO["compiler"] = ffi.string(lib.pmi_compiler()).decode()
 
 
 def _raise(status: int, what: str) -> NoReturn:

@@ -18,7 +18,9 @@ def build_info() -> dict[str, Any]:
 
     Keys: ``mimalloc_version``; ``mimalloc_source`` (the pinned sdist, or the MIMALLOC_SOURCE path) and
     ``mimalloc_sha256`` (None for a source folder); ``cflags`` and ``defines``; ``native`` and ``portable``
-    (whether -march=native was used); ``debug`` (MI_DEBUG level) and ``secure`` (MI_SECURE level);
-    ``compiler`` and ``python``.
+    (whether -march=native was used: a native build runs only on CPUs like the one that built it, so its
+    wheel must never be published); ``target`` (the -march value: ``native``, ``x86-64-v2``, or
+    ``default``); ``debug`` (MI_DEBUG level) and ``secure`` (MI_SECURE level); ``compiler`` (the compiler
+    as it names itself, with its version, such as ``gcc 12.2.0``), ``python`` and ``numpy_headers``.
     """
     return copy.deepcopy(BUILD_INFO)

@@ -4,9 +4,11 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import pathlib
+import platform
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
 
 import pytest
@@ -46,6 +48,9 @@ def test_build_info_describes_a_consistent_build() -> None:
     assert info["defines"]["MI_SECURE"] == str(info["secure"])
     assert ("NDEBUG" in info["defines"]) == (info["debug"] == 0)
     assert ("-march=native" in info["cflags"]) == info["native"] == (not info["portable"])
+    assert info["target"] == "native" if info["native"] else info["target"] != "native"
+    assert info["compiler"].split()[0] in ("gcc", "clang") and any(c.isdigit() for c in info["compiler"])
+    assert ("-g0" in info["cflags"]) == (info["debug"] == 0)  # release builds carry no debug info
     for flag in ("-O3", "-fvisibility=hidden"):
         assert flag in info["cflags"]
     # dlopen-safe TLS unless initial-exec was asked for at build time (PYMIMALLOC_TLS_MODEL)
@@ -133,14 +138,25 @@ def test_offline_portable_build_from_a_tarball(tmp_path: pathlib.Path) -> None:
     assert info["mimalloc_source"] == str(tarball)
     assert info["mimalloc_sha256"] == build_ffi._sha256(tarball)
     assert info["portable"] is True and "-march=native" not in info["cflags"]
+    if platform.machine() == "x86_64":
+        assert "-march=x86-64-v2" in info["cflags"] and info["target"] == "x86-64-v2"
     assert (tmp_path / "cache").is_dir()
     shutil.rmtree(out)
 
 
-def test_no_mimalloc_code_is_tracked() -> None:
-    if not (REPO / ".git").exists():
-        pytest.skip("not a git checkout")
-    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+def _shipped_files() -> list[str]:
+    """The files of this checkout (git's list) or of this unpacked sdist (everything in it)."""
+    if (REPO / ".git").exists():
+        return subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    assert (REPO / "PKG-INFO").is_file(), "tests run from neither a checkout nor an unpacked sdist"
+    skipped = {"build", ".venv", ".hypothesis", ".pytest_cache", "__pycache__"}
+    return [str(path.relative_to(REPO)) for path in REPO.rglob("*")
+            if path.is_file() and not skipped & set(path.relative_to(REPO).parts) and not path.name.startswith(".venv")
+            and path.suffix not in (".so", ".o") and path.name != "LICENSE.mimalloc"]
+
+
+def test_no_mimalloc_code_is_shipped() -> None:
+    files = _shipped_files()
     assert "csrc/pmi_heap.c" in files  # the listing works
     copyright_line = "Microsoft Research, " + "Daan"  # split, so this file does not match itself
     upstream_names = {"static.c", "heap.c", "alloc.c", "mimalloc.h", "types.h", "internal.h"}
@@ -149,3 +165,78 @@ def test_no_mimalloc_code_is_tracked() -> None:
         path = REPO / name
         if path.is_file():
             assert copyright_line not in path.read_text(errors="replace"), name
+
+
+def test_a_file_that_is_not_a_tarball_is_refused_in_one_paragraph(monkeypatch, tmp_path: pathlib.Path) -> None:
+    not_a_tarball = tmp_path / "mimalloc.tar.gz"
+    not_a_tarball.write_text("hello")
+    monkeypatch.setenv("MIMALLOC_SOURCE", str(not_a_tarball))
+    monkeypatch.setenv("PYMIMALLOC_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(SystemExit, match="could not be read as a tarball.*MIMALLOC_SOURCE must name") as raised:
+        build_ffi.locate_source()
+    assert "Traceback" not in str(raised.value) and str(raised.value).count("\n") <= 3
+
+
+def test_an_unusable_cache_folder_is_refused_in_one_paragraph(monkeypatch, tmp_path: pathlib.Path) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("")  # a folder cannot be made under a file, even by root
+    monkeypatch.setenv("PYMIMALLOC_CACHE_DIR", str(a_file / "cache"))
+    monkeypatch.delenv("MIMALLOC_SOURCE", raising=False)
+    with pytest.raises(SystemExit, match="cannot be created or written.*Set PYMIMALLOC_CACHE_DIR"):
+        build_ffi.locate_source()
+
+
+def test_a_corrupted_cached_sdist_is_named_in_the_offline_error(monkeypatch, tmp_path: pathlib.Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / build_ffi.SDIST_FILENAME).write_bytes(b"corrupted")
+    monkeypatch.setenv("PYMIMALLOC_CACHE_DIR", str(cache))
+    monkeypatch.delenv("MIMALLOC_SOURCE", raising=False)
+    # offline: no index, no find-links, no configuration file
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    with pytest.raises(SystemExit, match=r"(?s)had sha256 [0-9a-f]{64}, not " + build_ffi.SDIST_SHA256 + ".*deleted.*Could not download"):
+        build_ffi.locate_source()
+    assert not (cache / build_ffi.SDIST_FILENAME).exists()
+
+
+def test_an_upstream_release_tarball_layout_is_accepted(monkeypatch, tmp_path: pathlib.Path) -> None:
+    root, _ = build_ffi.locate_source()
+    tarball = tmp_path / "mimalloc-3.4.3.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(root, arcname="mimalloc-3.4.3")  # as GitHub's release archive: mimalloc-3.4.3/src/...
+    monkeypatch.setenv("MIMALLOC_SOURCE", str(tarball))
+    monkeypatch.setenv("PYMIMALLOC_CACHE_DIR", str(tmp_path / "cache"))
+    found, origin = build_ffi.locate_source()
+    assert (found / "src" / "static.c").is_file() and (found / "LICENSE").is_file()
+    assert origin["source"] == str(tarball)
+
+
+@pytest.mark.parametrize("value, portable", [("", False), ("0", False), ("no", False), ("off", False),
+                                             ("1", True), ("yes", True), ("TRUE", True)])
+def test_portable_is_a_switch(monkeypatch, value: str, portable: bool) -> None:
+    monkeypatch.setenv("PYMIMALLOC_PORTABLE", value)
+    assert build_ffi.compile_options()["portable"] is portable
+
+
+def test_portable_refuses_what_is_not_a_switch(monkeypatch) -> None:
+    monkeypatch.setenv("PYMIMALLOC_PORTABLE", "maybe")
+    with pytest.raises(SystemExit, match="PYMIMALLOC_PORTABLE='maybe' is not a switch"):
+        build_ffi.compile_options()
+
+
+def test_the_installed_package_carries_both_licenses() -> None:
+    import importlib.resources
+
+    ours = importlib.metadata.distribution("pymimalloc")
+    assert any(str(f).endswith("LICENSE") for f in ours.files or []), "our LICENSE is not in the installed metadata"
+    theirs = (importlib.resources.files("pymimalloc") / "LICENSE.mimalloc").read_text()
+    assert theirs.startswith("MIT License") and "Microsoft Corporation" in theirs
+
+
+def test_the_extension_is_named_for_this_interpreter_not_abi3() -> None:
+    from pymimalloc import _mimalloc
+
+    assert pathlib.Path(_mimalloc.__file__).name.endswith(sysconfig.get_config_var("EXT_SUFFIX"))
+    assert ".abi3." not in _mimalloc.__file__
