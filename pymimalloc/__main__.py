@@ -78,7 +78,7 @@ def bench_main(argv: list[str]) -> int:
         parser.error("--repeat must be at least 1")
     if args.plot:
         try:
-            import matplotlib  # noqa: F401
+            import matplotlib  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
         except ImportError:
             print("error: --plot needs matplotlib, an optional extra: pip install 'pymimalloc[plot]'",
                   file=sys.stderr)

@@ -10,7 +10,7 @@ import json
 import operator
 import os
 import threading
-from typing import Any, ClassVar, Final, NoReturn
+from typing import Any, ClassVar, Final, NoReturn, SupportsIndex
 
 def _refuse_unsafe_environment() -> None:
     """Refuse, before mimalloc starts, what makes it crash while it starts (it reads these at load time)."""
@@ -125,27 +125,31 @@ def as_size(value: object, what: str = "size") -> int:
 
     Raises TypeError for non-integers, ValueError for negatives, MemoryError above MAX_SIZE.
     """
-    if type(value) is not int:
-        if isinstance(value, bool) or not hasattr(type(value), "__index__"):
-            raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-        value = operator.index(value)  # type: ignore[call-overload]
-    if value < 0:  # type: ignore[operator]
-        raise ValueError(f"{what} must not be negative, got {value}")
-    if value > MAX_SIZE:  # type: ignore[operator]
-        raise MemoryError(f"{what} of {value} bytes is more than mimalloc can allocate ({MAX_SIZE})")
-    return value  # type: ignore[return-value]
+    size = _as_int(value, what)
+    if size < 0:
+        raise ValueError(f"{what} must not be negative, got {size}")
+    if size > MAX_SIZE:
+        raise MemoryError(f"{what} of {size} bytes is more than mimalloc can allocate ({MAX_SIZE})")
+    return size
 
 
 def as_alignment(value: object) -> int:
     """Validate an alignment in bytes: a power of two, at least 1. Raises TypeError or ValueError."""
-    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
-        raise TypeError(f"alignment must be an int, not {type(value).__name__}")
-    value = operator.index(value)  # type: ignore[call-overload]
-    if value <= 0 or value & (value - 1):
-        raise ValueError(f"alignment must be a power of two, got {value}")
-    if value > MAX_SIZE:
-        raise ValueError(f"alignment of {value} bytes is larger than any allocation can be ({MAX_SIZE} bytes)")
-    return value
+    alignment = _as_int(value, "alignment")
+    if alignment <= 0 or alignment & (alignment - 1):
+        raise ValueError(f"alignment must be a power of two, got {alignment}")
+    if alignment > MAX_SIZE:
+        raise ValueError(f"alignment of {alignment} bytes is larger than any allocation can be ({MAX_SIZE} bytes)")
+    return alignment
+
+
+def _as_int(value: object, what: str) -> int:
+    """``value`` as an int: an int, or anything with ``__index__`` but a bool. Raises TypeError otherwise."""
+    if type(value) is int:
+        return value
+    if isinstance(value, bool) or not isinstance(value, SupportsIndex):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    return operator.index(value)
 
 
 def address_of(obj: object) -> int | None:
@@ -165,7 +169,7 @@ def _buffer_address(obj: object) -> int:
     if isinstance(interface, dict) and isinstance(interface.get("data"), tuple):
         return int(interface["data"][0])
     try:
-        pointer = ffi.from_buffer(obj)  # type: ignore[call-overload]
+        pointer = ffi.from_buffer(obj)
     except (TypeError, BufferError, ValueError):
         raise TypeError(
             f"expected an address, a Block or an object exporting a buffer, not {type(obj).__name__}"

@@ -80,7 +80,7 @@ def walk(heap: Heap, visit_blocks: bool) -> list[tuple[Area, list[BlockInfo]]]:
     record = ffi.new("pmi_walk_t *")
     try:
         _core.check(lib.pmi_heap_walk(heap._handle, visit_blocks, record), "walking the heap")
-        areas = []
+        areas: list[tuple[Area, list[BlockInfo]]] = []
         for i in range(record.area_count):
             a = record.areas[i]
             areas.append((Area(a.address, a.reserved, a.committed, a.used, a.block_size, a.full_block_size), []))

@@ -101,10 +101,10 @@ def write_plot(suite: Suite, path: str, title: str = "") -> None:
     Raises PlotUnavailable without matplotlib.
     """
     try:
-        import matplotlib
+        import matplotlib  # type: ignore[import-not-found, unused-ignore]  # optional (the plot extra)
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         raise PlotUnavailable(
             "--plot needs matplotlib, an optional extra: pip install 'pymimalloc[plot]' (or pip install matplotlib)"
