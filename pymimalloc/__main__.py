@@ -1,15 +1,21 @@
-"""``python -m pymimalloc``: how this copy was built and a short heap demonstration;
-``python -m pymimalloc bench``: allocator micro-benchmarks against pymalloc and glibc."""
+"""The command line.
+
+- ``python -m pymimalloc``: how this copy was built and a short heap demonstration;
+- ``python -m pymimalloc bench``: allocator micro-benchmarks against pymalloc and glibc.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import pathlib
 import sys
 import time
 from typing import TextIO
 
-from . import Heap, __version__, build_info, collect, heap_of
+from . import Heap, __version__, build_info, collect, heap_of, mimalloc_version
+from .bench import PATTERNS
 
 
 def demo(out: TextIO) -> None:
@@ -33,11 +39,8 @@ def demo(out: TextIO) -> None:
     print(f"  freed      {heap!r}", file=out)
 
 
-def info_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pymimalloc", description=__doc__)
-    parser.add_argument("--json", action="store_true", help="print build_info() as JSON only")
-    args = parser.parse_args(argv)
-    if args.json:
+def info_main(as_json: bool) -> int:
+    if as_json:
         json.dump(build_info(), sys.stdout, indent=2)
         print()
         return 0
@@ -59,20 +62,40 @@ def _size(text: str) -> int:
     return int(number) * units[unit]
 
 
-def bench_main(argv: list[str]) -> int:
-    from .bench import PATTERNS, plan, run_suite
-    from .bench.report import PlotUnavailable, write_json, write_plot, write_table
+def _output_path(text: str) -> str:
+    """An output file the run can write, checked before the run starts (argparse type)."""
+    path = pathlib.Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: permission denied")
+    return text
 
-    parser = argparse.ArgumentParser(
-        prog="python -m pymimalloc bench",
-        description="Allocator micro-benchmarks run as loops in C: a pymimalloc Heap, mimalloc's default, "
-                    "pymalloc and glibc malloc, side by side.")
-    parser.add_argument("--quick", action="store_true", help="a short run (about 20 s or less)")
+
+BENCH_DESCRIPTION = (
+    "Allocator micro-benchmarks run as loops in C: a pymimalloc Heap, mimalloc's default, pymalloc and glibc "
+    "malloc, side by side."
+)
+
+
+def _bench_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.description = BENCH_DESCRIPTION
+    parser.add_argument("--quick", action="store_true", help="a short run, about 10 s: fewer sizes, shorter rounds")
     parser.add_argument("--pattern", action="append", choices=list(PATTERNS), help="only these patterns")
     parser.add_argument("--size", action="append", type=_size, help="only these sizes (64, 16k, 1m, ...)")
     parser.add_argument("--repeat", type=int, default=5, help="repeats per measurement (median; default 5)")
-    parser.add_argument("--json", metavar="PATH", help="also write machine-readable results")
-    parser.add_argument("--plot", metavar="PATH", help="also write a PNG chart (needs matplotlib)")
+    parser.add_argument("--json", metavar="PATH", type=_output_path, help="also write machine-readable results")
+    parser.add_argument("--plot", metavar="PATH", type=_output_path, help="also write a PNG chart (needs matplotlib)")
+    return parser
+
+
+def bench_main(argv: list[str]) -> int:
+    from .bench import plan, run_suite
+    from .bench.report import PlotUnavailable, write_json, write_plot, write_table
+
+    parser = _bench_parser(argparse.ArgumentParser(prog="python -m pymimalloc bench"))
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -110,7 +133,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
         return bench_main(argv[1:])
-    return info_main(argv)
+    parser = argparse.ArgumentParser(
+        prog="python -m pymimalloc",
+        usage="python -m pymimalloc [-h] [--version] [--json]\n       python -m pymimalloc bench [options]",
+        description="Show how this copy of pymimalloc was built and run a short heap demonstration.",
+        epilog="subcommands:\n  bench       " + BENCH_DESCRIPTION + "\n              See: python -m pymimalloc bench --help",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"pymimalloc {__version__} (mimalloc {mimalloc_version})")
+    parser.add_argument("--json", action="store_true", help="print build_info() as JSON only")
+    args = parser.parse_args(argv)
+    return info_main(args.json)
 
 
 if __name__ == "__main__":

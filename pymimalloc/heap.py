@@ -13,7 +13,6 @@ import contextlib
 import contextvars
 import json
 import weakref
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _core
@@ -287,21 +286,21 @@ class Heap(_core.ProcessLocal):
         return self._numpy_call(NP.array, obj, dtype, copy=True)
 
     # -- walking ------------------------------------------------------------------------------------
-    def areas(self) -> Iterator[Area]:
-        """The heap's areas (``mi_heap_visit_blocks``), recorded at the time of the call."""
+    def areas(self) -> list[Area]:
+        """A new list of the heap's areas (``mi_heap_visit_blocks``), recorded at the time of the call."""
         with frozen(self):
             found = walk(self, False)
-        return iter([area for area, _ in found])
+        return [area for area, _ in found]
 
-    def blocks(self) -> Iterator[BlockInfo]:
-        """Every live block of the heap, recorded at the time of the call.
+    def blocks(self) -> list[BlockInfo]:
+        """A new list of every live block of the heap, recorded at the time of the call.
 
         These are mimalloc's blocks: an aligned allocation may lie inside one, so its ``Block.address``
         can be after the ``BlockInfo.address`` of the block that holds it.
         """
         with frozen(self):
             found = walk(self, True)
-        return iter([info for _, infos in found for info in infos])
+        return [info for _, infos in found for info in infos]
 
     def visit(self, callback: VisitCallback, blocks: bool = True) -> bool:
         """Call ``callback(area, None)`` for each area and, if ``blocks``, ``callback(area, block_info)``

@@ -90,3 +90,32 @@ def test_bench_rejects_bad_arguments() -> None:
     for args in (["--pattern", "nope"], ["--size", "lots"], ["--repeat", "0"]):
         result = _bench(*args)
         assert result.returncode == 2 and result.stderr
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pymimalloc", *args], capture_output=True, text=True,
+                          timeout=300, cwd=CWD)
+
+
+def test_version_names_both_versions() -> None:
+    result = _cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"pymimalloc {pymimalloc.__version__} (mimalloc {pymimalloc.mimalloc_version})"
+
+
+def test_help_shows_the_bench_subcommand_in_plain_text() -> None:
+    top, bench = _cli("--help"), _bench("--help")
+    assert top.returncode == bench.returncode == 0
+    assert "python -m pymimalloc bench" in top.stdout.splitlines()[1]  # the usage line itself
+    for text in (top.stdout, bench.stdout):
+        assert "``" not in text  # no reST markup in terminal help
+    assert "about 10 s" in bench.stdout
+
+
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+@pytest.mark.parametrize("where", ["missing folder", "a folder"])
+def test_unwritable_outputs_are_refused_before_the_run(tmp_path, option: str, where: str) -> None:
+    target = tmp_path / "missing" / "out.x" if where == "missing folder" else tmp_path
+    result = _bench("--pattern", "pair", "--size", "64", option, str(target))
+    assert result.returncode == 2 and f"argument {option}" in result.stderr
+    assert "[1/" not in result.stderr  # nothing was measured

@@ -204,3 +204,13 @@ def test_a_dropped_snapshot_thaws_its_heap(heap: pymimalloc.Heap) -> None:
     del snap
     gc.collect()
     heap.malloc(8).free()  # the heap thawed when the snapshot went
+
+
+def test_areas_and_blocks_are_lists_to_index_and_read_twice(heap: pymimalloc.Heap) -> None:
+    kept = [heap.malloc(64) for _ in range(3)]
+    areas, blocks = heap.areas(), heap.blocks()
+    assert isinstance(areas, list) and isinstance(blocks, list)
+    assert areas[:1] and len(blocks) == len(kept)
+    assert list(blocks) == list(blocks)
+    for block in kept:
+        block.free()
