@@ -240,3 +240,13 @@ def test_the_extension_is_named_for_this_interpreter_not_abi3() -> None:
 
     assert pathlib.Path(_mimalloc.__file__).name.endswith(sysconfig.get_config_var("EXT_SUFFIX"))
     assert ".abi3." not in _mimalloc.__file__
+
+
+def test_release_builds_carry_no_debug_info() -> None:
+    from pymimalloc import _mimalloc
+
+    sections = subprocess.run(["readelf", "-S", "-W", _mimalloc.__file__], capture_output=True, text=True,
+                              check=True).stdout
+    assert ".text" in sections  # the listing works
+    has_debug_info = ".debug_info" in sections
+    assert has_debug_info == (pymimalloc.build_info()["debug"] > 0)
