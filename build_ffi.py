@@ -318,8 +318,8 @@ def compile_options() -> dict[str, object]:
     target = _target(portable)
     if target:
         cflags.append(f"-march={target}")
-    if debug == 0:
-        cflags.append("-g0")  # no debug info in release builds (Python's own CFLAGS carry -g)
+    # no debug info in release builds (Python's own CFLAGS may carry -g); checked builds are for debugging
+    cflags.append("-g0" if debug == 0 else "-g")
     defines = [("MI_DEBUG", str(debug)), ("MI_SECURE", str(secure))]
     track = os.environ.get("PYMIMALLOC_TRACK", "").strip().lower()
     if track == "valgrind":
