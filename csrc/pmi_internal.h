@@ -23,4 +23,9 @@ void*      pmi_data_alloc(pmi_heap_t* heap, size_t size, bool zero);
 void*      pmi_data_realloc(pmi_heap_t* heap, void* p, size_t size);
 void       pmi_data_free(pmi_heap_t* heap, void* p);
 
+#ifdef Py_PYTHON_H
+/* Add these functions to the pymimalloc._mimalloc module (see pmi_python.c for the one mechanism). */
+int pmi_module_add_functions(PyObject* module, PyMethodDef* defs);
+#endif
+
 #endif

@@ -89,17 +89,12 @@ static PyMethodDef pmi_numpy_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* installed as every C object is: see pmi_python.c */
 int pmi_numpy_install(void) {
     PyGILState_STATE gil = PyGILState_Ensure();  /* cffi released the GIL around this call */
     int status = -1;
     PyObject* module = PyImport_ImportModule("pymimalloc._mimalloc");
-    if (module != NULL && _import_array() >= 0) {
-        status = 0;
-        for (PyMethodDef* def = pmi_numpy_methods; def->ml_name != NULL && status == 0; def++) {
-            PyObject* func = PyCFunction_NewEx(def, NULL, NULL);
-            if (func == NULL || PyModule_AddObject(module, def->ml_name, func) < 0) { Py_XDECREF(func); status = -1; }
-        }
-    }
+    if (module != NULL && _import_array() >= 0) status = pmi_module_add_functions(module, pmi_numpy_methods);
     if (status < 0) PyErr_Print();
     Py_XDECREF(module);
     PyGILState_Release(gil);

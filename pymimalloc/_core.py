@@ -40,7 +40,7 @@ except ModuleNotFoundError as error:  # pragma: no cover - exercised in a subpro
         "package: run from another directory, or install with `pip install -e .` to build it in place."
     ) from None
 
-__all__ = ["ffi", "lib", "check", "as_size", "as_alignment", "address_of", "fork_safe_lock", "MAX_SIZE", "BUILD_INFO"]
+__all__ = ["Block", "HeapBase", "ffi", "lib", "check", "as_size", "as_alignment", "address_of", "fork_safe_lock", "MAX_SIZE", "BUILD_INFO"]
 
 #: Largest request mimalloc accepts, in bytes (PTRDIFF_MAX); larger requests raise MemoryError.
 MAX_SIZE: Final[int] = 2 ** (8 * ffi.sizeof("size_t") - 1) - 1
@@ -89,6 +89,11 @@ if lib.pmi_init() != lib.PMI_OK:
         "pymimalloc could not initialise: mimalloc could not allocate its first heap. If "
         "MIMALLOC_DISALLOW_OS_ALLOC is set, also reserve memory for it (MIMALLOC_RESERVE_OS_MEMORY=256MiB)."
     )
+
+# pymimalloc's own CPython types, from csrc/pmi_python.c (added to the compiled module here, once)
+if lib.pmi_python_install() != 0:
+    raise ImportError("pymimalloc could not add its C types to its compiled module (see the message above)")
+from ._mimalloc import Block, HeapBase  # noqa: E402
 
 
 class ProcessLocal:

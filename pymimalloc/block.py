@@ -1,172 +1,21 @@
 """Blocks: memory allocated from a Heap, owned by a Python object.
 
-A Block's memory is freed when nothing in Python can reach it any more: not the Block, and no memoryview
-(or anything built on one, such as a numpy array over ``block.view``). ``free()`` drops the Block's own
-hold at once and refuses, with BufferError, while views are exported; realloc moves the memory and so
-refuses in the same case. No Python object can ever point at freed memory.
+``Block`` is a CPython type (``csrc/pmi_python.c``) with the buffer protocol: ``memoryview(block)``,
+``bytes(block)`` and ``numpy.frombuffer(block)`` work directly, and ``block.view`` is ``memoryview(block)``.
+A Block's memory is freed when nothing in Python can reach it any more: every exported buffer holds the
+Block itself. ``free()`` gives the memory back at once and refuses, with BufferError, while buffers are
+exported (the Block counts them exactly); realloc moves the memory and so refuses in the same case. No
+Python object can ever point at freed memory.
 """
 
 from __future__ import annotations
 
-import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import _core
-from ._core import ffi, lib
+from ._core import Block, lib
 
-if TYPE_CHECKING:
-    from types import TracebackType
-
-    from .heap import Heap
-
-__all__ = ["Block", "usable_size", "good_size", "address_of"]
-
-# Serialises what must not interleave across threads: creating a block's first exporter, checking for
-# exported views, and moving a block (realloc). Plain allocation and free never take it.
-_exports_lock = _core.fork_safe_lock()
-
-# sys.getrefcount(block._exporter) when only the Block holds it: the slot, and getrefcount's argument.
-_EXPORTER_OWN_REFS = 2
-
-
-class Block:
-    """A block of ``size`` bytes allocated from a :class:`~pymimalloc.Heap`.
-
-    Blocks come from ``Heap.malloc()`` and its siblings, never from this constructor. The Block owns its
-    memory: it is freed by :meth:`free`, by leaving a ``with block:`` statement, or when the Block is
-    garbage-collected, whichever comes first, but never while a view of it is alive.
-    """
-
-    __slots__ = ("_record", "_heap", "_exporter", "__weakref__")
-
-    _record: Any  # pmi_block_t* with destructor pmi_block_release, or None once freed
-    _heap: Heap
-    _exporter: Any  # cffi buffer over the data, created on first use of .view
-
-    def __init__(self) -> None:
-        raise TypeError("Blocks are allocated with Heap.malloc(), zalloc(), calloc() or malloc_aligned()")
-
-    def _live(self) -> Any:
-        record = self._record
-        if record is None:
-            raise ValueError("the block is freed")
-        return record
-
-    def _views_exported(self) -> bool:
-        return self._exporter is not None and sys.getrefcount(self._exporter) > _EXPORTER_OWN_REFS
-
-    def _detach(self) -> None:
-        self._record = None
-        self._exporter = None
-
-    # -- what it is ---------------------------------------------------------------------------------
-    @property
-    def address(self) -> int:
-        """The block's start address (an int). Raises ValueError once freed."""
-        return int(ffi.cast("uintptr_t", self._live().data))
-
-    @property
-    def size(self) -> int:
-        """The number of bytes requested. Raises ValueError once freed."""
-        return int(self._live().size)
-
-    @property
-    def usable_size(self) -> int:
-        """The bytes actually available in the block (>= size), as mimalloc reports. ValueError once freed."""
-        return int(lib.mi_usable_size(self._live().data))
-
-    @property
-    def heap(self) -> Heap:
-        """The Heap the block was allocated from (it may be closed since)."""
-        return self._heap
-
-    @property
-    def freed(self) -> bool:
-        """True once the Block has given up its memory."""
-        return self._record is None
-
-    @property
-    def view(self) -> memoryview:
-        """A new writable memoryview of the block's ``size`` bytes (format ``B``).
-
-        The view keeps the memory alive even if the Block is dropped; ``free()`` and ``Heap.realloc()``
-        raise BufferError until every view is released. Raises ValueError once freed.
-        """
-        with _exports_lock:
-            record = self._live()
-            exporter = self._exporter
-            if exporter is None:
-                # The data pointer's destructor is a bound method of the record, so every view keeps the
-                # record (and thus the memory) alive; the method itself does nothing when called.
-                data = ffi.gc(ffi.cast("char *", record.data), record.__eq__)
-                exporter = self._exporter = ffi.buffer(data, record.size)
-            return memoryview(exporter)
-
-    # -- copies ---------------------------------------------------------------------------------------
-    def __copy__(self) -> Block:
-        """A new Block from the same heap holding a copy of this block's contents, like copying a bytearray.
-
-        Raises ValueError if this block is freed or its heap is closed, as ``heap.malloc`` does."""
-        twin = self._heap.malloc(self._live().size)
-        with _exports_lock:  # a realloc in another thread must not move the memory while we copy it
-            record = self._live()
-            ffi.memmove(twin._record.data, record.data, min(record.size, twin.size))
-        return twin
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Block:
-        return self.__copy__()
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        raise TypeError("a Block cannot be pickled: its memory lives only in this process; pickle bytes(block.view)")
-
-    # -- giving it back ------------------------------------------------------------------------------
-    def free(self) -> None:
-        """Give the memory back to its heap. Idempotent.
-
-        Raises BufferError while a view of the block is exported (release the views first), as
-        ``mmap.close()`` does, and RuntimeError while a visit or snapshot of its heap is in progress.
-        """
-        if self._record is None:
-            return
-        if self._heap._freezes:
-            raise RuntimeError("cannot free into a heap while a visit or snapshot of it is in progress")
-        if self._exporter is not None:
-            with _exports_lock:
-                if self._views_exported():
-                    raise BufferError("cannot free a Block while views of it are exported; release them first")
-            self._exporter = None
-        # Dropping the record frees the memory (its cdata destructor), unless a view still holds it.
-        self._record = None
-
-    def __enter__(self) -> Block:
-        self._live()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.free()
-
-    def __repr__(self) -> str:
-        record = self._record
-        if record is None:
-            return "<pymimalloc.Block freed>"
-        address = int(ffi.cast("uintptr_t", record.data))
-        return f"<pymimalloc.Block {record.size} bytes at {address:#x}>"
-
-
-_new_block = object.__new__
-_gc = ffi.gc
-_release = lib.pmi_block_release
-
-
-def _adopt(record: Any, heap: Heap) -> Block:
-    """Wrap a fresh ``pmi_block_t*`` from C in a Block, which now owns it (internal; a hot path)."""
-    block = _new_block(Block)
-    block._record = _gc(record, _release)
-    block._heap = heap
-    block._exporter = None
-    return block
+__all__ = ["Block", "address_of", "good_size", "usable_size"]
 
 
 def address_of(obj: object) -> int | None:

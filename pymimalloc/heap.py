@@ -19,7 +19,7 @@ from . import _core
 from ._core import ffi, lib
 from .arena import Arena
 from .arrays import NP, handler_of, numpy_allocator
-from .block import Block, _adopt, _exports_lock, _gc, _new_block, _release, address_of
+from .block import Block, address_of
 from .stats import take_text
 from .visit import Area, BlockInfo, Snapshot, VisitCallback, frozen, visit, walk
 
@@ -34,13 +34,11 @@ __all__ = ["Heap", "main_heap", "heap_of", "default_heap", "malloc"]
 _heaps_by_id: weakref.WeakValueDictionary[int, Heap] = weakref.WeakValueDictionary()
 _main_heap_lock = _core.fork_safe_lock()
 _main_heap: Heap | None = None
-_block_alloc = lib.pmi_block_alloc
-_MAX_SIZE = _core.MAX_SIZE
 # The default heap of this context (thread or asyncio task), set by as_default(); None means the main heap.
 _default: contextvars.ContextVar[Heap | None] = contextvars.ContextVar("pymimalloc_default_heap", default=None)
 
 
-class Heap(_core.ProcessLocal):
+class Heap(_core.ProcessLocal, _core.HeapBase):
     """A mimalloc heap. Allocate Blocks from it; close it to release its memory.
 
     Any thread may allocate from a Heap and free blocks into it. Use it as a context manager: leaving
@@ -48,7 +46,7 @@ class Heap(_core.ProcessLocal):
     the same way.
     """
 
-    __slots__ = ("_handle", "_id", "_arena", "_numpy_handler", "_freezes", "__weakref__")
+    __slots__ = ("_handle", "_id", "_arena", "_numpy_handler", "__weakref__")
     _unshareable_why = "it is one mimalloc heap, and its memory lives only in this process; share the object itself"
 
     _handle: Any  # pmi_heap_t* with destructor pmi_heap_release
@@ -75,47 +73,27 @@ class Heap(_core.ProcessLocal):
     def _attach(self, handle: Any, arena: Arena | None = None) -> None:
         self._arena = arena
         self._numpy_handler: Any = None  # capsule for numpy, made on first use (arrays.py)
-        self._freezes = 0  # visits and snapshots in progress (visit.py), so Block.free need not ask C
         self._handle = ffi.gc(handle, lib.pmi_heap_release)
+        self._bind_handle(int(ffi.cast("uintptr_t", handle)))  # for the C allocation methods (HeapBase)
         self._id = int(lib.pmi_heap_id(handle))
         _heaps_by_id[self._id] = self
 
-    # -- allocation ---------------------------------------------------------------------------------
-    def _allocate(self, size: int, alignment: int, zero: bool) -> Block:
-        record = _block_alloc(self._handle, size, alignment, zero)
-        if not record:
-            self._allocation_failed(size)
-        return _adopt(record, self)
+    # -- allocation: malloc, zalloc, realloc and _allocate are C methods (HeapBase, csrc/pmi_python.c) --
+    def _allocate_unchecked(self, size: object, alignment: int, zero: bool) -> Block:
+        """malloc/zalloc for sizes the C fast path does not take: validated here, then allocated in C."""
+        return self._allocate(_core.as_size(size), alignment, zero)
+
+    def _realloc_unchecked(self, block: Block, size: object) -> Block:
+        return self.realloc(block, _core.as_size(size))
 
     def _allocation_failed(self, size: int) -> None:
+        """Raise what the calling thread's last failed allocation from this heap means (called by C)."""
         failure = lib.pmi_allocation_failure()
         if failure in (lib.PMI_ECLOSED, lib.PMI_EBUSY):
             raise ValueError("cannot allocate from a closed heap")
         if failure == lib.PMI_ENOMEM:
             raise MemoryError(f"mimalloc could not allocate {size} bytes")
         _core.check(failure, "allocation")
-
-    def malloc(self, size: int) -> Block:
-        """Allocate a Block of ``size`` bytes (uninitialised contents).
-
-        Raises TypeError if size is not an int, ValueError if it is negative or the heap is closed,
-        MemoryError if it is too large or memory runs out.
-        """
-        # the hot path, inlined: a plain int in range goes straight to C
-        if type(size) is not int or not 0 <= size <= _MAX_SIZE:
-            size = _core.as_size(size)
-        record = _block_alloc(self._handle, size, 0, False)
-        if not record:
-            self._allocation_failed(size)
-        block = _new_block(Block)  # _adopt(), inlined
-        block._record = _gc(record, _release)
-        block._heap = self
-        block._exporter = None
-        return block
-
-    def zalloc(self, size: int) -> Block:
-        """Allocate a zero-filled Block of ``size`` bytes. Raises as :meth:`malloc`."""
-        return self._allocate(_core.as_size(size), 0, True)
 
     def calloc(self, count: int, size: int) -> Block:
         """Allocate a zero-filled Block for ``count`` items of ``size`` bytes each. Raises as :meth:`malloc`;
@@ -135,29 +113,6 @@ class Heap(_core.ProcessLocal):
     def zalloc_aligned(self, size: int, alignment: int) -> Block:
         """Like :meth:`malloc_aligned`, zero-filled."""
         return self._allocate(_core.as_size(size), _core.as_alignment(alignment), True)
-
-    def realloc(self, block: Block, size: int) -> Block:
-        """Resize ``block`` to ``size`` bytes, keeping its contents up to the smaller size.
-
-        Returns a new Block; the old one is freed (using it raises ValueError). Raises ValueError if the
-        block belongs to another heap or is freed, or this heap is closed; BufferError while views of the
-        block are exported; MemoryError if memory runs out (the old block is then unchanged).
-        """
-        if not isinstance(block, Block):
-            raise TypeError(f"realloc needs a Block, not {type(block).__name__}")
-        size = _core.as_size(size)
-        with _exports_lock:
-            record = block._live()
-            if block._heap is not self:
-                raise ValueError("the block was allocated from another heap")
-            self._check_usable()  # a closed (or frozen) heap is the first thing to report
-            if block._views_exported():
-                raise BufferError("cannot realloc a Block while views of it are exported; release them first")
-            moved = lib.pmi_block_realloc(record, size)
-            if not moved:
-                self._allocation_failed(size)
-            block._detach()
-        return _adopt(moved, self)
 
     # -- queries ------------------------------------------------------------------------------------
     def contains(self, obj: Block | int | Any) -> bool:
@@ -391,7 +346,7 @@ def main_heap() -> Heap:
     global _main_heap
     with _main_heap_lock:
         if _main_heap is None:
-            heap = object.__new__(Heap)
+            heap = Heap.__new__(Heap)
             heap._attach(lib.pmi_heap_main_handle())
             _main_heap = heap
         return _main_heap

@@ -49,19 +49,12 @@ class BlockInfo:
 VisitCallback = Callable[[Area, "BlockInfo | None"], Any]
 
 
-_freeze_lock = _core.fork_safe_lock()
-
-
 def freeze(heap: Heap, what: str) -> None:
-    """Freeze ``heap`` in C, and count it on the Heap so ``Block.free`` can refuse without calling C."""
+    """Freeze ``heap`` in C (Block.free asks C whether its heap is frozen)."""
     _core.check(lib.pmi_heap_freeze(heap._handle), what)
-    with _freeze_lock:
-        heap._freezes += 1
 
 
 def thaw(heap: Heap) -> None:
-    with _freeze_lock:
-        heap._freezes -= 1
     lib.pmi_heap_thaw(heap._handle)
 
 
