@@ -5,6 +5,8 @@
 #define PY_ARRAY_UNIQUE_SYMBOL pmi_ARRAY_API
 #include <numpy/arrayobject.h>
 #include <mimalloc.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include "pmi_heap.h"
 #include "pmi_numpy.h"
 #include "pmi_internal.h"
@@ -82,7 +84,76 @@ static PyObject* pmi_numpy_call_with(PyObject* self, PyObject* const* args, Py_s
     return result;
 }
 
+/* numpy traces the array data it allocates under this tracemalloc domain (NPY_TRACE_DOMAIN, numpy's
+   alloc.c); arrays made below are traced under it too, as numpy would, and numpy untracks them at free. */
+#define PMI_NUMPY_TRACE_DOMAIN 389047
+
+/* _numpy_empty(handler, shape, dtype, order, zero) -> a new array whose data comes from the handler's
+   heap, made without setting numpy's handler ContextVar (twice, to set and to restore).
+   The array is what numpy itself makes under the handler: it owns its data (OWNDATA), its mem_handler is
+   the heap's capsule, so numpy frees (and reallocs, on resize) through the handler, and tracemalloc sees
+   it in numpy's domain. Returns NotImplemented for what numpy must initialise itself (object and other
+   reference-holding or non-legacy dtypes, subarray dtypes) or size itself (overflow): the caller then
+   goes through the handler. MemoryError if the heap is closed, frozen, or out of memory. */
+static PyObject* pmi_numpy_empty(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "_numpy_empty(handler, shape, dtype, order, zero)");
+        return NULL;
+    }
+    PyObject* capsule = args[0];
+    PyDataMem_Handler* handler = (PyDataMem_Handler*)PyCapsule_GetPointer(capsule, PMI_CAPSULE_NAME);
+    if (handler == NULL) return NULL;
+    const int zero = PyObject_IsTrue(args[4]);
+    if (zero < 0) return NULL;
+    NPY_ORDER order = NPY_CORDER;
+    if (!PyArray_OrderConverter(args[3], &order)) return NULL;
+    PyArray_Descr* descr = NULL;
+    if (!PyArray_DescrConverter2(args[2], &descr)) return NULL;
+    if (descr == NULL) descr = PyArray_DescrFromType(NPY_DOUBLE);  /* dtype=None */
+    PyArray_Dims dims = {NULL, 0};
+    if (!PyArray_IntpConverter(args[1], &dims)) { Py_DECREF(descr); return NULL; }
+    bool numpy_must_do_it = !PyDataType_ISLEGACY(descr) || PyDataType_FLAGCHK(descr, NPY_NEEDS_INIT)
+                            || PyDataType_FLAGCHK(descr, NPY_ITEM_REFCOUNT) || PyDataType_HASSUBARRAY(descr)
+                            || PyDataType_ELSIZE(descr) == 0;
+    size_t nbytes = numpy_must_do_it ? 0 : (size_t)PyDataType_ELSIZE(descr);
+    for (int i = 0; i < dims.len && !numpy_must_do_it; i++) {
+        const npy_intp dim = dims.ptr[i];
+        if (dim < 0 || (dim != 0 && nbytes > (size_t)PTRDIFF_MAX / (size_t)dim)) numpy_must_do_it = true;
+        else nbytes *= (size_t)dim;
+    }
+    if (numpy_must_do_it) {  /* numpy raises for negative dimensions and sizes that overflow */
+        Py_DECREF(descr);
+        PyDimMem_FREE(dims.ptr);
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    const size_t allocated = nbytes == 0 ? 1 : nbytes;  /* as numpy: never a NULL data pointer */
+    pmi_heap_t* heap = (pmi_heap_t*)handler->allocator.ctx;
+    void* data = pmi_data_alloc(heap, allocated, zero != 0);
+    if (data == NULL) {
+        Py_DECREF(descr);
+        PyDimMem_FREE(dims.ptr);
+        return PyErr_NoMemory();
+    }
+    (void)PyTraceMalloc_Track(PMI_NUMPY_TRACE_DOMAIN, (uintptr_t)data, allocated);
+    PyObject* array = PyArray_NewFromDescr(&PyArray_Type, descr, dims.len, dims.ptr, NULL, data,
+                                           NPY_ARRAY_WRITEABLE | (order == NPY_FORTRANORDER ? NPY_ARRAY_F_CONTIGUOUS : 0),
+                                           NULL);  /* steals descr */
+    PyDimMem_FREE(dims.ptr);
+    if (array == NULL) {
+        (void)PyTraceMalloc_Untrack(PMI_NUMPY_TRACE_DOMAIN, (uintptr_t)data);
+        pmi_data_free(heap, data);
+        return NULL;
+    }
+    PyArrayObject_fields* fields = (PyArrayObject_fields*)array;
+    Py_INCREF(capsule);
+    Py_XSETREF(fields->mem_handler, capsule);
+    PyArray_ENABLEFLAGS((PyArrayObject*)array, NPY_ARRAY_OWNDATA);
+    return array;
+}
+
 static PyMethodDef pmi_numpy_methods[] = {
+    {"_numpy_empty", (PyCFunction)(void (*)(void))pmi_numpy_empty, METH_FASTCALL, NULL},
     {"_numpy_handler", (PyCFunction)pmi_numpy_handler, METH_O, NULL},
     {"_numpy_set_handler", (PyCFunction)pmi_numpy_set_handler, METH_O, NULL},
     {"_numpy_call_with", (PyCFunction)(void (*)(void))pmi_numpy_call_with, METH_FASTCALL | METH_KEYWORDS, NULL},

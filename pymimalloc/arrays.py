@@ -85,10 +85,12 @@ class _Binding:
         import numpy
 
         self.call = _c_api()._numpy_call_with
+        self.new = _c_api()._numpy_empty
         for constructor in self.NAMES:
             setattr(self, constructor, getattr(numpy, constructor))
         return object.__getattribute__(self, name)
 
 
-#: ``NP.call(handler, NP.empty, ...)`` runs a numpy constructor with a heap's handler set.
+#: ``NP.call(handler, NP.empty, ...)`` runs a numpy constructor with a heap's handler set;
+#: ``NP.new(handler, shape, dtype, order, zero)`` makes an empty (or zeroed) array in C without setting it.
 NP: Any = _Binding()

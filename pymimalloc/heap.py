@@ -201,24 +201,37 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         self._check_usable()  # closed or frozen says so; otherwise it was a real MemoryError
 
     def empty(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
-        """``numpy.empty`` with the data in this heap. ValueError if closed, RuntimeError if frozen."""
-        try:
-            return NP.call(self._numpy_handler or handler_of(self), NP.empty, shape, dtype, order)  # type: ignore[no-any-return]
+        """``numpy.empty`` with the data in this heap. ValueError if closed, RuntimeError if frozen.
+
+        The array is the one numpy makes with the heap's handler set (it owns its data, and numpy frees
+        it through the handler), built in C without setting numpy's handler ContextVar."""
+        try:  # the hot path, so inlined rather than shared with zeros
+            array = NP.new(self._numpy_handler or handler_of(self), shape, dtype, order, False)
         except MemoryError:
             self._numpy_failed()
             raise
+        if array is NotImplemented:  # object dtypes and the like: numpy initialises them itself
+            return self._numpy_call(NP.empty, shape, dtype, order)
+        return array  # type: ignore[no-any-return]
+
+    def zeros(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
+        """``numpy.zeros`` with the data in this heap, zeroed by mimalloc (its calloc), not by a memset."""
+        try:
+            array = NP.new(self._numpy_handler or handler_of(self), shape, dtype, order, True)
+        except MemoryError:
+            self._numpy_failed()
+            raise
+        if array is NotImplemented:
+            return self._numpy_call(NP.zeros, shape, dtype, order)
+        return array  # type: ignore[no-any-return]
 
     def _numpy_call(self, func: Any, *args: Any, **kwargs: Any) -> np.ndarray:
-        """Run a numpy constructor with this heap's handler (``empty`` inlines this: it is the hot one)."""
+        """Run a numpy constructor with this heap's handler set."""
         try:
             return NP.call(self._numpy_handler or handler_of(self), func, *args, **kwargs)  # type: ignore[no-any-return]
         except MemoryError:
             self._numpy_failed()
             raise
-
-    def zeros(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
-        """``numpy.zeros`` with the data in this heap, zeroed by mimalloc (its calloc), not by a memset."""
-        return self._numpy_call(NP.zeros, shape, dtype, order)
 
     def ones(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
         """``numpy.ones`` with the data in this heap."""

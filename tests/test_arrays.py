@@ -221,3 +221,50 @@ def test_subprocess_exits_cleanly_with_live_heap_arrays() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             cwd=tempfile.gettempdir())
     assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")
+
+
+def test_empty_and_zeros_are_what_numpy_makes_under_the_handler(heap: pymimalloc.Heap) -> None:
+    from numpy._core.multiarray import get_handler_name
+
+    for make in (heap.empty, heap.zeros):
+        array = make((3, 5), np.float32, "F")
+        assert array.shape == (3, 5) and array.dtype == np.float32 and array.flags.f_contiguous
+        assert array.flags.owndata and get_handler_name(array) == "pymimalloc"
+        assert array in heap and pymimalloc.heap_of(array) is heap
+    assert not heap.zeros(1000).any()
+    assert heap.empty(0).size == 0
+    grown = heap.empty(10)
+    grown.resize(100_000, refcheck=False)  # numpy reallocs through the heap's handler
+    assert grown in heap and heap.live_bytes >= 800_000
+    objects = heap.empty(3, object)  # numpy initialises these itself (the handler route)
+    assert list(objects) == [None, None, None] and objects in heap
+    with pytest.raises(ValueError):
+        heap.empty(-1)
+    del grown, objects, array
+    assert heap.live_bytes == 0
+
+
+def test_empty_is_traced_in_numpys_tracemalloc_domain(heap: pymimalloc.Heap) -> None:
+    import tracemalloc
+
+    numpy_domain = 389047
+    tracemalloc.start()
+    try:
+        array = heap.empty(1 << 16, np.uint8)
+        traced = tracemalloc.take_snapshot().filter_traces([tracemalloc.DomainFilter(True, numpy_domain)])
+        assert sum(stat.size for stat in traced.statistics("filename")) >= 1 << 16
+        del array
+        traced = tracemalloc.take_snapshot().filter_traces([tracemalloc.DomainFilter(True, numpy_domain)])
+        assert sum(stat.size for stat in traced.statistics("filename")) < 1 << 16
+    finally:
+        tracemalloc.stop()
+
+
+def test_empty_of_a_closed_or_frozen_heap_raises() -> None:
+    heap = pymimalloc.Heap()
+    with heap.snapshot():
+        with pytest.raises(RuntimeError):
+            heap.empty(10)
+    heap.close()
+    with pytest.raises(ValueError):
+        heap.zeros(10)

@@ -132,3 +132,44 @@ def test_usable_size_of_foreign_address_raises(heap: pymimalloc.Heap) -> None:
         pymimalloc.usable_size(8)
     with pytest.raises(TypeError):
         pymimalloc.usable_size("text")
+
+
+def test_a_block_is_a_buffer(heap: pymimalloc.Heap) -> None:
+    import numpy as np
+
+    block = heap.malloc(16)
+    assert len(block) == 16 and block.exports == 0
+    memoryview(block)[:] = bytes(range(16))
+    assert bytes(block) == bytes(range(16))
+    view = memoryview(block)
+    assert view.format == "B" and not view.readonly and view.nbytes == 16 and block.exports == 1
+    array = np.frombuffer(block, np.uint8)
+    array[0] = 99
+    assert block.view[0] == 99 and block.exports == 2
+    with pytest.raises(BufferError):
+        block.free()
+    with pytest.raises(BufferError):
+        heap.realloc(block, 64)
+    view.release()
+    del array
+    assert block.exports == 0
+    block.free()
+    with pytest.raises(ValueError):
+        memoryview(block)
+    with pytest.raises(ValueError):
+        len(block)
+
+
+def test_an_exported_buffer_keeps_a_dropped_block_alive(heap: pymimalloc.Heap) -> None:
+    view = heap.malloc(32).view
+    view[:] = b"x" * 32
+    assert heap.live_blocks == 1  # the view holds the Block
+    assert bytes(view) == b"x" * 32
+    view.release()
+    assert heap.live_blocks == 0
+
+
+def test_blocks_come_only_from_heaps() -> None:
+    with pytest.raises(TypeError, match="Heap.malloc"):
+        pymimalloc.Block()
+    assert pymimalloc.Block.__module__ == "pymimalloc"

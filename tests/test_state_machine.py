@@ -94,7 +94,7 @@ class Allocation:
 
     def __init__(self, heap: pymimalloc.Heap, obj: object, size: int, fill: int) -> None:
         self.heap, self.obj, self.size, self.fill = heap, obj, size, fill
-        self.views: list[memoryview] = []
+        self.views: list[object] = []  # buffers exported from the Block: memoryviews and numpy arrays
 
     @property
     def address(self) -> int:
@@ -290,18 +290,28 @@ class PymimallocMachine(RuleBasedStateMachine):
         grown.view[:] = bytes([allocation.fill]) * size
         allocation.obj, allocation.size = grown, size
 
-    @rule(allocation=allocations, where=WHERE)
-    def take_view(self, allocation: Allocation | None, where: int) -> None:
+    @rule(allocation=allocations, where=WHERE, how=st.sampled_from(["view", "memoryview", "numpy"]))
+    def take_view(self, allocation: Allocation | None, where: int, how: str) -> None:
+        """Export a buffer of a Block (the buffer protocol): each export counts until it is released."""
         if allocation is not None and id(allocation) in self.live and isinstance(allocation.obj, pymimalloc.Block):
             block = allocation.obj
-            allocation.views.append(self._in(where, lambda: block.view[:]))
+            export: Callable[[], object] = {
+                "view": lambda: block.view[:],
+                "memoryview": lambda: memoryview(block),
+                "numpy": lambda: np.frombuffer(block, np.uint8),
+            }[how]
+            allocation.views.append(self._in(where, export))
+            assert block.exports == len(allocation.views)
 
     @rule(allocation=allocations)
     def release_views(self, allocation: Allocation | None) -> None:
         if allocation is not None:
             for view in allocation.views:
-                view.release()
-            allocation.views.clear()
+                if isinstance(view, memoryview):
+                    view.release()
+            allocation.views.clear()  # the numpy arrays go with their last reference
+            if isinstance(allocation.obj, pymimalloc.Block) and not allocation.obj.freed:
+                assert allocation.obj.exports == 0
             if allocation in self.orphans:
                 self.orphans.remove(allocation)
                 if self._frozen(allocation.heap):
@@ -672,7 +682,9 @@ class PymimallocMachine(RuleBasedStateMachine):
             snap.__exit__(None, None, None)
         for allocation in [*self.live.values(), *self.orphans]:
             for view in allocation.views:
-                view.release()
+                if isinstance(view, memoryview):
+                    view.release()
+            allocation.views.clear()
         self.live.clear()
         self.orphans.clear()
         for worker in self.workers:
