@@ -24,7 +24,7 @@ import tempfile
 
 import pymimalloc
 from pymimalloc._core import ffi, lib
-from pymimalloc.bench.kernels import PATTERNS, Case, plan
+from pymimalloc.bench.kernels import PATTERNS, plan
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 

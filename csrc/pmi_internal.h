@@ -26,6 +26,11 @@ void       pmi_data_free(pmi_heap_t* heap, void* p);
 #ifdef Py_PYTHON_H
 /* Add these functions to the pymimalloc._mimalloc module (see pmi_python.c for the one mechanism). */
 int pmi_module_add_functions(PyObject* module, PyMethodDef* defs);
+/* A new array with its data in the heap of numpy handler `capsule` (pmi_numpy.c); NotImplemented when
+   numpy must make it itself. Usable once pmi_numpy_ready (numpy's C API imported). dtype and order may
+   be NULL (float64, C order). */
+extern bool pmi_numpy_ready;
+PyObject* pmi_numpy_new(PyObject* capsule, PyObject* shape, PyObject* dtype, PyObject* order, bool zero);
 #endif
 
 #endif

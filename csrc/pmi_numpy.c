@@ -88,31 +88,25 @@ static PyObject* pmi_numpy_call_with(PyObject* self, PyObject* const* args, Py_s
    alloc.c); arrays made below are traced under it too, as numpy would, and numpy untracks them at free. */
 #define PMI_NUMPY_TRACE_DOMAIN 389047
 
-/* _numpy_empty(handler, shape, dtype, order, zero) -> a new array whose data comes from the handler's
-   heap, made without setting numpy's handler ContextVar (twice, to set and to restore).
+/* pmi_numpy_new (and _numpy_empty(handler, shape, dtype, order, zero) from Python) -> a new array whose
+   data comes from the handler's heap, made without setting numpy's handler ContextVar (twice, to set and to restore).
    The array is what numpy itself makes under the handler: it owns its data (OWNDATA), its mem_handler is
    the heap's capsule, so numpy frees (and reallocs, on resize) through the handler, and tracemalloc sees
    it in numpy's domain. Returns NotImplemented for what numpy must initialise itself (object and other
    reference-holding or non-legacy dtypes, subarray dtypes) or size itself (overflow): the caller then
    goes through the handler. MemoryError if the heap is closed, frozen, or out of memory. */
-static PyObject* pmi_numpy_empty(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "_numpy_empty(handler, shape, dtype, order, zero)");
-        return NULL;
-    }
-    PyObject* capsule = args[0];
+bool pmi_numpy_ready = false;  /* numpy's C API is imported (pmi_numpy_install) */
+
+PyObject* pmi_numpy_new(PyObject* capsule, PyObject* shape, PyObject* dtype, PyObject* order_arg, bool zero) {
     PyDataMem_Handler* handler = (PyDataMem_Handler*)PyCapsule_GetPointer(capsule, PMI_CAPSULE_NAME);
     if (handler == NULL) return NULL;
-    const int zero = PyObject_IsTrue(args[4]);
-    if (zero < 0) return NULL;
     NPY_ORDER order = NPY_CORDER;
-    if (!PyArray_OrderConverter(args[3], &order)) return NULL;
+    if (order_arg != NULL && !PyArray_OrderConverter(order_arg, &order)) return NULL;
     PyArray_Descr* descr = NULL;
-    if (!PyArray_DescrConverter2(args[2], &descr)) return NULL;
+    if (dtype != NULL && !PyArray_DescrConverter2(dtype, &descr)) return NULL;
     if (descr == NULL) descr = PyArray_DescrFromType(NPY_DOUBLE);  /* dtype=None */
     PyArray_Dims dims = {NULL, 0};
-    if (!PyArray_IntpConverter(args[1], &dims)) { Py_DECREF(descr); return NULL; }
+    if (!PyArray_IntpConverter(shape, &dims)) { Py_DECREF(descr); return NULL; }
     bool numpy_must_do_it = !PyDataType_ISLEGACY(descr) || PyDataType_FLAGCHK(descr, NPY_NEEDS_INIT)
                             || PyDataType_FLAGCHK(descr, NPY_ITEM_REFCOUNT) || PyDataType_HASSUBARRAY(descr)
                             || PyDataType_ELSIZE(descr) == 0;
@@ -129,7 +123,7 @@ static PyObject* pmi_numpy_empty(PyObject* self, PyObject* const* args, Py_ssize
     }
     const size_t allocated = nbytes == 0 ? 1 : nbytes;  /* as numpy: never a NULL data pointer */
     pmi_heap_t* heap = (pmi_heap_t*)handler->allocator.ctx;
-    void* data = pmi_data_alloc(heap, allocated, zero != 0);
+    void* data = pmi_data_alloc(heap, allocated, zero);
     if (data == NULL) {
         Py_DECREF(descr);
         PyDimMem_FREE(dims.ptr);
@@ -152,6 +146,17 @@ static PyObject* pmi_numpy_empty(PyObject* self, PyObject* const* args, Py_ssize
     return array;
 }
 
+static PyObject* pmi_numpy_empty(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "_numpy_empty(handler, shape, dtype, order, zero)");
+        return NULL;
+    }
+    const int zero = PyObject_IsTrue(args[4]);
+    if (zero < 0) return NULL;
+    return pmi_numpy_new(args[0], args[1], args[2], args[3], zero != 0);
+}
+
 static PyMethodDef pmi_numpy_methods[] = {
     {"_numpy_empty", (PyCFunction)(void (*)(void))pmi_numpy_empty, METH_FASTCALL, NULL},
     {"_numpy_handler", (PyCFunction)pmi_numpy_handler, METH_O, NULL},
@@ -166,6 +171,7 @@ int pmi_numpy_install(void) {
     int status = -1;
     PyObject* module = PyImport_ImportModule("pymimalloc._mimalloc");
     if (module != NULL && _import_array() >= 0) status = pmi_module_add_functions(module, pmi_numpy_methods);
+    if (status == 0) pmi_numpy_ready = true;
     if (status < 0) PyErr_Print();
     Py_XDECREF(module);
     PyGILState_Release(gil);

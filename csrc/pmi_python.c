@@ -15,6 +15,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
 #include <mimalloc.h>
@@ -63,6 +64,7 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     pmi_heap_t* handle;     /* borrowed from the Python Heap's handle, which outlives this object's use */
+    PyObject* numpy_handler;  /* the heap's numpy handler capsule, made on first use (arrays.py), or NULL */
 } pmi_HeapBaseObject;
 
 static PyTypeObject pmi_BlockType;
@@ -375,7 +377,79 @@ static PyObject* pmi_heap_bind_handle(PyObject* self, PyObject* arg) {
     Py_RETURN_NONE;
 }
 
+/* heap.empty(shape, dtype=float, order="C") and heap.zeros: the array is built in C (pmi_numpy_new) once the
+   heap has its numpy handler; before that, and for what numpy must make itself, Heap._empty_slow or
+   _zeros_slow (Python) run instead, with the same arguments. */
+static PyObject* pmi_heap_numpy_new(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames,
+                                    bool zero) {
+    const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject* handler = ((pmi_HeapBaseObject*)self)->numpy_handler;
+    PyObject* dtype = nargs > 1 ? args[1] : NULL;
+    PyObject* order = nargs > 2 ? args[2] : NULL;
+    bool fast = pmi_numpy_ready && handler != NULL && handler != Py_None && nargs >= 1 && nargs <= 3;
+    const Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < nkw && fast; i++) {
+        PyObject* name = PyTuple_GET_ITEM(kwnames, i);
+        if (dtype == NULL && PyUnicode_CompareWithASCIIString(name, "dtype") == 0) dtype = args[nargs + i];
+        else if (order == NULL && PyUnicode_CompareWithASCIIString(name, "order") == 0) order = args[nargs + i];
+        else fast = false;
+    }
+    if (fast) {
+        PyObject* array = pmi_numpy_new(handler, args[0], dtype, order, zero);
+        if (array != NULL && array != Py_NotImplemented) return array;
+        if (array == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_MemoryError)) return NULL;
+            /* closed or frozen heaps say so (Heap._numpy_failed raises); otherwise it was memory */
+#if PY_VERSION_HEX >= 0x030C0000
+            PyObject* memory_error = PyErr_GetRaisedException();
+            PyObject* result = PyObject_CallMethod(self, "_numpy_failed", NULL);
+            if (result == NULL) { Py_DECREF(memory_error); return NULL; }
+            Py_DECREF(result);
+            PyErr_SetRaisedException(memory_error);
+#else
+            PyObject *type, *value, *traceback;
+            PyErr_Fetch(&type, &value, &traceback);
+            PyObject* result = PyObject_CallMethod(self, "_numpy_failed", NULL);
+            if (result == NULL) { Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(traceback); return NULL; }
+            Py_DECREF(result);
+            PyErr_Restore(type, value, traceback);
+#endif
+            return NULL;
+        }
+        Py_DECREF(array);  /* NotImplemented: numpy makes it, through the handler */
+    }
+    PyObject* slow = PyObject_GetAttrString(self, zero ? "_zeros_slow" : "_empty_slow");
+    if (slow == NULL) return NULL;
+    PyObject* array = PyObject_Vectorcall(slow, args, nargsf, kwnames);
+    Py_DECREF(slow);
+    return array;
+}
+
+static PyObject* pmi_heap_empty(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+    return pmi_heap_numpy_new(self, args, nargsf, kwnames, false);
+}
+
+static PyObject* pmi_heap_zeros(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+    return pmi_heap_numpy_new(self, args, nargsf, kwnames, true);
+}
+
+static void pmi_heap_base_dealloc(PyObject* self) {
+    Py_CLEAR(((pmi_HeapBaseObject*)self)->numpy_handler);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyMemberDef pmi_heap_members[] = {
+    {"_numpy_handler", T_OBJECT, offsetof(pmi_HeapBaseObject, numpy_handler), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyMethodDef pmi_heap_methods[] = {
+    {"empty", (PyCFunction)(void (*)(void))pmi_heap_empty, METH_FASTCALL | METH_KEYWORDS,
+     "numpy.empty with the data in this heap. ValueError if closed, RuntimeError if frozen.\n\n"
+     "The array is the one numpy makes with the heap's handler set (it owns its data, and numpy frees it\n"
+     "through the handler), built in C without setting numpy's handler ContextVar."},
+    {"zeros", (PyCFunction)(void (*)(void))pmi_heap_zeros, METH_FASTCALL | METH_KEYWORDS,
+     "numpy.zeros with the data in this heap, zeroed by mimalloc (its calloc), not by a memset."},
     {"malloc", pmi_heap_malloc, METH_O,
      "Allocate a Block of size bytes (uninitialised contents).\n\n"
      "Raises TypeError if size is not an int, ValueError if it is negative or the heap is closed,\n"
@@ -399,7 +473,9 @@ static PyTypeObject pmi_HeapBaseType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "The allocation methods of pymimalloc.Heap, in C (the Python class subclasses this).",
     .tp_new = PyType_GenericNew,
+    .tp_dealloc = pmi_heap_base_dealloc,
     .tp_methods = pmi_heap_methods,
+    .tp_members = pmi_heap_members,
 };
 
 int pmi_python_install(void) {

@@ -46,7 +46,7 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
     the same way.
     """
 
-    __slots__ = ("_handle", "_id", "_arena", "_numpy_handler", "__weakref__")
+    __slots__ = ("_handle", "_id", "_arena", "__weakref__")  # _numpy_handler is HeapBase's
     _unshareable_why = "it is one mimalloc heap, and its memory lives only in this process; share the object itself"
 
     _handle: Any  # pmi_heap_t* with destructor pmi_heap_release
@@ -72,7 +72,7 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
 
     def _attach(self, handle: Any, arena: Arena | None = None) -> None:
         self._arena = arena
-        self._numpy_handler: Any = None  # capsule for numpy, made on first use (arrays.py)
+        self._numpy_handler = None  # capsule for numpy, made on first use (arrays.py); a HeapBase member
         self._handle = ffi.gc(handle, lib.pmi_heap_release)
         self._bind_handle(int(ffi.cast("uintptr_t", handle)))  # for the C allocation methods (HeapBase)
         self._id = int(lib.pmi_heap_id(handle))
@@ -200,29 +200,22 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
     def _numpy_failed(self) -> None:
         self._check_usable()  # closed or frozen says so; otherwise it was a real MemoryError
 
-    def empty(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
-        """``numpy.empty`` with the data in this heap. ValueError if closed, RuntimeError if frozen.
+    # empty and zeros are C methods (HeapBase): the array is built in C once the heap has its handler
+    def _empty_slow(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
+        """heap.empty before the heap has its numpy handler, or for what numpy must make itself."""
+        return self._numpy_new(NP.empty, shape, dtype, order, False)
 
-        The array is the one numpy makes with the heap's handler set (it owns its data, and numpy frees
-        it through the handler), built in C without setting numpy's handler ContextVar."""
-        try:  # the hot path, so inlined rather than shared with zeros
-            array = NP.new(self._numpy_handler or handler_of(self), shape, dtype, order, False)
+    def _zeros_slow(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
+        return self._numpy_new(NP.zeros, shape, dtype, order, True)
+
+    def _numpy_new(self, constructor: Any, shape: Any, dtype: Any, order: str, zero: bool) -> np.ndarray:
+        try:
+            array = NP.new(self._numpy_handler or handler_of(self), shape, dtype, order, zero)
         except MemoryError:
             self._numpy_failed()
             raise
         if array is NotImplemented:  # object dtypes and the like: numpy initialises them itself
-            return self._numpy_call(NP.empty, shape, dtype, order)
-        return array  # type: ignore[no-any-return]
-
-    def zeros(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
-        """``numpy.zeros`` with the data in this heap, zeroed by mimalloc (its calloc), not by a memset."""
-        try:
-            array = NP.new(self._numpy_handler or handler_of(self), shape, dtype, order, True)
-        except MemoryError:
-            self._numpy_failed()
-            raise
-        if array is NotImplemented:
-            return self._numpy_call(NP.zeros, shape, dtype, order)
+            return self._numpy_call(constructor, shape, dtype, order)
         return array  # type: ignore[no-any-return]
 
     def _numpy_call(self, func: Any, *args: Any, **kwargs: Any) -> np.ndarray:

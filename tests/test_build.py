@@ -14,7 +14,7 @@ import tarfile
 import pytest
 
 import pymimalloc
-from pymimalloc._core import ffi, lib
+from pymimalloc._core import lib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 

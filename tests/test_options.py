@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 import pymimalloc
-from pymimalloc._core import ffi, lib
+from pymimalloc._core import lib
 from pymimalloc.stats import take_text
 
 
