@@ -51,7 +51,53 @@ static int pmi_pthread_key_create(pthread_key_t* key, void (*destructor)(void*))
 #define mprotect(addr, size, protection) pmi_mprotect((addr), (size), (protection))
 #define pthread_key_create(key, destructor) pmi_pthread_key_create((key), (destructor))
 
-#include "static.c"
+/* v3.4.3 grows each thread's array of heap thread-locals (threadlocal.c, mi_thread_locals_expand) with
+ * mi_rezalloc and trusts the new slots to be zero. They are not: mi_rezalloc zeroes from the old block's
+ * USABLE size, and the bytes between the size first asked for and that usable size (a 16-slot array asks
+ * 280 bytes and gets a 320-byte block) were never written, so they carry a dead thread's slots. A stale
+ * {version, theap} pair whose key is still live makes _mi_thread_local_get hand out a freed theap of
+ * another thread: blocks land in the wrong heap, refcounts and page queues of freed memory are written
+ * (the "theap race" benchmarks/tsan.py reported with transient threads). For that one caller, zero the
+ * whole usable tail of the array, so every later growth copies zeros.
+ * This is upstream's src/static.c, whose list of sources is repeated here for that one macro. */
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE
+#endif
+#include "mimalloc.h"
+#include "mimalloc/internal.h"
+#include "alloc.c"          /* includes alloc-override.c and free.c */
+#include "alloc-aligned.c"
+#include "alloc-posix.c"
+#include "arena.c"
+#include "arena-meta.c"
+#include "bitmap.c"
+#include "heap.c"
+#include "init.c"
+#include "libc.c"
+#include "options.c"
+#include "os.c"
+#include "page.c"           /* includes page-queue.c */
+#include "page-map.c"
+#include "random.c"
+#include "stats.c"
+#include "theap.c"
+
+static void* pmi_thread_locals_rezalloc(void* p, size_t size) {
+    uint8_t* const q = (uint8_t*)mi_rezalloc(p, size);
+    if (q != NULL) {
+        const size_t usable = mi_usable_size(q);
+        if (usable > size) _mi_memzero(q + size, usable - size);
+    }
+    return q;
+}
+#define mi_rezalloc(p, size) pmi_thread_locals_rezalloc((p), (size))
+#include "threadlocal.c"
+#undef mi_rezalloc
+
+#include "prim/prim.c"
+#if MI_OSX_ZONE
+#include "prim/osx/alloc-override-zone.c"
+#endif
 
 /* The usable size of the block that starts at `block` in `page`, as mimalloc's mi_usable_size reports it
  * but without its assertions, so pmi_usable_size may ask about any block, freed ones included. In padded

@@ -138,3 +138,48 @@ def test_coexists_with_pyarrows_own_mimalloc() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(5 * sum(range(100000))), "mimalloc"]
     assert result.stderr == ""
+
+
+def test_a_thread_never_gets_a_dead_threads_theap(tmp_path) -> None:
+    """mimalloc v3.4.3 copies never-written bytes when a thread's table of heap slots grows past 16
+    (threadlocal.c:90 with alloc.c:399-408): a slot a dead thread left there handed its freed theap to
+    a new thread. csrc/pmi_mimalloc.c zeroes the table's tail; this C program plants such a slot."""
+    import importlib.util
+    import pathlib
+
+    repo = pathlib.Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("build_ffi", repo / "build_ffi.py")
+    assert spec is not None and spec.loader is not None
+    build_ffi = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_ffi)
+    root, _ = build_ffi.locate_source()
+    program = tmp_path / "stale_tls_slot"
+    subprocess.run(["cc", "-O1", "-std=gnu11", "-DNDEBUG", f"-I{root / 'include'}", f"-I{root / 'src'}",
+                    f"-I{repo / 'csrc'}", str(repo / "tests" / "c" / "stale_tls_slot.c"), "-o", str(program),
+                    "-lpthread"], check=True, capture_output=True, text=True)
+    result = subprocess.run([str(program)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip().endswith("clean"), result.stdout + result.stderr
+
+
+def test_short_lived_threads_over_many_heaps_allocate_where_asked() -> None:
+    # the Python-level shape of the defect above: more than 16 heaps, threads that come and go
+    heaps = [pymimalloc.Heap() for _ in range(24)]
+    wrong: list[str] = []
+
+    def worker(seed: int) -> None:
+        order = random.Random(seed).sample(range(len(heaps)), len(heaps))
+        for i in order:
+            block = heaps[i].malloc(16 + seed % 300)
+            if pymimalloc.heap_of(block) is not heaps[i]:
+                wrong.append(f"thread {seed}: a block from heap {i} landed in {pymimalloc.heap_of(block)!r}")
+            block.free()
+
+    for round_ in range(40):
+        threads = [threading.Thread(target=worker, args=(round_ * 4 + k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for heap in heaps:
+        heap.close()
+    assert not wrong, wrong[:5]

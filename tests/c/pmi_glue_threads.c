@@ -421,6 +421,7 @@ static void data_consume(rng_t* r, data_item_t* d) {
      plain: two threads increment a plain global: the race is in the harness alone. */
 static _Atomic(pmi_block_t*) selftest_slot;
 static atomic_int selftest_written;
+static atomic_int selftest_released;
 static long selftest_plain;
 
 __attribute__((noinline)) static void pmi_selftest_racy_write(pmi_block_t* b) {
@@ -436,6 +437,10 @@ static void* selftest_writer(void* arg) {
     atomic_store(&selftest_slot, b);  /* ownership goes to the reader here */
     pmi_selftest_racy_write(b);       /* ...and this write is a deliberate race */
     atomic_store_explicit(&selftest_written, 1, memory_order_relaxed);
+    /* stay alive until the reader has released the block: this thread's exit (mimalloc's thread-done,
+       which abandons its pages under the exit lock) would otherwise order the racy write before the
+       reader's free in TSan's model, and hide the race whenever the writer exits first */
+    while (!atomic_load_explicit(&selftest_released, memory_order_relaxed)) sched_yield();
     return NULL;
 }
 
@@ -446,6 +451,7 @@ static void* selftest_reader(void* arg) {
     while (!atomic_load_explicit(&selftest_written, memory_order_relaxed)) sched_yield();
     if (strcmp(selftest, "plain") == 0) selftest_plain++;
     pmi_block_release(b);
+    atomic_store_explicit(&selftest_released, 1, memory_order_relaxed);
     return NULL;
 }
 
