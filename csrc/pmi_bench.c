@@ -23,9 +23,25 @@ typedef struct pmi_heap_s pmi_heap_t;
 
 /* ---- the allocators, selected by a constant so each kernel is compiled once per allocator ---- */
 
+/* PMI_BENCH_GLUE: `heap` is really a pmi_heap_t*, and a pointer is a pmi_block_t* (a_data gives its memory) */
+#ifndef PMI_BENCH_STANDALONE
+#define PMI_GLUE_HEAP(heap) ((pmi_heap_t*)(void*)(heap))
+#endif
+
+PMI_INLINE void* a_data(const int kind, void* p) {
+#ifndef PMI_BENCH_STANDALONE
+    if (kind == PMI_BENCH_GLUE) return ((pmi_block_t*)p)->data;
+#endif
+    (void)kind;
+    return p;
+}
+
 PMI_INLINE void* a_malloc(const int kind, mi_heap_t* heap, size_t size) {
     switch (kind) {
     case PMI_BENCH_HEAP:     return mi_heap_malloc(heap, size);
+#ifndef PMI_BENCH_STANDALONE
+    case PMI_BENCH_GLUE:     return pmi_block_alloc(PMI_GLUE_HEAP(heap), size, 0, false);
+#endif
     case PMI_BENCH_MIMALLOC: return mi_malloc(size);
 #ifndef PMI_BENCH_STANDALONE
     case PMI_BENCH_PYMALLOC: return PyObject_Malloc(size);
@@ -37,6 +53,9 @@ PMI_INLINE void* a_malloc(const int kind, mi_heap_t* heap, size_t size) {
 PMI_INLINE void* a_calloc(const int kind, mi_heap_t* heap, size_t size) {
     switch (kind) {
     case PMI_BENCH_HEAP:     return mi_heap_zalloc(heap, size);
+#ifndef PMI_BENCH_STANDALONE
+    case PMI_BENCH_GLUE:     return pmi_block_alloc(PMI_GLUE_HEAP(heap), size, 0, true);
+#endif
     case PMI_BENCH_MIMALLOC: return mi_zalloc(size);
 #ifndef PMI_BENCH_STANDALONE
     case PMI_BENCH_PYMALLOC: return PyObject_Calloc(1, size);
@@ -48,6 +67,13 @@ PMI_INLINE void* a_calloc(const int kind, mi_heap_t* heap, size_t size) {
 PMI_INLINE void* a_realloc(const int kind, mi_heap_t* heap, void* p, size_t size) {
     switch (kind) {
     case PMI_BENCH_HEAP:     return mi_heap_realloc(heap, p, size);
+#ifndef PMI_BENCH_STANDALONE
+    case PMI_BENCH_GLUE: {   /* as Heap.realloc: a new record; the old one (its data moved) is released */
+        pmi_block_t* moved = pmi_block_realloc((pmi_block_t*)p, size);
+        if (moved != NULL) pmi_block_release((pmi_block_t*)p);
+        return moved;
+    }
+#endif
     case PMI_BENCH_MIMALLOC: return mi_realloc(p, size);
 #ifndef PMI_BENCH_STANDALONE
     case PMI_BENCH_PYMALLOC: return PyObject_Realloc(p, size);
@@ -60,6 +86,9 @@ PMI_INLINE void a_free(const int kind, void* p) {
     switch (kind) {
     case PMI_BENCH_HEAP:
     case PMI_BENCH_MIMALLOC: mi_free(p); return;
+#ifndef PMI_BENCH_STANDALONE
+    case PMI_BENCH_GLUE:     pmi_block_release((pmi_block_t*)p); return;
+#endif
 #ifndef PMI_BENCH_STANDALONE
     case PMI_BENCH_PYMALLOC: PyObject_Free(p); return;
 #endif
@@ -124,7 +153,7 @@ PMI_INLINE double k_pair(const int kind, mi_heap_t* heap, size_t size, size_t op
     for (size_t i = 0; i < ops; i++) {
         void* p = a_malloc(kind, heap, size);
         if (p == NULL) return -1;
-        touch(p, size);
+        touch(a_data(kind, p), size);
         a_free(kind, p);
     }
     return (double)(now_ns() - t0) / (double)ops;
@@ -139,7 +168,7 @@ PMI_INLINE double k_batch(const int kind, mi_heap_t* heap, size_t size, size_t n
         for (size_t i = 0; i < n; i++) {
             blocks[i] = a_malloc(kind, heap, size);
             if (blocks[i] == NULL) { free(blocks); return -1; }
-            touch(blocks[i], size);
+            touch(a_data(kind, blocks[i]), size);
         }
         for (size_t i = 0; i < n / 2; i++) a_free(kind, blocks[i]);                 /* first half, FIFO */
         for (size_t i = n; i-- > n / 2;) a_free(kind, blocks[i]);                  /* second half, LIFO */
@@ -154,7 +183,7 @@ PMI_INLINE double k_ring(const int kind, mi_heap_t* heap, size_t size, size_t op
     for (size_t i = 0; i < PMI_SLOTS; i++) {
         ring[i] = a_malloc(kind, heap, size);
         if (ring[i] == NULL) return -1;
-        touch(ring[i], size);
+        touch(a_data(kind, ring[i]), size);
     }
     const uint64_t t0 = now_ns();
     for (size_t i = 0; i < ops; i++) {
@@ -162,7 +191,7 @@ PMI_INLINE double k_ring(const int kind, mi_heap_t* heap, size_t size, size_t op
         a_free(kind, ring[slot]);
         ring[slot] = a_malloc(kind, heap, size);
         if (ring[slot] == NULL) return -1;
-        touch(ring[slot], size);
+        touch(a_data(kind, ring[slot]), size);
     }
     const double ns = (double)(now_ns() - t0) / (double)ops;
     for (size_t i = 0; i < PMI_SLOTS; i++) a_free(kind, ring[i]);
@@ -176,7 +205,7 @@ PMI_INLINE double k_workset(const int kind, mi_heap_t* heap, size_t ops, uint64_
         const size_t size = inverse_square_size(&state);
         slots[i] = a_malloc(kind, heap, size);
         if (slots[i] == NULL) return -1;
-        touch(slots[i], size);
+        touch(a_data(kind, slots[i]), size);
     }
     const uint64_t t0 = now_ns();
     for (size_t i = 0; i < ops; i++) {
@@ -185,7 +214,7 @@ PMI_INLINE double k_workset(const int kind, mi_heap_t* heap, size_t ops, uint64_
         a_free(kind, slots[slot]);
         slots[slot] = a_malloc(kind, heap, size);
         if (slots[slot] == NULL) return -1;
-        touch(slots[slot], size);
+        touch(a_data(kind, slots[slot]), size);
     }
     const double ns = (double)(now_ns() - t0) / (double)ops;
     for (size_t i = 0; i < PMI_SLOTS; i++) a_free(kind, slots[i]);
@@ -204,7 +233,7 @@ PMI_INLINE double k_realloc(const int kind, mi_heap_t* heap, size_t ops) {
             void* q = a_realloc(kind, heap, p, size);
             if (q == NULL) { a_free(kind, p); return -1; }
             p = q;
-            touch(p, size);
+            touch(a_data(kind, p), size);
             count++;
         }
         a_free(kind, p);
@@ -217,9 +246,9 @@ PMI_INLINE double k_calloc(const int kind, mi_heap_t* heap, size_t size, size_t 
     for (size_t i = 0; i < ops; i++) {
         void* p;
         if (zeroed) p = a_calloc(kind, heap, size);
-        else { p = a_malloc(kind, heap, size); if (p != NULL) memset(p, 0, size); }
+        else { p = a_malloc(kind, heap, size); if (p != NULL) memset(a_data(kind, p), 0, size); }
         if (p == NULL) return -1;
-        touch(p, size);
+        touch(a_data(kind, p), size);
         a_free(kind, p);
     }
     return (double)(now_ns() - t0) / (double)ops;
@@ -269,7 +298,7 @@ static double k_xthread_##kind_(mi_heap_t* heap, size_t size, size_t ops) { \
         } \
         void* p = a_malloc(kind_, heap, size); \
         if (p == NULL) { atomic_store(&q->failed, 1); break; } \
-        touch(p, size); \
+        touch(a_data(kind_, p), size); \
         atomic_store_explicit(&q->items[head % PMI_QUEUE], p, memory_order_relaxed); \
         atomic_store_explicit(&q->head, head + 1, memory_order_release); \
         if (++held == PMI_GIL_BATCH) { gil_yield(kind_); held = 0; } \
@@ -298,7 +327,7 @@ static void* pmi_larson_thread_##kind_(void* arg) { \
         const size_t size = 8 + rnd(&state) % 993; \
         blocks[i] = a_malloc(kind_, L->heap, size); \
         if (blocks[i] == NULL) { atomic_store(&L->failed, 1); break; } \
-        touch(blocks[i], size); \
+        touch(a_data(kind_, blocks[i]), size); \
     } \
     for (size_t i = 0; i < L->ops && !atomic_load(&L->failed); i++) { \
         const size_t slot = rnd(&state) % PMI_LARSON_BLOCKS; \
@@ -306,7 +335,7 @@ static void* pmi_larson_thread_##kind_(void* arg) { \
         a_free(kind_, blocks[slot]); \
         blocks[slot] = a_malloc(kind_, L->heap, size); \
         if (blocks[slot] == NULL) { atomic_store(&L->failed, 1); break; } \
-        touch(blocks[slot], size); \
+        touch(a_data(kind_, blocks[slot]), size); \
         if (++held == PMI_GIL_BATCH) { gil_yield(kind_); held = 0; } \
     } \
     for (size_t i = 0; i < PMI_LARSON_BLOCKS; i++) if (blocks[i] != NULL) a_free(kind_, blocks[i]); \
@@ -329,6 +358,9 @@ static double k_larson_##kind_(mi_heap_t* heap, size_t threads, size_t ops, uint
 
 PMI_XTHREAD(0) PMI_XTHREAD(1) PMI_XTHREAD(2) PMI_XTHREAD(3)
 PMI_LARSON(0) PMI_LARSON(1) PMI_LARSON(2) PMI_LARSON(3)
+#ifndef PMI_BENCH_STANDALONE
+PMI_XTHREAD(4) PMI_LARSON(4)
+#endif
 
 PMI_INLINE double run_single(const int kind, int pattern, mi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
     switch (pattern) {
@@ -349,6 +381,9 @@ static double run_kind(const int kind, int pattern, mi_heap_t* heap, size_t size
         case 0: return k_xthread_0(heap, size, ops);
         case 1: return k_xthread_1(heap, size, ops);
         case 2: return k_xthread_2(heap, size, ops);
+#ifndef PMI_BENCH_STANDALONE
+        case 4: return k_xthread_4(heap, size, ops);
+#endif
         default: return k_xthread_3(heap, size, ops);
         }
     }
@@ -357,6 +392,9 @@ static double run_kind(const int kind, int pattern, mi_heap_t* heap, size_t size
         case 0: return k_larson_0(heap, param, ops, seed);
         case 1: return k_larson_1(heap, param, ops, seed);
         case 2: return k_larson_2(heap, param, ops, seed);
+#ifndef PMI_BENCH_STANDALONE
+        case 4: return k_larson_4(heap, param, ops, seed);
+#endif
         default: return k_larson_3(heap, param, ops, seed);
         }
     }
@@ -366,6 +404,9 @@ static double run_kind(const int kind, int pattern, mi_heap_t* heap, size_t size
     case PMI_BENCH_HEAP:     ns = run_single(PMI_BENCH_HEAP, pattern, heap, size, param, ops, seed); break;
     case PMI_BENCH_MIMALLOC: ns = run_single(PMI_BENCH_MIMALLOC, pattern, heap, size, param, ops, seed); break;
     case PMI_BENCH_PYMALLOC: ns = run_single(PMI_BENCH_PYMALLOC, pattern, heap, size, param, ops, seed); break;
+#ifndef PMI_BENCH_STANDALONE
+    case PMI_BENCH_GLUE:     ns = run_single(PMI_BENCH_GLUE, pattern, heap, size, param, ops, seed); break;
+#endif
     default:                 ns = run_single(PMI_BENCH_GLIBC, pattern, heap, size, param, ops, seed); break;
     }
     gil_give(kind, g);
@@ -373,10 +414,10 @@ static double run_kind(const int kind, int pattern, mi_heap_t* heap, size_t size
 }
 
 double pmi_bench_run(int pattern, int allocator, void* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
-    if (allocator < 0 || allocator > 3 || ops == 0) return -2;
-    if (allocator == PMI_BENCH_HEAP && heap == NULL) return -2;
+    if (allocator < 0 || allocator > 4 || ops == 0) return -2;
+    if ((allocator == PMI_BENCH_HEAP || allocator == PMI_BENCH_GLUE) && heap == NULL) return -2;
 #ifdef PMI_BENCH_STANDALONE
-    if (allocator == PMI_BENCH_PYMALLOC) return -2;
+    if (allocator == PMI_BENCH_PYMALLOC || allocator == PMI_BENCH_GLUE) return -2;
 #endif
 #ifdef PMI_BENCH_STANDALONE
     return run_kind(allocator, pattern, (mi_heap_t*)heap, size, param, ops, seed);
@@ -395,5 +436,12 @@ double pmi_bench_run_in(int pattern, pmi_heap_t* heap, size_t size, size_t param
     const double ns = pmi_bench_run(pattern, PMI_BENCH_HEAP, pmi_heap_raw(heap), size, param, ops, seed);
     pmi_heap_leave(heap);
     return ns;
+}
+
+double pmi_bench_run_glue(int pattern, pmi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
+    const int state = pmi_heap_state(heap);
+    if (state != PMI_STATE_OPEN) return -3;
+    const double ns = pmi_bench_run(pattern, PMI_BENCH_GLUE, (void*)heap, size, param, ops, seed);
+    return ns == -1 && pmi_heap_state(heap) != PMI_STATE_OPEN ? -3 : ns;  /* closed or frozen meanwhile */
 }
 #endif

@@ -12,6 +12,8 @@
 #define PMI_BENCH_MIMALLOC  1   /* mimalloc's default (mi_malloc) */
 #define PMI_BENCH_PYMALLOC  2   /* CPython's pymalloc (PyObject_Malloc), GIL held */
 #define PMI_BENCH_GLIBC     3   /* the C library's malloc */
+#define PMI_BENCH_GLUE      4   /* a pymimalloc Heap through the glue a Block uses: pmi_block_alloc/release
+                                   (a record, live counters, brackets, tracemalloc hooks); not standalone */
 
 /* patterns; "op" is what one nanosecond figure counts */
 #define PMI_PATTERN_PAIR      0  /* hot malloc+free pair of `size` bytes; op = one pair */
@@ -29,3 +31,6 @@ double pmi_bench_run(int pattern, int allocator, void* heap, size_t size, size_t
 /* The same, for PMI_BENCH_HEAP over a pymimalloc heap: the heap cannot close meanwhile (-3 if closed
    or frozen). Not in the standalone build. */
 double pmi_bench_run_in(int pattern, pmi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed);
+/* PMI_BENCH_GLUE over a pymimalloc heap: every allocation and free goes through pmi_block_alloc and
+   pmi_block_release, as a Block's do (-3 if the heap is closed or frozen). Not in the standalone build. */
+double pmi_bench_run_glue(int pattern, pmi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed);

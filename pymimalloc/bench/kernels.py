@@ -16,7 +16,7 @@ SIZES = (16, 64, 256, 512, KIB, 4 * KIB, 16 * KIB, 64 * KIB, 256 * KIB, 1024 * K
 QUICK_SIZES = (64, 16 * KIB)
 
 #: allocator name -> kernel selector
-ALLOCATORS = {"heap": lib.PMI_BENCH_HEAP, "mimalloc": lib.PMI_BENCH_MIMALLOC,
+ALLOCATORS = {"heap": lib.PMI_BENCH_HEAP, "pymimalloc": lib.PMI_BENCH_GLUE, "mimalloc": lib.PMI_BENCH_MIMALLOC,
               "pymalloc": lib.PMI_BENCH_PYMALLOC, "glibc": lib.PMI_BENCH_GLIBC}
 
 
@@ -123,6 +123,8 @@ def _run_once(case: Case, allocator: str, heap: Heap, ops: int, seed: int) -> fl
     size = case.size or 64
     if allocator == "heap":
         ns = lib.pmi_bench_run_in(code, heap._handle, size, case.param, ops, seed)
+    elif allocator == "pymimalloc":
+        ns = lib.pmi_bench_run_glue(code, heap._handle, size, case.param, ops, seed)
     else:
         ns = lib.pmi_bench_run(code, ALLOCATORS[allocator], ffi.NULL, size, case.param, ops, seed)
     if ns < 0:

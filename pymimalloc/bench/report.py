@@ -13,7 +13,7 @@ from ..build import build_info
 from ..options import options
 from .kernels import ALLOCATORS, PATTERNS, Suite, format_size
 
-RATIOS = (("heap", "pymalloc"), ("heap", "glibc"), ("mimalloc", "pymalloc"), ("mimalloc", "glibc"))
+RATIOS = (("pymimalloc", "heap"), ("heap", "pymalloc"), ("heap", "glibc"), ("mimalloc", "pymalloc"), ("mimalloc", "glibc"))
 
 
 def machine() -> dict[str, Any]:
