@@ -340,9 +340,12 @@ static __thread int pmi_last_failure;
 
 int pmi_allocation_failure(void) { return pmi_last_failure; }
 
-/* a record in the meta heap; the caller is inside a bracket */
+/* A record lives in the C library's heap, not in a mimalloc heap: mimalloc caches the thread's last-used
+   heap, and allocating the record from a second mimalloc heap (our meta heap) beside the block's made it
+   switch that cache twice per allocation and twice per free (_mi_theap_cached_set, an atomic incref and
+   decref each time): a quarter of the glue's cost under perf. Records are also never walked. */
 static pmi_block_t* pmi_record_new(pmi_heap_t* h, void* data, size_t size) {
-    pmi_block_t* b = (pmi_block_t*)mi_heap_malloc_small(pmi_meta_heap, sizeof(pmi_block_t));
+    pmi_block_t* b = (pmi_block_t*)malloc(sizeof(pmi_block_t));
     if (b == NULL) return NULL;
     b->data = data;
     b->size = size;
@@ -380,7 +383,7 @@ pmi_block_t* pmi_block_realloc(pmi_block_t* old, size_t size) {
     pmi_block_t* b = pmi_record_new(h, NULL, size);
     if (b != NULL) {
         p = mi_heap_realloc(h->heap, data, size);
-        if (p == NULL) { mi_free(b); b = NULL; atomic_fetch_sub(&h->refs, 1); }  /* never the last ref: old holds one */
+        if (p == NULL) { free(b); b = NULL; atomic_fetch_sub(&h->refs, 1); }  /* never the last ref: old holds one */
         else {
             b->data = p;
             old->data = NULL;
@@ -415,8 +418,8 @@ static void pmi_record_release(pmi_block_t* b, bool untrack) {
         mi_free(data);
         last = pmi_count_free(h, b->size);
     }
-    mi_free(b);
     pmi_leave(h);
+    free(b);
     if (last) (void)pmi_heap_try_release(h);
     pmi_heap_unref(h);
 }
@@ -467,9 +470,7 @@ void pmi_data_free(pmi_heap_t* h, void* p) {
         if (last) (void)pmi_heap_try_release(h);
         return;
     }
-    pmi_world_enter();
-    pmi_block_t* b = (pmi_block_t*)mi_heap_malloc_small(pmi_meta_heap, sizeof(pmi_block_t));
-    pmi_world_leave();
+    pmi_block_t* b = (pmi_block_t*)malloc(sizeof(pmi_block_t));  /* a record, as pmi_record_new's */
     if (b == NULL) return;  /* out of memory even for 32 bytes: leaking the block is the only safe choice */
     b->data = p;
     b->size = mi_usable_size(p);  /* p is alive and its heap frozen: reading its size is safe */
