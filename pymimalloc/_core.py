@@ -125,6 +125,28 @@ def fork_safe_lock() -> threading.Lock:
     return lock
 
 
+_numpy_install_lock = fork_safe_lock()
+_numpy_installed = False
+
+
+def numpy_entry_points() -> Any:
+    """The compiled module with its numpy entry points (``_numpy_*``, csrc/pmi_numpy.c) installed.
+
+    numpy's C API is imported once, on first use. Raises ImportError if it cannot be."""
+    global _numpy_installed
+    if not _numpy_installed:
+        with _numpy_install_lock:
+            if not _numpy_installed:
+                import numpy  # noqa: F401  (numpy must be importable before its C API is)
+
+                if lib.pmi_numpy_install() != 0:
+                    raise ImportError("pymimalloc could not import numpy's C API (see the message above)")
+                _numpy_installed = True
+    from . import _mimalloc
+
+    return _mimalloc
+
+
 def as_size(value: object, what: str = "size") -> int:
     """Validate a size in bytes: an int (or anything with ``__index__``, but not bool), 0..MAX_SIZE.
 

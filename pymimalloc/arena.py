@@ -108,3 +108,8 @@ class Arena(_core.ProcessLocal):
     def __repr__(self) -> str:
         state = "released" if self._released else "open"
         return f"<pymimalloc.Arena {state} {self._size} bytes at {self._address:#x}>"
+
+
+def id_for_new_heap(arena: Arena) -> Any:
+    """The arena's mimalloc id (cdata), for ``Heap(arena=...)``; ValueError once the arena is released."""
+    return arena._id_for_new_heap()

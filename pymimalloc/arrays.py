@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from .heap import Heap
 
-__all__ = ["numpy_allocator", "handler_of", "NP", "HANDLER_NAME", "TRACEMALLOC_DOMAIN"]
+__all__ = ["HANDLER_NAME", "NP", "TRACEMALLOC_DOMAIN", "make_handler", "numpy_allocator"]
 
 #: The name numpy reports for arrays allocated by pymimalloc (``numpy._core.multiarray.get_handler_name``).
 HANDLER_NAME = "pymimalloc"
@@ -28,7 +28,6 @@ HANDLER_NAME = "pymimalloc"
 #: its domain 389047, whatever handler allocated it; tracing it here too would count it twice.
 TRACEMALLOC_DOMAIN: int = lib.PMI_TRACEMALLOC_DOMAIN
 
-_install_lock = _core.fork_safe_lock()
 _module: Any = None
 
 
@@ -36,32 +35,21 @@ def _c_api() -> Any:
     """The compiled module, with its numpy entry points installed (numpy's C API imported once)."""
     global _module
     if _module is None:
-        with _install_lock:
-            if _module is None:
-                import numpy  # noqa: F401  (numpy must be importable before its C API is)
-
-                from . import _mimalloc
-
-                if lib.pmi_numpy_install() != 0:
-                    raise ImportError("pymimalloc could not import numpy's C API (see the message above)")
-                _module = _mimalloc
+        _module = _core.numpy_entry_points()
     return _module
 
 
-def handler_of(heap: Heap) -> Any:
-    """The heap's numpy handler capsule, made on first use and kept with the Heap."""
-    handler = heap._numpy_handler
-    if handler is None:
-        handler = heap._numpy_handler = _c_api()._numpy_handler(int(ffi.cast("uintptr_t", heap._handle)))
-    return handler
+def make_handler(handle: Any) -> Any:
+    """A new numpy handler capsule for the heap with this handle (a ``pmi_heap_t*``; heap.py keeps it)."""
+    return _c_api()._numpy_handler(int(ffi.cast("uintptr_t", handle)))
 
 
 @contextlib.contextmanager
-def numpy_allocator(heap: Heap) -> Iterator[Heap]:
-    """Make numpy allocate array data from ``heap`` in this context (thread or async task, as numpy scopes
-    its handler), then restore the previous handler, even on error. The heap cannot be closed meanwhile."""
-    handler = handler_of(heap)
-    _core.check(lib.pmi_heap_pin(heap._handle), "numpy_allocator")
+def numpy_allocator(heap: Heap, handle: Any, handler: Any) -> Iterator[Heap]:
+    """Make numpy allocate array data from ``heap`` (its ``handle`` and ``handler`` capsule) in this context
+    (thread or async task, as numpy scopes its handler), then restore the previous handler, even on error.
+    The heap cannot be closed meanwhile."""
+    _core.check(lib.pmi_heap_pin(handle), "numpy_allocator")
     try:
         previous = _c_api()._numpy_set_handler(handler)
         try:
@@ -69,7 +57,7 @@ def numpy_allocator(heap: Heap) -> Iterator[Heap]:
         finally:
             _c_api()._numpy_set_handler(previous)
     finally:
-        lib.pmi_heap_unpin(heap._handle)
+        lib.pmi_heap_unpin(handle)
 
 
 class _Binding:

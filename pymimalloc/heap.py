@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import _core
 from ._core import ffi, lib
-from .arena import Arena
-from .arrays import NP, handler_of, numpy_allocator
+from .arena import Arena, id_for_new_heap
+from .arrays import NP, make_handler, numpy_allocator
 from .block import Block, address_of
 from .stats import take_text
 from .visit import Area, BlockInfo, Snapshot, VisitCallback, frozen, visit, walk
@@ -63,7 +63,7 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         if arena is None:
             handle = lib.pmi_heap_new()
         elif isinstance(arena, Arena):
-            handle = lib.pmi_heap_new_in_arena(arena._id_for_new_heap())
+            handle = lib.pmi_heap_new_in_arena(id_for_new_heap(arena))
         else:
             raise TypeError(f"arena must be an Arena, not {type(arena).__name__}")
         if not handle:
@@ -88,12 +88,7 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
 
     def _allocation_failed(self, size: int) -> None:
         """Raise what the calling thread's last failed allocation from this heap means (called by C)."""
-        failure = lib.pmi_allocation_failure()
-        if failure in (lib.PMI_ECLOSED, lib.PMI_EBUSY):
-            raise ValueError("cannot allocate from a closed heap")
-        if failure == lib.PMI_ENOMEM:
-            raise MemoryError(f"mimalloc could not allocate {size} bytes")
-        _core.check(failure, "allocation")
+        _core.check(lib.pmi_allocation_failure(), f"cannot allocate {size} bytes")
 
     def calloc(self, count: int, size: int) -> Block:
         """Allocate a zero-filled Block for ``count`` items of ``size`` bytes each. Raises as :meth:`malloc`;
@@ -161,10 +156,8 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
     def _check_usable(self) -> None:
         """Raise ValueError if closed, RuntimeError if frozen by a visit or snapshot."""
         state = lib.pmi_heap_state(self._handle)
-        if state == lib.PMI_STATE_FROZEN:
-            _core.check(lib.PMI_EFROZEN, "allocation")
         if state != lib.PMI_STATE_OPEN:
-            raise ValueError("cannot allocate from a closed heap")
+            _core.check(lib.PMI_EFROZEN if state == lib.PMI_STATE_FROZEN else lib.PMI_ECLOSED, "cannot allocate")
 
     def stats(self) -> dict[str, Any]:
         """This heap's statistics as a dict (``mi_heap_stats_get_json``). ValueError if closed."""
@@ -195,7 +188,14 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         """``with heap.numpy_allocator():`` every numpy array created in this context (this thread or async
         task, as numpy scopes it), numpy's temporaries included, gets its data from this heap. The previous
         handler comes back on exit, even on error; blocks nest. The heap cannot be closed meanwhile."""
-        return numpy_allocator(self)
+        return numpy_allocator(self, self._handle, self._handler())
+
+    def _handler(self) -> Any:
+        """The heap's numpy handler capsule, made on first use and kept (HeapBase's fast paths read it)."""
+        handler = self._numpy_handler
+        if handler is None:
+            handler = self._numpy_handler = make_handler(self._handle)
+        return handler
 
     def _numpy_failed(self) -> None:
         self._check_usable()  # closed or frozen says so; otherwise it was a real MemoryError
@@ -210,7 +210,7 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
 
     def _numpy_new(self, constructor: Any, shape: Any, dtype: Any, order: str, zero: bool) -> np.ndarray:
         try:
-            array = NP.new(self._numpy_handler or handler_of(self), shape, dtype, order, zero)
+            array = NP.new(self._numpy_handler or self._handler(), shape, dtype, order, zero)
         except MemoryError:
             self._numpy_failed()
             raise
@@ -221,7 +221,7 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
     def _numpy_call(self, func: Any, *args: Any, **kwargs: Any) -> np.ndarray:
         """Run a numpy constructor with this heap's handler set."""
         try:
-            return NP.call(self._numpy_handler or handler_of(self), func, *args, **kwargs)  # type: ignore[no-any-return]
+            return NP.call(self._numpy_handler or self._handler(), func, *args, **kwargs)  # type: ignore[no-any-return]
         except MemoryError:
             self._numpy_failed()
             raise
@@ -249,8 +249,8 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
     # -- walking ------------------------------------------------------------------------------------
     def areas(self) -> list[Area]:
         """A new list of the heap's areas (``mi_heap_visit_blocks``), recorded at the time of the call."""
-        with frozen(self):
-            found = walk(self, False)
+        with frozen(self._handle):
+            found = walk(self._handle, False)
         return [area for area, _ in found]
 
     def blocks(self) -> list[BlockInfo]:
@@ -259,8 +259,8 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         These are mimalloc's blocks: an aligned allocation may lie inside one, so its ``Block.address``
         can be after the ``BlockInfo.address`` of the block that holds it.
         """
-        with frozen(self):
-            found = walk(self, True)
+        with frozen(self._handle):
+            found = walk(self._handle, True)
         return [info for _, infos in found for info in infos]
 
     def visit(self, callback: VisitCallback, blocks: bool = True) -> bool:
@@ -271,12 +271,12 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         stops it and propagates unchanged. While the walk runs the heap is frozen: allocating from it
         or freeing into it raises RuntimeError (blocks dropped meanwhile are freed afterwards).
         """
-        return visit(self, callback, bool(blocks))
+        return visit(self._handle, callback, bool(blocks))
 
     def snapshot(self) -> Snapshot:
         """A context manager: ``with heap.snapshot() as snap:`` gives ``snap.areas``, ``snap.blocks``,
         ``snap.live_blocks`` and ``snap.live_bytes``, with the heap frozen until the block ends."""
-        return Snapshot(self)
+        return Snapshot(self, self._handle)
 
     # -- collection and closing ----------------------------------------------------------------------
     def collect(self, force: bool = False) -> None:
@@ -373,6 +373,11 @@ def heap_of(obj: Block | int | Any) -> Heap | None:
     if heap_id == int(lib.pmi_heap_id(main_heap()._handle)):
         return main_heap()
     return _heaps_by_id.get(heap_id)
+
+
+def handle_of(heap: Heap) -> Any:
+    """The heap's ``pmi_heap_t*`` (cdata), for pymimalloc's own modules that call C with it (the benchmarks)."""
+    return heap._handle
 
 
 def default_heap() -> Heap:

@@ -49,30 +49,32 @@ class BlockInfo:
 VisitCallback = Callable[[Area, "BlockInfo | None"], Any]
 
 
-def freeze(heap: Heap, what: str) -> None:
-    """Freeze ``heap`` in C (Block.free asks C whether its heap is frozen)."""
-    _core.check(lib.pmi_heap_freeze(heap._handle), what)
+# These take the heap's handle (a ``pmi_heap_t*`` cdata), which heap.py passes: no module reads
+# another's private attributes.
+def freeze(handle: Any, what: str) -> None:
+    """Freeze the heap in C (Block.free asks C whether its heap is frozen)."""
+    _core.check(lib.pmi_heap_freeze(handle), what)
 
 
-def thaw(heap: Heap) -> None:
-    lib.pmi_heap_thaw(heap._handle)
+def thaw(handle: Any) -> None:
+    lib.pmi_heap_thaw(handle)
 
 
 @contextlib.contextmanager
-def frozen(heap: Heap) -> Iterator[None]:
-    """Hold ``heap`` still (see the module docstring). Nests; raises ValueError if the heap is closed."""
-    freeze(heap, "freezing the heap for a walk")
+def frozen(handle: Any) -> Iterator[None]:
+    """Hold the heap still (see the module docstring). Nests; raises ValueError if the heap is closed."""
+    freeze(handle, "freezing the heap for a walk")
     try:
         yield
     finally:
-        thaw(heap)
+        thaw(handle)
 
 
-def walk(heap: Heap, visit_blocks: bool) -> list[tuple[Area, list[BlockInfo]]]:
+def walk(handle: Any, visit_blocks: bool) -> list[tuple[Area, list[BlockInfo]]]:
     """Record the areas of a frozen heap, each with its live blocks (empty unless ``visit_blocks``)."""
     record = ffi.new("pmi_walk_t *")
     try:
-        _core.check(lib.pmi_heap_walk(heap._handle, visit_blocks, record), "walking the heap")
+        _core.check(lib.pmi_heap_walk(handle, visit_blocks, record), "walking the heap")
         areas: list[tuple[Area, list[BlockInfo]]] = []
         for i in range(record.area_count):
             a = record.areas[i]
@@ -85,13 +87,13 @@ def walk(heap: Heap, visit_blocks: bool) -> list[tuple[Area, list[BlockInfo]]]:
         lib.pmi_walk_free(record)
 
 
-def visit(heap: Heap, callback: VisitCallback, visit_blocks: bool) -> bool:
+def visit(handle: Any, callback: VisitCallback, visit_blocks: bool) -> bool:
     """Call ``callback(area, None)`` for each area and ``callback(area, block)`` for each live block.
 
     Returns False as soon as a callback returns a falsy value, else True. Exceptions propagate.
     """
-    with frozen(heap):
-        for area, found in walk(heap, visit_blocks):
+    with frozen(handle):
+        for area, found in walk(handle, visit_blocks):
             if not callback(area, None):
                 return False
             for info in found:
@@ -107,11 +109,12 @@ class Snapshot(_core.ProcessLocal):
     the snapshot is ``stale``: its figures remain readable but describe the past.
     """
 
-    __slots__ = ("_heap", "areas", "blocks", "stale", "_entered", "_frozen")
+    __slots__ = ("_heap", "_handle", "areas", "blocks", "stale", "_entered", "_frozen")
     _unshareable_why = "it holds its heap frozen; copy or pickle its areas and blocks (plain dataclasses)"
 
-    def __init__(self, heap: Heap) -> None:
+    def __init__(self, heap: Heap, handle: Any) -> None:
         self._heap = heap
+        self._handle = handle
         self.areas: tuple[Area, ...] = ()
         self.blocks: tuple[BlockInfo, ...] = ()
         self.stale = False
@@ -132,11 +135,11 @@ class Snapshot(_core.ProcessLocal):
         if self._entered:
             raise RuntimeError("a snapshot can be taken only once; call heap.snapshot() again")
         self._entered = True
-        freeze(self._heap, "snapshot")
+        freeze(self._handle, "snapshot")
         try:
-            found = walk(self._heap, True)
+            found = walk(self._handle, True)
         except BaseException:
-            thaw(self._heap)
+            thaw(self._handle)
             raise
         self._frozen = True
         self.areas = tuple(area for area, _ in found)
@@ -150,7 +153,7 @@ class Snapshot(_core.ProcessLocal):
         if self._frozen:
             self._frozen = False
             self.stale = True
-            thaw(self._heap)
+            thaw(self._handle)
 
     def __del__(self) -> None:
         # a snapshot entered by hand and then dropped must not leave its heap frozen for good

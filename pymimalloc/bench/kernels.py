@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._core import check, ffi, lib
-from ..heap import Heap
+from ..heap import Heap, handle_of
 
 KIB = 1024
 #: sizes for the fixed-size patterns, in bytes
@@ -122,9 +122,9 @@ def _run_once(case: Case, allocator: str, heap: Heap, ops: int, seed: int) -> fl
     code = PATTERNS[case.pattern].code
     size = case.size or 64
     if allocator == "heap":
-        ns = lib.pmi_bench_run_in(code, heap._handle, size, case.param, ops, seed)
+        ns = lib.pmi_bench_run_in(code, handle_of(heap), size, case.param, ops, seed)
     elif allocator == "pymimalloc":
-        ns = lib.pmi_bench_run_glue(code, heap._handle, size, case.param, ops, seed)
+        ns = lib.pmi_bench_run_glue(code, handle_of(heap), size, case.param, ops, seed)
     else:
         ns = lib.pmi_bench_run(code, ALLOCATORS[allocator], ffi.NULL, size, case.param, ops, seed)
     if ns < 0:
