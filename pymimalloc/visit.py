@@ -70,6 +70,10 @@ def frozen(handle: Any) -> Iterator[None]:
         thaw(handle)
 
 
+# object.__new__ and BlockInfo's slot setters, which bypass the frozen dataclass's __setattr__
+_BLOCKINFO_FAST: tuple[Any, Any, Any, Any] = (object.__new__, *(vars(BlockInfo)[name].__set__ for name in ("address", "size", "area")))
+
+
 def walk(handle: Any, visit_blocks: bool) -> list[tuple[Area, list[BlockInfo]]]:
     """Record the areas of a frozen heap, each with its live blocks (empty unless ``visit_blocks``)."""
     record = ffi.new("pmi_walk_t *")
@@ -79,9 +83,18 @@ def walk(handle: Any, visit_blocks: bool) -> list[tuple[Area, list[BlockInfo]]]:
         for i in range(record.area_count):
             a = record.areas[i]
             areas.append((Area(a.address, a.reserved, a.committed, a.used, a.block_size, a.full_block_size), []))
-        for i in range(record.block_count):
-            area, found = areas[record.block_area[i]]
-            found.append(BlockInfo(int(record.blocks[i]), area.block_size, area))
+        count = record.block_count
+        if count:
+            # the hot loop of a walk: whole arrays out of C at once, and BlockInfo's slots set directly
+            # (its frozen __init__ costs more than the rest of the loop)
+            new, set_address, set_size, set_area = _BLOCKINFO_FAST
+            for address, index in zip(ffi.unpack(record.blocks, count), ffi.unpack(record.block_area, count)):
+                area, found = areas[index]
+                info = new(BlockInfo)
+                set_address(info, address)
+                set_size(info, area.block_size)
+                set_area(info, area)
+                found.append(info)
         return areas
     finally:
         lib.pmi_walk_free(record)
