@@ -205,3 +205,234 @@ def _buffer_address(obj: object) -> int:
         if view.nbytes == 0:
             return 0  # an empty buffer owns no memory, whatever pointer it carries
     return int(ffi.cast("uintptr_t", pointer))
+
+
+# -------------------------------------------------------------------------------------------------------
+# The C calls the other modules make, by concern. They take and return ints, strings and opaque handles
+# (cdata that only this module looks into), so no other module needs ``lib`` or ``ffi``.
+# -------------------------------------------------------------------------------------------------------
+
+#: tracemalloc domain of every Block (csrc/pmi_heap.h)
+TRACEMALLOC_DOMAIN: Final[int] = lib.PMI_TRACEMALLOC_DOMAIN
+STATE_OPEN: Final[int] = lib.PMI_STATE_OPEN
+STATE_CLOSED: Final[int] = lib.PMI_STATE_CLOSED
+STATE_FROZEN: Final[int] = lib.PMI_STATE_FROZEN
+CLOSE_AUTO: Final[int] = lib.PMI_CLOSE_AUTO
+CLOSE_DESTROY: Final[int] = lib.PMI_CLOSE_DESTROY
+ECLOSED: Final[int] = lib.PMI_ECLOSED
+EFROZEN: Final[int] = lib.PMI_EFROZEN
+
+
+def take_text(text: Any, what: str) -> str:
+    """Decode a string the C glue allocated, and free it. MemoryError if the glue returned NULL."""
+    if not text:
+        raise MemoryError(f"mimalloc could not produce {what}")
+    try:
+        return str(ffi.string(text).decode("utf-8", "replace"))
+    finally:
+        lib.pmi_text_free(text)
+
+
+# -- heaps: a handle is a pmi_heap_t* that releases its reference when collected ---------------------------
+def heap_new(arena_id: Any = None) -> Any:
+    """A new heap's handle (in ``arena_id``'s arena if given), or None when out of memory."""
+    handle = lib.pmi_heap_new() if arena_id is None else lib.pmi_heap_new_in_arena(arena_id)
+    return ffi.gc(handle, lib.pmi_heap_release) if handle else None
+
+
+def heap_main() -> Any:
+    """A new handle to mimalloc's main heap."""
+    return ffi.gc(lib.pmi_heap_main_handle(), lib.pmi_heap_release)
+
+
+def heap_address(handle: Any) -> int:
+    """The handle's address, for HeapBase (the C allocation methods)."""
+    return int(ffi.cast("uintptr_t", handle))
+
+
+def heap_id(handle: Any) -> int:
+    """The mi_heap_t address, as heap_of_address reports it."""
+    return int(lib.pmi_heap_id(handle))
+
+
+def heap_of_address(address: int) -> int:
+    """The id of the heap holding ``address`` (0 if none)."""
+    return int(lib.pmi_heap_of(address))
+
+
+def heap_state(handle: Any) -> int:
+    return int(lib.pmi_heap_state(handle))
+
+
+def heap_is_main(handle: Any) -> bool:
+    return bool(lib.pmi_heap_is_main(handle))
+
+
+def heap_live_blocks(handle: Any) -> int:
+    return int(lib.pmi_heap_live_blocks(handle))
+
+
+def heap_live_bytes(handle: Any) -> int:
+    return int(lib.pmi_heap_live_bytes(handle))
+
+
+def heap_contains(handle: Any, address: int) -> bool:
+    return bool(check(lib.pmi_heap_contains(handle, address), "contains"))
+
+
+def heap_close(handle: Any, mode: int) -> int:
+    """pmi_heap_close's status, unchecked (closing twice is not an error for every caller)."""
+    return int(lib.pmi_heap_close(handle, mode))
+
+
+def heap_collect(handle: Any, force: bool) -> None:
+    check(lib.pmi_heap_collect(handle, bool(force)), "collect")
+
+
+def heap_stats_json(handle: Any) -> str | None:
+    """The heap's statistics as JSON text, or None if the heap cannot report them now."""
+    text = lib.pmi_heap_stats_json(handle)
+    return take_text(text, "heap statistics") if text else None
+
+
+def heap_pin(handle: Any, what: str) -> None:
+    check(lib.pmi_heap_pin(handle), what)
+
+
+def heap_unpin(handle: Any) -> None:
+    lib.pmi_heap_unpin(handle)
+
+
+def heap_freeze(handle: Any, what: str) -> None:
+    check(lib.pmi_heap_freeze(handle), what)
+
+
+def heap_thaw(handle: Any) -> None:
+    lib.pmi_heap_thaw(handle)
+
+
+def heap_walk(handle: Any, visit_blocks: bool) -> tuple[list[tuple[int, int, int, int, int, int]], list[int], list[int]]:
+    """Walk a frozen heap: its areas (address, reserved, committed, used, block_size, full_block_size), and
+    the address of every live block (if ``visit_blocks``) with the index of its area."""
+    record = ffi.new("pmi_walk_t *")
+    try:
+        check(lib.pmi_heap_walk(handle, visit_blocks, record), "walking the heap")
+        areas = [(a.address, a.reserved, a.committed, a.used, a.block_size, a.full_block_size)
+                 for a in (record.areas[i] for i in range(record.area_count))]
+        count = record.block_count
+        if not count:
+            return areas, [], []
+        return areas, ffi.unpack(record.blocks, count), ffi.unpack(record.block_area, count)
+    finally:
+        lib.pmi_walk_free(record)
+
+
+def allocation_failure() -> int:
+    """Why the calling thread's last allocation through the glue failed (a status code)."""
+    return int(lib.pmi_allocation_failure())
+
+
+def numpy_handler(handle: Any) -> Any:
+    """A new numpy handler capsule (NEP 49) that allocates from the heap."""
+    return numpy_entry_points()._numpy_handler(heap_address(handle))
+
+
+# -- addresses and sizes ----------------------------------------------------------------------------------
+def usable_size_at(address: int) -> int:
+    """Usable bytes from ``address`` to the end of its mimalloc block, or 0 if it is not in one."""
+    return int(lib.pmi_usable_size(address))
+
+
+def good_size(size: int) -> int:
+    return int(lib.mi_good_size(size))
+
+
+# -- arenas -------------------------------------------------------------------------------------------------
+def arena_granularity() -> int:
+    return int(lib.pmi_arena_granularity())
+
+
+def arena_max_size() -> int:
+    return int(lib.pmi_arena_max_size())
+
+
+def arena_min_size() -> int:
+    return int(lib.mi_arena_min_size())
+
+
+def arena_reserve(size: int, commit: bool, allow_large: bool) -> tuple[Any, int, int]:
+    """Reserve an arena of ``size`` bytes: its id (opaque), start address and reserved bytes.
+    MemoryError if mimalloc cannot."""
+    arena_id = ffi.new("void **")
+    error = lib.pmi_arena_reserve(size, bool(commit), bool(allow_large), arena_id)
+    if error != 0:
+        raise MemoryError(f"mimalloc could not reserve an arena of {size} bytes (error {error})")
+    reserved = ffi.new("size_t *")
+    address = int(ffi.cast("uintptr_t", lib.mi_arena_area(arena_id[0], reserved)))
+    return arena_id[0], address, int(reserved[0])
+
+
+def arena_contains(arena_id: Any, address: int) -> bool:
+    return bool(lib.mi_arena_contains(arena_id, ffi.cast("void *", address)))
+
+
+# -- options, statistics, collection ----------------------------------------------------------------------
+def options_text() -> str:
+    """mimalloc's list of options, one ``option '<name>': ...`` line each, in index order."""
+    return take_text(lib.pmi_options_text(), "the option list")
+
+
+def option_get(index: int) -> int:
+    return int(lib.mi_option_get(index))
+
+
+def option_set(index: int, value: int) -> None:
+    lib.mi_option_set(index, value)
+
+
+def process_info_values() -> list[int]:
+    """mi_process_info's eight values, in its order."""
+    values = ffi.new("size_t[8]")
+    lib.mi_process_info(*(values + i for i in range(8)))
+    return [int(v) for v in values]
+
+
+def stats_json() -> str:
+    return take_text(lib.pmi_stats_json(), "statistics")
+
+
+def stats_text() -> str:
+    return take_text(lib.pmi_stats_text(), "statistics")
+
+
+def stats_reset() -> None:
+    lib.mi_stats_reset()
+
+
+def collect_all(force: bool) -> None:
+    lib.pmi_collect(bool(force))
+
+
+# -- benchmark kernels (csrc/pmi_bench.h) -----------------------------------------------------------------
+ENOMEM: Final[int] = lib.PMI_ENOMEM
+#: the allocators the kernels run over, by the name the report uses
+BENCH_ALLOCATORS: Final[dict[str, int]] = {
+    "heap": lib.PMI_BENCH_HEAP, "pymimalloc": lib.PMI_BENCH_GLUE, "mimalloc": lib.PMI_BENCH_MIMALLOC,
+    "pymalloc": lib.PMI_BENCH_PYMALLOC, "glibc": lib.PMI_BENCH_GLIBC,
+}
+#: the kernels' patterns, by name
+BENCH_PATTERNS: Final[dict[str, int]] = {
+    "pair": lib.PMI_PATTERN_PAIR, "batch": lib.PMI_PATTERN_BATCH, "ring": lib.PMI_PATTERN_RING,
+    "workset": lib.PMI_PATTERN_WORKSET, "realloc": lib.PMI_PATTERN_REALLOC, "calloc": lib.PMI_PATTERN_CALLOC,
+    "memset": lib.PMI_PATTERN_MEMSET, "xthread": lib.PMI_PATTERN_XTHREAD, "larson": lib.PMI_PATTERN_LARSON,
+}
+
+
+def bench_run(pattern: int, allocator: str, heap_handle: Any, size: int, param: int, ops: int, seed: int) -> float:
+    """One kernel run in C: ns per operation, or a negative value (-1 out of memory; see pmi_bench.h).
+    ``heap_handle`` is used by the "heap" and "pymimalloc" allocators."""
+    if allocator == "heap":
+        return float(lib.pmi_bench_run_in(pattern, heap_handle, size, param, ops, seed))
+    if allocator == "pymimalloc":
+        return float(lib.pmi_bench_run_glue(pattern, heap_handle, size, param, ops, seed))
+    return float(lib.pmi_bench_run(pattern, BENCH_ALLOCATORS[allocator], ffi.NULL, size, param, ops, seed))

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import _core
-from ._core import ffi, lib
 from .block import address_of
 
 if TYPE_CHECKING:
@@ -40,16 +39,10 @@ class Arena(_core.ProcessLocal):
                 f"an arena holds at most {self.max_size()} bytes (mimalloc v3's MI_ARENA_MAX_SIZE), got {size}; "
                 "reserve several arenas, or let heaps grow without one"
             )
-        granule = int(lib.pmi_arena_granularity())
+        granule = _core.arena_granularity()
         rounded = -(-size // granule) * granule  # mimalloc manages whole chunks: round up, never down
-        arena_id = ffi.new("void **")
-        error = lib.pmi_arena_reserve(rounded, bool(commit), bool(allow_large), arena_id)
-        if error != 0:
-            raise MemoryError(f"mimalloc could not reserve an arena of {size} bytes (error {error})")
-        reserved = ffi.new("size_t *")
-        self._id: Any = arena_id[0]
-        self._address = int(ffi.cast("uintptr_t", lib.mi_arena_area(self._id, reserved)))
-        self._size = int(reserved[0])
+        self._id: Any
+        self._id, self._address, self._size = _core.arena_reserve(rounded, bool(commit), bool(allow_large))
         self._released = False
         if self._size < size:  # pragma: no cover - a promise, checked rather than assumed
             raise MemoryError(f"mimalloc reserved {self._size} bytes for an arena of {size} bytes")
@@ -57,12 +50,12 @@ class Arena(_core.ProcessLocal):
     @staticmethod
     def max_size() -> int:
         """The largest arena mimalloc v3 manages as one, in bytes (16 GiB on 64-bit systems)."""
-        return int(lib.pmi_arena_max_size())
+        return _core.arena_max_size()
 
     @staticmethod
     def min_size() -> int:
         """The smallest arena mimalloc accepts, in bytes (``mi_arena_min_size``)."""
-        return int(lib.mi_arena_min_size())
+        return _core.arena_min_size()
 
     @property
     def address(self) -> int:
@@ -82,7 +75,7 @@ class Arena(_core.ProcessLocal):
     def contains(self, obj: object) -> bool:
         """Whether ``obj`` (a Block, an int address or a buffer) lies in this arena."""
         address = address_of(obj)
-        return address is not None and bool(lib.mi_arena_contains(self._id, ffi.cast("void *", address)))
+        return address is not None and _core.arena_contains(self._id, address)
 
     __contains__ = contains
 

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _core
-from ._core import ffi, lib
 
 if TYPE_CHECKING:
 
@@ -26,7 +25,7 @@ HANDLER_NAME = "pymimalloc"
 #: The tracemalloc domain of every Block allocated through pymimalloc
 #: (``tracemalloc.DomainFilter(True, TRACEMALLOC_DOMAIN)``). Array data is traced by numpy itself, in
 #: its domain 389047, whatever handler allocated it; tracing it here too would count it twice.
-TRACEMALLOC_DOMAIN: int = lib.PMI_TRACEMALLOC_DOMAIN
+TRACEMALLOC_DOMAIN: int = _core.TRACEMALLOC_DOMAIN
 
 _module: Any = None
 
@@ -41,7 +40,7 @@ def _c_api() -> Any:
 
 def make_handler(handle: Any) -> Any:
     """A new numpy handler capsule for the heap with this handle (a ``pmi_heap_t*``; heap.py keeps it)."""
-    return _c_api()._numpy_handler(int(ffi.cast("uintptr_t", handle)))
+    return _core.numpy_handler(handle)
 
 
 @contextlib.contextmanager
@@ -49,7 +48,7 @@ def numpy_allocator(heap: Heap, handle: Any, handler: Any) -> Iterator[Heap]:
     """Make numpy allocate array data from ``heap`` (its ``handle`` and ``handler`` capsule) in this context
     (thread or async task, as numpy scopes its handler), then restore the previous handler, even on error.
     The heap cannot be closed meanwhile."""
-    _core.check(lib.pmi_heap_pin(handle), "numpy_allocator")
+    _core.heap_pin(handle, "numpy_allocator")
     try:
         previous = _c_api()._numpy_set_handler(handler)
         try:
@@ -57,7 +56,7 @@ def numpy_allocator(heap: Heap, handle: Any, handler: Any) -> Iterator[Heap]:
         finally:
             _c_api()._numpy_set_handler(previous)
     finally:
-        lib.pmi_heap_unpin(handle)
+        _core.heap_unpin(handle)
 
 
 class _Binding:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _core
-from ._core import Block, lib
+from ._core import Block
 
 __all__ = ["Block", "address_of", "good_size", "usable_size"]
 
@@ -36,7 +36,7 @@ def usable_size(obj: Block | int | Any) -> int:
     if isinstance(obj, Block):
         return obj.usable_size
     address = _core.address_of(obj)
-    size = 0 if address is None else lib.pmi_usable_size(address)
+    size = 0 if address is None else _core.usable_size_at(address)
     if size == 0:
         raise ValueError(f"{obj!r} is not an address of a block allocated by mimalloc")
     return int(size)
@@ -46,7 +46,7 @@ def good_size(size: int) -> int:
     """The allocation size in bytes mimalloc would actually use for a request of ``size`` bytes.
 
     Raises MemoryError when that size is more than mimalloc can allocate, as ``malloc`` would."""
-    good = int(lib.mi_good_size(_core.as_size(size)))
+    good = _core.good_size(_core.as_size(size))
     if good > _core.MAX_SIZE:
         raise MemoryError(f"size of {size} bytes rounds up to more than mimalloc can allocate ({_core.MAX_SIZE})")
     return good

@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator
 
-from ._core import lib
+from . import _core
 from .stats import ProcessInfo, process_info
 
 __all__ = ["collect", "collecting", "CollectResult"]
@@ -17,7 +17,7 @@ def collect(force: bool = False) -> None:
 
     With ``force=True`` mimalloc also purges memory it would otherwise keep for reuse.
     """
-    lib.pmi_collect(bool(force))
+    _core.collect_all(force)
 
 
 @dataclasses.dataclass(slots=True)

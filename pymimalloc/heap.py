@@ -16,11 +16,9 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from . import _core
-from ._core import ffi, lib
 from .arena import Arena, id_for_new_heap
 from .arrays import NP, make_handler, numpy_allocator
 from .block import Block, address_of
-from .stats import take_text
 from .visit import Area, BlockInfo, Snapshot, VisitCallback, frozen, visit, walk
 
 if TYPE_CHECKING:
@@ -61,9 +59,9 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         """
         _refuse_second_init(self)
         if arena is None:
-            handle = lib.pmi_heap_new()
+            handle = _core.heap_new()
         elif isinstance(arena, Arena):
-            handle = lib.pmi_heap_new_in_arena(id_for_new_heap(arena))
+            handle = _core.heap_new(id_for_new_heap(arena))
         else:
             raise TypeError(f"arena must be an Arena, not {type(arena).__name__}")
         if not handle:
@@ -73,9 +71,9 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
     def _attach(self, handle: Any, arena: Arena | None = None) -> None:
         self._arena = arena
         self._numpy_handler = None  # capsule for numpy, made on first use (arrays.py); a HeapBase member
-        self._handle = ffi.gc(handle, lib.pmi_heap_release)
-        self._bind_handle(int(ffi.cast("uintptr_t", handle)))  # for the C allocation methods (HeapBase)
-        self._id = int(lib.pmi_heap_id(handle))
+        self._handle = handle  # released (pmi_heap_release) when collected
+        self._bind_handle(_core.heap_address(handle))  # for the C allocation methods (HeapBase)
+        self._id = _core.heap_id(handle)
         _heaps_by_id[self._id] = self
 
     # -- allocation: malloc, zalloc, realloc and _allocate are C methods (HeapBase, csrc/pmi_python.c) --
@@ -88,7 +86,7 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
 
     def _allocation_failed(self, size: int) -> None:
         """Raise what the calling thread's last failed allocation from this heap means (called by C)."""
-        _core.check(lib.pmi_allocation_failure(), f"cannot allocate {size} bytes")
+        _core.check(_core.allocation_failure(), f"cannot allocate {size} bytes")
 
     def calloc(self, count: int, size: int) -> Block:
         """Allocate a zero-filled Block for ``count`` items of ``size`` bytes each. Raises as :meth:`malloc`;
@@ -120,34 +118,34 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         if address is None:
             self._check_open()
             return False
-        return bool(_core.check(lib.pmi_heap_contains(self._handle, address), "contains"))
+        return _core.heap_contains(self._handle, address)
 
     __contains__ = contains
 
     @property
     def closed(self) -> bool:
         """True once :meth:`close`, :meth:`destroy` or :meth:`delete` has run (a frozen heap is open)."""
-        return bool(lib.pmi_heap_state(self._handle) == lib.PMI_STATE_CLOSED)
+        return _core.heap_state(self._handle) == _core.STATE_CLOSED
 
     @property
     def frozen(self) -> bool:
         """True while a visit or snapshot holds the heap still (allocations and frees raise RuntimeError)."""
-        return bool(lib.pmi_heap_state(self._handle) == lib.PMI_STATE_FROZEN)
+        return _core.heap_state(self._handle) == _core.STATE_FROZEN
 
     @property
     def is_main(self) -> bool:
         """True for mimalloc's main heap (see :func:`main_heap`), which cannot be closed."""
-        return bool(lib.pmi_heap_is_main(self._handle))
+        return _core.heap_is_main(self._handle)
 
     @property
     def live_blocks(self) -> int:
         """How many Blocks allocated from this heap are alive (a plain, cheap counter)."""
-        return int(lib.pmi_heap_live_blocks(self._handle))
+        return _core.heap_live_blocks(self._handle)
 
     @property
     def live_bytes(self) -> int:
         """How many bytes (as requested) the live Blocks of this heap hold."""
-        return int(lib.pmi_heap_live_bytes(self._handle))
+        return _core.heap_live_bytes(self._handle)
 
     def _check_open(self) -> None:
         if self.closed:
@@ -155,16 +153,17 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
 
     def _check_usable(self) -> None:
         """Raise ValueError if closed, RuntimeError if frozen by a visit or snapshot."""
-        state = lib.pmi_heap_state(self._handle)
-        if state != lib.PMI_STATE_OPEN:
-            _core.check(lib.PMI_EFROZEN if state == lib.PMI_STATE_FROZEN else lib.PMI_ECLOSED, "cannot allocate")
+        state = _core.heap_state(self._handle)
+        if state != _core.STATE_OPEN:
+            _core.check(_core.EFROZEN if state == _core.STATE_FROZEN else _core.ECLOSED, "cannot allocate")
 
     def stats(self) -> dict[str, Any]:
         """This heap's statistics as a dict (``mi_heap_stats_get_json``). ValueError if closed."""
-        text = lib.pmi_heap_stats_json(self._handle)
-        if not text:
-            self._check_usable()
-        return json.loads(take_text(text, "heap statistics"))  # type: ignore[no-any-return]
+        text = _core.heap_stats_json(self._handle)
+        if text is None:
+            self._check_usable()  # closed or frozen says so; otherwise mimalloc ran out of memory
+            raise MemoryError("mimalloc could not produce heap statistics")
+        return json.loads(text)  # type: ignore[no-any-return]
 
     @property
     def arena(self) -> Arena | None:
@@ -281,7 +280,7 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
     # -- collection and closing ----------------------------------------------------------------------
     def collect(self, force: bool = False) -> None:
         """Return unused memory of this heap to the OS (``mi_heap_collect``). ValueError if closed."""
-        _core.check(lib.pmi_heap_collect(self._handle, bool(force)), "collect")
+        _core.heap_collect(self._handle, force)
 
     def close(self) -> None:
         """Close the heap. Idempotent.
@@ -292,8 +291,8 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         main heap, and RuntimeError during a visit or snapshot of this heap or while it is a default heap
         (``as_default``) or numpy's allocator (``numpy_allocator``).
         """
-        status = lib.pmi_heap_close(self._handle, lib.PMI_CLOSE_AUTO)
-        if status != lib.PMI_ECLOSED:  # closing twice is fine
+        status = _core.heap_close(self._handle, _core.CLOSE_AUTO)
+        if status != _core.ECLOSED:  # closing twice is fine
             _core.check(status, "close")
         self._unregister()
 
@@ -304,7 +303,7 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         other threads' allocations are not disturbed), ValueError if it is already closed or is the main
         heap, RuntimeError as :meth:`close`.
         """
-        _core.check(lib.pmi_heap_close(self._handle, lib.PMI_CLOSE_DESTROY), "destroy")
+        _core.check(_core.heap_close(self._handle, _core.CLOSE_DESTROY), "destroy")
         self._unregister()
 
     def delete(self) -> None:
@@ -313,7 +312,7 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         Unlike :meth:`close` it raises ValueError if the heap is already closed. mimalloc's own
         ``mi_heap_delete`` is never called: in v3.4.3 it mishandles pages outside an arena (see the README).
         """
-        _core.check(lib.pmi_heap_close(self._handle, lib.PMI_CLOSE_AUTO), "delete")
+        _core.check(_core.heap_close(self._handle, _core.CLOSE_AUTO), "delete")
         self._unregister()
 
     def _unregister(self) -> None:
@@ -331,8 +330,8 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
             self.close()
 
     def __repr__(self) -> str:
-        state = {lib.PMI_STATE_OPEN: "open", lib.PMI_STATE_FROZEN: "frozen"}.get(
-            lib.pmi_heap_state(self._handle), "closed"
+        state = {_core.STATE_OPEN: "open", _core.STATE_FROZEN: "frozen"}.get(
+            _core.heap_state(self._handle), "closed"
         )
         if self.is_main:
             state = "main" if state == "open" else "main " + state
@@ -353,7 +352,7 @@ def main_heap() -> Heap:
     with _main_heap_lock:
         if _main_heap is None:
             heap = Heap.__new__(Heap)
-            heap._attach(lib.pmi_heap_main_handle())
+            heap._attach(_core.heap_main())
             _main_heap = heap
         return _main_heap
 
@@ -367,10 +366,10 @@ def heap_of(obj: Block | int | Any) -> Heap | None:
     address = address_of(obj)
     if address is None:
         return None
-    heap_id = int(lib.pmi_heap_of(address))
+    heap_id = _core.heap_of_address(address)
     if heap_id == 0:
         return None
-    if heap_id == int(lib.pmi_heap_id(main_heap()._handle)):
+    if heap_id == _core.heap_id(main_heap()._handle):
         return main_heap()
     return _heaps_by_id.get(heap_id)
 
@@ -409,7 +408,7 @@ class _AsDefault:
             raise RuntimeError("an as_default() block can be entered once; call heap.as_default() again")
         self._used = True
         heap = self._heap
-        _core.check(lib.pmi_heap_pin(heap._handle), "as_default")
+        _core.heap_pin(heap._handle, "as_default")
         self._pinned = True
         self._token = _default.set(heap)
         return heap
@@ -427,10 +426,10 @@ class _AsDefault:
         except ValueError:
             pass  # left from another context (thread or task): that context is out of our reach (see as_default)
         finally:
-            lib.pmi_heap_unpin(self._heap._handle)
+            _core.heap_unpin(self._heap._handle)
 
     def __del__(self) -> None:
         # entered by hand and dropped: the pin must not keep the heap from closing for good
         if getattr(self, "_pinned", False):
             self._pinned = False
-            lib.pmi_heap_unpin(self._heap._handle)
+            _core.heap_unpin(self._heap._handle)

@@ -14,8 +14,8 @@ import warnings
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 
-from ._core import ProcessLocal, fork_safe_lock, lib
-from .stats import take_text
+from . import _core
+from ._core import ProcessLocal, fork_safe_lock
 
 __all__ = ["Options", "options", "PRESETS", "REFUSED"]
 
@@ -42,7 +42,7 @@ REFUSED: dict[str, tuple[int, str]] = {
 
 
 def _read_names() -> dict[str, int]:
-    text = take_text(lib.pmi_options_text(), "the option list")
+    text = _core.options_text()
     names = re.findall(r"^option '(\w+)':", text, flags=re.MULTILINE)
     return {name: index for index, name in enumerate(names) if not name.startswith("deprecated")}
 
@@ -87,7 +87,7 @@ class Options(ProcessLocal, Mapping[str, int]):
             raise ValueError(f"pymimalloc refuses option {name!r} = {value}: {refused[1]}; only {refused[0]} is allowed")
 
     def __getitem__(self, name: str) -> int:
-        return int(lib.mi_option_get(self._option(name)))
+        return _core.option_get(self._option(name))
 
     def __setitem__(self, name: str, value: int) -> None:
         """Set an option. KeyError for an unknown name, TypeError for a non-int value, ValueError out of range."""
@@ -99,14 +99,14 @@ class Options(ProcessLocal, Mapping[str, int]):
         self._check_allowed(name, int(value))
         if name == "max_vabits" and value != self[name]:  # MIMALLOC_MAX_VABITS is refused too (_core.py)
             raise ValueError(f"option {name!r} is read once, when mimalloc starts, and pymimalloc does not support it")
-        lib.mi_option_set(option, int(value))
+        _core.option_set(option, int(value))
 
     def _put_back_refused(self) -> None:
         for name, (safe, why) in REFUSED.items():
             variable = f"MIMALLOC_{name.upper()}"
             asked = os.environ.get(variable)
             if name in self._index and (self[name] != safe or (asked is not None and _env_value(asked) != safe)):
-                lib.mi_option_set(self._index[name], safe)
+                _core.option_set(self._index[name], safe)
                 warnings.warn(
                     f"pymimalloc set mimalloc option {name!r} to {safe}, not {variable}={asked}: {why}",
                     RuntimeWarning,

@@ -7,9 +7,9 @@ import json
 import sys
 from typing import Any, TextIO
 
-from ._core import ffi, lib
+from . import _core
 
-__all__ = ["ProcessInfo", "process_info", "stats", "print_stats", "reset_stats", "take_text"]
+__all__ = ["ProcessInfo", "print_stats", "process_info", "reset_stats", "stats"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,31 +32,19 @@ class ProcessInfo:
 
 def process_info() -> ProcessInfo:
     """Elapsed, user and system time, current and peak RSS and commit, and page faults, right now."""
-    values = ffi.new("size_t[8]")
-    lib.mi_process_info(*(values + i for i in range(8)))
-    return ProcessInfo(*(int(v) for v in values))
-
-
-def take_text(text: Any, what: str) -> str:
-    """Decode a string from the C glue and free it (internal). MemoryError if the glue returned NULL."""
-    if not text:
-        raise MemoryError(f"mimalloc could not produce {what}")
-    try:
-        return ffi.string(text).decode("utf-8", "replace")  # type: ignore[no-any-return]
-    finally:
-        lib.pmi_text_free(text)
+    return ProcessInfo(*_core.process_info_values())
 
 
 def stats() -> dict[str, Any]:
     """Process-wide statistics as a dict (``mi_stats_get_json``). Sizes in bytes."""
-    return json.loads(take_text(lib.pmi_stats_json(), "statistics"))  # type: ignore[no-any-return]
+    return json.loads(_core.stats_json())  # type: ignore[no-any-return]
 
 
 def print_stats(file: TextIO | None = None) -> None:
     """Write mimalloc's text report of the process-wide statistics to ``file`` (default: sys.stdout)."""
-    (sys.stdout if file is None else file).write(take_text(lib.pmi_stats_text(), "statistics"))
+    (sys.stdout if file is None else file).write(_core.stats_text())
 
 
 def reset_stats() -> None:
     """Reset mimalloc's statistics counters (``mi_stats_reset``)."""
-    lib.mi_stats_reset()
+    _core.stats_reset()

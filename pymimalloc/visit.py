@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _core
-from ._core import ffi, lib
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -53,11 +52,11 @@ VisitCallback = Callable[[Area, "BlockInfo | None"], Any]
 # another's private attributes.
 def freeze(handle: Any, what: str) -> None:
     """Freeze the heap in C (Block.free asks C whether its heap is frozen)."""
-    _core.check(lib.pmi_heap_freeze(handle), what)
+    _core.heap_freeze(handle, what)
 
 
 def thaw(handle: Any) -> None:
-    lib.pmi_heap_thaw(handle)
+    _core.heap_thaw(handle)
 
 
 @contextlib.contextmanager
@@ -76,28 +75,18 @@ _BLOCKINFO_FAST: tuple[Any, Any, Any, Any] = (object.__new__, *(vars(BlockInfo)[
 
 def walk(handle: Any, visit_blocks: bool) -> list[tuple[Area, list[BlockInfo]]]:
     """Record the areas of a frozen heap, each with its live blocks (empty unless ``visit_blocks``)."""
-    record = ffi.new("pmi_walk_t *")
-    try:
-        _core.check(lib.pmi_heap_walk(handle, visit_blocks, record), "walking the heap")
-        areas: list[tuple[Area, list[BlockInfo]]] = []
-        for i in range(record.area_count):
-            a = record.areas[i]
-            areas.append((Area(a.address, a.reserved, a.committed, a.used, a.block_size, a.full_block_size), []))
-        count = record.block_count
-        if count:
-            # the hot loop of a walk: whole arrays out of C at once, and BlockInfo's slots set directly
-            # (its frozen __init__ costs more than the rest of the loop)
-            new, set_address, set_size, set_area = _BLOCKINFO_FAST
-            for address, index in zip(ffi.unpack(record.blocks, count), ffi.unpack(record.block_area, count)):
-                area, found = areas[index]
-                info = new(BlockInfo)
-                set_address(info, address)
-                set_size(info, area.block_size)
-                set_area(info, area)
-                found.append(info)
-        return areas
-    finally:
-        lib.pmi_walk_free(record)
+    area_fields, addresses, area_indices = _core.heap_walk(handle, visit_blocks)
+    areas: list[tuple[Area, list[BlockInfo]]] = [(Area(*fields), []) for fields in area_fields]
+    # the hot loop of a walk: BlockInfo's slots set directly (its frozen __init__ costs more than the rest)
+    new, set_address, set_size, set_area = _BLOCKINFO_FAST
+    for address, index in zip(addresses, area_indices):
+        area, found = areas[index]
+        info = new(BlockInfo)
+        set_address(info, address)
+        set_size(info, area.block_size)
+        set_area(info, area)
+        found.append(info)
+    return areas
 
 
 def visit(handle: Any, callback: VisitCallback, visit_blocks: bool) -> bool:

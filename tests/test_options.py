@@ -4,7 +4,7 @@ import pytest
 
 import pymimalloc
 from pymimalloc._core import lib
-from pymimalloc.stats import take_text
+from pymimalloc._core import take_text
 
 
 def test_names_come_from_the_library_without_deprecated_ones() -> None:

@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._core import check, ffi, lib
+from .. import _core
 from ..heap import Heap, handle_of
 
 KIB = 1024
@@ -16,8 +16,7 @@ SIZES = (16, 64, 256, 512, KIB, 4 * KIB, 16 * KIB, 64 * KIB, 256 * KIB, 1024 * K
 QUICK_SIZES = (64, 16 * KIB)
 
 #: allocator name -> kernel selector
-ALLOCATORS = {"heap": lib.PMI_BENCH_HEAP, "pymimalloc": lib.PMI_BENCH_GLUE, "mimalloc": lib.PMI_BENCH_MIMALLOC,
-              "pymalloc": lib.PMI_BENCH_PYMALLOC, "glibc": lib.PMI_BENCH_GLIBC}
+ALLOCATORS = _core.BENCH_ALLOCATORS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,15 +32,15 @@ class Pattern:
 
 
 PATTERNS = {p.name: p for p in (
-    Pattern("pair", lib.PMI_PATTERN_PAIR, "malloc+free"),
-    Pattern("batch", lib.PMI_PATTERN_BATCH, "malloc+free", params=(25, 100, 400, 1600), param_name="n"),
-    Pattern("ring", lib.PMI_PATTERN_RING, "free oldest+malloc"),
-    Pattern("workset", lib.PMI_PATTERN_WORKSET, "free+malloc, 16 B-32 KiB", sized=False),
-    Pattern("realloc", lib.PMI_PATTERN_REALLOC, "realloc, 16 B-1 MiB", sized=False),
-    Pattern("calloc", lib.PMI_PATTERN_CALLOC, "calloc+free"),
-    Pattern("memset", lib.PMI_PATTERN_MEMSET, "malloc+memset+free"),
-    Pattern("xthread", lib.PMI_PATTERN_XTHREAD, "block, alloc and free in two threads"),
-    Pattern("larson", lib.PMI_PATTERN_LARSON, "free+malloc per thread, 8-1000 B", sized=False,
+    Pattern("pair", _core.BENCH_PATTERNS["pair"], "malloc+free"),
+    Pattern("batch", _core.BENCH_PATTERNS["batch"], "malloc+free", params=(25, 100, 400, 1600), param_name="n"),
+    Pattern("ring", _core.BENCH_PATTERNS["ring"], "free oldest+malloc"),
+    Pattern("workset", _core.BENCH_PATTERNS["workset"], "free+malloc, 16 B-32 KiB", sized=False),
+    Pattern("realloc", _core.BENCH_PATTERNS["realloc"], "realloc, 16 B-1 MiB", sized=False),
+    Pattern("calloc", _core.BENCH_PATTERNS["calloc"], "calloc+free"),
+    Pattern("memset", _core.BENCH_PATTERNS["memset"], "malloc+memset+free"),
+    Pattern("xthread", _core.BENCH_PATTERNS["xthread"], "block, alloc and free in two threads"),
+    Pattern("larson", _core.BENCH_PATTERNS["larson"], "free+malloc per thread, 8-1000 B", sized=False,
             params=(1, 2), param_name="threads"),
 )}
 
@@ -121,14 +120,9 @@ def plan(patterns: Iterable[str] | None = None, sizes: Iterable[int] | None = No
 def _run_once(case: Case, allocator: str, heap: Heap, ops: int, seed: int) -> float:
     code = PATTERNS[case.pattern].code
     size = case.size or 64
-    if allocator == "heap":
-        ns = lib.pmi_bench_run_in(code, handle_of(heap), size, case.param, ops, seed)
-    elif allocator == "pymimalloc":
-        ns = lib.pmi_bench_run_glue(code, handle_of(heap), size, case.param, ops, seed)
-    else:
-        ns = lib.pmi_bench_run(code, ALLOCATORS[allocator], ffi.NULL, size, case.param, ops, seed)
+    ns = _core.bench_run(code, allocator, handle_of(heap), size, case.param, ops, seed)
     if ns < 0:
-        check(lib.PMI_ENOMEM if ns == -1 else lib.PMI_ECLOSED, f"benchmark {case.label} on {allocator}")
+        _core.check(_core.ENOMEM if ns == -1 else _core.ECLOSED, f"benchmark {case.label} on {allocator}")
     return float(ns)
 
 
