@@ -243,28 +243,3 @@ def test_empty_and_zeros_are_what_numpy_makes_under_the_handler(heap: pymimalloc
     del grown, objects, array
     assert heap.live_bytes == 0
 
-
-def test_empty_is_traced_in_numpys_tracemalloc_domain(heap: pymimalloc.Heap) -> None:
-    import tracemalloc
-
-    numpy_domain = 389047
-    tracemalloc.start()
-    try:
-        array = heap.empty(1 << 16, np.uint8)
-        traced = tracemalloc.take_snapshot().filter_traces([tracemalloc.DomainFilter(True, numpy_domain)])
-        assert sum(stat.size for stat in traced.statistics("filename")) >= 1 << 16
-        del array
-        traced = tracemalloc.take_snapshot().filter_traces([tracemalloc.DomainFilter(True, numpy_domain)])
-        assert sum(stat.size for stat in traced.statistics("filename")) < 1 << 16
-    finally:
-        tracemalloc.stop()
-
-
-def test_empty_of_a_closed_or_frozen_heap_raises() -> None:
-    heap = pymimalloc.Heap()
-    with heap.snapshot():
-        with pytest.raises(RuntimeError):
-            heap.empty(10)
-    heap.close()
-    with pytest.raises(ValueError):
-        heap.zeros(10)
