@@ -100,6 +100,10 @@ bool pmi_numpy_ready = false;  /* numpy's C API is imported (pmi_numpy_install) 
 PyObject* pmi_numpy_new(PyObject* capsule, PyObject* shape, PyObject* dtype, PyObject* order_arg, bool zero) {
     PyDataMem_Handler* handler = (PyDataMem_Handler*)PyCapsule_GetPointer(capsule, PMI_CAPSULE_NAME);
     if (handler == NULL) return NULL;
+    if (handler->allocator.malloc != &pmi_np_malloc) {  /* numpy's or another library's: its ctx is no heap */
+        PyErr_SetString(PyExc_TypeError, "not a pymimalloc heap's numpy handler");
+        return NULL;
+    }
     NPY_ORDER order = NPY_CORDER;
     if (order_arg != NULL && !PyArray_OrderConverter(order_arg, &order)) return NULL;
     PyArray_Descr* descr = NULL;
