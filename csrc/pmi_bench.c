@@ -26,6 +26,65 @@ typedef struct pmi_heap_s pmi_heap_t;
 /* PMI_BENCH_GLUE: `heap` is really a pmi_heap_t*, and a pointer is a pmi_block_t* (a_data gives its memory) */
 #ifndef PMI_BENCH_STANDALONE
 #define PMI_GLUE_HEAP(heap) ((pmi_heap_t*)(void*)(heap))
+
+/* The glue fills in records its caller stores (a Python Block embeds one; CPython's object allocator
+   provides that storage). Here each thread keeps a free list of records, carved from chunks of the C
+   library's heap that are all freed when the run ends, so the kernel times the glue and not a malloc. */
+#define PMI_RECORD_CHUNK 256
+typedef struct pmi_record_chunk_s {
+    struct pmi_record_chunk_s* next;
+    pmi_block_t records[PMI_RECORD_CHUNK];
+} pmi_record_chunk_t;
+static pthread_mutex_t pmi_record_chunks_lock = PTHREAD_MUTEX_INITIALIZER;
+static pmi_record_chunk_t* pmi_record_chunks;
+static __thread pmi_block_t* pmi_record_free_list;  /* linked through next_deferred */
+
+static pmi_block_t* record_take(void) {
+    pmi_block_t* r = pmi_record_free_list;
+    if (__builtin_expect(r == NULL, 0)) {
+        pmi_record_chunk_t* c = (pmi_record_chunk_t*)malloc(sizeof(pmi_record_chunk_t));
+        if (c == NULL) return NULL;
+        pthread_mutex_lock(&pmi_record_chunks_lock);
+        c->next = pmi_record_chunks;
+        pmi_record_chunks = c;
+        pthread_mutex_unlock(&pmi_record_chunks_lock);
+        for (size_t i = 0; i + 1 < PMI_RECORD_CHUNK; i++) c->records[i].next_deferred = &c->records[i + 1];
+        c->records[PMI_RECORD_CHUNK - 1].next_deferred = NULL;
+        r = &c->records[0];
+    }
+    pmi_record_free_list = r->next_deferred;
+    return r;
+}
+
+static inline void record_give(pmi_block_t* r) {
+    r->next_deferred = pmi_record_free_list;
+    pmi_record_free_list = r;
+}
+
+/* After a run (its threads joined): every record is given back, so all chunks go. */
+static void records_free_all(void) {
+    pthread_mutex_lock(&pmi_record_chunks_lock);
+    while (pmi_record_chunks != NULL) {
+        pmi_record_chunk_t* c = pmi_record_chunks;
+        pmi_record_chunks = c->next;
+        free(c);
+    }
+    pthread_mutex_unlock(&pmi_record_chunks_lock);
+    pmi_record_free_list = NULL;
+}
+
+static inline pmi_block_t* glue_alloc(pmi_heap_t* heap, size_t size, bool zero) {
+    pmi_block_t* r = record_take();
+    if (r == NULL) return NULL;
+    if (pmi_block_alloc(heap, r, size, 0, zero) != NULL) return r;
+    record_give(r);
+    return NULL;
+}
+
+static inline void glue_free(pmi_block_t* r) {
+    pmi_block_release(r);
+    record_give(r);
+}
 #endif
 
 PMI_INLINE void* a_data(const int kind, void* p) {
@@ -40,7 +99,7 @@ PMI_INLINE void* a_malloc(const int kind, mi_heap_t* heap, size_t size) {
     switch (kind) {
     case PMI_BENCH_HEAP:     return mi_heap_malloc(heap, size);
 #ifndef PMI_BENCH_STANDALONE
-    case PMI_BENCH_GLUE:     return pmi_block_alloc(PMI_GLUE_HEAP(heap), size, 0, false);
+    case PMI_BENCH_GLUE:     return glue_alloc(PMI_GLUE_HEAP(heap), size, false);
 #endif
     case PMI_BENCH_MIMALLOC: return mi_malloc(size);
 #ifndef PMI_BENCH_STANDALONE
@@ -54,7 +113,7 @@ PMI_INLINE void* a_calloc(const int kind, mi_heap_t* heap, size_t size) {
     switch (kind) {
     case PMI_BENCH_HEAP:     return mi_heap_zalloc(heap, size);
 #ifndef PMI_BENCH_STANDALONE
-    case PMI_BENCH_GLUE:     return pmi_block_alloc(PMI_GLUE_HEAP(heap), size, 0, true);
+    case PMI_BENCH_GLUE:     return glue_alloc(PMI_GLUE_HEAP(heap), size, true);
 #endif
     case PMI_BENCH_MIMALLOC: return mi_zalloc(size);
 #ifndef PMI_BENCH_STANDALONE
@@ -68,10 +127,12 @@ PMI_INLINE void* a_realloc(const int kind, mi_heap_t* heap, void* p, size_t size
     switch (kind) {
     case PMI_BENCH_HEAP:     return mi_heap_realloc(heap, p, size);
 #ifndef PMI_BENCH_STANDALONE
-    case PMI_BENCH_GLUE: {   /* as Heap.realloc: a new record; the old one (its data moved) is released */
-        pmi_block_t* moved = pmi_block_realloc((pmi_block_t*)p, size);
-        if (moved != NULL) pmi_block_release((pmi_block_t*)p);
-        return moved;
+    case PMI_BENCH_GLUE: {   /* as Heap.realloc: a new record; the old one (its data moved) is given back */
+        pmi_block_t* into = record_take();
+        if (into == NULL) return NULL;
+        if (pmi_block_realloc((pmi_block_t*)p, into, size) == NULL) { record_give(into); return NULL; }
+        record_give((pmi_block_t*)p);
+        return into;
     }
 #endif
     case PMI_BENCH_MIMALLOC: return mi_realloc(p, size);
@@ -87,7 +148,7 @@ PMI_INLINE void a_free(const int kind, void* p) {
     case PMI_BENCH_HEAP:
     case PMI_BENCH_MIMALLOC: mi_free(p); return;
 #ifndef PMI_BENCH_STANDALONE
-    case PMI_BENCH_GLUE:     pmi_block_release((pmi_block_t*)p); return;
+    case PMI_BENCH_GLUE:     glue_free((pmi_block_t*)p); return;
 #endif
 #ifndef PMI_BENCH_STANDALONE
     case PMI_BENCH_PYMALLOC: PyObject_Free(p); return;
@@ -442,6 +503,7 @@ double pmi_bench_run_glue(int pattern, pmi_heap_t* heap, size_t size, size_t par
     const int state = pmi_heap_state(heap);
     if (state != PMI_STATE_OPEN) return -3;
     const double ns = pmi_bench_run(pattern, PMI_BENCH_GLUE, (void*)heap, size, param, ops, seed);
+    records_free_all();
     return ns == -1 && pmi_heap_state(heap) != PMI_STATE_OPEN ? -3 : ns;  /* closed or frozen meanwhile */
 }
 #endif

@@ -17,17 +17,27 @@
 #include "pmi_heap.h"
 #include "pmi_internal.h"
 
+/* One thread's share of a heap's counters, alone on its cache line. `active` goes up and down in one
+   thread, so it is never negative; the live counts go up where a block is allocated and down where it is
+   freed, so one stripe may be negative while the sum is not. */
+#define PMI_STRIPES 16
+typedef struct pmi_stripe_s {
+    atomic_intptr_t active;        /* calls in flight that use the heap */
+    atomic_intptr_t live_blocks;   /* blocks and array data alive, deferred frees included */
+    atomic_intptr_t live_bytes;
+} __attribute__((aligned(64))) pmi_stripe_t;
+
 struct pmi_heap_s {
+    pmi_stripe_t      stripes[PMI_STRIPES];
     mi_heap_t*        heap;          /* valid until `released` */
     bool              is_main;
-    atomic_intptr_t   refs;          /* the Python handle + one per live record + one per numpy handler */
-    atomic_intptr_t   active;        /* calls in flight that use `heap` */
+    atomic_intptr_t   refs;          /* the Python handle + one per numpy handler */
+    atomic_intptr_t   pending;       /* threads finishing off a closed heap outside a bracket (pmi_heap_hold) */
+    atomic_int        dead;          /* 1 once pmi_heap_drop decided to free the wrapper */
     atomic_int        state;         /* PMI_STATE_OPEN or PMI_STATE_CLOSED */
     atomic_int        closing;       /* 1 while a close decides: allocations wait for its outcome */
     atomic_int        frozen;        /* 1 while freeze_depth > 0 */
     atomic_int        released;      /* 1 once mi_heap_destroy ran (exactly one thread sets it) */
-    atomic_size_t     live_blocks;   /* blocks and array data alive, deferred frees included */
-    atomic_size_t     live_bytes;
     atomic_intptr_t   pins;          /* as_default() and numpy_allocator() blocks using this heap */
     _Atomic(pmi_block_t*) deferred;  /* records released while frozen (a lock-free stack) */
     pthread_mutex_t   lock;          /* serialises close, freeze and thaw of this heap */
@@ -65,6 +75,41 @@ static void pmi_on_error(int err, void* arg) {
 long pmi_error_count(void) { return atomic_load(&pmi_errors); }
 int pmi_error_last(void) { return atomic_load(&pmi_last_error); }
 
+/* -- stripes --------------------------------------------------------------------------------------- */
+
+static atomic_uint pmi_stripe_next;
+static __thread unsigned pmi_stripe_of_thread;  /* 1 + the stripe this thread counts in; 0 = not chosen yet */
+
+/* The calling thread's stripe: threads take stripes in turn, so up to PMI_STRIPES threads never share. */
+static inline pmi_stripe_t* pmi_stripe(pmi_heap_t* h) {
+    unsigned slot = pmi_stripe_of_thread;
+    if (__builtin_expect(slot == 0, 0)) {
+        slot = 1 + atomic_fetch_add_explicit(&pmi_stripe_next, 1, memory_order_relaxed) % PMI_STRIPES;
+        pmi_stripe_of_thread = slot;
+    }
+    return &h->stripes[slot - 1];
+}
+
+/* Calls in flight on the heap, all threads. Zero means none: each stripe's count is never negative, and a
+   bracket that starts after its stripe was read sees whatever flag the caller raised before reading. */
+static intptr_t pmi_active_sum(pmi_heap_t* h) {
+    intptr_t sum = 0;
+    for (int i = 0; i < PMI_STRIPES; i++) sum += atomic_load(&h->stripes[i].active);
+    return sum;
+}
+
+static void pmi_wait_drained(pmi_heap_t* h) {
+    while (pmi_active_sum(h) != 0) sched_yield();
+}
+
+/* On a closed heap the sum only falls (nothing allocates), and it is read no earlier than each stripe's
+   own decrements, so a sum of zero is exact: the last free sees it (see pmi_heap_try_release). */
+static intptr_t pmi_live_sum(pmi_heap_t* h) {
+    intptr_t sum = 0;
+    for (int i = 0; i < PMI_STRIPES; i++) sum += atomic_load(&h->stripes[i].live_blocks);
+    return sum;
+}
+
 static void pmi_registry_add(pmi_heap_t* h) {
     pthread_mutex_lock(&pmi_registry_lock);
     h->prev = NULL;
@@ -87,7 +132,7 @@ static void pmi_world_stop(void) {
     atomic_fetch_add(&pmi_world_stopped, 1);
     pthread_mutex_lock(&pmi_registry_lock);
     for (pmi_heap_t* h = pmi_registry; h != NULL; h = h->next) {
-        while (atomic_load(&h->active) != 0) sched_yield();
+        pmi_wait_drained(h);
     }
     pthread_mutex_unlock(&pmi_registry_lock);
 }
@@ -96,16 +141,17 @@ static void pmi_world_resume(void) { atomic_fetch_sub(&pmi_world_stopped, 1); }
 
 /* -- brackets -------------------------------------------------------------------------------------- */
 
-static inline void pmi_leave(pmi_heap_t* h) { atomic_fetch_sub(&h->active, 1); }
+static inline void pmi_leave(pmi_heap_t* h) { atomic_fetch_sub(&pmi_stripe(h)->active, 1); }
 
 /* For allocation and collection: PMI_OK inside the bracket, or why not. Waits out a close that is still
    deciding (it may be refused) and a stopped world; fails at once on a closed or frozen heap. */
 static int pmi_enter_alloc(pmi_heap_t* h) {
+    atomic_intptr_t* active = &pmi_stripe(h)->active;
     for (;;) {
-        atomic_fetch_add(&h->active, 1);
+        atomic_fetch_add(active, 1);
         if (atomic_load(&h->state) == PMI_STATE_OPEN && !atomic_load(&h->closing) && !atomic_load(&h->frozen)
             && !atomic_load(&pmi_world_stopped)) return PMI_OK;
-        atomic_fetch_sub(&h->active, 1);
+        atomic_fetch_sub(active, 1);
         if (atomic_load(&h->state) != PMI_STATE_OPEN) return PMI_ECLOSED;
         if (atomic_load(&h->frozen)) return PMI_EFROZEN;
         sched_yield();
@@ -115,10 +161,11 @@ static int pmi_enter_alloc(pmi_heap_t* h) {
 /* For frees and for growing a block that outlived its heap: the heap may be closed (its mimalloc heap
    lives while anything in it does). false if frozen: the caller defers. */
 static bool pmi_enter_free(pmi_heap_t* h) {
+    atomic_intptr_t* active = &pmi_stripe(h)->active;
     for (;;) {
-        atomic_fetch_add(&h->active, 1);
+        atomic_fetch_add(active, 1);
         if (!atomic_load(&h->frozen) && !atomic_load(&pmi_world_stopped)) return true;
-        atomic_fetch_sub(&h->active, 1);
+        atomic_fetch_sub(active, 1);
         if (atomic_load(&h->frozen)) return false;
         sched_yield();
     }
@@ -126,11 +173,11 @@ static bool pmi_enter_free(pmi_heap_t* h) {
 
 /* For process-wide calls and our meta heap: only a stopped world holds them back. */
 void pmi_world_enter(void) {
-    pmi_heap_t* h = pmi_main_wrapper;
+    atomic_intptr_t* active = &pmi_stripe(pmi_main_wrapper)->active;
     for (;;) {
-        atomic_fetch_add(&h->active, 1);
+        atomic_fetch_add(active, 1);
         if (!atomic_load(&pmi_world_stopped)) return;
-        atomic_fetch_sub(&h->active, 1);
+        atomic_fetch_sub(active, 1);
         sched_yield();
     }
 }
@@ -170,7 +217,9 @@ static void pmi_fork_child(void) {
     /* A thread may have raised a bracket count after pmi_world_stop saw it at zero, only to see the world
        stopped and lower it again: the child copied that moment, and has no thread to lower it. Nobody is
        inside a bracket in the child, so every count is zero. (The TSan harness's fork test found this.) */
-    for (pmi_heap_t* h = pmi_registry; h != NULL; h = h->next) atomic_store(&h->active, 0);
+    for (pmi_heap_t* h = pmi_registry; h != NULL; h = h->next) {
+        for (int i = 0; i < PMI_STRIPES; i++) atomic_store(&h->stripes[i].active, 0);
+    }
     pthread_rwlock_init(&pmi_unmap_lock, NULL);
     pthread_rwlock_init(&pmi_exit_lock, NULL);
     for (pmi_heap_t* h = pmi_registry; h != NULL; h = h->next) pthread_mutex_init(&h->lock, NULL);
@@ -183,7 +232,7 @@ static void pmi_fork_child(void) {
 
 static pmi_heap_t* pmi_wrapper_new(void) {
     pmi_world_enter();
-    pmi_heap_t* h = (pmi_heap_t*)mi_heap_zalloc(pmi_meta_heap, sizeof(pmi_heap_t));
+    pmi_heap_t* h = (pmi_heap_t*)mi_heap_zalloc_aligned(pmi_meta_heap, sizeof(pmi_heap_t), 64);
     pmi_world_leave();
     if (h == NULL) return NULL;
     pthread_mutex_init(&h->lock, NULL);
@@ -206,7 +255,7 @@ int pmi_init(void) {
     mi_option_enable(mi_option_visit_abandoned);
     pmi_meta_heap = mi_heap_new();
     if (pmi_meta_heap == NULL) return PMI_ENOMEM;
-    pmi_main_wrapper = (pmi_heap_t*)mi_heap_zalloc(pmi_meta_heap, sizeof(pmi_heap_t));
+    pmi_main_wrapper = (pmi_heap_t*)mi_heap_zalloc_aligned(pmi_meta_heap, sizeof(pmi_heap_t), 64);
     if (pmi_main_wrapper == NULL) return PMI_ENOMEM;
     pthread_mutex_init(&pmi_main_wrapper->lock, NULL);
     pmi_main_wrapper->heap = mi_heap_main();
@@ -222,12 +271,29 @@ int pmi_init(void) {
     return PMI_OK;
 }
 
-static void pmi_heap_unref(pmi_heap_t* h) {
-    if (atomic_fetch_sub(&h->refs, 1) == 1) {
+/* Drop one of the counts that keep the wrapper alive (`refs` or `pending`), and free the wrapper if nothing
+   can reach it any more: no reference, no thread finishing it off, its mimalloc heap released (so it is
+   closed and nothing in it is alive) and no call in flight. The decision is taken under the heap's lock,
+   so exactly one thread takes it; the caller must not touch `h` afterwards. Nothing can start a new call
+   once all of these are zero (every caller holds one of them), so after the wait nothing else holds `h`. */
+static void pmi_heap_drop(pmi_heap_t* h, atomic_intptr_t* count) {
+    pthread_mutex_lock(&h->lock);
+    atomic_fetch_sub(count, 1);
+    bool dead = false;
+    if (!h->is_main && atomic_load(&h->released) && atomic_load(&h->refs) == 0 && atomic_load(&h->pending) == 0
+        && !atomic_load(&h->dead)) {
+        pmi_wait_drained(h);  /* a free that saw the heap closed raises `pending` before it leaves */
+        dead = (atomic_load(&h->pending) == 0);
+        if (dead) atomic_store(&h->dead, 1);
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (dead) {
         pmi_registry_remove(h);
         pmi_wrapper_free(h);
     }
 }
+
+static void pmi_heap_unref(pmi_heap_t* h) { pmi_heap_drop(h, &h->refs); }
 
 pmi_heap_t* pmi_heap_new_in_arena(void* arena_id) {
     pmi_heap_t* h = pmi_wrapper_new();
@@ -251,7 +317,7 @@ pmi_heap_t* pmi_heap_main_handle(void) {
    whoever frees the last live block; the exchange on `released` lets exactly one of them do it. Every
    free has finished with mimalloc before it lowers live_blocks, so nothing else uses the heap now. */
 static bool pmi_heap_try_release(pmi_heap_t* h) {
-    if (h->is_main || atomic_load(&h->state) != PMI_STATE_CLOSED || atomic_load(&h->live_blocks) != 0) return false;
+    if (h->is_main || atomic_load(&h->state) != PMI_STATE_CLOSED || pmi_live_sum(h) != 0) return false;
     if (atomic_exchange(&h->released, 1) != 0) return false;
     pthread_mutex_lock(&pmi_world_lock);  /* not during a walk, heap creation or fork */
     /* nor while a thread that used the heap exits: mimalloc's thread-done still updates the statistics of
@@ -271,10 +337,10 @@ int pmi_heap_close(pmi_heap_t* h, int mode) {
     else if (h->freeze_depth > 0) status = PMI_EFROZEN;
     else {
         atomic_store(&h->closing, 1);
-        while (atomic_load(&h->active) != 0) sched_yield();
+        pmi_wait_drained(h);
         /* Nothing can allocate now: allocations wait for this decision. The live count can only fall. */
         if (atomic_load(&h->pins) != 0) status = PMI_EPINNED;
-        else if (mode == PMI_CLOSE_DESTROY && atomic_load(&h->live_blocks) != 0) status = PMI_EBUSY;
+        else if (mode == PMI_CLOSE_DESTROY && pmi_live_sum(h) != 0) status = PMI_EBUSY;
         else { atomic_store(&h->state, PMI_STATE_CLOSED); status = PMI_DEFERRED; }
         atomic_store(&h->closing, 0);
     }
@@ -296,8 +362,15 @@ int pmi_heap_state(pmi_heap_t* h) {
 int pmi_heap_is_main(pmi_heap_t* h) { return h->is_main; }
 int pmi_heap_released(pmi_heap_t* h) { return atomic_load(&h->released); }
 uintptr_t pmi_heap_id(pmi_heap_t* h) { return (uintptr_t)h->heap; }
-size_t pmi_heap_live_blocks(pmi_heap_t* h) { return atomic_load_explicit(&h->live_blocks, memory_order_relaxed); }
-size_t pmi_heap_live_bytes(pmi_heap_t* h) { return atomic_load_explicit(&h->live_bytes, memory_order_relaxed); }
+static size_t pmi_stripes_sum(pmi_heap_t* h, size_t offset) {
+    intptr_t sum = 0;
+    for (int i = 0; i < PMI_STRIPES; i++) {
+        sum += atomic_load_explicit((atomic_intptr_t*)((char*)&h->stripes[i] + offset), memory_order_relaxed);
+    }
+    return sum < 0 ? 0 : (size_t)sum;  /* a free counted before its allocation was read: see pmi_heap.h */
+}
+size_t pmi_heap_live_blocks(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, live_blocks)); }
+size_t pmi_heap_live_bytes(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, live_bytes)); }
 
 int pmi_heap_collect(pmi_heap_t* h, bool force) {
     const int status = pmi_enter_alloc(h);
@@ -324,15 +397,35 @@ static inline void pmi_untrack(void* p) {
     (void)PyTraceMalloc_Untrack(PMI_TRACEMALLOC_DOMAIN, (uintptr_t)p);
 }
 
+/* Inside a bracket: count a new block (or array data) of `size` bytes in the calling thread's stripe. */
 static inline void pmi_count_alloc(pmi_heap_t* h, size_t size) {
-    atomic_fetch_add_explicit(&h->live_blocks, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&h->live_bytes, size, memory_order_relaxed);
+    pmi_stripe_t* s = pmi_stripe(h);
+    atomic_fetch_add_explicit(&s->live_blocks, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->live_bytes, (intptr_t)size, memory_order_relaxed);
 }
 
-/* true if this was the last live block (of a heap that may be closed: see pmi_heap_try_release) */
+static inline void pmi_count_resize(pmi_heap_t* h, size_t old_size, size_t new_size) {
+    atomic_fetch_add_explicit(&pmi_stripe(h)->live_bytes, (intptr_t)new_size - (intptr_t)old_size, memory_order_relaxed);
+}
+
+/* Inside a bracket, once mimalloc freed the memory: count it out. true if the heap is closed: the caller
+   then holds `pending` (so `h` outlives the bracket) and must call pmi_heap_finish once it left it. The
+   decrement comes before the load of `state`, and a close stores `state` before it adds the live counts
+   up, so either this free sees the heap closed or the close sees this free (pmi_heap_try_release). */
 static inline bool pmi_count_free(pmi_heap_t* h, size_t size) {
-    atomic_fetch_sub_explicit(&h->live_bytes, size, memory_order_relaxed);
-    return atomic_fetch_sub(&h->live_blocks, 1) == 1;
+    pmi_stripe_t* s = pmi_stripe(h);
+    atomic_fetch_sub_explicit(&s->live_bytes, (intptr_t)size, memory_order_relaxed);
+    atomic_fetch_sub(&s->live_blocks, 1);
+    if (__builtin_expect(atomic_load(&h->state) != PMI_STATE_CLOSED, 1)) return false;
+    atomic_fetch_add(&h->pending, 1);
+    return true;
+}
+
+/* After a free on a closed heap: release its mimalloc heap if that was the last block, then drop `pending`
+   (which may free the wrapper: `h` is gone afterwards). */
+static void pmi_heap_finish(pmi_heap_t* h) {
+    (void)pmi_heap_try_release(h);
+    pmi_heap_drop(h, &h->pending);
 }
 
 /* Why this thread's last allocation failed: read right after the failure, whatever the heap did since. */
@@ -340,97 +433,93 @@ static __thread int pmi_last_failure;
 
 int pmi_allocation_failure(void) { return pmi_last_failure; }
 
-/* A record lives in the C library's heap, not in a mimalloc heap: mimalloc caches the thread's last-used
-   heap, and allocating the record from a second mimalloc heap (our meta heap) beside the block's made it
-   switch that cache twice per allocation and twice per free (_mi_theap_cached_set, an atomic incref and
-   decref each time): a quarter of the glue's cost under perf. Records are also never walked. */
-static pmi_block_t* pmi_record_new(pmi_heap_t* h, void* data, size_t size) {
-    pmi_block_t* b = (pmi_block_t*)malloc(sizeof(pmi_block_t));
-    if (b == NULL) return NULL;
+static inline pmi_block_t* pmi_record_fill(pmi_block_t* b, pmi_heap_t* h, void* data, size_t size) {
     b->data = data;
     b->size = size;
     b->owner = h;
     b->next_deferred = NULL;
-    atomic_fetch_add(&h->refs, 1);
     return b;
 }
 
-pmi_block_t* pmi_block_alloc(pmi_heap_t* h, size_t size, size_t alignment, bool zero) {
+pmi_block_t* pmi_block_alloc(pmi_heap_t* h, pmi_block_t* into, size_t size, size_t alignment, bool zero) {
     const int status = pmi_enter_alloc(h);
     if (status != PMI_OK) { pmi_last_failure = status; return NULL; }
     void* p;
     if (alignment == 0) p = (zero ? mi_heap_zalloc(h->heap, size) : mi_heap_malloc(h->heap, size));
     else p = (zero ? mi_heap_zalloc_aligned(h->heap, size, alignment) : mi_heap_malloc_aligned(h->heap, size, alignment));
-    pmi_block_t* b = NULL;
-    if (p != NULL) {
-        b = pmi_record_new(h, p, size);
-        if (b == NULL) mi_free(p);
-        else pmi_count_alloc(h, size);
-    }
+    if (p != NULL) pmi_count_alloc(h, size);
     pmi_leave(h);
-    if (b == NULL) { pmi_last_failure = PMI_ENOMEM; return NULL; }
+    if (p == NULL) { pmi_last_failure = PMI_ENOMEM; return NULL; }
     pmi_track(p, size);
-    return b;
+    return pmi_record_fill(into, h, p, size);
 }
 
-pmi_block_t* pmi_block_realloc(pmi_block_t* old, size_t size) {
-    pmi_heap_t* h = old->owner;
-    void* const data = old->data;
+pmi_block_t* pmi_block_realloc(pmi_block_t* from, pmi_block_t* into, size_t size) {
+    pmi_heap_t* h = from->owner;
+    void* const data = from->data;
     if (data == NULL) { pmi_last_failure = PMI_ECLOSED; return NULL; }
     const int status = pmi_enter_alloc(h);
     if (status != PMI_OK) { pmi_last_failure = status; return NULL; }
-    void* p = NULL;
-    pmi_block_t* b = pmi_record_new(h, NULL, size);
-    if (b != NULL) {
-        p = mi_heap_realloc(h->heap, data, size);
-        if (p == NULL) { free(b); b = NULL; atomic_fetch_sub(&h->refs, 1); }  /* never the last ref: old holds one */
-        else {
-            b->data = p;
-            old->data = NULL;
-            atomic_fetch_add_explicit(&h->live_bytes, size, memory_order_relaxed);
-            atomic_fetch_sub_explicit(&h->live_bytes, old->size, memory_order_relaxed);
-        }
-    }
+    void* p = mi_heap_realloc(h->heap, data, size);
+    if (p != NULL) pmi_count_resize(h, from->size, size);
     pmi_leave(h);
-    if (b == NULL) { pmi_last_failure = PMI_ENOMEM; return NULL; }
+    if (p == NULL) { pmi_last_failure = PMI_ENOMEM; return NULL; }
+    from->data = NULL;
     pmi_untrack(data);
     pmi_track(p, size);
-    return b;
+    return pmi_record_fill(into, h, p, size);
 }
 
+/* Put off freeing `data` (counted as `size` bytes) to the heap's last thaw. The deferred record lives in
+   the C library's heap. Out of memory even for its 32 bytes, the data leaks: the only safe choice, since
+   a walk may have reported its address. */
 static void pmi_release_deferred(pmi_heap_t* h);
 
-static void pmi_defer(pmi_heap_t* h, pmi_block_t* b) {
+static void pmi_defer(pmi_heap_t* h, void* data, size_t size) {
+    pmi_block_t* b = (pmi_block_t*)malloc(sizeof(pmi_block_t));
+    if (b == NULL) return;
+    pmi_record_fill(b, h, data, size);
+    /* Once pushed, a thaw in another thread may free the data and finish the heap: hold it until done. */
+    atomic_fetch_add(&h->pending, 1);
     pmi_block_t* head = atomic_load(&h->deferred);
     do { b->next_deferred = head; } while (!atomic_compare_exchange_weak(&h->deferred, &head, b));
     /* If the heap thawed meanwhile, nobody else will look at the list again: drain it. */
     if (!atomic_load(&h->frozen)) pmi_release_deferred(h);
+    pmi_heap_drop(h, &h->pending);
 }
 
-/* Free one record and the memory it owns (if any); defer both while the heap is frozen. */
-static void pmi_record_release(pmi_block_t* b, bool untrack) {
-    pmi_heap_t* h = b->owner;
-    void* const data = b->data;
-    if (data != NULL && untrack) pmi_untrack(data);
-    if (!pmi_enter_free(h)) { pmi_defer(h, b); return; }
-    bool last = false;
-    if (data != NULL) {
-        mi_free(data);
-        last = pmi_count_free(h, b->size);
+/* Free `data` of heap `h`, counted as `size` bytes (PMI_USABLE: its usable size, numpy's data), or defer it
+   while the heap is frozen. */
+#define PMI_USABLE ((size_t)-1)
+static void pmi_release_data(pmi_heap_t* h, void* data, size_t size) {
+    if (!pmi_enter_free(h)) {
+        pmi_defer(h, data, size == PMI_USABLE ? mi_usable_size(data) : size);  /* alive, heap frozen: safe */
+        return;
     }
+    if (size == PMI_USABLE) size = mi_usable_size(data);
+    mi_free(data);
+    const bool closed = pmi_count_free(h, size);
     pmi_leave(h);
-    free(b);
-    if (last) (void)pmi_heap_try_release(h);
-    pmi_heap_unref(h);
+    if (closed) pmi_heap_finish(h);
 }
 
-void pmi_block_release(pmi_block_t* b) { pmi_record_release(b, true); }
+void pmi_block_release(pmi_block_t* b) {
+    void* const data = b->data;
+    if (data == NULL) return;
+    b->data = NULL;
+    pmi_untrack(data);
+    pmi_release_data(b->owner, data, b->size);
+}
 
+/* The caller keeps `h` alive (a reference or `pending`) while this runs. */
 static void pmi_release_deferred(pmi_heap_t* h) {
     pmi_block_t* b = atomic_exchange(&h->deferred, NULL);
     while (b != NULL) {
         pmi_block_t* next = b->next_deferred;
-        pmi_record_release(b, false);  /* defers again if a new freeze began */
+        void* const data = b->data;
+        const size_t size = b->size;
+        free(b);
+        pmi_release_data(h, data, size);  /* defers again if a new freeze began */
         b = next;
     }
 }
@@ -452,31 +541,13 @@ void* pmi_data_realloc(pmi_heap_t* h, void* p, size_t size) {
     if (!pmi_enter_free(h)) return NULL;  /* frozen */
     const size_t old_usable = mi_usable_size(p);
     void* q = mi_heap_realloc(h->heap, p, size);
-    if (q != NULL) {
-        atomic_fetch_add_explicit(&h->live_bytes, mi_usable_size(q), memory_order_relaxed);
-        atomic_fetch_sub_explicit(&h->live_bytes, old_usable, memory_order_relaxed);
-    }
+    if (q != NULL) pmi_count_resize(h, old_usable, mi_usable_size(q));
     pmi_leave(h);
     return q;
 }
 
 void pmi_data_free(pmi_heap_t* h, void* p) {
-    if (p == NULL) return;
-    if (pmi_enter_free(h)) {
-        const size_t usable = mi_usable_size(p);
-        mi_free(p);
-        const bool last = pmi_count_free(h, usable);
-        pmi_leave(h);
-        if (last) (void)pmi_heap_try_release(h);
-        return;
-    }
-    pmi_block_t* b = (pmi_block_t*)malloc(sizeof(pmi_block_t));  /* a record, as pmi_record_new's */
-    if (b == NULL) return;  /* out of memory even for 32 bytes: leaking the block is the only safe choice */
-    b->data = p;
-    b->size = mi_usable_size(p);  /* p is alive and its heap frozen: reading its size is safe */
-    b->owner = h;
-    atomic_fetch_add(&h->refs, 1);
-    pmi_defer(h, b);
+    if (p != NULL) pmi_release_data(h, p, PMI_USABLE);
 }
 
 void pmi_heap_ref(pmi_heap_t* h) { atomic_fetch_add(&h->refs, 1); }
@@ -490,7 +561,7 @@ int pmi_heap_freeze(pmi_heap_t* h) {
     if (atomic_load(&h->state) == PMI_STATE_CLOSED) status = PMI_ECLOSED;
     else if (h->freeze_depth++ == 0) {
         atomic_store(&h->frozen, 1);
-        while (atomic_load(&h->active) != 0) sched_yield();
+        pmi_wait_drained(h);
     }
     pthread_mutex_unlock(&h->lock);
     return status;
@@ -612,7 +683,7 @@ void pmi_meta_free(void* p) {
 int pmi_heap_enter(pmi_heap_t* h) { return pmi_enter_alloc(h); }
 int pmi_heap_enter_read(pmi_heap_t* h) {  /* reading a heap's statistics: a frozen heap may be read */
     if (!pmi_enter_free(h)) {  /* frozen: its counters are still safe to read */
-        atomic_fetch_add(&h->active, 1);  /* a freeze already waited for brackets; this one only reads */
+        atomic_fetch_add(&pmi_stripe(h)->active, 1);  /* a freeze already waited for brackets; this one only reads */
     }
     if (atomic_load(&h->state) == PMI_STATE_OPEN) return PMI_OK;
     pmi_leave(h);

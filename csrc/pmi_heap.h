@@ -1,13 +1,18 @@
 /* pymimalloc's heap and block glue: the lifetimes and locking that Python cannot do safely by itself.
  *
  * Ownership model
- *   - A pmi_heap_t wraps one mimalloc heap. It is reference counted: one reference for the Python Heap
- *     object's handle, one for every live pmi_block_t and one for every numpy handler. It is freed when
- *     the last reference goes, so a block can always reach its heap's counters, even after the heap was
- *     closed.
- *   - A pmi_block_t owns one mimalloc block. pmi_block_release frees the block (mi_free) and drops the
- *     heap reference. Python calls it exactly once, from the cdata's destructor (ffi.gc), so memory is
- *     freed only when no Python object can reach it any more.
+ *   - A pmi_heap_t wraps one mimalloc heap. It stays alive while anything can still reach it: its
+ *     counted references (the Python Heap's handle and every numpy handler), every live block or array
+ *     data (its live count), every call in flight (its brackets) and every thread that is about to finish
+ *     off a closed heap (its `pending` count). The last of these frees it, deciding under the heap's lock
+ *     (pmi_heap_drop), so a block can always reach its heap's counters, even after the heap was closed.
+ *   - A pmi_block_t owns one mimalloc block. Its storage belongs to the caller (a Python Block embeds it);
+ *     the glue only fills it in. pmi_block_release frees the block (mi_free); Python calls it exactly
+ *     once, when the Block is freed or deallocated, so memory is freed only when no Python object can
+ *     reach it any more.
+ *   - The live counts and the brackets are striped: every thread counts in one of PMI_STRIPES cache lines
+ *     of the heap, chosen once per thread, so threads allocating from one heap do not bounce one line.
+ *     Readers add the stripes up (see pmi_heap_live_blocks for what that means while others allocate).
  *   - Closing waits for allocations in flight (any thread) to finish and then refuses new ones. If
  *     nothing allocated from the heap is alive, the mimalloc heap is destroyed at once (all its memory
  *     released). Otherwise it is destroyed by whichever thread frees the last live block. pymimalloc never
@@ -72,17 +77,22 @@ int         pmi_heap_state(pmi_heap_t* heap);
 int         pmi_heap_is_main(pmi_heap_t* heap);
 int         pmi_heap_released(pmi_heap_t* heap);  /* 1 once the mimalloc heap is destroyed */
 uintptr_t   pmi_heap_id(pmi_heap_t* heap);       /* the mi_heap_t address, as mi_heap_of reports it */
+/* The sums of the heap's striped counters. Exact while no other thread allocates from or frees into the
+   heap; meanwhile a sum may miss what those threads do during the read (never more than that). */
 size_t      pmi_heap_live_blocks(pmi_heap_t* heap);
 size_t      pmi_heap_live_bytes(pmi_heap_t* heap);
 int         pmi_heap_collect(pmi_heap_t* heap, bool force);
 int         pmi_heap_contains(pmi_heap_t* heap, uintptr_t address);  /* 1, 0, or PMI_ECLOSED */
 
-/* Allocate `size` bytes (zeroed if `zero`), aligned to `alignment` (a power of two; 0 = natural).
-   NULL if the heap is closed or frozen, or out of memory: pmi_allocation_failure says which. */
-pmi_block_t* pmi_block_alloc(pmi_heap_t* heap, size_t size, size_t alignment, bool zero);
-/* Move `block` into a new record of `size` bytes, keeping its contents. On success `block->data`
-   becomes NULL (its release then frees nothing); on failure (NULL) `block` is unchanged. */
-pmi_block_t* pmi_block_realloc(pmi_block_t* block, size_t size);
+/* Allocate `size` bytes (zeroed if `zero`), aligned to `alignment` (a power of two; 0 = natural), into
+   the caller's record `into`. Returns `into`, or NULL if the heap is closed or frozen, or out of memory:
+   pmi_allocation_failure says which (`into` is then untouched). */
+pmi_block_t* pmi_block_alloc(pmi_heap_t* heap, pmi_block_t* into, size_t size, size_t alignment, bool zero);
+/* Move `from`'s memory into the caller's record `into`, grown or shrunk to `size` bytes, keeping its
+   contents. Returns `into`; `from->data` becomes NULL (its release then frees nothing). On failure (NULL)
+   both are unchanged. */
+pmi_block_t* pmi_block_realloc(pmi_block_t* from, pmi_block_t* into, size_t size);
+/* Free the record's memory (if any) and set its data to NULL; the record's storage stays the caller's. */
 void         pmi_block_release(pmi_block_t* block);
 /* Why the calling thread's last pmi_block_alloc/realloc returned NULL: PMI_ECLOSED, PMI_EFROZEN or
    PMI_ENOMEM. */

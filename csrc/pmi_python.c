@@ -8,7 +8,7 @@
  *   pmi_module_add_functions() below. cffi releases the GIL around the call, so installing takes it first.
  *
  * The GIL is held from the start to the end of every method here, and never released: that is what
- * makes a Block's `exports` count and its `record` pointer consistent without any lock. It is safe to hold
+ * makes a Block's `exports` count and its `record` consistent without any lock. It is safe to hold
  * it across the glue (pmi_block_alloc and friends), because nothing the glue waits for (another thread's
  * allocation bracket, a close deciding, a walk, a fork's prepare handler) needs the GIL to finish: those
  * run in C with the GIL released (cffi releases it), or in the thread that holds it.
@@ -55,7 +55,7 @@ static PyObject* pmi_raise_status(int status, const char* what) {
 
 typedef struct {
     PyObject_HEAD
-    pmi_block_t* record;    /* owned, released exactly once (free, realloc or dealloc); NULL once freed */
+    pmi_block_t record;     /* the glue's record, stored here; its data is NULL once freed (or moved by realloc) */
     PyObject* heap;         /* the Heap it was allocated from (a strong reference) */
     Py_ssize_t exports;     /* buffers exported and not yet released: free and realloc refuse while > 0 */
     PyObject* weakreflist;
@@ -70,16 +70,17 @@ typedef struct {
 static PyTypeObject pmi_BlockType;
 static PyTypeObject pmi_HeapBaseType;
 
-/* A new Block owning `record`; releases the record if the object cannot be made. */
-static PyObject* pmi_block_wrap(PyObject* heap, pmi_block_t* record) {
+/* A new Block of `heap` that owns no memory yet: the glue fills its record in (pmi_block_alloc/realloc).
+   The object comes first, so a failed allocation only has an empty object to drop. */
+static pmi_BlockObject* pmi_block_new_empty(PyObject* heap) {
     pmi_BlockObject* b = PyObject_New(pmi_BlockObject, &pmi_BlockType);
-    if (b == NULL) { pmi_block_release(record); return NULL; }
-    b->record = record;
+    if (b == NULL) return NULL;
+    b->record.data = NULL;
     Py_INCREF(heap);
     b->heap = heap;
     b->exports = 0;
     b->weakreflist = NULL;
-    return (PyObject*)b;
+    return b;
 }
 
 /* The exception for a failed allocation from `heap`: Heap._allocation_failed says which (Python). */
@@ -93,8 +94,9 @@ static PyObject* pmi_allocation_failed(PyObject* heap, size_t size) {
 }
 
 static pmi_block_t* pmi_live(pmi_BlockObject* b) {
-    if (b->record == NULL) PyErr_SetString(PyExc_ValueError, "the block is freed");
-    return b->record;
+    if (b->record.data != NULL) return &b->record;
+    PyErr_SetString(PyExc_ValueError, "the block is freed");
+    return NULL;
 }
 
 static PyObject* pmi_block_tp_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
@@ -107,9 +109,7 @@ static PyObject* pmi_block_tp_new(PyTypeObject* type, PyObject* args, PyObject* 
 static void pmi_block_dealloc(PyObject* self) {
     pmi_BlockObject* b = (pmi_BlockObject*)self;
     if (b->weakreflist != NULL) PyObject_ClearWeakRefs(self);
-    pmi_block_t* record = b->record;
-    b->record = NULL;
-    if (record != NULL) pmi_block_release(record);
+    pmi_block_release(&b->record);  /* nothing if freed */
     Py_CLEAR(b->heap);
     Py_TYPE(self)->tp_free(self);
 }
@@ -140,14 +140,13 @@ static PySequenceMethods pmi_block_as_sequence = {.sq_length = pmi_block_length}
 static PyObject* pmi_block_free(PyObject* self, PyObject* unused) {
     (void)unused;
     pmi_BlockObject* b = (pmi_BlockObject*)self;
-    pmi_block_t* record = b->record;
-    if (record == NULL) Py_RETURN_NONE;
+    pmi_block_t* record = &b->record;
+    if (record->data == NULL) Py_RETURN_NONE;
     if (b->exports > 0) {
         PyErr_SetString(PyExc_BufferError, "cannot free a Block while views of it are exported; release them first");
         return NULL;
     }
     if (pmi_heap_state(record->owner) == PMI_STATE_FROZEN) return pmi_raise_status(PMI_EFROZEN, "free");
-    b->record = NULL;
     pmi_block_release(record);
     Py_RETURN_NONE;
 }
@@ -170,10 +169,14 @@ static PyObject* pmi_block_copy(PyObject* self, PyObject* unused) {
     pmi_BlockObject* b = (pmi_BlockObject*)self;
     pmi_block_t* record = pmi_live(b);
     if (record == NULL) return NULL;
-    pmi_block_t* twin = pmi_block_alloc(record->owner, record->size, 0, false);
-    if (twin == NULL) return pmi_allocation_failed(b->heap, record->size);
-    memcpy(twin->data, record->data, record->size);
-    return pmi_block_wrap(b->heap, twin);
+    pmi_BlockObject* twin = pmi_block_new_empty(b->heap);
+    if (twin == NULL) return NULL;
+    if (pmi_block_alloc(record->owner, &twin->record, record->size, 0, false) == NULL) {
+        Py_DECREF(twin);
+        return pmi_allocation_failed(b->heap, record->size);
+    }
+    memcpy(twin->record.data, record->data, record->size);
+    return (PyObject*)twin;
 }
 
 static PyObject* pmi_block_deepcopy(PyObject* self, PyObject* memo) {
@@ -189,8 +192,8 @@ static PyObject* pmi_block_reduce_ex(PyObject* self, PyObject* protocol) {
 }
 
 static PyObject* pmi_block_repr(PyObject* self) {
-    pmi_block_t* record = ((pmi_BlockObject*)self)->record;
-    if (record == NULL) return PyUnicode_FromString("<pymimalloc.Block freed>");
+    const pmi_block_t* record = &((pmi_BlockObject*)self)->record;
+    if (record->data == NULL) return PyUnicode_FromString("<pymimalloc.Block freed>");
     return PyUnicode_FromFormat("<pymimalloc.Block %zu bytes at %p>", record->size, record->data);
 }
 
@@ -221,7 +224,7 @@ static PyObject* pmi_block_get_heap(PyObject* self, void* closure) {
 
 static PyObject* pmi_block_get_freed(PyObject* self, void* closure) {
     (void)closure;
-    return PyBool_FromLong(((pmi_BlockObject*)self)->record == NULL);
+    return PyBool_FromLong(((pmi_BlockObject*)self)->record.data == NULL);
 }
 
 static PyObject* pmi_block_get_view(PyObject* self, void* closure) {
@@ -303,9 +306,13 @@ static Py_ssize_t pmi_plain_size(PyObject* arg) {
 static PyObject* pmi_heap_allocate_checked(PyObject* self, size_t size, size_t alignment, bool zero) {
     pmi_heap_t* h = pmi_handle_of(self);
     if (h == NULL) return NULL;
-    pmi_block_t* record = pmi_block_alloc(h, size, alignment, zero);
-    if (record == NULL) return pmi_allocation_failed(self, size);
-    return pmi_block_wrap(self, record);
+    pmi_BlockObject* b = pmi_block_new_empty(self);
+    if (b == NULL) return NULL;
+    if (pmi_block_alloc(h, &b->record, size, alignment, zero) == NULL) {
+        Py_DECREF(b);
+        return pmi_allocation_failed(self, size);
+    }
+    return (PyObject*)b;
 }
 
 /* malloc/zalloc: plain sizes go straight to mimalloc; anything else goes through Heap._allocate_checked's
@@ -358,11 +365,13 @@ static PyObject* pmi_heap_realloc(PyObject* self, PyObject* const* args, Py_ssiz
         PyErr_SetString(PyExc_BufferError, "cannot realloc a Block while views of it are exported; release them first");
         return NULL;
     }
-    pmi_block_t* moved = pmi_block_realloc(record, (size_t)size);
-    if (moved == NULL) return pmi_allocation_failed(self, (size_t)size);
-    b->record = NULL;
-    pmi_block_release(record);  /* its data moved to `moved`: this frees only the old record */
-    return pmi_block_wrap(self, moved);
+    pmi_BlockObject* moved = pmi_block_new_empty(self);
+    if (moved == NULL) return NULL;
+    if (pmi_block_realloc(record, &moved->record, (size_t)size) == NULL) {
+        Py_DECREF(moved);
+        return pmi_allocation_failed(self, (size_t)size);
+    }
+    return (PyObject*)moved;  /* `b` now owns nothing: it reads as freed */
 }
 
 /* _bind_handle(address): the pmi_heap_t* the Python Heap owns (through its _handle), as an int */

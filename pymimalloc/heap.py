@@ -139,12 +139,17 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
 
     @property
     def live_blocks(self) -> int:
-        """How many Blocks allocated from this heap are alive (a plain, cheap counter)."""
+        """How many Blocks (and numpy array data) allocated from this heap are alive.
+
+        A sum of per-thread counters: exact while no other thread allocates from or frees into this heap;
+        while they do, it may miss what they did during the read, as any snapshot of a moving count does."""
         return _core.heap_live_blocks(self._handle)
 
     @property
     def live_bytes(self) -> int:
-        """How many bytes (as requested) the live Blocks of this heap hold."""
+        """How many bytes (as requested) the live Blocks of this heap hold (array data: usable size).
+
+        Summed like :attr:`live_blocks`."""
         return _core.heap_live_bytes(self._handle)
 
     def _check_open(self) -> None:

@@ -267,11 +267,26 @@ static void expect_refusal(const char* what, size_t size, size_t alignment) {
               "mimalloc errors so far %ld, last errno %d)", what, size, alignment, why, pmi_error_count(), pmi_error_last());
 }
 
+/* The glue fills in records its caller stores (a Python Block embeds one); here they come from malloc. */
+static pmi_block_t* h_alloc(pmi_heap_t* h, size_t size, size_t alignment, bool zero) {
+    pmi_block_t* b = (pmi_block_t*)malloc(sizeof(pmi_block_t));
+    if (b == NULL) { FAIL("out of memory for a record"); return NULL; }
+    if (pmi_block_alloc(h, b, size, alignment, zero) == b) return b;
+    free(b);
+    return NULL;
+}
+
+static void h_release(pmi_block_t* b) {
+    pmi_block_release(b);
+    if (b->data != NULL) FAIL("pmi_block_release left data in the record");
+    free(b);
+}
+
 static pmi_block_t* alloc_block(rng_t* r, pmi_heap_t* h, bool in_arena) {
     size_t alignment;
     const size_t size = pick_size(r, in_arena, &alignment);
     const bool zero = below(r, 4) == 0;
-    pmi_block_t* b = pmi_block_alloc(h, size, alignment, zero);
+    pmi_block_t* b = h_alloc(h, size, alignment, zero);
     if (b == NULL) {
         expect_refusal("pmi_block_alloc", size, alignment);
         unbig(size);
@@ -289,7 +304,7 @@ static pmi_block_t* alloc_block(rng_t* r, pmi_heap_t* h, bool in_arena) {
 static void release_block(pmi_block_t* b) {
     const uintptr_t a = (uintptr_t)b->data;
     const size_t size = b->size;
-    pmi_block_release(b);
+    h_release(b);
     unbig(size);
     count(C_FREE);
     /* just freed (the page may even be unmapped by now): any answer will do, but no crash */
@@ -306,8 +321,10 @@ static pmi_block_t* realloc_block(rng_t* r, pmi_block_t* b) {
     void* const old = b->data;
     const size_t old_size = b->size;
     const uint8_t v = fill_byte(old);
-    pmi_block_t* nb = pmi_block_realloc(b, size);
-    if (nb == NULL) {
+    pmi_block_t* nb = (pmi_block_t*)malloc(sizeof(pmi_block_t));
+    if (nb == NULL) { FAIL("out of memory for a record"); return b; }
+    if (pmi_block_realloc(b, nb, size) == NULL) {
+        free(nb);
         expect_refusal("pmi_block_realloc", size, 0);
         count(C_REALLOC_REFUSED);
         if (b->data != old) FAIL("a refused realloc changed the record");
@@ -317,7 +334,7 @@ static pmi_block_t* realloc_block(rng_t* r, pmi_block_t* b) {
     if (b->data != NULL) FAIL("realloc left data in the old record");
     if (nb->size != size || nb->owner != b->owner || nb->data == NULL) FAIL("realloc: bad new record");
     if (!holds(nb->data, old_size < size ? old_size : size, v)) FAIL("realloc lost the contents (%zu -> %zu)", old_size, size);
-    pmi_block_release(b);  /* the old record, as its cdata destructor does: frees nothing but the record */
+    h_release(b);  /* the old record, as a Block's dealloc does: frees nothing but the record */
     unbig(old_size);
     fill(nb->data, size);
     check_lookups(nb, "reallocated block");
@@ -432,7 +449,7 @@ __attribute__((noinline)) static void pmi_selftest_racy_write(pmi_block_t* b) {
 
 static void* selftest_writer(void* arg) {
     (void)arg;
-    pmi_block_t* b = pmi_block_alloc(main_heap, 64, 0, false);
+    pmi_block_t* b = h_alloc(main_heap, 64, 0, false);
     if (b == NULL) { FAIL("selftest alloc"); return NULL; }
     atomic_store(&selftest_slot, b);  /* ownership goes to the reader here */
     pmi_selftest_racy_write(b);       /* ...and this write is a deliberate race */
@@ -450,7 +467,7 @@ static void* selftest_reader(void* arg) {
     while ((b = atomic_load(&selftest_slot)) == NULL) sched_yield();
     while (!atomic_load_explicit(&selftest_written, memory_order_relaxed)) sched_yield();
     if (strcmp(selftest, "plain") == 0) selftest_plain++;
-    pmi_block_release(b);
+    h_release(b);
     atomic_store_explicit(&selftest_released, 1, memory_order_relaxed);
     return NULL;
 }
@@ -766,27 +783,27 @@ static int child_main(void) {
     if (h == NULL) return 10;
     pmi_block_t* bs[16];
     for (int i = 0; i < 16; i++) {
-        bs[i] = pmi_block_alloc(h, 16 + 1000 * (size_t)i, i % 4 == 0 ? 64 : 0, false);
+        bs[i] = h_alloc(h, 16 + 1000 * (size_t)i, i % 4 == 0 ? 64 : 0, false);
         if (bs[i] == NULL) return 11;
         fill(bs[i]->data, bs[i]->size);
     }
     for (int i = 0; i < 16; i++) {
         if (!holds(bs[i]->data, bs[i]->size, fill_byte(bs[i]->data))) return 12;
-        pmi_block_release(bs[i]);
+        h_release(bs[i]);
     }
     if (pmi_heap_live_blocks(h) != 0) return 13;
     if (pmi_heap_close(h, PMI_CLOSE_DESTROY) != PMI_DESTROYED) return 14;
     pmi_heap_release(h);
     /* the main heap */
-    pmi_block_t* m = pmi_block_alloc(main_heap, 100, 0, true);
-    if (m != NULL) pmi_block_release(m);
+    pmi_block_t* m = h_alloc(main_heap, 100, 0, true);
+    if (m != NULL) h_release(m);
     else if (pmi_allocation_failure() != PMI_EFROZEN) return 15;  /* frozen by a walker the child does not have */
     /* an inherited heap (it may be frozen by a walker thread that does not exist in the child) */
     const int slot = (int)below(&r, N_HEAPS);
     pmi_heap_t* g = heap_use(slot);
     if (g != NULL) {
-        pmi_block_t* b = pmi_block_alloc(g, 64, 0, false);
-        if (b != NULL) pmi_block_release(b);
+        pmi_block_t* b = h_alloc(g, 64, 0, false);
+        if (b != NULL) h_release(b);
         else if (pmi_allocation_failure() == PMI_ENOMEM) return 16;
         const int st = pmi_heap_close(g, PMI_CLOSE_AUTO);
         if (st != PMI_DESTROYED && st != PMI_DEFERRED && st != PMI_ECLOSED && st != PMI_EFROZEN && st != PMI_EPINNED) return 17;
@@ -797,7 +814,7 @@ static int child_main(void) {
         pmi_block_t* b = atomic_exchange(&parked[i], NULL);
         if (b == NULL) continue;
         if (!holds(b->data, b->size, fill_byte(b->data))) return 18;
-        pmi_block_release(b);
+        h_release(b);
     }
     /* and a walk of the main heap, which stops the world: every bracket count must be back at 0 */
     if (pmi_heap_freeze(main_heap) == PMI_OK) {
