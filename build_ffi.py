@@ -45,8 +45,8 @@ SDIST_FILENAME = "cmeel_mimalloc-3.4.3.tar.gz"
 SDIST_SHA256 = "8d355a77cc0f4133cdeb9156c9098bbb4e88924326d38343cf73ff9caa95ece3"
 
 # Our headers, in the order cffi reads them. They are plain declarations so reviewers read C, not strings.
-CDEF_HEADERS = ["mimalloc_api.h", "pmi_heap.h", "pmi_report.h", "pmi_numpy.h", "pmi_bench.h", "pmi_stress.h", "pmi_build.h", "pmi_python.h"]
-C_SOURCES = ["pmi_mimalloc.c", "pmi_heap.c", "pmi_report.c", "pmi_numpy.c", "pmi_bench.c", "pmi_stress.c", "pmi_python.c"]
+CDEF_HEADERS = ["mimalloc_api.h", "pmi_heap.h", "pmi_report.h", "pmi_numpy.h", "pmi_bench.h", "pmi_stress.h", "pmi_build.h", "pmi_python.h", "pmi_allocator.h"]
+C_SOURCES = ["pmi_mimalloc.c", "pmi_heap.c", "pmi_report.c", "pmi_numpy.c", "pmi_bench.c", "pmi_stress.c", "pmi_python.c", "pmi_allocator.c"]
 
 
 def say(message: str) -> None:
@@ -403,6 +403,7 @@ def make_ffi(project_relative: bool = True) -> FFI:
         '#include "pmi_stress.h"\n'
         '#include "pmi_build.h"\n'
         '#include "pmi_python.h"\n'
+        '#include "pmi_allocator.h"\n'
         f"static const char pmi_build_info_json[] = {_c_string(json.dumps(info))};\n"
         "const char* pmi_build_info(void) { return pmi_build_info_json; }\n"
         # the compiler that compiled this, as it names itself (CC may be a wrapper such as cc or ccache)

@@ -2,7 +2,9 @@
 
 The build_ext below adds what a user sees and what the wheel must carry: it says on the terminal what is
 compiled and how long it took (build_ffi.say), and it puts mimalloc's license, taken from the source tree
-the module was compiled from, next to the module as ``pymimalloc/LICENSE.mimalloc``.
+the module was compiled from, next to the module as ``pymimalloc/LICENSE.mimalloc``. The build_py below puts
+``pymimalloc.pth`` at the top of site-packages, where Python's ``site`` reads it at start: it installs mimalloc
+as Python's allocator only when ``PYMIMALLOC_INSTALL`` is set (see pymimalloc/_startup.py).
 """
 
 from __future__ import annotations
@@ -14,11 +16,23 @@ import time
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import build_ffi  # noqa: E402  (the build script next to this file)
 
 MIMALLOC_LICENSE = "LICENSE.mimalloc"
+STARTUP_PTH = "pymimalloc.pth"
+
+
+class BuildPy(build_py):
+    def run(self) -> None:
+        super().run()
+        here = pathlib.Path(__file__).resolve().parent
+        self.copy_file(str(here / STARTUP_PTH), str(pathlib.Path(self.build_lib) / STARTUP_PTH))
+
+    def get_outputs(self, include_bytecode: bool = True) -> list[str]:
+        return [*super().get_outputs(include_bytecode), str(pathlib.Path(self.build_lib) / STARTUP_PTH)]
 
 
 class BuildExtension(build_ext):
@@ -43,4 +57,4 @@ class BuildExtension(build_ext):
         return [pathlib.Path(self.get_finalized_command("build_py").get_package_dir("pymimalloc"))]
 
 
-setup(cffi_modules=["build_ffi.py:make_ffi"], cmdclass={"build_ext": BuildExtension})
+setup(cffi_modules=["build_ffi.py:make_ffi"], cmdclass={"build_ext": BuildExtension, "build_py": BuildPy})

@@ -308,6 +308,13 @@ pmi_heap_t* pmi_heap_new_in_arena(void* arena_id) {
 
 pmi_heap_t* pmi_heap_new(void) { return pmi_heap_new_in_arena(NULL); }
 
+mi_heap_t* pmi_heap_new_unwrapped(void) {
+    pthread_mutex_lock(&pmi_world_lock);  /* as pmi_heap_new_in_arena */
+    mi_heap_t* heap = mi_heap_new();
+    pthread_mutex_unlock(&pmi_world_lock);
+    return heap;
+}
+
 pmi_heap_t* pmi_heap_main_handle(void) {
     atomic_fetch_add(&pmi_main_wrapper->refs, 1);
     return pmi_main_wrapper;

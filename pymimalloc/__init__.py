@@ -11,6 +11,7 @@ Quick start::
 """
 
 from ._version import __version__
+from .allocator import install, installed, uninstall
 from .arena import Arena
 from .arrays import HANDLER_NAME, TRACEMALLOC_DOMAIN
 from .block import Block, good_size, usable_size
@@ -48,4 +49,7 @@ __all__ = [
     "main_heap",
     "mimalloc_version",
     "usable_size",
+    "install",
+    "installed",
+    "uninstall",
 ]

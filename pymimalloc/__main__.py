@@ -1,7 +1,9 @@
 """The command line.
 
 - ``python -m pymimalloc``: how this copy was built and a short heap demonstration;
-- ``python -m pymimalloc bench``: allocator micro-benchmarks against pymalloc and glibc.
+- ``python -m pymimalloc bench``: allocator micro-benchmarks against pymalloc and glibc;
+- ``python -m pymimalloc run script.py [args]`` or ``run -m module [args]``: a program with mimalloc serving
+  Python's own allocations (:func:`pymimalloc.install`).
 """
 
 from __future__ import annotations
@@ -129,15 +131,61 @@ def bench_main(argv: list[str]) -> int:
     return 0
 
 
+RUN_USAGE = (
+    "python -m pymimalloc run [--raw] script.py [args ...]\n"
+    "       python -m pymimalloc run [--raw] -m module [args ...]"
+)
+RUN_DESCRIPTION = (
+    "Run a Python program with mimalloc serving Python's own allocations (pymimalloc.install()), as "
+    "`python script.py` or `python -m module` would run it."
+)
+
+
+def run_main(argv: list[str]) -> int:
+    """Install mimalloc as Python's allocator, then run a script or module as ``__main__``."""
+    import runpy
+
+    from .allocator import install
+
+    raw = argv[:1] == ["--raw"]
+    if raw:
+        argv = argv[1:]
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: {RUN_USAGE}\n\n{RUN_DESCRIPTION}\n\n  --raw  also serve the raw domain "
+              "(PyMem_RawMalloc, called without the GIL)", file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    if argv[0] == "-m":
+        if len(argv) < 2:
+            print(f"usage: {RUN_USAGE}\nerror: -m needs a module name", file=sys.stderr)
+            return 2
+        install(raw=raw)
+        sys.argv = argv[1:]
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        return 0
+    script = argv[0]
+    if not os.path.exists(script):
+        print(f"python -m pymimalloc run: can't open file {script!r}: no such file", file=sys.stderr)
+        return 2
+    install(raw=raw)
+    sys.argv = list(argv)
+    sys.path[0] = os.path.dirname(os.path.abspath(script))
+    runpy.run_path(script, run_name="__main__")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
         return bench_main(argv[1:])
+    if argv[:1] == ["run"]:
+        return run_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m pymimalloc",
-        usage="python -m pymimalloc [-h] [--version] [--json]\n       python -m pymimalloc bench [options]",
+        usage="python -m pymimalloc [-h] [--version] [--json]\n       python -m pymimalloc bench [options]\n"
+        "       python -m pymimalloc run [--raw] script.py|-m module [args ...]",
         description="Show how this copy of pymimalloc was built and run a short heap demonstration.",
-        epilog="subcommands:\n  bench       " + BENCH_DESCRIPTION + "\n              See: python -m pymimalloc bench --help",
+        epilog="subcommands:\n  bench       " + BENCH_DESCRIPTION + "\n              See: python -m pymimalloc bench --help"
+        "\n  run         " + RUN_DESCRIPTION + "\n              See: python -m pymimalloc run --help",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"pymimalloc {__version__} (mimalloc {mimalloc_version})")

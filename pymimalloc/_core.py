@@ -74,6 +74,12 @@ def _raise(status: int, what: str) -> NoReturn:
         raise MemoryError(f"{what}: out of memory")
     if status == lib.PMI_ENOTFROZEN:
         raise RuntimeError(f"{what}: the heap must be frozen first (an internal error in pymimalloc)")
+    if status == lib.PMI_EDEBUGHOOKS:
+        raise RuntimeError(
+            f"{what}: CPython's debug hooks serve its allocator (PYTHONMALLOC=debug, -X dev, or a debug build "
+            "of Python). pymimalloc does not put mimalloc under or over them: their checks would miss every "
+            "new block. Run without them (for example PYTHONMALLOC=pymalloc) to use mimalloc."
+        )
     raise RuntimeError(f"{what}: unexpected status {status} from pymimalloc's C glue")
 
 
@@ -94,6 +100,32 @@ if lib.pmi_init() != lib.PMI_OK:
 if lib.pmi_python_install() != 0:
     raise ImportError("pymimalloc could not add its C types to its compiled module (see the message above)")
 from ._mimalloc import Block, HeapBase  # noqa: E402
+
+# mimalloc serving CPython's allocator domains (csrc/pmi_allocator.c), added to the compiled module the same way
+if lib.pmi_allocator_install() != 0:
+    raise ImportError("pymimalloc could not add its allocator hook to its compiled module (see the message above)")
+from ._mimalloc import _allocator_hook, _allocator_route, _allocator_state  # noqa: E402
+
+#: CPython's allocator domains, as the bits the C hook takes (PYMEM_DOMAIN_RAW, _MEM, _OBJ).
+ALLOCATOR_DOMAINS: Final[dict[str, int]] = {
+    "raw": lib.PMI_DOMAIN_RAW, "mem": lib.PMI_DOMAIN_MEM, "obj": lib.PMI_DOMAIN_OBJ,
+}
+
+
+def allocator_hook(mask: int) -> None:
+    """Put mimalloc's hook in front of the domains in ``mask`` (with the GIL held) and route them to it."""
+    check(_allocator_hook(mask), "install")
+
+
+def allocator_route(mask: int) -> None:
+    """Send new allocations of exactly these hooked domains to mimalloc; the others go to their previous allocator."""
+    _allocator_route(mask)
+
+
+def allocator_state() -> tuple[int, int]:
+    """(hooked, routed): the domains whose hook is in place, and those whose new allocations mimalloc serves."""
+    hooked, routed = _allocator_state()
+    return int(hooked), int(routed)
 
 
 class ProcessLocal:

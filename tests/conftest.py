@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +17,12 @@ def heap() -> Iterator[pymimalloc.Heap]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # PYMIMALLOC_INSTALL=1 runs the whole suite with mimalloc serving Python's own allocations (CI does, once).
+    # An installed wheel's pymimalloc.pth has done it at start; a checkout's in-place build has no .pth.
+    from pymimalloc import _startup
+
+    if _startup.domains_from(os.environ.get(_startup.VARIABLE, "")) and not pymimalloc.installed():
+        pymimalloc.install()
     config.addinivalue_line("markers", "mimalloc_errors: the test makes mimalloc report errors on purpose (out of memory)")
     config.addinivalue_line(
         "markers",

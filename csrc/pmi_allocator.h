@@ -1,0 +1,15 @@
+/* mimalloc serving CPython's own allocator domains, at run time (pymimalloc.install(); pmi_allocator.c).
+ * pmi_allocator_install() adds these functions to the pymimalloc._mimalloc module (they must run with the
+ * GIL held, which cffi's calls do not):
+ *   _allocator_hook(domains) -> status: put our hook in front of each domain in the mask not hooked yet,
+ *                               and route its new allocations to mimalloc (PMI_OK or PMI_EDEBUGHOOKS/ENOMEM)
+ *   _allocator_route(domains) -> None: route exactly these hooked domains' new allocations to mimalloc
+ *   _allocator_state() -> (hooked, routed): the two masks
+ * A hook is never taken out again: memory it gave out may be freed at any later time, and only the hook
+ * knows to hand it to mimalloc. Unrouting sends new allocations back to the previous allocator.
+ * Returns 0, or -1 with the Python error printed.
+ * No include guards: cffi's cdef parser reads this file as it is. */
+#define PMI_DOMAIN_RAW 1   /* PyMem_RawMalloc and friends: called without the GIL */
+#define PMI_DOMAIN_MEM 2   /* PyMem_Malloc */
+#define PMI_DOMAIN_OBJ 4   /* PyObject_Malloc: Python objects */
+int pmi_allocator_install(void);
