@@ -421,7 +421,7 @@ def make_ffi(project_relative: bool = True) -> FFI:
         extra_link_args=["-fvisibility=hidden", *([] if options["debug"] else ["-Wl,--strip-debug"])],
         # it uses the full CPython and numpy C APIs, so it is named for this interpreter, never abi3
         py_limited_api=False,
-        libraries=["pthread"],
+        libraries=["pthread", "dl"],  # dl: dlsym (pmi_allocator.c), in libc itself since glibc 2.34
     )
     return ffibuilder
 

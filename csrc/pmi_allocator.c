@@ -21,6 +21,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <dlfcn.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
@@ -89,16 +90,34 @@ static const struct {
     {PMI_DOMAIN_OBJ, PYMEM_DOMAIN_OBJ, {NULL, pmi_obj_malloc, pmi_obj_calloc, pmi_obj_realloc, pmi_obj_free}},
 };
 
-/* CPython's debug hooks (PYTHONMALLOC=debug, -X dev, debug builds) surround each block with 0xFD bytes:
-   8 of them right after the requested size, and the 7 bytes before the block end with them. Our hook in
-   front of them would hand their blocks a pointer they did not give out whenever it frees one of its
-   own... and their checks would no longer see new blocks. So a domain they serve is refused. */
-static bool pmi_debug_hooks_serve(const PyMemAllocatorEx* current) {
-    unsigned char* p = current->malloc(current->ctx, 1);
+/* CPython's debug hooks (PYTHONMALLOC=debug, -X dev, debug builds) wrap each block in a header and a
+   trailer. Our hook in front of them would make their checks miss every new block, and beneath them it
+   would be handed pointers it did not give out; so pymimalloc refuses to install while they serve.
+   CPython names its current allocator configuration (_PyMem_GetCurrentAllocatorName, exported by 3.8 to
+   3.13 and looked up at run time in case a build does not export it): "pymalloc_debug", "malloc_debug",
+   "mimalloc_debug". It is NULL when a hook sits in front (ours, once we hooked a domain, or another
+   library's), or if the lookup fails: then the debug hooks show in the bytes around a new block, 0xFD
+   from just before it and just after the size asked for. */
+static bool pmi_debug_hooks_serve(void) {
+    typedef const char* (*name_fn)(void);
+    static name_fn current_name;
+    static bool looked_up;
+    if (!looked_up) {
+        current_name = (name_fn)dlsym(RTLD_DEFAULT, "_PyMem_GetCurrentAllocatorName");
+        looked_up = true;
+    }
+    if (current_name != NULL) {
+        const char* name = current_name();
+        if (name != NULL) return strstr(name, "debug") != NULL;
+    }
+    if (atomic_load(&pmi_hooked) != 0) return false;  /* checked when the first domain was hooked */
+    PyMemAllocatorEx current;
+    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &current);
+    unsigned char* p = current.malloc(current.ctx, 16);
     if (p == NULL) return false;
     bool debug = (p[-1] == 0xFD);
-    for (int i = 1; i <= 8 && debug; i++) debug = (p[i] == 0xFD);
-    current->free(current->ctx, p);
+    for (int i = 16; i < 24 && debug; i++) debug = (p[i] == 0xFD);
+    current.free(current.ctx, p);
     return debug;
 }
 
@@ -108,12 +127,7 @@ static PyObject* pmi_allocator_hook(PyObject* self, PyObject* arg) {
     if (mask == -1 && PyErr_Occurred()) return NULL;
     const int hooked = atomic_load(&pmi_hooked);
     const int wanted = (int)mask & ~hooked & (PMI_DOMAIN_RAW | PMI_DOMAIN_MEM | PMI_DOMAIN_OBJ);
-    for (size_t i = 0; i < sizeof(pmi_domains) / sizeof(pmi_domains[0]); i++) {
-        if (!(wanted & pmi_domains[i].bit)) continue;
-        PyMemAllocatorEx current;
-        PyMem_GetAllocator(pmi_domains[i].domain, &current);
-        if (pmi_debug_hooks_serve(&current)) return PyLong_FromLong(PMI_EDEBUGHOOKS);
-    }
+    if (wanted != 0 && pmi_debug_hooks_serve()) return PyLong_FromLong(PMI_EDEBUGHOOKS);
     if (wanted != 0 && pmi_python_heap == NULL) {
         pmi_python_heap = pmi_heap_new_unwrapped();
         if (pmi_python_heap == NULL) return PyLong_FromLong(PMI_ENOMEM);
