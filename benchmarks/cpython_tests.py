@@ -55,13 +55,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # Allocation-heavy modules, each checked to exist in CPython 3.11, 3.12 and 3.13 (test_unicode became
-# test_str in 3.13; the alias is resolved against the interpreter). About 50 s per run with -j2 on
-# 3.11 on two cores. Beyond the containers and codecs named in the brief:
+# test_str in 3.13; the alias is resolved against the interpreter). About 40 s per run on 3.11 and 55 s on
+# 3.13 with -j2 on two busy cores (no -u resources: the "cpu"-heavy cases are skipped in both runs).
+# Beyond the containers and codecs named in the brief:
 # - test_tracemalloc: tracemalloc hooks the very allocator domains install() replaces and must go on working;
 # - test_sys: sys.getallocatedblocks(), sys._debugmallocstats(), __sizeof__ of objects;
 # - test_capi: PyMem_* / PyObject_* through the C API; in 3.12+ it contains test_mem (PyMem_SetAllocator,
 #   PYTHONMALLOC=debug hooks in subprocesses, pymem_getallocatorsname) -- the tests most likely to see the
-#   allocator change. It is a few seconds on 3.11 and under a minute on 3.13 with -j2, so it is included;
+#   allocator change. It takes under 30 s on 3.11 and 3.13 (sub-modules in one worker), so it is included;
 # - test_ordered_dict, test_descr, test_marshal, test_xml_etree: many small objects, C accelerators;
 # - test_zlib, test_bz2, test_lzma, test_decimal: C libraries given PyMem_* / PyMem_Raw* as their allocator.
 DEFAULT_MODULES = [

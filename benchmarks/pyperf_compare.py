@@ -25,7 +25,10 @@ of being reported.
 
 For each benchmark all modes run one after another (interleaved, so slow drifts of this machine
 hit every mode alike); ``--rounds N`` repeats that, reversing the order of the modes every other
-round, and pools the values of all rounds.
+round, and pools the values of all rounds. The loop count pyperf calibrates in a benchmark's first
+run is passed (``--loops``) to all its other runs, so every mode times the same amount of work.
+A run that crashes in one mode is reported as failed (exit status 1), never dropped silently;
+benchmarks that need packages the target lacks are skipped and listed.
 
 How to read the ratios
 ----------------------
@@ -45,7 +48,7 @@ Usage
 The target interpreter (``--python``, default: the one running this script) needs ``pyperf`` and
 ``pyperformance`` installed (``PATH -m pip install pyperf pyperformance==1.11.0``) and, for the
 ``pymimalloc`` mode, a pymimalloc installed as a wheel (the wheel ships the ``.pth`` file).
-This script itself uses only the standard library. Progress goes to stderr, the Markdown table
+This script itself uses only the standard library (Python 3.10+). Progress goes to stderr, the Markdown table
 to stdout, the full results (with standard deviations, min-max, per-round means and peak RSS)
 to ``--json PATH``.
 """
@@ -72,7 +75,7 @@ from typing import Any
 
 UTC = _dt.timezone.utc  # noqa: UP017 (datetime.UTC is 3.11+; this script also runs on 3.10)
 PYPERFORMANCE_PIN = "1.11.0"
-INHERITED_VARS = ("PYMIMALLOC_INSTALL", "PYTHONMALLOC")
+INHERITED_VARS = ["PYMIMALLOC_INSTALL", "PYTHONMALLOC"]  # extended by --inherit-environ
 # Variables removed from every mode's environment before the mode's own are added: anything that
 # changes which allocator Python uses, or hooks it.
 STRIPPED_VARS = (
@@ -82,6 +85,9 @@ STRIPPED_VARS = (
     "PYTHONTRACEMALLOC",
     "PYTHONDEVMODE",
 )
+
+# Messages that a worker prints on stderr when it starts without the allocator asked for.
+START_FAILURES = ("Error processing line", "pymimalloc: not installed as Python's allocator")
 
 # Allocation-heavy subset that needs nothing beyond the standard library and pyperf.
 # deepcopy yields three pyperf benchmarks (deepcopy, deepcopy_reduce, deepcopy_memo).
@@ -345,6 +351,10 @@ def tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+def inherit_option() -> str:
+    return "--inherit-environ=" + ",".join(INHERITED_VARS)
+
+
 def base_environ() -> dict[str, str]:
     env = dict(os.environ)
     for var in STRIPPED_VARS:
@@ -484,6 +494,9 @@ def evidence_problem(mode: Mode, ev: dict[str, Any]) -> str | None:
             why = {None: "pymimalloc has no installed() or is not importable"}.get(installed, installed)
             return (f"pymimalloc.installed() is not truthy (got {why!r}; pymimalloc: "
                     f"{ev.get('pymimalloc')})")
+        if obj == "pymalloc" and any("obj" in str(d).lower() for d in installed):
+            return (f"pymimalloc.installed() reports {installed}, yet sys._debugmallocstats() still "
+                    f"shows pymalloc serving the object domain")
         return None
     if mode.name == "malloc":
         if obj != "other" or (pre is not None and pre != 3):
@@ -514,7 +527,8 @@ def check_mode(target: Target, mode: Mode, workdir: Path, timeout: float) -> dic
                 f"sys.exit(0 if pymimalloc.installed() else 1)\"` failed ({describe_exit(proc.returncode)}):"
                 f"\n{tail(proc.stderr) or '(pymimalloc.installed() is falsy)'}\n"
                 "Is pymimalloc installed in that interpreter as a wheel (`pip install .`, which ships "
-                "the .pth file that reads PYMIMALLOC_INSTALL)?"
+                "the .pth file that reads PYMIMALLOC_INSTALL)? To measure without it, leave the mode "
+                "out: --modes pymalloc,..."
             )
 
     # 1. In a plain child process.
@@ -537,7 +551,7 @@ def check_mode(target: Target, mode: Mode, workdir: Path, timeout: float) -> dic
     probe.write_text(PROBE_SRC, encoding="utf-8")
     out = workdir / f"probe-{mode.name}-{time.monotonic_ns()}.json"
     cmd = [target.python, str(probe), "--debug-single-value", "--quiet",
-           f"--inherit-environ={','.join(INHERITED_VARS)}", "--output", str(out)]
+           inherit_option(), "--output", str(out)]
     proc = subprocess.run(cmd, check=False, env=env, cwd=workdir, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise CompareError(f"mode {mode.name}: the pyperf probe failed ({describe_exit(proc.returncode)}):\n"
@@ -551,7 +565,7 @@ def check_mode(target: Target, mode: Mode, workdir: Path, timeout: float) -> dic
     problem = evidence_problem(mode, worker_ev)
     if problem:
         raise CompareError(f"mode {mode.name}: in a pyperf worker, {problem}\nevidence: {worker_ev}\n"
-                           f"(pyperf was given --inherit-environ={','.join(INHERITED_VARS)})")
+                           f"(pyperf was given {inherit_option()})")
     result["pyperf_worker"] = worker_ev
     return result
 
@@ -642,7 +656,7 @@ def run_benchmark(target: Target, sel: Selection, mode: Mode, pyperf_opts: list[
     if out.exists():
         out.unlink()
     cmd = [target.python, sel.runscript, *sel.extra_opts, *pyperf_opts,
-           f"--inherit-environ={','.join(INHERITED_VARS)}", "--output", str(out)]
+           inherit_option(), "--output", str(out)]
     if loops:
         cmd += ["--loops", str(loops)]
     if verbose:
@@ -655,8 +669,13 @@ def run_benchmark(target: Target, sel: Selection, mode: Mode, pyperf_opts: list[
         return RunFailure(False, f"mode {mode.name}: timed out after {timeout:.0f} s")
     if verbose and proc.stdout.strip():
         print(tail(proc.stdout, 40), file=sys.stderr)
+    text = proc.stderr + proc.stdout
+    for marker in START_FAILURES:
+        if marker in text:
+            # site.py and pymimalloc's start-up hook report on stderr and carry on: the mode may not
+            # have taken effect in some worker.
+            return RunFailure(False, f"mode {mode.name}: start-up reported {marker!r}\n{tail(text)}")
     if proc.returncode != 0 or not out.exists():
-        text = proc.stderr + proc.stdout
         if "ModuleNotFoundError" in text or "No module named" in text:
             missing = [ln.strip() for ln in text.splitlines() if "No module named" in ln]
             return RunFailure(True, f"missing module: {missing[-1] if missing else tail(text, 1)}")
@@ -851,6 +870,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         f"{QUICK_VALUES} values")
     p.add_argument("--json", metavar="PATH", help="write all results and statistics as JSON")
     p.add_argument("--raw-dir", metavar="DIR", help="keep pyperf's own JSON files in DIR")
+    p.add_argument("--inherit-environ", metavar="VARS",
+                   help="more comma-separated environment variables for pyperf to pass to its workers, "
+                        f"besides {','.join(INHERITED_VARS)} (e.g. MIMALLOC_SHOW_STATS)")
     p.add_argument("--timeout", type=float, default=900, help="seconds allowed per pyperf run (default 900)")
     p.add_argument("--list", action="store_true", help="list the benchmarks the target offers, and exit")
     p.add_argument("-v", "--verbose", action="store_true", help="show commands and pyperf's output")
@@ -889,6 +911,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, workdir: Path) -> int:
+    if args.inherit_environ:
+        INHERITED_VARS.extend(v.strip() for v in args.inherit_environ.split(",") if v.strip())
     target = discover(args.python, workdir)
     if args.list:
         for name, entry in sorted(target.manifest.items()):
@@ -932,7 +956,8 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         log(f"checking mode {mode.name} ({' '.join(f'{k}={v}' for k, v in mode.env.items()) or 'clean env'})")
         checks[mode.name] = check_mode(target, mode, workdir, args.timeout)
         ev = checks[mode.name]["pyperf_worker"]
-        log(f"  ok: in a pyperf worker the object allocator is {ev['object_allocator']}"
+        kind = {"other": "neither pymalloc nor CPython's mimalloc"}.get(ev["object_allocator"], ev["object_allocator"])
+        log(f"  ok: in a pyperf worker the object allocator is {kind}"
             + (f", pymimalloc installed for {ev['pymimalloc_installed']}" if ev.get("pymimalloc_installed") else ""))
 
     report: dict[str, Any] = {
@@ -941,7 +966,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         "machine": machine_info(),
         "modes": {m.name: {"env": m.env, "description": m.description} for m in modes},
         "baseline": baseline,
-        "pyperf_options": opts + [f"--inherit-environ={','.join(INHERITED_VARS)}"],
+        "pyperf_options": [*opts, inherit_option()],
         "rounds": args.rounds,
         "mode_checks": checks,
         "benchmarks": {},
@@ -972,6 +997,9 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
                     res = run_benchmark(target, sel, mode, opts, loops, workdir, raw_dir, rnd,
                                         args.timeout, args.verbose)
                     if isinstance(res, RunFailure):
+                        if res.skipped and sel_rows:
+                            # Ran in another mode: a module missing only here is this mode's fault.
+                            res = RunFailure(False, f"mode {mode.name}: {res.reason}")
                         failure = res
                         break
                     if loops is None and len(res) == 1:

@@ -15,6 +15,14 @@
  * CPython's allocator struct while it is being written (the RAW domain is called without the GIL) gets a
  * working function whatever half it sees.
  *
+ * Python objects in a chosen heap (Heap.python_objects()): a thread may name a pymimalloc heap (`pmi_target`,
+ * holding a counted reference) for its new MEM and OBJ blocks. They go through the same glue as numpy's
+ * array data (pmi_data_alloc/realloc/free: bracketed, counted in the heap by usable size, deferred while a
+ * walk holds the heap frozen). A heap that refuses (frozen by a walk, or closed) is passed over for
+ * Python's own heap: an allocation never fails for that. Frees find the heap of a block from its page
+ * (mi_heap_of), and the pymimalloc heap from a small table of the heaps that ever held Python objects;
+ * a heap leaves the table just before it is destroyed, which happens only once nothing in it is alive.
+ *
  * Fork and walks: the MEM and OBJ domains are called with the GIL held, so while os.fork() runs (the
  * forking thread holds the GIL) no other thread is inside them. The RAW domain is not: its calls into
  * mimalloc are bracketed (pmi_world_enter), so a fork waits for them, as it does for Blocks.
@@ -39,6 +47,52 @@ static atomic_int pmi_routed;
 
 static inline size_t pmi_at_least(size_t size) { return size < PMI_MIN_BLOCK ? PMI_MIN_BLOCK : size; }
 
+/* -- the heaps that hold Python objects (Heap.python_objects()) ------------------------------------ */
+
+#define PMI_TARGETS 1024
+static struct {
+    _Atomic(mi_heap_t*)  raw;       /* NULL: a free entry */
+    _Atomic(pmi_heap_t*) wrapper;
+} pmi_targets[PMI_TARGETS];
+static atomic_int pmi_targets_high;       /* entries in use are below this */
+static __thread pmi_heap_t* pmi_target;   /* this thread's heap for new Python objects (a counted reference) */
+
+/* The pymimalloc heap whose mimalloc heap is `raw`, if it ever held Python objects. Entries are written
+   with the GIL held and read by frees of blocks still alive in them, so the entry is there. */
+static pmi_heap_t* pmi_target_of(const mi_heap_t* raw) {
+    const int high = atomic_load_explicit(&pmi_targets_high, memory_order_acquire);
+    for (int i = 0; i < high; i++) {
+        if (atomic_load_explicit(&pmi_targets[i].raw, memory_order_acquire) == raw) {
+            return atomic_load_explicit(&pmi_targets[i].wrapper, memory_order_relaxed);
+        }
+    }
+    return NULL;
+}
+
+/* With the GIL held. false if the table is full. */
+static bool pmi_target_remember(pmi_heap_t* h) {
+    mi_heap_t* raw = pmi_heap_raw(h);
+    if (pmi_target_of(raw) != NULL) return true;
+    const int high = atomic_load(&pmi_targets_high);
+    int slot = 0;
+    while (slot < high && atomic_load(&pmi_targets[slot].raw) != NULL) slot++;
+    if (slot == PMI_TARGETS) return false;
+    atomic_store_explicit(&pmi_targets[slot].wrapper, h, memory_order_relaxed);
+    atomic_store_explicit(&pmi_targets[slot].raw, raw, memory_order_release);
+    if (slot == high) atomic_store_explicit(&pmi_targets_high, high + 1, memory_order_release);
+    return true;
+}
+
+void pmi_allocator_forget(mi_heap_t* raw) {
+    const int high = atomic_load(&pmi_targets_high);
+    for (int i = 0; i < high; i++) {
+        mi_heap_t* expected = raw;
+        (void)atomic_compare_exchange_strong(&pmi_targets[i].raw, &expected, NULL);
+    }
+}
+
+/* -- the hook's allocations -------------------------------------------------------------------------- */
+
 static inline void* pmi_mi_malloc(size_t size) { return mi_heap_malloc(pmi_python_heap, pmi_at_least(size)); }
 
 static inline void* pmi_mi_calloc(size_t nelem, size_t elsize) {
@@ -47,17 +101,56 @@ static inline void* pmi_mi_calloc(size_t nelem, size_t elsize) {
     return mi_heap_zalloc(pmi_python_heap, pmi_at_least(total));
 }
 
-/* The hook's four functions for one domain. RAW brackets its mimalloc calls (see the top of this file). */
-#define PMI_DOMAIN_FUNCTIONS(name, domain, bit, enter, leave)                                                   \
+/* MEM and OBJ: this thread's chosen heap first, if it takes the block */
+static inline void* pmi_target_malloc(pmi_heap_t* target, size_t size, bool zero) {
+    return pmi_data_alloc(target, pmi_at_least(size), zero);
+}
+
+static void* pmi_target_calloc(pmi_heap_t* target, size_t nelem, size_t elsize) {
+    size_t total;
+    if (__builtin_mul_overflow(nelem, elsize, &total)) return NULL;
+    void* p = pmi_target_malloc(target, total, true);
+    return p != NULL ? p : pmi_mi_calloc(nelem, elsize);
+}
+
+/* `ptr` is a live block of mimalloc heap `owner` (not Python's own heap): a chosen heap's. */
+static void* pmi_owned_realloc(mi_heap_t* owner, void* ptr, size_t size) {
+    pmi_heap_t* h = pmi_target_of(owner);
+    if (h == NULL) return mi_realloc(ptr, pmi_at_least(size));  /* not given out by this hook */
+    void* q = pmi_data_realloc(h, ptr, pmi_at_least(size));
+    if (q != NULL) return q;
+    /* frozen by a walk (or out of memory there): move it to Python's heap, and let the glue defer the free */
+    q = pmi_mi_malloc(size);
+    if (q == NULL) return NULL;
+    const size_t old = mi_usable_size(ptr);
+    memcpy(q, ptr, old < size ? old : size);
+    pmi_data_free(h, ptr);
+    return q;
+}
+
+static void pmi_owned_free(mi_heap_t* owner, void* ptr) {
+    pmi_heap_t* h = pmi_target_of(owner);
+    if (h != NULL) pmi_data_free(h, ptr);
+    else mi_free(ptr);
+}
+
+/* The hook's four functions for one domain. RAW brackets its mimalloc calls and has no chosen heaps
+   (`targets` false); MEM and OBJ look at this thread's chosen heap (see the top of this file). */
+#define PMI_DOMAIN_FUNCTIONS(name, domain, bit, enter, leave, targets)                                         \
     static void* pmi_##name##_malloc(void* ctx, size_t size) {                                                 \
         (void)ctx;                                                                                             \
-        if (!(atomic_load_explicit(&pmi_routed, memory_order_relaxed) & (bit)))                                \
+        if ((targets) && pmi_target != NULL) {                                                                 \
+            void* p = pmi_target_malloc(pmi_target, size, false);                                              \
+            if (p != NULL) return p;                                                                           \
+        }                                                                                                      \
+        else if (!(atomic_load_explicit(&pmi_routed, memory_order_relaxed) & (bit)))                           \
             return pmi_previous[domain].malloc(pmi_previous[domain].ctx, size);                                \
         enter; void* p = pmi_mi_malloc(size); leave;                                                           \
         return p;                                                                                              \
     }                                                                                                          \
     static void* pmi_##name##_calloc(void* ctx, size_t nelem, size_t elsize) {                                 \
         (void)ctx;                                                                                             \
+        if ((targets) && pmi_target != NULL) return pmi_target_calloc(pmi_target, nelem, elsize);              \
         if (!(atomic_load_explicit(&pmi_routed, memory_order_relaxed) & (bit)))                                \
             return pmi_previous[domain].calloc(pmi_previous[domain].ctx, nelem, elsize);                       \
         enter; void* p = pmi_mi_calloc(nelem, elsize); leave;                                                  \
@@ -65,20 +158,24 @@ static inline void* pmi_mi_calloc(size_t nelem, size_t elsize) {
     }                                                                                                          \
     static void* pmi_##name##_realloc(void* ctx, void* ptr, size_t size) {                                     \
         if (ptr == NULL) return pmi_##name##_malloc(ctx, size);                                                \
-        if (!mi_is_in_heap_region(ptr)) return pmi_previous[domain].realloc(pmi_previous[domain].ctx, ptr, size); \
+        mi_heap_t* owner = mi_heap_of(ptr);                                                                    \
+        if (owner == NULL) return pmi_previous[domain].realloc(pmi_previous[domain].ctx, ptr, size);           \
+        if (owner != pmi_python_heap) return pmi_owned_realloc(owner, ptr, size);                              \
         enter; void* p = mi_heap_realloc(pmi_python_heap, ptr, pmi_at_least(size)); leave;                     \
         return p;                                                                                              \
     }                                                                                                          \
     static void pmi_##name##_free(void* ctx, void* ptr) {                                                      \
         (void)ctx;                                                                                             \
         if (ptr == NULL) return;                                                                               \
-        if (!mi_is_in_heap_region(ptr)) { pmi_previous[domain].free(pmi_previous[domain].ctx, ptr); return; }  \
+        mi_heap_t* owner = mi_heap_of(ptr);                                                                    \
+        if (owner == NULL) { pmi_previous[domain].free(pmi_previous[domain].ctx, ptr); return; }               \
+        if (owner != pmi_python_heap) { pmi_owned_free(owner, ptr); return; }                                  \
         enter; mi_free(ptr); leave;                                                                            \
     }
 
-PMI_DOMAIN_FUNCTIONS(raw, PYMEM_DOMAIN_RAW, PMI_DOMAIN_RAW, pmi_world_enter(), pmi_world_leave())
-PMI_DOMAIN_FUNCTIONS(mem, PYMEM_DOMAIN_MEM, PMI_DOMAIN_MEM, (void)0, (void)0)
-PMI_DOMAIN_FUNCTIONS(obj, PYMEM_DOMAIN_OBJ, PMI_DOMAIN_OBJ, (void)0, (void)0)
+PMI_DOMAIN_FUNCTIONS(raw, PYMEM_DOMAIN_RAW, PMI_DOMAIN_RAW, pmi_world_enter(), pmi_world_leave(), false)
+PMI_DOMAIN_FUNCTIONS(mem, PYMEM_DOMAIN_MEM, PMI_DOMAIN_MEM, (void)0, (void)0, true)
+PMI_DOMAIN_FUNCTIONS(obj, PYMEM_DOMAIN_OBJ, PMI_DOMAIN_OBJ, (void)0, (void)0, true)
 
 static const struct {
     int bit;
@@ -121,10 +218,13 @@ static bool pmi_debug_hooks_serve(void) {
     return debug;
 }
 
-static PyObject* pmi_allocator_hook(PyObject* self, PyObject* arg) {
+static PyObject* pmi_allocator_hook(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     (void)self;
-    const long mask = PyLong_AsLong(arg);
+    if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "_allocator_hook(domains, route)"); return NULL; }
+    const long mask = PyLong_AsLong(args[0]);
     if (mask == -1 && PyErr_Occurred()) return NULL;
+    const int route = PyObject_IsTrue(args[1]);
+    if (route < 0) return NULL;
     const int hooked = atomic_load(&pmi_hooked);
     const int wanted = (int)mask & ~hooked & (PMI_DOMAIN_RAW | PMI_DOMAIN_MEM | PMI_DOMAIN_OBJ);
     if (wanted != 0 && pmi_debug_hooks_serve()) return PyLong_FromLong(PMI_EDEBUGHOOKS);
@@ -136,12 +236,12 @@ static PyObject* pmi_allocator_hook(PyObject* self, PyObject* arg) {
         if (!(wanted & pmi_domains[i].bit)) continue;
         const PyMemAllocatorDomain domain = pmi_domains[i].domain;
         PyMem_GetAllocator(domain, &pmi_previous[domain]);
-        atomic_fetch_or(&pmi_routed, pmi_domains[i].bit);  /* before the hook is seen: it allocates at once */
+        if (route) atomic_fetch_or(&pmi_routed, pmi_domains[i].bit);  /* before the hook is seen: it allocates at once */
         PyMemAllocatorEx hook = pmi_domains[i].hook;
         PyMem_SetAllocator(domain, &hook);
         atomic_fetch_or(&pmi_hooked, pmi_domains[i].bit);
     }
-    atomic_fetch_or(&pmi_routed, (int)mask & atomic_load(&pmi_hooked));
+    if (route) atomic_fetch_or(&pmi_routed, (int)mask & atomic_load(&pmi_hooked));
     return PyLong_FromLong(PMI_OK);
 }
 
@@ -158,8 +258,39 @@ static PyObject* pmi_allocator_state(PyObject* self, PyObject* unused) {
     return Py_BuildValue("ii", atomic_load(&pmi_hooked), atomic_load(&pmi_routed));
 }
 
+static PyObject* pmi_python_objects_enter(PyObject* self, PyObject* arg) {
+    (void)self;
+    pmi_heap_t* h = (pmi_heap_t*)PyLong_AsVoidPtr(arg);
+    if (h == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "no heap");
+        return NULL;
+    }
+    const int needed = PMI_DOMAIN_MEM | PMI_DOMAIN_OBJ;
+    if ((atomic_load(&pmi_hooked) & needed) != needed) {
+        PyErr_SetString(PyExc_SystemError, "python_objects needs the MEM and OBJ domains hooked first");
+        return NULL;
+    }
+    if (!pmi_target_remember(h)) return Py_BuildValue("in", PMI_ETARGETS, (Py_ssize_t)0);
+    pmi_heap_ref(h);
+    pmi_heap_t* previous = pmi_target;
+    pmi_target = h;
+    return Py_BuildValue("iN", PMI_OK, PyLong_FromVoidPtr(previous));
+}
+
+static PyObject* pmi_python_objects_exit(PyObject* self, PyObject* arg) {
+    (void)self;
+    pmi_heap_t* previous = (pmi_heap_t*)PyLong_AsVoidPtr(arg);
+    if (previous == NULL && PyErr_Occurred()) return NULL;
+    pmi_heap_t* current = pmi_target;
+    pmi_target = previous;  /* its reference was held by the caller's token meanwhile */
+    if (current != NULL) pmi_heap_unref_public(current);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef pmi_allocator_functions[] = {
-    {"_allocator_hook", pmi_allocator_hook, METH_O, NULL},
+    {"_allocator_hook", (PyCFunction)(void (*)(void))pmi_allocator_hook, METH_FASTCALL, NULL},
+    {"_python_objects_enter", pmi_python_objects_enter, METH_O, NULL},
+    {"_python_objects_exit", pmi_python_objects_exit, METH_O, NULL},
     {"_allocator_route", pmi_allocator_route, METH_O, NULL},
     {"_allocator_state", pmi_allocator_state, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},

@@ -330,6 +330,7 @@ static bool pmi_heap_try_release(pmi_heap_t* h) {
     /* nor while a thread that used the heap exits: mimalloc's thread-done still updates the statistics of
        its theaps while mi_heap_free_theaps merges them (a race ThreadSanitizer found, theap.c) */
     pthread_rwlock_wrlock(&pmi_exit_lock);
+    pmi_allocator_forget(h->heap);
     mi_heap_destroy(h->heap);
     pthread_rwlock_unlock(&pmi_exit_lock);
     pthread_mutex_unlock(&pmi_world_lock);

@@ -44,6 +44,7 @@
 #define PMI_EPINNED    -6    /* the heap is a default heap (as_default) or numpy's allocator */
 #define PMI_ENOTFROZEN -7    /* a walk needs the heap frozen first (an internal misuse) */
 #define PMI_EDEBUGHOOKS -8   /* CPython's debug hooks serve this allocator domain (PYTHONMALLOC=debug, -X dev) */
+#define PMI_ETARGETS   -9    /* too many heaps hold Python objects at once (pmi_allocator.c, PMI_TARGETS) */
 
 /* tracemalloc domain of every Block allocated through pymimalloc (numpy traces array data itself) */
 #define PMI_TRACEMALLOC_DOMAIN 7368041

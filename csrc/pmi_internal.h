@@ -16,6 +16,7 @@ void       pmi_world_enter(void);                   /* bracket a process-wide mi
 void       pmi_world_leave(void);
 mi_heap_t* pmi_heap_raw(pmi_heap_t* heap);
 mi_heap_t* pmi_heap_new_unwrapped(void);            /* a mimalloc heap pymimalloc never closes (Python's own) */
+void       pmi_allocator_forget(mi_heap_t* heap);   /* before it is destroyed: no Python object is left in it */
 void       pmi_heap_ref(pmi_heap_t* heap);           /* one more counted reference (numpy's handler) */
 void       pmi_heap_unref_public(pmi_heap_t* heap);
 

@@ -74,6 +74,8 @@ def _raise(status: int, what: str) -> NoReturn:
         raise MemoryError(f"{what}: out of memory")
     if status == lib.PMI_ENOTFROZEN:
         raise RuntimeError(f"{what}: the heap must be frozen first (an internal error in pymimalloc)")
+    if status == lib.PMI_ETARGETS:
+        raise RuntimeError(f"{what}: more than 1024 heaps hold Python objects at once; close some first")
     if status == lib.PMI_EDEBUGHOOKS:
         raise RuntimeError(
             f"{what}: CPython's debug hooks serve its allocator (PYTHONMALLOC=debug, -X dev, or a debug build "
@@ -104,7 +106,13 @@ from ._mimalloc import Block, HeapBase  # noqa: E402
 # mimalloc serving CPython's allocator domains (csrc/pmi_allocator.c), added to the compiled module the same way
 if lib.pmi_allocator_install() != 0:
     raise ImportError("pymimalloc could not add its allocator hook to its compiled module (see the message above)")
-from ._mimalloc import _allocator_hook, _allocator_route, _allocator_state  # noqa: E402
+from ._mimalloc import (  # noqa: E402
+    _allocator_hook,
+    _allocator_route,
+    _allocator_state,
+    _python_objects_enter,
+    _python_objects_exit,
+)
 
 #: CPython's allocator domains, as the bits the C hook takes (PYMEM_DOMAIN_RAW, _MEM, _OBJ).
 ALLOCATOR_DOMAINS: Final[dict[str, int]] = {
@@ -112,14 +120,28 @@ ALLOCATOR_DOMAINS: Final[dict[str, int]] = {
 }
 
 
-def allocator_hook(mask: int) -> None:
-    """Put mimalloc's hook in front of the domains in ``mask`` (with the GIL held) and route them to it."""
-    check(_allocator_hook(mask), "install")
+def allocator_hook(mask: int, route: bool = True) -> None:
+    """Put mimalloc's hook in front of the domains in ``mask`` (with the GIL held); if ``route``, send their new
+    allocations to mimalloc."""
+    check(_allocator_hook(mask, route), "install")
 
 
 def allocator_route(mask: int) -> None:
     """Send new allocations of exactly these hooked domains to mimalloc; the others go to their previous allocator."""
     _allocator_route(mask)
+
+
+def python_objects_enter(handle: Any) -> int:
+    """This thread's new Python objects come from the heap behind ``handle`` from now on (the MEM and OBJ domains
+    must be hooked). Returns the token for :func:`python_objects_exit`: the heap they came from before."""
+    status, previous = _python_objects_enter(int(ffi.cast("uintptr_t", handle)))
+    check(status, "python_objects")
+    return int(previous)
+
+
+def python_objects_exit(token: int) -> None:
+    """Back to the heap before :func:`python_objects_enter` returned ``token``, in the thread that entered."""
+    _python_objects_exit(token)
 
 
 def allocator_state() -> tuple[int, int]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _core
 from .arena import Arena, id_for_new_heap
+from .allocator import python_objects
 from .arrays import NP, make_handler, numpy_allocator
 from .block import Block, address_of
 from .visit import Area, BlockInfo, Snapshot, VisitCallback, frozen, visit, walk
@@ -186,6 +187,19 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         restore the entering context's default, which then stays this heap until that context ends.
         """
         return _AsDefault(self)
+
+    def python_objects(self) -> python_objects[Heap]:
+        """``with heap.python_objects():`` the Python objects this thread allocates inside the block (anything
+        CPython allocates through ``PyObject_Malloc`` or ``PyMem_Malloc``) come from this heap.
+
+        :attr:`live_blocks`, :attr:`live_bytes` (usable sizes), :meth:`blocks` and :meth:`stats` then show
+        what the computation allocated and kept. Other threads are unaffected; blocks nest. The heap cannot
+        be closed during the block (RuntimeError); closed later while objects live, it keeps their memory
+        until the last of them is freed, as with Blocks. While a walk or snapshot holds the heap frozen, new
+        objects come from Python's own mimalloc heap instead. Installs mimalloc's hook (not
+        :func:`pymimalloc.install`'s routing) if it is not in place.
+        """
+        return python_objects(self, self._handle)
 
     # -- numpy ---------------------------------------------------------------------------------------
     def numpy_allocator(self) -> contextlib.AbstractContextManager[Heap]:

@@ -363,3 +363,106 @@ def test_this_process_is_installed_when_the_suite_runs_under_pymimalloc_install(
     else:
         assert pymimalloc.installed() == ("mem", "obj")
         assert pymimalloc.usable_size(id(object())) > 0   # raises ValueError outside mimalloc
+
+
+def test_python_objects_come_from_the_chosen_heap_and_are_counted() -> None:
+    out = _clean(_child("""
+        heap = pymimalloc.Heap()
+        with heap.python_objects() as entered:
+            assert entered is heap
+            kept = [str(i) * 3 for i in range(10000)]
+            temporary = [bytes(100) for _ in range(1000)]
+            del temporary
+        assert pymimalloc.installed() == (), "python_objects() hooks but does not route everything"
+        assert all(pymimalloc.heap_of(id(s)) is heap for s in kept)
+        outside = [str(i) * 3 for i in range(100)]
+        assert not any(pymimalloc.heap_of(id(s)) is heap for s in outside)
+        live = heap.live_blocks
+        assert 10000 < live < 10300, live                   # the strings, the list's array and a little more
+        addresses = {b.address for b in heap.blocks()}
+        assert {id(s) for s in kept[:100]} <= addresses
+        del kept
+        gc.collect()
+        assert heap.live_blocks < live - 10000, heap.live_blocks
+        print("ok")
+    """))
+    assert out.strip() == "ok"
+
+
+def test_python_objects_pin_the_heap_and_closing_later_keeps_live_objects_valid() -> None:
+    _clean(_child("""
+        heap = pymimalloc.Heap()
+        with heap.python_objects():
+            try:
+                heap.close()
+            except RuntimeError as e:
+                assert "in use" in str(e)
+            else:
+                raise AssertionError("close() inside python_objects() must refuse")
+            kept = {i: [str(i)] * 3 for i in range(5000)}
+        heap.close()                                         # objects live: memory kept until the last goes
+        assert heap.closed
+        assert sum(len(v) for v in kept.values()) == 15000 and kept[4999][0] == "4999"
+        for i in range(0, 5000, 2):
+            kept[i].append("grown")                          # realloc of a closed heap's block
+        del kept
+        gc.collect()
+        h2 = pymimalloc.Heap()
+        with h2.python_objects(), pymimalloc.Heap().python_objects():   # nested, the inner heap wins
+            x = [str(i) for i in range(10)]
+        assert pymimalloc.heap_of(id(x[3])) is not h2
+    """))
+
+
+def test_python_objects_in_other_threads_and_walks_while_they_free() -> None:
+    _clean(_child("""
+        heap = pymimalloc.Heap()
+        with heap.python_objects():
+            shared = [[str(i)] * 4 for i in range(20000)]
+        stop = False
+        def freer():
+            while shared:
+                del shared[-50:]
+        def allocator():   # this thread's python_objects() block, while walks freeze the heap
+            with heap.python_objects():
+                mine = []
+                while not stop:
+                    mine.append([str(len(mine))] * 3)
+                    if len(mine) > 5000: del mine[:]
+        threads = [threading.Thread(target=freer), threading.Thread(target=allocator)]
+        for t in threads: t.start()
+        for _ in range(30):
+            with heap.snapshot() as snap:
+                assert snap.live_blocks >= 0
+            heap.blocks()
+        threads[0].join()
+        stop = True
+        threads[1].join()
+        pid = os.fork()
+        if pid == 0:
+            with heap.python_objects():
+                y = [str(i) for i in range(1000)]
+            os._exit(0 if pymimalloc.heap_of(id(y[5])) is heap else 3)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        heap.close()
+    """))
+
+
+def test_python_objects_left_from_another_thread_warns_and_unpins() -> None:
+    _clean(_child("""
+        import warnings
+        heap = pymimalloc.Heap()
+        block = heap.python_objects()
+        block.__enter__()
+        errors = []
+        def leave():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                block.__exit__(None, None, None)
+            errors.extend(str(w.message) for w in caught)
+        t = threading.Thread(target=leave); t.start(); t.join()
+        assert errors and "another thread" in errors[0], errors
+        heap.close()                                         # unpinned: the entering thread falls back
+        more = [str(i) * 2 for i in range(5000)]
+        assert not any(pymimalloc.heap_of(id(s)) is heap for s in more)
+    """))
