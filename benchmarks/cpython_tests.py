@@ -183,12 +183,13 @@ def launcher(python: str, mode: str) -> list[str]:
 
 def probe(python: str, modules: list[str], cwd: str) -> dict[str, Any]:
     names = sorted(set(modules) | {ALIASES[m] for m in modules if m in ALIASES})
-    done = subprocess.run([python, "-c", PROBE, *names], capture_output=True, text=True, env=clean_env(), cwd=cwd)
+    done = subprocess.run([python, "-c", PROBE, *names], check=False, capture_output=True, text=True,
+                          env=clean_env(), cwd=cwd)
     if done.returncode != 0:
         raise SystemExit(f"error: cannot run {python}: {done.stderr.strip() or done.returncode}")
     info: dict[str, Any] = json.loads(done.stdout)
-    help_text = subprocess.run([python, "-m", "test", "--help"], capture_output=True, text=True, env=clean_env(),
-                               cwd=cwd).stdout
+    help_text = subprocess.run([python, "-m", "test", "--help"], check=False, capture_output=True, text=True,
+                               env=clean_env(), cwd=cwd).stdout
     info["junit_xml"] = "--junit-xml" in help_text
     return info
 
@@ -222,13 +223,15 @@ def sanity_checks(python: str, mode: str, workdir: str) -> list[dict[str, Any]]:
         ways.append(("`run` alone, without PYMIMALLOC_INSTALL", [*launcher(python, mode), script], {}))
     checks = []
     for label, command, extra in ways:
-        done = subprocess.run(command, capture_output=True, text=True, env={**clean_env(), **extra}, cwd=workdir)
+        done = subprocess.run(command, check=False, capture_output=True, text=True, env={**clean_env(), **extra},
+                              cwd=workdir)
         check: dict[str, Any] = {"mode": mode, "how": label, "command": shlex.join(command), "env": extra,
                                  "exit_code": done.returncode}
         try:
             check.update(json.loads(done.stdout.strip().splitlines()[-1]))
         except (IndexError, ValueError):
-            check["error"] = snippet(done.stderr or done.stdout or "no output", 400)
+            lines = (done.stderr or done.stdout or "no output").strip().splitlines()
+            check["error"] = snippet("\n".join(lines[-3:]), 400)  # the end of a traceback says what went wrong
         if mode == "pymimalloc":
             check["ok"] = bool(check.get("installed"))
         elif mode == "malloc":

@@ -11,6 +11,12 @@ frees followed by ``gc.collect()`` (plus, in the pymimalloc mode, ``pymimalloc.c
 in the malloc+trim mode, glibc's ``malloc_trim(0)``). An allocator that fragments keeps most of the build's
 pages for the 10% that survive.
 
+Note on the default pattern: with 90% freed independently at random, a 4 KiB OS page holding k objects
+becomes empty with probability 0.9**k (about 1% for k = 40 objects of ~100 bytes), so no allocator that
+does not move objects can give much back; the differences come from how tightly each allocator packed
+the objects in the first place. ``--pattern runs`` frees 90% in runs of ``--run`` neighbours (objects
+built one after the other), which empties whole pages and shows whether each allocator returns them.
+
 The object mix (each object's kind drawn from a seeded random.Random; sizes are sys.getsizeof on CPython
 3.11, 64-bit, GC header included; several objects are two allocations, e.g. a list and its item array):
 
@@ -52,16 +58,17 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from typing import Any
 
 ALL_MODES = ["pymalloc", "pymimalloc", "malloc", "malloc+trim", "builtin-mimalloc"]
 GOAL = 0.30  # pymimalloc retains at least 30% less RSS than pymalloc after free+collect
 MIB = 1 << 20
 
-# Runs in the child with -c; argv: mode, objects, seed. Prints one JSON line.
+# Runs in the child with -c; argv: mode, objects, seed, pattern, run length. Prints one JSON line.
 CHILD = r"""
 import sys
-mode, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+mode, n, seed, pattern, run = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 result = {"mode": mode}
 pymimalloc = None
 if mode == "pymimalloc":  # first thing: every object of the workload comes from mimalloc
@@ -138,12 +145,14 @@ result["build_s"] = time.perf_counter() - started
 result["rss_built"] = rss_kib()
 
 started = time.perf_counter()
-keep = bytearray(n)  # exactly n // 10 survivors, chosen at random
+keep = bytearray(n)  # exactly n // 10 survivors (runs: n // run // 10 runs of `run` neighbours)
+unit = 1 if pattern == "random" else run
+units = n // unit
 kept = 0
-while kept < n // 10:
-    j = randrange(n)
-    if not keep[j]:
-        keep[j] = 1
+while kept < units // 10:
+    j = randrange(units)
+    if not keep[j * unit]:
+        keep[j * unit:(j + 1) * unit] = b"\x01" * unit
         kept += 1
 for j in range(n):
     if not keep[j]:
@@ -194,9 +203,10 @@ def python_version(python: str) -> tuple[int, int]:
     return int(out[0]), int(out[1])
 
 
-def run_child(python: str, mode: str, objects: int, seed: int) -> dict[str, Any]:
-    done = subprocess.run([python, "-c", CHILD, mode, str(objects), str(seed)], capture_output=True, text=True,
-                          env={**clean_env(), **mode_env(mode)})
+def run_child(python: str, mode: str, objects: int, seed: int, pattern: str, run: int) -> dict[str, Any]:
+    done = subprocess.run([python, "-c", CHILD, mode, str(objects), str(seed), pattern, str(run)],
+                          check=False, capture_output=True, text=True, env={**clean_env(), **mode_env(mode)},
+                          cwd=tempfile.gettempdir())  # not a checkout: -c puts the current directory on sys.path
     try:
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
@@ -232,7 +242,8 @@ def markdown(report: dict[str, Any]) -> str:
     base = next((r for r in rows if r["mode"] == "pymalloc" and r["status"] != "failed" and "rss_freed_mib" in r), None)
     out: list[str] = []
     w = out.append
-    w(f"# Fragmentation: {report['objects']:,} small objects, 90% freed at random\n")
+    how = "at random" if report["pattern"] == "random" else f"in random runs of {report['run']:,} neighbours"
+    w(f"# Fragmentation: {report['objects']:,} small objects, 90% freed {how}\n")
     w(f"- Interpreter: `{report['python']}` (Python {report['version']}); seed {report['seed']}; "
       f"median of {report['repeat']} child process(es) per mode")
     w("- RSS = VmRSS of the child; \"kept of build\" = (after free+collect - start) / (after build - start); "
@@ -242,7 +253,8 @@ def markdown(report: dict[str, Any]) -> str:
     w("|---|---|--:|--:|--:|--:|--:|--:|--:|")
     for r in rows:
         if "rss_freed_mib" not in r:
-            w(f"| {r['mode']} | {r['status']}: {r['reason']} | | | | | | | |")
+            reason = r["reason"] if len(r["reason"]) <= 100 else r["reason"][:99] + "…"
+            w(f"| {r['mode']} | {r['status']}: {reason} | | | | | | | |")
             continue
         grown = r["rss_built_mib"] - r["rss_start_mib"]
         kept = (r["rss_freed_mib"] - r["rss_start_mib"]) / grown if grown > 0 else float("nan")
@@ -270,6 +282,10 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="child processes per mode; the median is shown")
     parser.add_argument("--objects", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--pattern", choices=["random", "runs"], default="random",
+                        help="random: each object survives alone (default); runs: runs of --run neighbours "
+                             "survive or go together")
+    parser.add_argument("--run", type=int, default=1000, help="run length for --pattern runs")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--check", action="store_true", help="exit status 1 if the goal is not met")
     args = parser.parse_args()
@@ -277,8 +293,10 @@ def main() -> int:
     unknown = [m for m in modes if m not in ALL_MODES]
     if unknown:
         parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(ALL_MODES)}")
-    if args.repeat < 1 or args.objects < 10:
-        parser.error("--repeat must be at least 1 and --objects at least 10")
+    if args.repeat < 1 or args.objects < 10 or args.run < 1:
+        parser.error("--repeat and --run must be at least 1 and --objects at least 10")
+    if args.pattern == "runs" and args.objects // args.run < 10:
+        parser.error("--pattern runs needs --objects of at least 10 runs")
     version = python_version(args.python)
 
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
@@ -291,7 +309,7 @@ def main() -> int:
                 continue
             if results[mode] and "unavailable" in results[mode][0]:
                 continue
-            result = run_child(args.python, mode, args.objects, args.seed)
+            result = run_child(args.python, mode, args.objects, args.seed, args.pattern, args.run)
             print(f"[{repeat + 1}/{args.repeat}] {mode}: " + (
                 result.get("unavailable") or result.get("failed") or
                 f"RSS {result['rss_start'] / 1024:.1f} -> {result['rss_built'] / 1024:.1f} -> "
@@ -334,6 +352,7 @@ def main() -> int:
 
     report: dict[str, Any] = {
         "python": args.python, "version": f"{version[0]}.{version[1]}", "objects": args.objects, "seed": args.seed,
+        "pattern": args.pattern, "run": args.run,
         "repeat": args.repeat, "rows": rows, "goal": goal,
         "survivor_check": {"ok": survivors_ok, "distinct": sorted(distinct), "text": text},
     }
