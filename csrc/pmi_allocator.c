@@ -56,6 +56,11 @@ static struct {
 } pmi_targets[PMI_TARGETS];
 static atomic_int pmi_targets_high;       /* entries in use are below this */
 static __thread pmi_heap_t* pmi_target;   /* this thread's heap for new Python objects (a counted reference) */
+static atomic_int pmi_targets_set;        /* threads with a pmi_target: while 0, allocations skip the thread-local */
+
+static inline pmi_heap_t* pmi_thread_target(void) {
+    return atomic_load_explicit(&pmi_targets_set, memory_order_relaxed) == 0 ? NULL : pmi_target;
+}
 
 /* The pymimalloc heap whose mimalloc heap is `raw`, if it ever held Python objects. Entries are written
    with the GIL held and read by frees of blocks still alive in them, so the entry is there. */
@@ -139,8 +144,9 @@ static void pmi_owned_free(mi_heap_t* owner, void* ptr) {
 #define PMI_DOMAIN_FUNCTIONS(name, domain, bit, enter, leave, targets)                                         \
     static void* pmi_##name##_malloc(void* ctx, size_t size) {                                                 \
         (void)ctx;                                                                                             \
-        if ((targets) && pmi_target != NULL) {                                                                 \
-            void* p = pmi_target_malloc(pmi_target, size, false);                                              \
+        pmi_heap_t* const target = (targets) ? pmi_thread_target() : NULL;                                     \
+        if (target != NULL) {                                                                                  \
+            void* p = pmi_target_malloc(target, size, false);                                                  \
             if (p != NULL) return p;                                                                           \
         }                                                                                                      \
         else if (!(atomic_load_explicit(&pmi_routed, memory_order_relaxed) & (bit)))                           \
@@ -150,7 +156,8 @@ static void pmi_owned_free(mi_heap_t* owner, void* ptr) {
     }                                                                                                          \
     static void* pmi_##name##_calloc(void* ctx, size_t nelem, size_t elsize) {                                 \
         (void)ctx;                                                                                             \
-        if ((targets) && pmi_target != NULL) return pmi_target_calloc(pmi_target, nelem, elsize);              \
+        pmi_heap_t* const target = (targets) ? pmi_thread_target() : NULL;                                     \
+        if (target != NULL) return pmi_target_calloc(target, nelem, elsize);                                   \
         if (!(atomic_load_explicit(&pmi_routed, memory_order_relaxed) & (bit)))                                \
             return pmi_previous[domain].calloc(pmi_previous[domain].ctx, nelem, elsize);                       \
         enter; void* p = pmi_mi_calloc(nelem, elsize); leave;                                                  \
@@ -274,6 +281,7 @@ static PyObject* pmi_python_objects_enter(PyObject* self, PyObject* arg) {
     pmi_heap_ref(h);
     pmi_heap_t* previous = pmi_target;
     pmi_target = h;
+    if (previous == NULL) atomic_fetch_add(&pmi_targets_set, 1);
     return Py_BuildValue("iN", PMI_OK, PyLong_FromVoidPtr(previous));
 }
 
@@ -283,6 +291,7 @@ static PyObject* pmi_python_objects_exit(PyObject* self, PyObject* arg) {
     if (previous == NULL && PyErr_Occurred()) return NULL;
     pmi_heap_t* current = pmi_target;
     pmi_target = previous;  /* its reference was held by the caller's token meanwhile */
+    if (previous == NULL && current != NULL) atomic_fetch_sub(&pmi_targets_set, 1);
     if (current != NULL) pmi_heap_unref_public(current);
     Py_RETURN_NONE;
 }
