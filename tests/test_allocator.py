@@ -7,7 +7,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from importlib import metadata
 
 import pytest
 
@@ -325,11 +324,11 @@ def test_run_runs_a_script_and_a_module_with_their_arguments_and_exit_codes() ->
 
 
 def _startup_file_installed() -> bool:
-    try:
-        files = metadata.files("pymimalloc") or []
-    except metadata.PackageNotFoundError:
-        return False
-    return any(str(f) == "pymimalloc.pth" for f in files)
+    """Whether this interpreter's site-packages has pymimalloc.pth (a wheel install; not an in-place checkout)."""
+    import site
+
+    folders = [*site.getsitepackages(), site.getusersitepackages()]
+    return any(os.path.isfile(os.path.join(folder, "pymimalloc.pth")) for folder in folders)
 
 
 @pytest.mark.skipif(not _startup_file_installed(), reason="pymimalloc is not installed from a wheel (no pymimalloc.pth)")
