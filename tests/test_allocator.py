@@ -18,8 +18,10 @@ _CWD = tempfile.gettempdir()
 # The children's common part: how to tell whose memory an object is in. usable_size is 0 for an address
 # outside every mimalloc page, and the hook's blocks are in pymimalloc's own mimalloc.
 _PRELUDE = """
-import ctypes, gc, os, sys, threading
+import ctypes, gc, os, sys, threading, warnings
 import pymimalloc
+# Python 3.12+ warns at every fork of a threaded process; these children fork threaded processes on purpose
+warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
 def in_mimalloc_at(address):
     try:
         return pymimalloc.usable_size(address) > 0
