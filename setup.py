@@ -3,8 +3,9 @@
 The build_ext below adds what a user sees and what the wheel must carry: it says on the terminal what is
 compiled and how long it took (build_ffi.say), and it puts mimalloc's license, taken from the source tree
 the module was compiled from, next to the module as ``pymimalloc/LICENSE.mimalloc``. The build_py below puts
-``pymimalloc.pth`` at the top of site-packages, where Python's ``site`` reads it at start: it installs mimalloc
-as Python's allocator only when ``PYMIMALLOC_INSTALL`` is set (see pymimalloc/_startup.py).
+``pymimalloc.pth`` and ``_pymimalloc_startup.py`` at the top of site-packages, where Python's ``site`` reads
+the first at start: it installs mimalloc as Python's allocator only when ``PYMIMALLOC_INSTALL`` is set (see
+pymimalloc/_startup.py).
 """
 
 from __future__ import annotations
@@ -22,17 +23,21 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import build_ffi  # noqa: E402  (the build script next to this file)
 
 MIMALLOC_LICENSE = "LICENSE.mimalloc"
-STARTUP_PTH = "pymimalloc.pth"
+# site-packages/pymimalloc.pth imports site-packages/_pymimalloc_startup.py (a copy of pymimalloc/_startup.py):
+# at the top level, so that Python's start does not import the whole pymimalloc package
+STARTUP_FILES = {"pymimalloc.pth": "pymimalloc.pth", "pymimalloc/_startup.py": "_pymimalloc_startup.py"}
 
 
 class BuildPy(build_py):
     def run(self) -> None:
         super().run()
         here = pathlib.Path(__file__).resolve().parent
-        self.copy_file(str(here / STARTUP_PTH), str(pathlib.Path(self.build_lib) / STARTUP_PTH))
+        for source, target in STARTUP_FILES.items():
+            self.copy_file(str(here / source), str(pathlib.Path(self.build_lib) / target))
 
     def get_outputs(self, include_bytecode: bool = True) -> list[str]:
-        return [*super().get_outputs(include_bytecode), str(pathlib.Path(self.build_lib) / STARTUP_PTH)]
+        extra = [str(pathlib.Path(self.build_lib) / target) for target in STARTUP_FILES.values()]
+        return [*super().get_outputs(include_bytecode), *extra]
 
 
 class BuildExtension(build_ext):

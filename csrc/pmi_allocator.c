@@ -307,7 +307,7 @@ static PyMethodDef pmi_allocator_functions[] = {
 
 int pmi_allocator_install(void) {
     PyGILState_STATE gil = PyGILState_Ensure();  /* cffi released the GIL around this call */
-    PyObject* module = PyImport_ImportModule("pymimalloc._mimalloc");
+    PyObject* module = pmi_module_get();
     const int status = (module != NULL && pmi_module_add_functions(module, pmi_allocator_functions) == 0) ? 0 : -1;
     if (status < 0) PyErr_Print();
     Py_XDECREF(module);

@@ -26,7 +26,9 @@ void*      pmi_data_realloc(pmi_heap_t* heap, void* p, size_t size);
 void       pmi_data_free(pmi_heap_t* heap, void* p);
 
 #ifdef Py_PYTHON_H
-/* Add these functions to the pymimalloc._mimalloc module (see pmi_python.c for the one mechanism). */
+/* The pymimalloc._mimalloc module (a new reference), and adding functions to it (see pmi_python.c for the one
+   mechanism). */
+PyObject* pmi_module_get(void);
 int pmi_module_add_functions(PyObject* module, PyMethodDef* defs);
 /* A new array with its data in the heap of numpy handler `capsule` (pmi_numpy.c); NotImplemented when
    numpy must make it itself. Usable once pmi_numpy_ready (numpy's C API imported). dtype and order may

@@ -173,7 +173,7 @@ static PyMethodDef pmi_numpy_methods[] = {
 int pmi_numpy_install(void) {
     PyGILState_STATE gil = PyGILState_Ensure();  /* cffi released the GIL around this call */
     int status = -1;
-    PyObject* module = PyImport_ImportModule("pymimalloc._mimalloc");
+    PyObject* module = pmi_module_get();
     if (module != NULL && _import_array() >= 0) status = pmi_module_add_functions(module, pmi_numpy_methods);
     if (status == 0) pmi_numpy_ready = true;
     if (status < 0) PyErr_Print();

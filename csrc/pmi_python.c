@@ -3,9 +3,9 @@
  * How C objects that take Python objects reach Python (the one mechanism; pmi_numpy.c uses it too):
  *   cffi builds the extension module and owns its PyInit, and its cdef can only declare plain C. So every
  *   C file with Python-facing objects exposes one `int pmi_<name>_install(void)` through the cdef, which
- *   pymimalloc/_core.py (or arrays.py, for numpy) calls once. It imports the already-initialised
- *   pymimalloc._mimalloc module and adds its types and functions to it with pmi_module_add_type() and
- *   pmi_module_add_functions() below. cffi releases the GIL around the call, so installing takes it first.
+ *   pymimalloc/_core.py (or arrays.py, for numpy) calls once. It finds the already-initialised
+ *   pymimalloc._mimalloc module (pmi_module_get) and adds its types and functions to it with
+ *   pmi_module_add_type() and pmi_module_add_functions() below. cffi releases the GIL around the call, so installing takes it first.
  *
  * The GIL is held from the start to the end of every method here, and never released: that is what
  * makes a Block's `exports` count and its `record` consistent without any lock. It is safe to hold
@@ -22,6 +22,17 @@
 #include "pmi_heap.h"
 #include "pmi_python.h"
 #include "pmi_internal.h"
+
+PyObject* pmi_module_get(void) {
+    /* sys.modules first: at interpreter start (pymimalloc.pth) the compiled module is loaded without its
+       package, and importing it by name would import the whole pymimalloc package, its parent */
+    PyObject* name = PyUnicode_FromString("pymimalloc._mimalloc");
+    if (name == NULL) return NULL;
+    PyObject* module = PyImport_GetModule(name);
+    Py_DECREF(name);
+    if (module == NULL && !PyErr_Occurred()) module = PyImport_ImportModule("pymimalloc._mimalloc");
+    return module;
+}
 
 int pmi_module_add_functions(PyObject* module, PyMethodDef* defs) {
     for (PyMethodDef* def = defs; def->ml_name != NULL; def++) {
@@ -490,7 +501,7 @@ static PyTypeObject pmi_HeapBaseType = {
 int pmi_python_install(void) {
     PyGILState_STATE gil = PyGILState_Ensure();  /* cffi released the GIL around this call */
     int status = -1;
-    PyObject* module = PyImport_ImportModule("pymimalloc._mimalloc");
+    PyObject* module = pmi_module_get();
     if (module != NULL && pmi_module_add_type(module, "Block", &pmi_BlockType) == 0
         && pmi_module_add_type(module, "HeapBase", &pmi_HeapBaseType) == 0) {
         status = 0;

@@ -1,9 +1,15 @@
 """Install mimalloc as CPython's allocator at interpreter start, when ``PYMIMALLOC_INSTALL`` asks for it.
 
-The wheel ships ``pymimalloc.pth`` into site-packages. Its one line imports this module only when the
-variable is set, so an interpreter without it pays one dictionary lookup. Values: ``1`` (the "mem" and
-"obj" domains), or a comma-separated list of domains such as ``mem,obj,raw``. ``0`` or empty: off.
-A value that cannot be honoured is reported on stderr, and Python starts without pymimalloc's allocator.
+The wheel ships ``pymimalloc.pth`` into site-packages, and this file beside it as ``_pymimalloc_startup.py``
+(it is also ``pymimalloc._startup``). The ``.pth`` line imports it only when the variable is set, so an
+interpreter without it pays one dictionary lookup. Values: ``1`` (the "mem" and "obj" domains), or a
+comma-separated list of domains such as ``mem,obj,raw``; ``0`` or empty: off. A value that cannot be
+honoured is reported on stderr, and Python starts without pymimalloc's allocator.
+
+At start it loads only the compiled module (and cffi's backend), not the ``pymimalloc`` package, so a
+program sees the modules it imports itself (``threading``, ``json``, ...) as not yet imported. Whatever
+the short path cannot decide (tracemalloc already tracing, a refusal to explain) goes through
+:func:`pymimalloc.install`, which is the one place that turns statuses into messages.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import os
 import sys
 
 VARIABLE = "PYMIMALLOC_INSTALL"
+DOMAIN_BITS = {"raw": 1, "mem": 2, "obj": 4}  # csrc/pmi_allocator.h; checked against it by the tests
 
 
 def domains_from(value: str) -> tuple[str, ...]:
@@ -22,22 +29,50 @@ def domains_from(value: str) -> tuple[str, ...]:
     if value in ("1", "yes", "true", "on"):
         return ("mem", "obj")
     names = tuple(name.strip() for name in value.split(",") if name.strip())
-    from .allocator import DOMAINS
-
-    unknown = [name for name in names if name not in DOMAINS]
+    unknown = [name for name in names if name not in DOMAIN_BITS]
     if unknown or not names:
-        raise ValueError(f"{VARIABLE}={value!r}: use 1, or domains from {', '.join(DOMAINS)} separated by commas")
+        raise ValueError(f"{VARIABLE}={value!r}: use 1, or domains from {', '.join(DOMAIN_BITS)} separated by commas")
     return names
+
+
+def _install_early(domains: tuple[str, ...]) -> bool:
+    """Hook and route ``domains`` with the compiled module alone. False if the full path must decide."""
+    import _tracemalloc
+
+    if "pymimalloc" in sys.modules or _tracemalloc.is_tracing() or os.environ.get("MIMALLOC_MAX_VABITS"):
+        return False  # the package is loaded, tracemalloc traces, or the import must refuse: the full path
+    import importlib.machinery
+
+    package = importlib.machinery.PathFinder.find_spec("pymimalloc")
+    if package is None or package.submodule_search_locations is None:
+        raise ImportError("pymimalloc is not installed in this interpreter")
+    spec = importlib.machinery.PathFinder.find_spec("pymimalloc._mimalloc", list(package.submodule_search_locations))
+    if spec is None or spec.loader is None:
+        return False  # a source checkout without its compiled module: the full path explains
+    module = spec.loader.create_module(spec)
+    sys.modules[spec.name] = module  # the package's own import finds it there later
+    spec.loader.exec_module(module)  # type: ignore[arg-type]
+    lib = module.lib  # type: ignore[union-attr]
+    if lib.pmi_init() != 0 or lib.pmi_allocator_install() != 0:
+        return False
+    mask = 0
+    for name in domains:
+        mask |= DOMAIN_BITS[name]
+    return bool(module._allocator_hook(mask, True) == 0)  # type: ignore[union-attr]
 
 
 def main() -> None:
     try:
         domains = domains_from(os.environ.get(VARIABLE, ""))
-        if domains:
-            from .allocator import install
+        if domains and not _install_early(domains):
+            import warnings
 
-            install(domains)
-    except (ValueError, RuntimeError, MemoryError, ImportError) as error:
+            from pymimalloc import install
+
+            with warnings.catch_warnings():  # at start nothing of the program was traced yet: nothing is lost
+                warnings.filterwarnings("ignore", "pymimalloc.install.. restarted tracemalloc", RuntimeWarning)
+                install(domains)
+    except (ValueError, RuntimeError, MemoryError, ImportError, OSError) as error:
         print(f"pymimalloc: not installed as Python's allocator: {error}", file=sys.stderr)
 
 

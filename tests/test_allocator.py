@@ -337,6 +337,12 @@ def _startup_file_installed() -> bool:
 def test_the_startup_file_installs_only_when_asked() -> None:
     probe = "import pymimalloc; print(pymimalloc.installed())"
     assert _clean(_child("", "-c", probe)).strip() == "()"
+    # at start only the compiled module is loaded: a program still finds threading, json, ... not imported
+    early = "import sys; print(sorted({'threading', 'json', 'typing', 'pymimalloc'} & set(sys.modules)))"
+    assert _clean(_child("", "-c", early, env={"PYMIMALLOC_INSTALL": "1"})).strip() == "[]"
+    traced = _child("", "-X", "tracemalloc", "-c", probe + "; import tracemalloc; print(tracemalloc.is_tracing())",
+                    env={"PYMIMALLOC_INSTALL": "1"})
+    assert traced.returncode == 0 and traced.stdout.split("\n")[:2] == ["('mem', 'obj')", "True"], traced
     assert _clean(_child("", "-c", probe, env={"PYMIMALLOC_INSTALL": "1"})).strip() == "('mem', 'obj')"
     assert _clean(_child("", "-c", probe, env={"PYMIMALLOC_INSTALL": "mem,raw"})).strip() == "('raw', 'mem')"
     assert _clean(_child("", "-c", probe, env={"PYMIMALLOC_INSTALL": "0"})).strip() == "()"
@@ -347,7 +353,9 @@ def test_the_startup_file_installs_only_when_asked() -> None:
 
 
 def test_the_startup_variables_values() -> None:
-    from pymimalloc import _startup
+    from pymimalloc import _core, _startup
+
+    assert _startup.DOMAIN_BITS == _core.ALLOCATOR_DOMAINS
 
     assert _startup.domains_from("1") == ("mem", "obj")
     assert _startup.domains_from(" mem , raw ") == ("mem", "raw")
