@@ -349,6 +349,25 @@ def compare(plain: Run, other: Run) -> dict[str, Any]:
             "exit_codes_differ": plain.exit_code != other.exit_code}
 
 
+# Test cases whose outcome must differ, because they inspect pymalloc itself rather than use memory. Each is
+# reported, with its reason, but does not fail the comparison (nor the module or exit code it changes).
+EXPECTED_DIFFERENCES: dict[str, str] = {
+    "test.test_sys.SysModuleTest.test_debugmallocstats":
+        "asserts pymalloc's own statistics, which sys._debugmallocstats() prints only while pymalloc serves objects",
+}
+
+
+def unexpected(comparison: dict[str, Any]) -> dict[str, Any]:
+    """What in ``comparison`` is not explained by EXPECTED_DIFFERENCES: cases, modules, exit codes."""
+    cases = [d for d in comparison["differing_cases"] if d["test"] not in EXPECTED_DIFFERENCES]
+    explained_modules = {d["module"] for d in comparison["differing_cases"] if d["test"] in EXPECTED_DIFFERENCES}
+    unexplained_modules = {d["module"] for d in cases}
+    modules = [m for m in comparison["differing_modules"]
+               if m["module"] not in explained_modules or m["module"] in unexplained_modules]
+    exit_codes = comparison["exit_codes_differ"] and (bool(cases) or bool(modules) or not explained_modules)
+    return {"cases": cases, "modules": modules, "exit_codes_differ": exit_codes}
+
+
 def command_text(run: Run) -> str:
     """The run's command as a shell line: the variables it sets, then the arguments after the interpreter."""
     assignments = [f"{k}={v}" for k, v in run.env.items()]
@@ -434,10 +453,16 @@ def markdown(report: dict[str, Any], plain: Run, other: Run) -> str:
     if len(both) > 50:
         w(f"- ... {len(both) - 50} more in the JSON report")
     w("")
+    expected = [d for d in diff if d["test"] in EXPECTED_DIFFERENCES]
+    if expected:
+        w("## Expected differences (they inspect pymalloc itself; not counted)\n")
+        for d in expected:
+            w(f"- `{d['test']}`: {EXPECTED_DIFFERENCES[d['test']]}")
+        w("")
     verdict = "SAME" if report["ok"] else "DIFFERENT"
     reasons = []
     if diff:
-        reasons.append(f"{len(diff)} test case outcome(s) differ")
+        reasons.append(f"{len(diff)} test case outcome(s) differ ({len(expected)} expected)")
     if report["comparison"]["differing_modules"]:
         reasons.append(f"{len(report['comparison']['differing_modules'])} module-level result(s) differ")
     if report["comparison"]["exit_codes_differ"]:
@@ -505,8 +530,8 @@ def main() -> int:
     plain = run_tests(python, "plain", modules, args.jobs, args.timeout, workdir)
     other = run_tests(python, args.other_mode, modules, args.jobs, args.timeout, workdir)
     comparison = compare(plain, other)
-    ok = not comparison["differing_cases"] and not comparison["differing_modules"] and not comparison[
-        "exit_codes_differ"]
+    left = unexpected(comparison)
+    ok = not left["cases"] and not left["modules"] and not left["exit_codes_differ"]
     report: dict[str, Any] = {
         "python": info, "modules": modules, "requested_modules": requested, "module_notes": notes,
         "other_mode": args.other_mode, "jobs": args.jobs, "timeout": args.timeout, "randseed": RANDSEED,
