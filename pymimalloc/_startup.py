@@ -50,15 +50,17 @@ def _install_early(domains: tuple[str, ...]) -> bool:
     if spec is None or spec.loader is None:
         return False  # a source checkout without its compiled module: the full path explains
     module = spec.loader.create_module(spec)
+    if module is None:
+        return False
     sys.modules[spec.name] = module  # the package's own import finds it there later
-    spec.loader.exec_module(module)  # type: ignore[arg-type]
-    lib = module.lib  # type: ignore[union-attr]
+    spec.loader.exec_module(module)
+    lib = module.lib
     if lib.pmi_init() != 0 or lib.pmi_allocator_install() != 0:
         return False
     mask = 0
     for name in domains:
         mask |= DOMAIN_BITS[name]
-    return bool(module._allocator_hook(mask, True) == 0)  # type: ignore[union-attr]
+    return bool(module._allocator_hook(mask, True) == 0)
 
 
 def main() -> None:
