@@ -77,7 +77,50 @@ static int pmi_pthread_key_create(pthread_key_t* key, void (*destructor)(void*))
 #include "options.c"
 #include "os.c"
 #include "page.c"           /* includes page-queue.c */
+/* Over-aligned blocks in OS pages (alignment above 64 KiB, and every page under disallow_arena_alloc for
+ * such blocks): v3.4.3 registers a page in the page map from the slice of its first block, for the block's
+ * slices PLUS the slices between the page's start and its first block (page-map.c, mi_page_map_get_idx,
+ * "add for large aligned blocks"). An over-aligned page puts its block 64 KiB (one slice) after its start,
+ * so one slice past the end of its mapping is registered as this page, and cleared again when the page is
+ * freed. Whatever lives there (another mimalloc page, or memory of another allocator) is then looked up as
+ * the wrong page, or as no page: a free of a live block there went to the previous allocator under
+ * pymimalloc.install() and glibc aborted ("free(): invalid pointer"). pymimalloc registers the pages from
+ * their first slice, for exactly the slices up to the end of their blocks. The 2-level map only (x86-64
+ * and every 64-bit target by default); the flat map, if configured, keeps upstream's code. */
+#if !MI_PAGE_MAP_FLAT
+#define _mi_page_map_register   pmi_upstream_page_map_register
+#define _mi_page_map_unregister pmi_upstream_page_map_unregister
+#endif
 #include "page-map.c"
+#if !MI_PAGE_MAP_FLAT
+#undef _mi_page_map_register
+#undef _mi_page_map_unregister
+
+static size_t pmi_page_map_range(mi_page_t* page, size_t* sub_idx, size_t* slice_count) {
+  size_t page_size;
+  uint8_t* const page_start = mi_page_area(page, &page_size);
+  if (page_size > MI_LARGE_PAGE_SIZE) { page_size = MI_LARGE_PAGE_SIZE - MI_ARENA_SLICE_SIZE; }  /* as upstream */
+  uint8_t* const slice_start = mi_page_slice_start(page);
+  *slice_count = mi_slice_count_of_size((size_t)(page_start - slice_start) + page_size);
+  return _mi_page_map_index(slice_start, sub_idx);
+}
+
+bool _mi_page_map_register(mi_page_t* page) {
+  if mi_unlikely(_mi_page_map == NULL) {
+    if (!_mi_page_map_init()) return false;
+  }
+  size_t sub_idx, slice_count;
+  const size_t idx = pmi_page_map_range(page, &sub_idx, &slice_count);
+  return mi_page_map_set_range(page, idx, sub_idx, slice_count);
+}
+
+void _mi_page_map_unregister(mi_page_t* page) {
+  if mi_unlikely(_mi_page_map == NULL) return;
+  size_t sub_idx, slice_count;
+  const size_t idx = pmi_page_map_range(page, &sub_idx, &slice_count);
+  mi_page_map_set_range(NULL, idx, sub_idx, slice_count);
+}
+#endif
 #include "random.c"
 #include "stats.c"
 #include "theap.c"

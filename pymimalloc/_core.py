@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import operator
 import os
+import sys
 import threading
 from typing import Any, ClassVar, Final, NoReturn, SupportsIndex
 
@@ -27,18 +28,26 @@ def _refuse_unsafe_environment() -> None:
 
 _refuse_unsafe_environment()
 
+
+def _compiled_module_missing() -> ImportError:
+    return ImportError(
+        f"pymimalloc's compiled module is missing from {os.path.dirname(__file__)}. This usually means "
+        "Python imported the source folder of a checkout (the current directory) instead of the installed "
+        "package: run from another directory, or install with `pip install -e .` to build it in place."
+    )
+
+
 try:
     from ._mimalloc import ffi, lib
 except ModuleNotFoundError as error:  # pragma: no cover - exercised in a subprocess by the tests
     if error.name != __package__ + "._mimalloc":
         raise
-    import os
-
-    raise ImportError(
-        f"pymimalloc's compiled module is missing from {os.path.dirname(__file__)}. This usually means "
-        "Python imported the source folder of a checkout (the current directory) instead of the installed "
-        "package: run from another directory, or install with `pip install -e .` to build it in place."
-    ) from None
+    raise _compiled_module_missing() from None
+# PYMIMALLOC_INSTALL loads the installed compiled module at start (pymimalloc/_startup.py): a source folder
+# imported later must not run on it
+_compiled_file = str(getattr(sys.modules[__name__.rpartition(".")[0] + "._mimalloc"], "__file__", ""))
+if os.path.dirname(os.path.abspath(_compiled_file)) != os.path.dirname(os.path.abspath(__file__)):
+    raise _compiled_module_missing()
 
 __all__ = ["Block", "HeapBase", "ffi", "lib", "check", "as_size", "as_alignment", "address_of", "fork_safe_lock", "MAX_SIZE", "BUILD_INFO"]
 

@@ -475,3 +475,21 @@ def test_python_objects_left_from_another_thread_warns_and_unpins() -> None:
         more = [str(i) * 2 for i in range(5000)]
         assert not any(pymimalloc.heap_of(id(s)) is heap for s in more)
     """))
+
+
+def test_over_aligned_blocks_in_os_pages_beside_python_objects() -> None:
+    # mimalloc v3.4.3 registered one slice past an over-aligned OS page in its page map and cleared it again
+    # on free: Python objects in the next mapping then looked foreign, and glibc aborted on their free
+    # (found by CI's options sweep under PYMIMALLOC_INSTALL=1; csrc/pmi_mimalloc.c)
+    _clean(_child("""
+        pymimalloc.install()
+        pymimalloc.options["disallow_arena_alloc"] = 1   # every page from the OS, side by side
+        heap = pymimalloc.Heap()
+        for _ in range(40):
+            before = [str(i) * 5 for i in range(3000)]
+            block = heap.malloc_aligned(100, 1 << 20)
+            after = [str(i) * 7 for i in range(3000)]
+            block.free()
+            assert all(in_mimalloc(s) for s in before[::100] + after[::100])
+            del before, after
+    """))

@@ -183,3 +183,13 @@ def test_short_lived_threads_over_many_heaps_allocate_where_asked() -> None:
     for heap in heaps:
         heap.close()
     assert not wrong, wrong[:5]
+
+
+def test_a_lookup_just_past_an_over_aligned_block_is_not_its_heap() -> None:
+    # v3.4.3 registers an over-aligned page (its block one 64 KiB slice after the page's start) for one slice
+    # past the end of its mapping (page-map.c, mi_page_map_get_idx); pymimalloc registers it exactly
+    with pymimalloc.Heap() as heap:
+        block = heap.malloc_aligned(100, 1 << 20)
+        assert pymimalloc.heap_of(block.address) is heap
+        assert pymimalloc.heap_of(block.address + (1 << 16)) is not heap  # the next mapping, not this page
+        block.free()
