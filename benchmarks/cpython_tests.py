@@ -467,6 +467,8 @@ def markdown(report: dict[str, Any], plain: Run, other: Run) -> str:
         reasons.append(f"{len(report['comparison']['differing_modules'])} module-level result(s) differ")
     if report["comparison"]["exit_codes_differ"]:
         reasons.append(f"exit codes differ ({plain.exit_code} vs {other.exit_code})")
+    if report["ok"] and reasons:
+        reasons = ["only the expected differences above (with the module result and exit code they change)"]
     w(f"**Verdict: {verdict}**" + (f": {'; '.join(reasons)}." if reasons else
                                    " (no test outcome, module result or exit code differs)."))
     return "\n".join(out)
@@ -490,7 +492,8 @@ def main() -> int:
                  else QUICK_MODULES if args.quick else DEFAULT_MODULES)
     workdir = args.workdir or tempfile.mkdtemp(prefix="pymimalloc-cpython-tests.")
     os.makedirs(workdir, exist_ok=True)
-    python = args.python
+    # the runs happen in a work directory: a relative path to the interpreter must not depend on it
+    python = os.path.abspath(args.python) if os.sep in args.python else args.python
 
     info = probe(python, requested, workdir)
     if not info["libregrtest"]:
