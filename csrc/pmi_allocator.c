@@ -88,7 +88,7 @@ static bool pmi_target_remember(pmi_heap_t* h) {
     return true;
 }
 
-void pmi_allocator_forget(mi_heap_t* raw) {
+static void pmi_allocator_forget(mi_heap_t* raw) {
     const int high = atomic_load(&pmi_targets_high);
     for (int i = 0; i < high; i++) {
         mi_heap_t* expected = raw;
@@ -309,6 +309,7 @@ int pmi_allocator_install(void) {
     PyGILState_STATE gil = PyGILState_Ensure();  /* cffi released the GIL around this call */
     PyObject* module = pmi_module_get();
     const int status = (module != NULL && pmi_module_add_functions(module, pmi_allocator_functions) == 0) ? 0 : -1;
+    atomic_store(&pmi_heap_destroying, &pmi_allocator_forget);
     if (status < 0) PyErr_Print();
     Py_XDECREF(module);
     PyGILState_Release(gil);

@@ -59,6 +59,7 @@ static atomic_int       pmi_world_stopped;  /* > 0: a main-heap walk or a fork w
    in a user's heap, its counters or its visits. */
 static mi_heap_t* pmi_meta_heap;
 static pmi_heap_t* pmi_main_wrapper;
+_Atomic(pmi_heap_destroying_fn) pmi_heap_destroying;
 
 /* mimalloc's error reports (it prints them only with show_errors): counted, so tests and checked CI
    builds fail on any they do not expect. mimalloc also reports plain exhaustion as EFAULT ("unable to
@@ -330,7 +331,8 @@ static bool pmi_heap_try_release(pmi_heap_t* h) {
     /* nor while a thread that used the heap exits: mimalloc's thread-done still updates the statistics of
        its theaps while mi_heap_free_theaps merges them (a race ThreadSanitizer found, theap.c) */
     pthread_rwlock_wrlock(&pmi_exit_lock);
-    pmi_allocator_forget(h->heap);
+    const pmi_heap_destroying_fn destroying = atomic_load(&pmi_heap_destroying);
+    if (destroying != NULL) destroying(h->heap);
     mi_heap_destroy(h->heap);
     pthread_rwlock_unlock(&pmi_exit_lock);
     pthread_mutex_unlock(&pmi_world_lock);

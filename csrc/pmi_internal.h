@@ -2,6 +2,7 @@
    include guards (cffi reads it as it is). */
 #ifndef PMI_INTERNAL_H
 #define PMI_INTERNAL_H
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <mimalloc.h>
@@ -16,7 +17,10 @@ void       pmi_world_enter(void);                   /* bracket a process-wide mi
 void       pmi_world_leave(void);
 mi_heap_t* pmi_heap_raw(pmi_heap_t* heap);
 mi_heap_t* pmi_heap_new_unwrapped(void);            /* a mimalloc heap pymimalloc never closes (Python's own) */
-void       pmi_allocator_forget(mi_heap_t* heap);   /* before it is destroyed: no Python object is left in it */
+/* Called with a mimalloc heap just before pymimalloc destroys it (nothing in it is alive any more). Set once
+   by pmi_allocator.c, which keeps a table of heaps holding Python objects; NULL without it (the C harnesses). */
+typedef void (*pmi_heap_destroying_fn)(mi_heap_t* heap);
+extern _Atomic(pmi_heap_destroying_fn) pmi_heap_destroying;
 void       pmi_heap_ref(pmi_heap_t* heap);           /* one more counted reference (numpy's handler) */
 void       pmi_heap_unref_public(pmi_heap_t* heap);
 
