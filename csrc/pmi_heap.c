@@ -705,14 +705,17 @@ mi_heap_t* pmi_heap_raw(pmi_heap_t* h) { return h->heap; }
 
 /* -- pins, lookups, process-wide calls -------------------------------------------------------------- */
 
-int pmi_heap_pin(pmi_heap_t* h) {
+static int pmi_heap_pin_if(pmi_heap_t* h, bool frozen_ok) {
     pthread_mutex_lock(&h->lock);  /* a close decides under this lock: it sees the pin, or we see it closed */
     const int status = (atomic_load(&h->state) == PMI_STATE_CLOSED ? PMI_ECLOSED
-                        : h->freeze_depth > 0 ? PMI_EFROZEN : PMI_OK);
+                        : (h->freeze_depth > 0 && !frozen_ok) ? PMI_EFROZEN : PMI_OK);
     if (status == PMI_OK) atomic_fetch_add(&h->pins, 1);
     pthread_mutex_unlock(&h->lock);
     return status;
 }
+
+int pmi_heap_pin(pmi_heap_t* h) { return pmi_heap_pin_if(h, false); }
+int pmi_heap_pin_even_frozen(pmi_heap_t* h) { return pmi_heap_pin_if(h, true); }
 
 void pmi_heap_unpin(pmi_heap_t* h) { atomic_fetch_sub(&h->pins, 1); }
 

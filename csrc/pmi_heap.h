@@ -102,6 +102,8 @@ int          pmi_allocation_failure(void);
 
 /* Pin the heap open while as_default() or numpy_allocator() uses it: closing fails with PMI_EPINNED. */
 int  pmi_heap_pin(pmi_heap_t* heap);
+/* The same, but a frozen heap may be pinned too (python_objects(): a frozen heap's new objects go elsewhere) */
+int  pmi_heap_pin_even_frozen(pmi_heap_t* heap);
 void pmi_heap_unpin(pmi_heap_t* heap);
 
 /* Freezing: while frozen (any number of nested freezes), allocations fail with PMI_EFROZEN in every

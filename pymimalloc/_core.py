@@ -358,8 +358,9 @@ def heap_stats_json(handle: Any) -> str | None:
     return take_text(text, "heap statistics") if text else None
 
 
-def heap_pin(handle: Any, what: str) -> None:
-    check(lib.pmi_heap_pin(handle), what)
+def heap_pin(handle: Any, what: str, even_frozen: bool = False) -> None:
+    """Pin the heap open (closing raises RuntimeError meanwhile). ``even_frozen``: a frozen heap is pinned too."""
+    check(lib.pmi_heap_pin_even_frozen(handle) if even_frozen else lib.pmi_heap_pin(handle), what)
 
 
 def heap_unpin(handle: Any) -> None:

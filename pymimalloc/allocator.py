@@ -136,7 +136,7 @@ class python_objects(Generic[H]):  # noqa: N801 - used as a function: Heap.pytho
             raise RuntimeError("a python_objects() block can be entered once; call heap.python_objects() again")
         self._used = True
         _hook(_core.ALLOCATOR_DOMAINS["mem"] | _core.ALLOCATOR_DOMAINS["obj"], route=False)
-        _core.heap_pin(self._handle, "python_objects")
+        _core.heap_pin(self._handle, "python_objects", even_frozen=True)  # frozen: objects go elsewhere meanwhile
         try:
             self._token = _core.python_objects_enter(self._handle)
         except BaseException:

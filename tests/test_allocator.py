@@ -493,3 +493,17 @@ def test_over_aligned_blocks_in_os_pages_beside_python_objects() -> None:
             assert all(in_mimalloc(s) for s in before[::100] + after[::100])
             del before, after
     """))
+
+
+def test_python_objects_entered_while_a_snapshot_freezes_the_heap() -> None:
+    # found by the threaded walk test above in CI: entering raised "frozen"; the block's objects go elsewhere
+    _clean(_child("""
+        heap = pymimalloc.Heap()
+        with heap.snapshot():
+            with heap.python_objects():
+                during = [str(i) * 3 for i in range(1000)]
+            assert not any(pymimalloc.heap_of(id(s)) is heap for s in during)
+        with heap.python_objects():
+            after = [str(i) * 3 for i in range(1000)]
+        assert all(pymimalloc.heap_of(id(s)) is heap for s in after)
+    """))
