@@ -41,7 +41,7 @@
 #define PMI_EMAIN      -3    /* the main heap cannot be closed */
 #define PMI_ENOMEM     -4    /* out of memory */
 #define PMI_EFROZEN    -5    /* a visit or snapshot is in progress: the heap refuses allocations and frees */
-#define PMI_EPINNED    -6    /* the heap is a default heap (as_default) or numpy's allocator */
+#define PMI_EPINNED    -6    /* the heap is pinned: as_default(), numpy_allocator() or python_objects() */
 #define PMI_ENOTFROZEN -7    /* a walk needs the heap frozen first (an internal misuse) */
 #define PMI_EDEBUGHOOKS -8   /* CPython's debug hooks serve this allocator domain (PYTHONMALLOC=debug, -X dev) */
 #define PMI_ETARGETS   -9    /* too many heaps hold Python objects at once (pmi_allocator.c, PMI_TARGETS) */
@@ -100,7 +100,7 @@ void         pmi_block_release(pmi_block_t* block);
    PMI_ENOMEM. */
 int          pmi_allocation_failure(void);
 
-/* Pin the heap open while as_default() or numpy_allocator() uses it: closing fails with PMI_EPINNED. */
+/* Pin the heap open while as_default(), numpy_allocator() or python_objects() uses it: closing fails with PMI_EPINNED. */
 int  pmi_heap_pin(pmi_heap_t* heap);
 /* The same, but a frozen heap may be pinned too (python_objects(): a frozen heap's new objects go elsewhere) */
 int  pmi_heap_pin_even_frozen(pmi_heap_t* heap);

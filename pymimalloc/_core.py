@@ -76,8 +76,8 @@ def _raise(status: int, what: str) -> NoReturn:
         )
     if status == lib.PMI_EPINNED:
         raise RuntimeError(
-            f"{what}: the heap is in use as a thread's default heap or as numpy's allocator; "
-            "leave that with-block first"
+            f"{what}: the heap is in use as a thread's default heap, as numpy's allocator or for a thread's "
+            "Python objects (python_objects()); leave that with-block first"
         )
     if status == lib.PMI_ENOMEM:
         raise MemoryError(f"{what}: out of memory")
