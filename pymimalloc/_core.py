@@ -44,9 +44,13 @@ except ModuleNotFoundError as error:  # pragma: no cover - exercised in a subpro
         raise
     raise _compiled_module_missing() from None
 # PYMIMALLOC_INSTALL loads the installed compiled module at start (pymimalloc/_startup.py): a source folder
-# imported later must not run on it
+# imported later must not run on it unless it has a compiled module of its own (an in-place build, whose
+# name the installed one already took: the same sources, built twice)
 _compiled_file = str(getattr(sys.modules[__name__.rpartition(".")[0] + "._mimalloc"], "__file__", ""))
-if os.path.dirname(os.path.abspath(_compiled_file)) != os.path.dirname(os.path.abspath(__file__)):
+_here = os.path.dirname(os.path.abspath(__file__))
+if os.path.dirname(os.path.abspath(_compiled_file)) != _here and not any(
+    name.startswith("_mimalloc") and name.endswith((".so", ".pyd")) for name in os.listdir(_here)
+):
     raise _compiled_module_missing()
 
 __all__ = ["Block", "HeapBase", "ffi", "lib", "check", "as_size", "as_alignment", "address_of", "fork_safe_lock", "MAX_SIZE", "BUILD_INFO"]
