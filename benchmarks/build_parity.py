@@ -23,6 +23,7 @@ import sys
 import tempfile
 
 import pymimalloc
+from pymimalloc import _core
 from pymimalloc._core import ffi, lib
 from pymimalloc.bench.kernels import PATTERNS, plan
 
@@ -82,7 +83,7 @@ def main() -> None:
     for case in cases:
         for name, code in allocators.items():
             pattern = PATTERNS[case.pattern].code
-            probe = (lib.pmi_bench_run_in(pattern, heap._handle, case.size or 64, case.param, 20000, 1)
+            probe = (lib.pmi_bench_run_in(pattern, _core.handle(heap), case.size or 64, case.param, 20000, 1)
                      if name == "mi_heap" else
                      lib.pmi_bench_run(pattern, code, ffi.NULL, case.size or 64, case.param, 20000, 1))
             ops = max(20000, int(seconds * 1e9 / max(probe, 0.1)))
@@ -96,7 +97,7 @@ def main() -> None:
             out = subprocess.run([str(program)], input=line, capture_output=True, text=True, check=True).stdout
             upstream[i].append(float(out.split()[0]))
             if name == "mi_heap":
-                ours[i].append(lib.pmi_bench_run_in(pattern, heap._handle, case.size or 64, case.param, ops, 1000))
+                ours[i].append(lib.pmi_bench_run_in(pattern, _core.handle(heap), case.size or 64, case.param, ops, 1000))
             else:
                 ours[i].append(lib.pmi_bench_run(pattern, code, ffi.NULL, case.size or 64, case.param, ops, 1000))
     print("| case | allocator | upstream CMake ns | pymimalloc cffi ns | ratio |")

@@ -15,8 +15,9 @@
  * CPython's allocator struct while it is being written (the RAW domain is called without the GIL) gets a
  * working function whatever half it sees.
  *
- * Python objects in a chosen heap (Heap.python_objects()): a thread may name a pymimalloc heap (`pmi_target`,
- * holding a counted reference) for its new MEM and OBJ blocks. They go through the same glue as numpy's
+ * Python objects in a chosen heap (Heap.python_objects()): a context (thread or asyncio task) may name a
+ * pymimalloc heap for its new MEM and OBJ blocks (a HeapScope in a ContextVar, pmi_python.c; the scope holds
+ * a counted reference to the heap). They go through the same glue as numpy's
  * array data (pmi_data_alloc/realloc/free: bracketed, counted in the heap by usable size, deferred while a
  * walk holds the heap frozen). A heap that refuses (frozen by a walk, or closed) is passed over for
  * Python's own heap: an allocation never fails for that. Frees find the heap of a block from its page
@@ -55,11 +56,32 @@ static struct {
     _Atomic(pmi_heap_t*) wrapper;
 } pmi_targets[PMI_TARGETS];
 static atomic_int pmi_targets_high;       /* entries in use are below this */
-static __thread pmi_heap_t* pmi_target;   /* this thread's heap for new Python objects (a counted reference) */
-static atomic_int pmi_targets_set;        /* threads with a pmi_target: while 0, allocations skip the thread-local */
+static atomic_int pmi_objects_held;      /* python_objects() scopes held anywhere: while 0, allocations look no further */
+
+#if PY_VERSION_HEX >= 0x030D0000
+#define PMI_TSTATE() PyThreadState_GetUnchecked()
+#else
+#define PMI_TSTATE() _PyThreadState_UncheckedGet()
+#endif
+
+/* The heap of the innermost python_objects() block held in the current context (pmi_python.c keeps the
+   tuple of them in a ContextVar). Called with the GIL held (MEM and OBJ domains). PyContextVar_Get neither
+   allocates nor touches the error indicator when it finds the value, which it caches per thread state. */
+static pmi_heap_t* pmi_context_target(void) {
+    if (PMI_TSTATE() == NULL || pmi_objects_var == NULL) return NULL;  /* a thread state being torn down */
+    PyObject* stack = NULL;
+    if (PyContextVar_Get(pmi_objects_var, NULL, &stack) < 0 || stack == NULL) return NULL;
+    pmi_heap_t* target = NULL;
+    for (Py_ssize_t i = PyTuple_GET_SIZE(stack) - 1; i >= 0 && target == NULL; i--) {
+        const pmi_ScopeObject* scope = (const pmi_ScopeObject*)PyTuple_GET_ITEM(stack, i);
+        if (scope->stage == PMI_STAGE_HELD) target = scope->handle;
+    }
+    Py_DECREF(stack);  /* the context still holds it */
+    return target;
+}
 
 static inline pmi_heap_t* pmi_thread_target(void) {
-    return atomic_load_explicit(&pmi_targets_set, memory_order_relaxed) == 0 ? NULL : pmi_target;
+    return atomic_load_explicit(&pmi_objects_held, memory_order_relaxed) == 0 ? NULL : pmi_context_target();
 }
 
 /* The pymimalloc heap whose mimalloc heap is `raw`, if it ever held Python objects. Entries are written
@@ -252,6 +274,16 @@ static PyObject* pmi_allocator_hook(PyObject* self, PyObject* const* args, Py_ss
     return PyLong_FromLong(PMI_OK);
 }
 
+/* _allocator_check(domains) -> status: what _allocator_hook would refuse, without changing anything (so that
+   Python refuses before it touches tracemalloc) */
+static PyObject* pmi_allocator_check(PyObject* self, PyObject* arg) {
+    (void)self;
+    const long mask = PyLong_AsLong(arg);
+    if (mask == -1 && PyErr_Occurred()) return NULL;
+    const int wanted = (int)mask & ~atomic_load(&pmi_hooked) & (PMI_DOMAIN_RAW | PMI_DOMAIN_MEM | PMI_DOMAIN_OBJ);
+    return PyLong_FromLong(wanted != 0 && pmi_debug_hooks_serve() ? PMI_EDEBUGHOOKS : PMI_OK);
+}
+
 static PyObject* pmi_allocator_route(PyObject* self, PyObject* arg) {
     (void)self;
     const long mask = PyLong_AsLong(arg);
@@ -265,42 +297,21 @@ static PyObject* pmi_allocator_state(PyObject* self, PyObject* unused) {
     return Py_BuildValue("ii", atomic_load(&pmi_hooked), atomic_load(&pmi_routed));
 }
 
-static PyObject* pmi_python_objects_enter(PyObject* self, PyObject* arg) {
-    (void)self;
-    pmi_heap_t* h = (pmi_heap_t*)PyLong_AsVoidPtr(arg);
-    if (h == NULL) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "no heap");
-        return NULL;
-    }
+/* A python_objects() scope starts holding `h` (pmi_python.c, with the GIL held): frees will find it. */
+int pmi_objects_begin(pmi_heap_t* h) {
     const int needed = PMI_DOMAIN_MEM | PMI_DOMAIN_OBJ;
-    if ((atomic_load(&pmi_hooked) & needed) != needed) {
-        PyErr_SetString(PyExc_SystemError, "python_objects needs the MEM and OBJ domains hooked first");
-        return NULL;
-    }
-    if (!pmi_target_remember(h)) return Py_BuildValue("in", PMI_ETARGETS, (Py_ssize_t)0);
-    pmi_heap_ref(h);
-    pmi_heap_t* previous = pmi_target;
-    pmi_target = h;
-    if (previous == NULL) atomic_fetch_add(&pmi_targets_set, 1);
-    return Py_BuildValue("iN", PMI_OK, PyLong_FromVoidPtr(previous));
+    if ((atomic_load(&pmi_hooked) & needed) != needed) return PMI_ENOTHOOKED;
+    if (!pmi_target_remember(h)) return PMI_ETARGETS;
+    atomic_fetch_add(&pmi_objects_held, 1);
+    return PMI_OK;
 }
 
-static PyObject* pmi_python_objects_exit(PyObject* self, PyObject* arg) {
-    (void)self;
-    pmi_heap_t* previous = (pmi_heap_t*)PyLong_AsVoidPtr(arg);
-    if (previous == NULL && PyErr_Occurred()) return NULL;
-    pmi_heap_t* current = pmi_target;
-    pmi_target = previous;  /* its reference was held by the caller's token meanwhile */
-    if (previous == NULL && current != NULL) atomic_fetch_sub(&pmi_targets_set, 1);
-    if (current != NULL) pmi_heap_unref_public(current);
-    Py_RETURN_NONE;
-}
+void pmi_objects_end(void) { atomic_fetch_sub(&pmi_objects_held, 1); }
 
 static PyMethodDef pmi_allocator_functions[] = {
     {"_allocator_hook", (PyCFunction)(void (*)(void))pmi_allocator_hook, METH_FASTCALL, NULL},
-    {"_python_objects_enter", pmi_python_objects_enter, METH_O, NULL},
-    {"_python_objects_exit", pmi_python_objects_exit, METH_O, NULL},
     {"_allocator_route", pmi_allocator_route, METH_O, NULL},
+    {"_allocator_check", pmi_allocator_check, METH_O, NULL},
     {"_allocator_state", pmi_allocator_state, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };

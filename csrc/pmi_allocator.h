@@ -4,12 +4,10 @@
  *   _allocator_hook(domains, route) -> status: put our hook in front of each domain in the mask not hooked
  *                               yet, and if `route`, send their new allocations to mimalloc
  *                               (PMI_OK, PMI_EDEBUGHOOKS or PMI_ENOMEM)
+ *   _allocator_check(domains) -> status: PMI_EDEBUGHOOKS if _allocator_hook would refuse them, else PMI_OK
  *   _allocator_route(domains) -> None: route exactly these hooked domains' new allocations to mimalloc
  *   _allocator_state() -> (hooked, routed): the two masks
- *   _python_objects_enter(heap_address) -> (status, previous): this thread's new Python objects (the MEM and OBJ
- *                               domains, which must be hooked) come from that pmi_heap_t from now on; `previous`
- *                               is the heap they came from before (0: none), to hand back to _python_objects_exit
- *   _python_objects_exit(previous) -> None: back to `previous`, in the thread that entered
+ * Python objects in a chosen heap are the python_objects() HeapScope's (pmi_python.c); the hook reads them.
  * A hook is never taken out again: memory it gave out may be freed at any later time, and only the hook
  * knows to hand it to mimalloc. Unrouting sends new allocations back to the previous allocator.
  * Returns 0, or -1 with the Python error printed.

@@ -1,7 +1,9 @@
 /* pymimalloc's heap and block glue. See pmi_heap.h for the ownership model and the locking rules. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>  /* only for PyTraceMalloc_Track/Untrack, always called outside our brackets */
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sched.h>
@@ -248,12 +250,64 @@ static void pmi_wrapper_free(pmi_heap_t* h) {
     pmi_world_leave();
 }
 
-int pmi_init(void) {
-    if (pmi_meta_heap != NULL) return PMI_OK;
-    mi_register_error(&pmi_on_error, NULL);
+/* -- options pymimalloc refuses ------------------------------------------------------------------------
+   Values of these options break mimalloc v3.4.3 inside a Python process. pmi_init puts each back to the
+   only value pymimalloc accepts, before mimalloc serves pymimalloc anything, on every path that starts it
+   (import pymimalloc, PYMIMALLOC_INSTALL at interpreter start), and keeps one message per option put back
+   for Python to show (pmi_refused_report). pymimalloc.options.REFUSED is read from this table. */
+static const struct { mi_option_t option; const char* name; long safe; const char* why; } pmi_refused[] = {
+    {mi_option_destroy_on_exit, "destroy_on_exit", 0,
+     "mimalloc's mi_process_done then re-enters a lock it holds (through mi_heap_free) and every process that "
+     "imported pymimalloc hangs at exit"},
     /* Without it, v3.4.3 keeps no list of abandoned OS pages (huge and over-aligned blocks whose thread
        exited or gave them up) and no walk can find their blocks (arena.c, _mi_arenas_page_abandon). */
-    mi_option_enable(mi_option_visit_abandoned);
+    {mi_option_visit_abandoned, "visit_abandoned", 1,
+     "pymimalloc turns it on at import: without it mimalloc keeps no list of abandoned OS pages (huge and "
+     "over-aligned blocks) and walks cannot report their blocks"},
+    {mi_option_guarded_sample_rate, "guarded_sample_rate", 0,
+     "guarded allocation of large blocks fails mimalloc's own assertion (alloc.c:827, _mi_theap_malloc_guarded) "
+     "in checked builds"},
+};
+#define PMI_REFUSED_COUNT (sizeof(pmi_refused) / sizeof(pmi_refused[0]))
+static char pmi_refused_messages[2048];  /* what pmi_init put back, one line each; handed out once */
+
+static void pmi_refused_put_back(void) {
+    size_t used = 0;
+    for (size_t i = 0; i < PMI_REFUSED_COUNT; i++) {
+        char variable[64];
+        snprintf(variable, sizeof variable, "MIMALLOC_%s", pmi_refused[i].name);
+        for (char* c = variable; *c; c++) *c = (char)toupper((unsigned char)*c);
+        const char* asked = getenv(variable);
+        const long value = mi_option_get(pmi_refused[i].option);
+        if (value == pmi_refused[i].safe) continue;
+        mi_option_set(pmi_refused[i].option, pmi_refused[i].safe);
+        if (asked == NULL && pmi_refused[i].option == mi_option_visit_abandoned) continue;  /* the default */
+        char asked_text[80];
+        if (asked != NULL) snprintf(asked_text, sizeof asked_text, "%s=%s", variable, asked);
+        else snprintf(asked_text, sizeof asked_text, "%ld", value);
+        const int n = snprintf(pmi_refused_messages + used, sizeof pmi_refused_messages - used,
+                               "pymimalloc set mimalloc option '%s' to %ld, not %s: %s\n", pmi_refused[i].name,
+                               pmi_refused[i].safe, asked_text, pmi_refused[i].why);
+        if (n > 0 && (size_t)n < sizeof pmi_refused_messages - used) used += (size_t)n;
+    }
+}
+
+const char* pmi_refused_report(void) {
+    static char taken[sizeof pmi_refused_messages];
+    memcpy(taken, pmi_refused_messages, sizeof taken);
+    pmi_refused_messages[0] = '\0';
+    return taken;
+}
+
+size_t pmi_refused_count(void) { return PMI_REFUSED_COUNT; }
+const char* pmi_refused_name(size_t i) { return i < PMI_REFUSED_COUNT ? pmi_refused[i].name : NULL; }
+long pmi_refused_safe(size_t i) { return i < PMI_REFUSED_COUNT ? pmi_refused[i].safe : 0; }
+const char* pmi_refused_why(size_t i) { return i < PMI_REFUSED_COUNT ? pmi_refused[i].why : NULL; }
+
+int pmi_init(void) {
+    if (pmi_meta_heap != NULL) return PMI_OK;
+    pmi_refused_put_back();  /* first: before anything below allocates */
+    mi_register_error(&pmi_on_error, NULL);
     pmi_meta_heap = mi_heap_new();
     if (pmi_meta_heap == NULL) return PMI_ENOMEM;
     pmi_main_wrapper = (pmi_heap_t*)mi_heap_zalloc_aligned(pmi_meta_heap, sizeof(pmi_heap_t), 64);
@@ -297,6 +351,7 @@ static void pmi_heap_drop(pmi_heap_t* h, atomic_intptr_t* count) {
 static void pmi_heap_unref(pmi_heap_t* h) { pmi_heap_drop(h, &h->refs); }
 
 pmi_heap_t* pmi_heap_new_in_arena(void* arena_id) {
+    if (arena_id != NULL && !pmi_arena_known(arena_id)) return NULL;
     pmi_heap_t* h = pmi_wrapper_new();
     if (h == NULL) return NULL;
     pthread_mutex_lock(&pmi_world_lock);  /* mi_heap_new allocates in the main heap */
@@ -657,7 +712,9 @@ static void pmi_visit_owned_os_pages(mi_heap_t* heap, bool visit_blocks, pmi_wal
    itself allocates from when any heap creates a heap or meets a new arena, the world is stopped. */
 int pmi_heap_walk(pmi_heap_t* h, bool visit_blocks, pmi_walk_t* walk) {
     memset(walk, 0, sizeof(*walk));
-    if (!atomic_load(&h->frozen)) return PMI_ENOTFROZEN;
+    /* the walk holds its own freeze (they nest), so no caller can leave it unfrozen half-way */
+    const int status = pmi_heap_freeze(h);
+    if (status != PMI_OK) return status;
     pthread_mutex_lock(&pmi_world_lock);
     if (h->is_main) pmi_world_stop();
     pthread_rwlock_wrlock(&pmi_exit_lock);
@@ -668,6 +725,7 @@ int pmi_heap_walk(pmi_heap_t* h, bool visit_blocks, pmi_walk_t* walk) {
     pthread_rwlock_unlock(&pmi_exit_lock);
     if (h->is_main) pmi_world_resume();
     pthread_mutex_unlock(&pmi_world_lock);
+    pmi_heap_thaw(h);
     return walk->failed;
 }
 
@@ -753,11 +811,35 @@ void pmi_collect(bool force) {
     pmi_world_leave();
 }
 
+/* The arenas pymimalloc reserved. mimalloc dereferences an arena id as its arena, so a heap is placed only
+   in an arena on this list (an id forged from Python is refused, not followed). Arenas are never given back. */
+#define PMI_ARENAS_MAX 256
+static void* pmi_arenas[PMI_ARENAS_MAX];
+static atomic_int pmi_arena_count;
+static pthread_mutex_t pmi_arenas_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int pmi_arena_reserve(size_t size, bool commit, bool allow_large, void** arena_id) {
-    pmi_world_enter();
-    const int err = mi_reserve_os_memory_ex(size, commit, allow_large, true /* exclusive */, (mi_arena_id_t*)arena_id);
-    pmi_world_leave();
+    pthread_mutex_lock(&pmi_arenas_lock);
+    int err = ENOMEM;
+    if (atomic_load(&pmi_arena_count) < PMI_ARENAS_MAX) {
+        pmi_world_enter();
+        err = mi_reserve_os_memory_ex(size, commit, allow_large, true /* exclusive */, (mi_arena_id_t*)arena_id);
+        pmi_world_leave();
+        if (err == 0) {
+            pmi_arenas[atomic_load(&pmi_arena_count)] = *arena_id;
+            atomic_fetch_add(&pmi_arena_count, 1);  /* the entry is written before it is counted */
+        }
+    }
+    pthread_mutex_unlock(&pmi_arenas_lock);
     return err;
+}
+
+int pmi_arena_known(void* arena_id) {
+    const int count = atomic_load(&pmi_arena_count);
+    for (int i = 0; i < count; i++) {
+        if (pmi_arenas[i] == arena_id) return 1;
+    }
+    return 0;
 }
 
 size_t pmi_arena_max_size(void) { return MI_ARENA_MAX_SIZE; }

@@ -42,9 +42,9 @@
 #define PMI_ENOMEM     -4    /* out of memory */
 #define PMI_EFROZEN    -5    /* a visit or snapshot is in progress: the heap refuses allocations and frees */
 #define PMI_EPINNED    -6    /* the heap is pinned: as_default(), numpy_allocator() or python_objects() */
-#define PMI_ENOTFROZEN -7    /* a walk needs the heap frozen first (an internal misuse) */
 #define PMI_EDEBUGHOOKS -8   /* CPython's debug hooks serve this allocator domain (PYTHONMALLOC=debug, -X dev) */
 #define PMI_ETARGETS   -9    /* too many heaps hold Python objects at once (pmi_allocator.c, PMI_TARGETS) */
+#define PMI_ENOTHOOKED -10   /* python_objects() needs the MEM and OBJ domains hooked first (an internal misuse) */
 
 /* tracemalloc domain of every Block allocated through pymimalloc (numpy traces array data itself) */
 #define PMI_TRACEMALLOC_DOMAIN 7368041
@@ -68,6 +68,13 @@ typedef struct pmi_block_s {
 } pmi_block_t;
 
 int         pmi_init(void);                      /* once, at import; PMI_ENOMEM on failure */
+/* Options pymimalloc refuses (pmi_heap.c has the table): pmi_init puts each back to its safe value. The
+   report is one line per option it put back, handed out once (then empty); the storage is static. */
+const char* pmi_refused_report(void);
+size_t      pmi_refused_count(void);
+const char* pmi_refused_name(size_t index);
+long        pmi_refused_safe(size_t index);
+const char* pmi_refused_why(size_t index);
 long        pmi_error_count(void);               /* errors mimalloc reported since import (mi_register_error) */
 int         pmi_error_last(void);                /* the errno of the last one (ENOMEM, EOVERFLOW, EFAULT, ...) */
 pmi_heap_t* pmi_heap_new(void);                  /* NULL when out of memory */
@@ -132,7 +139,9 @@ typedef struct pmi_walk_s {
     int         failed;         /* PMI_ENOMEM if recording ran out of memory */
 } pmi_walk_t;
 
-int  pmi_heap_walk(pmi_heap_t* heap, bool visit_blocks, pmi_walk_t* walk);  /* heap must be frozen */
+/* The walk freezes the heap itself for its duration (nested in any freeze the caller holds): PMI_OK, PMI_ECLOSED
+   or PMI_ENOMEM. */
+int  pmi_heap_walk(pmi_heap_t* heap, bool visit_blocks, pmi_walk_t* walk);
 void pmi_walk_free(pmi_walk_t* walk);
 
 uintptr_t pmi_heap_of(uintptr_t address);        /* mi_heap_t address owning `address`, or 0 */
@@ -144,5 +153,6 @@ size_t    pmi_usable_size(uintptr_t address);
 /* Process-wide calls, bracketed so that fork and walks of the main heap wait for them. */
 void      pmi_collect(bool force);
 int       pmi_arena_reserve(size_t size, bool commit, bool allow_large, void** arena_id);
+int       pmi_arena_known(void* arena_id);        /* 1 if pmi_arena_reserve made this id (heaps go only there) */
 size_t    pmi_arena_max_size(void);              /* the largest arena mimalloc v3 manages as one (bytes) */
 size_t    pmi_arena_granularity(void);           /* arena sizes are whole multiples of this (bytes) */

@@ -39,6 +39,32 @@ int pmi_module_add_functions(PyObject* module, PyMethodDef* defs);
    be NULL (float64, C order). */
 extern bool pmi_numpy_ready;
 PyObject* pmi_numpy_new(PyObject* capsule, PyObject* shape, PyObject* dtype, PyObject* order, bool zero);
+PyObject* pmi_numpy_handler_new(pmi_heap_t* heap);   /* a new handler capsule holding a reference to `heap` */
+PyObject* pmi_numpy_set_handler(PyObject* capsule);  /* PyDataMem_SetHandler: the previous handler */
+PyObject* pmi_numpy_get_handler(void);               /* PyDataMem_GetHandler: the current one */
+
+/* A with-block that holds a heap (pmi_python.c, the type HeapScope): as a context's default heap
+   (as_default), as the heap of a context's Python objects (python_objects), as numpy's allocator
+   (numpy_allocator), or frozen (snapshot, visit). Entering acquires in one C call and leaving releases in
+   one, exactly once, whoever calls it; a scope dropped while held releases in its dealloc. The hook of
+   pmi_allocator.c reads `handle` and `stage` of the python_objects scopes in the current context. */
+enum { PMI_SCOPE_DEFAULT, PMI_SCOPE_OBJECTS, PMI_SCOPE_NUMPY, PMI_SCOPE_FREEZE };
+enum { PMI_STAGE_NEW, PMI_STAGE_HELD, PMI_STAGE_DONE };
+typedef struct {
+    PyObject_HEAD
+    PyObject*   heap;     /* the Heap (a strong reference) */
+    pmi_heap_t* handle;   /* a counted reference, for the scope's whole life */
+    int         kind;     /* PMI_SCOPE_* */
+    int         stage;    /* PMI_STAGE_*; written with the GIL held */
+    PyObject*   saved;    /* numpy_allocator: the handler before ours, until the block ends */
+} pmi_ScopeObject;
+/* The ContextVar whose value is the tuple of python_objects scopes entered in a context, innermost last */
+extern PyObject* pmi_objects_var;
+/* pmi_allocator.c: a python_objects scope starts holding `heap` (PMI_OK, PMI_ETARGETS) and stops */
+int  pmi_objects_begin(pmi_heap_t* heap);
+void pmi_objects_end(void);
+/* Raise the exception pymimalloc's one table gives `status` (the callable Python registered) */
+PyObject* pmi_raise_status(int status, const char* what);
 #endif
 
 #endif

@@ -40,13 +40,13 @@ static void pmi_capsule_free(PyObject* capsule) {
     PyMem_RawFree(handler);
 }
 
-static PyObject* pmi_numpy_handler(PyObject* self, PyObject* arg) {
-    (void)self;
-    void* address = PyLong_AsVoidPtr(arg);
-    if (address == NULL) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "no heap at address 0");
+/* A new handler capsule for `heap` (pmi_internal.h); HeapBase keeps one per heap. */
+PyObject* pmi_numpy_handler_new(pmi_heap_t* heap) {
+    if (!pmi_numpy_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "numpy's C API is not imported yet (an internal error in pymimalloc)");
         return NULL;
     }
+    void* address = heap;
     PyDataMem_Handler* handler = (PyDataMem_Handler*)PyMem_RawCalloc(1, sizeof(PyDataMem_Handler));
     if (handler == NULL) return PyErr_NoMemory();
     strncpy(handler->name, "pymimalloc", sizeof(handler->name) - 1);
@@ -62,10 +62,8 @@ static PyObject* pmi_numpy_handler(PyObject* self, PyObject* arg) {
     return capsule;
 }
 
-static PyObject* pmi_numpy_set_handler(PyObject* self, PyObject* capsule) {
-    (void)self;
-    return PyDataMem_SetHandler(capsule);
-}
+PyObject* pmi_numpy_set_handler(PyObject* capsule) { return PyDataMem_SetHandler(capsule); }
+PyObject* pmi_numpy_get_handler(void) { return PyDataMem_GetHandler(); }
 
 /* _numpy_call_with(handler, func, *args, **kwargs): vectorcall, so the extra hop costs no tuple copy. */
 static PyObject* pmi_numpy_call_with(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
@@ -106,6 +104,10 @@ PyObject* pmi_numpy_new(PyObject* capsule, PyObject* shape, PyObject* dtype, PyO
     }
     NPY_ORDER order = NPY_CORDER;
     if (order_arg != NULL && !PyArray_OrderConverter(order_arg, &order)) return NULL;
+    if (order != NPY_CORDER && order != NPY_FORTRANORDER) {  /* 'K' and 'A': numpy.empty refuses them too */
+        PyErr_SetString(PyExc_ValueError, "only 'C' or 'F' order is permitted");
+        return NULL;
+    }
     PyArray_Descr* descr = NULL;
     if (dtype != NULL && !PyArray_DescrConverter2(dtype, &descr)) return NULL;
     if (descr == NULL) descr = PyArray_DescrFromType(NPY_DOUBLE);  /* dtype=None */
@@ -163,8 +165,6 @@ static PyObject* pmi_numpy_empty(PyObject* self, PyObject* const* args, Py_ssize
 
 static PyMethodDef pmi_numpy_methods[] = {
     {"_numpy_empty", (PyCFunction)(void (*)(void))pmi_numpy_empty, METH_FASTCALL, NULL},
-    {"_numpy_handler", (PyCFunction)pmi_numpy_handler, METH_O, NULL},
-    {"_numpy_set_handler", (PyCFunction)pmi_numpy_set_handler, METH_O, NULL},
     {"_numpy_call_with", (PyCFunction)(void (*)(void))pmi_numpy_call_with, METH_FASTCALL | METH_KEYWORDS, NULL},
     {NULL, NULL, 0, NULL},
 };

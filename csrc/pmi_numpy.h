@@ -1,8 +1,7 @@
 /* numpy's memory handler (NEP 49) backed by a pymimalloc heap.
  * pmi_numpy_install() imports numpy's C API and adds these functions to the pymimalloc._mimalloc module
- * (they take and return Python objects, which cffi cannot express):
- *   _numpy_handler(heap_address) -> capsule "mem_handler" whose allocator allocates from that heap
- *   _numpy_set_handler(capsule)  -> the previous handler (PyDataMem_SetHandler, ContextVar-scoped)
+ * (they take and return Python objects, which cffi cannot express; a heap's handler capsule is made by
+ * HeapBase._numpy_handler(), pmi_python.c):
  *   _numpy_call_with(capsule, func, *args, **kwargs) -> func(*args, **kwargs) with the handler set
  * Returns 0, or -1 if numpy's C API cannot be imported (its Python error is then printed).
  * No include guards: cffi's cdef parser reads this file as it is. */

@@ -49,17 +49,29 @@ static int pmi_module_add_type(PyObject* module, const char* name, PyTypeObject*
     return 0;
 }
 
-/* Raise the exception pymimalloc/_core.py's one table gives `status` (C never decides it itself). */
-static PyObject* pmi_raise_status(int status, const char* what) {
-    PyObject* core = PyImport_ImportModule("pymimalloc._core");
-    if (core == NULL) return NULL;
-    PyObject* result = PyObject_CallMethod(core, "_raise", "is", status, what);
-    Py_DECREF(core);
-    if (result != NULL) {  /* _raise always raises */
+/* Raise the exception pymimalloc's one table of statuses gives `status` (C never decides it itself). Python
+   registers that table's function once, at import (_set_status_raiser), so C names nothing in Python. */
+static PyObject* pmi_status_raiser;
+
+PyObject* pmi_raise_status(int status, const char* what) {
+    if (pmi_status_raiser == NULL) {
+        PyErr_Format(PyExc_RuntimeError, "%s: pymimalloc status %d", what, status);
+        return NULL;
+    }
+    PyObject* result = PyObject_CallFunction(pmi_status_raiser, "is", status, what);
+    if (result != NULL) {  /* the raiser always raises */
         Py_DECREF(result);
-        PyErr_Format(PyExc_SystemError, "_core._raise(%d) returned", status);
+        PyErr_Format(PyExc_SystemError, "the status raiser returned for status %d", status);
     }
     return NULL;
+}
+
+static PyObject* pmi_set_status_raiser(PyObject* self, PyObject* raiser) {
+    (void)self;
+    if (!PyCallable_Check(raiser)) { PyErr_SetString(PyExc_TypeError, "the status raiser must be callable"); return NULL; }
+    Py_INCREF(raiser);
+    Py_XSETREF(pmi_status_raiser, raiser);
+    Py_RETURN_NONE;
 }
 
 /* -- Block --------------------------------------------------------------------------------------- */
@@ -72,10 +84,12 @@ typedef struct {
     PyObject* weakreflist;
 } pmi_BlockObject;
 
+/* A Heap's C part owns everything C dereferences: its wrapper and its numpy handler are reachable from
+   Python only through methods that cannot replace them. */
 typedef struct {
     PyObject_HEAD
-    pmi_heap_t* handle;     /* borrowed from the Python Heap's handle, which outlives this object's use */
-    PyObject* numpy_handler;  /* the heap's numpy handler capsule, made on first use (arrays.py), or NULL */
+    pmi_heap_t* handle;       /* a counted reference (NULL until _open), released in dealloc */
+    PyObject* numpy_handler;  /* the heap's numpy handler capsule, made on first use, or NULL */
 } pmi_HeapBaseObject;
 
 static PyTypeObject pmi_BlockType;
@@ -344,6 +358,14 @@ static PyObject* pmi_heap_allocate(PyObject* self, PyObject* const* args, Py_ssi
     if (size == (size_t)-1 && PyErr_Occurred()) return NULL;
     const size_t alignment = PyLong_AsSize_t(args[1]);
     if (alignment == (size_t)-1 && PyErr_Occurred()) return NULL;
+    if (alignment & (alignment - 1)) {  /* mimalloc reports an error for these: refuse them first */
+        PyErr_Format(PyExc_ValueError, "alignment must be a power of two, got %zu", alignment);
+        return NULL;
+    }
+    if (size > (size_t)PTRDIFF_MAX || alignment > (size_t)PTRDIFF_MAX) {
+        PyErr_Format(PyExc_MemoryError, "cannot allocate %zu bytes aligned to %zu", size, alignment);
+        return NULL;
+    }
     const int zero = PyObject_IsTrue(args[2]);
     if (zero < 0) return NULL;
     return pmi_heap_allocate_checked(self, size, alignment, zero != 0);
@@ -385,16 +407,49 @@ static PyObject* pmi_heap_realloc(PyObject* self, PyObject* const* args, Py_ssiz
     return (PyObject*)moved;  /* `b` now owns nothing: it reads as freed */
 }
 
-/* _bind_handle(address): the pmi_heap_t* the Python Heap owns (through its _handle), as an int */
-static PyObject* pmi_heap_bind_handle(PyObject* self, PyObject* arg) {
-    void* handle = PyLong_AsVoidPtr(arg);
-    if (handle == NULL && PyErr_Occurred()) return NULL;
-    if (((pmi_HeapBaseObject*)self)->handle != NULL) {
-        PyErr_SetString(PyExc_TypeError, "this Heap already has its mimalloc heap");
+/* _open(arena_id): make the Heap's mimalloc heap, in the arena with that id (an int; 0: none), once. */
+static PyObject* pmi_heap_open(PyObject* self, PyObject* arg) {
+    pmi_HeapBaseObject* base = (pmi_HeapBaseObject*)self;
+    void* arena_id = PyLong_AsVoidPtr(arg);
+    if (arena_id == NULL && PyErr_Occurred()) return NULL;
+    if (base->handle != NULL) {
+        PyErr_SetString(PyExc_TypeError, "Heap.__init__ cannot be called again on a Heap: it already owns its mimalloc heap");
         return NULL;
     }
-    ((pmi_HeapBaseObject*)self)->handle = (pmi_heap_t*)handle;
+    if (arena_id != NULL && !pmi_arena_known(arena_id)) {
+        PyErr_SetString(PyExc_ValueError, "not an arena pymimalloc reserved");
+        return NULL;
+    }
+    pmi_heap_t* h = arena_id == NULL ? pmi_heap_new() : pmi_heap_new_in_arena(arena_id);
+    if (h == NULL) return PyErr_NoMemory();
+    base->handle = h;
     Py_RETURN_NONE;
+}
+
+/* _open_main(): make this Heap stand for mimalloc's main heap */
+static PyObject* pmi_heap_open_main(PyObject* self, PyObject* unused) {
+    (void)unused;
+    pmi_HeapBaseObject* base = (pmi_HeapBaseObject*)self;
+    if (base->handle != NULL) {
+        PyErr_SetString(PyExc_TypeError, "this Heap already owns its mimalloc heap");
+        return NULL;
+    }
+    base->handle = pmi_heap_main_handle();
+    Py_RETURN_NONE;
+}
+
+/* _numpy_handler(): the heap's numpy handler capsule, made on first use (numpy's C API must be imported) */
+static PyObject* pmi_heap_numpy_handler(PyObject* self, PyObject* unused) {
+    (void)unused;
+    pmi_HeapBaseObject* base = (pmi_HeapBaseObject*)self;
+    pmi_heap_t* h = pmi_handle_of(self);
+    if (h == NULL) return NULL;
+    if (base->numpy_handler == NULL) {
+        base->numpy_handler = pmi_numpy_handler_new(h);
+        if (base->numpy_handler == NULL) return NULL;
+    }
+    Py_INCREF(base->numpy_handler);
+    return base->numpy_handler;
 }
 
 /* heap.empty(shape, dtype=float, order="C") and heap.zeros: the array is built in C (pmi_numpy_new) once the
@@ -403,10 +458,10 @@ static PyObject* pmi_heap_bind_handle(PyObject* self, PyObject* arg) {
 static PyObject* pmi_heap_numpy_new(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames,
                                     bool zero) {
     const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    PyObject* handler = ((pmi_HeapBaseObject*)self)->numpy_handler;
+    PyObject* handler = ((pmi_HeapBaseObject*)self)->numpy_handler;  /* NULL until the first slow call */
     PyObject* dtype = nargs > 1 ? args[1] : NULL;
     PyObject* order = nargs > 2 ? args[2] : NULL;
-    bool fast = pmi_numpy_ready && handler != NULL && handler != Py_None && nargs >= 1 && nargs <= 3;
+    bool fast = pmi_numpy_ready && handler != NULL && nargs >= 1 && nargs <= 3;
     const Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
     for (Py_ssize_t i = 0; i < nkw && fast; i++) {
         PyObject* name = PyTuple_GET_ITEM(kwnames, i);
@@ -454,14 +509,15 @@ static PyObject* pmi_heap_zeros(PyObject* self, PyObject* const* args, size_t na
 }
 
 static void pmi_heap_base_dealloc(PyObject* self) {
-    Py_CLEAR(((pmi_HeapBaseObject*)self)->numpy_handler);
+    pmi_HeapBaseObject* base = (pmi_HeapBaseObject*)self;
+    Py_CLEAR(base->numpy_handler);
+    if (base->handle != NULL) {
+        pmi_heap_t* h = base->handle;
+        base->handle = NULL;
+        pmi_heap_release(h);  /* closes the heap if it is still open, and drops the reference */
+    }
     Py_TYPE(self)->tp_free(self);
 }
-
-static PyMemberDef pmi_heap_members[] = {
-    {"_numpy_handler", T_OBJECT, offsetof(pmi_HeapBaseObject, numpy_handler), 0, NULL},
-    {NULL, 0, 0, 0, NULL},
-};
 
 static PyMethodDef pmi_heap_methods[] = {
     {"empty", (PyCFunction)(void (*)(void))pmi_heap_empty, METH_FASTCALL | METH_KEYWORDS,
@@ -482,7 +538,9 @@ static PyMethodDef pmi_heap_methods[] = {
      "Returns a new Block; the old one is freed (using it raises ValueError). Raises ValueError if the\n"
      "block belongs to another heap or is freed, or this heap is closed; BufferError while buffers of the\n"
      "block are exported; MemoryError if memory runs out (the old block is then unchanged)."},
-    {"_bind_handle", pmi_heap_bind_handle, METH_O, NULL},
+    {"_open", pmi_heap_open, METH_O, NULL},
+    {"_open_main", pmi_heap_open_main, METH_NOARGS, NULL},
+    {"_numpy_handler", pmi_heap_numpy_handler, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -495,15 +553,363 @@ static PyTypeObject pmi_HeapBaseType = {
     .tp_new = PyType_GenericNew,
     .tp_dealloc = pmi_heap_base_dealloc,
     .tp_methods = pmi_heap_methods,
-    .tp_members = pmi_heap_members,
+};
+
+
+/* -- HeapScope: the with-blocks that hold a heap ------------------------------------------------------
+   as_default(), python_objects(), numpy_allocator() and the freeze of snapshot() and visit() are one type
+   (pmi_internal.h has its layout). Each acquires in __enter__ and releases in __exit__ as one C call, so no
+   exception (a KeyboardInterrupt from a signal handler, anything a tracer raises) can land between taking
+   the heap and recording that it was taken. Releasing happens exactly once: in __exit__, whoever calls it,
+   or in dealloc for a scope entered by hand and dropped.
+   The default heap and the python_objects heap of a context are ContextVars, as numpy's handler and
+   decimal's context are: an asyncio task sees its own, and a thread starts with none. Each holds the tuple
+   of scopes entered in that context, innermost last; readers take the innermost one still held. Leaving a
+   block takes its own scope out of the tuple wherever it is, so blocks left out of order (two generators,
+   two tasks sharing a context) never restore a stale heap, and a block left from another context (a
+   generator finalised elsewhere) stops counting at once: its scope is no longer held. */
+
+static PyObject* pmi_default_var;  /* the tuple of as_default() scopes of a context */
+PyObject* pmi_objects_var;          /* the tuple of python_objects() scopes of a context */
+
+static const char* const pmi_scope_names[] = {"as_default", "python_objects", "numpy_allocator", "snapshot"};
+
+static PyObject* pmi_scope_var(int kind) {
+    return kind == PMI_SCOPE_DEFAULT ? pmi_default_var : kind == PMI_SCOPE_OBJECTS ? pmi_objects_var : NULL;
+}
+
+/* HeapScope(heap, kind) */
+static PyObject* pmi_scope_tp_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
+    PyObject* heap;
+    int kind;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "HeapScope(heap, kind) takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "O!i:HeapScope", &pmi_HeapBaseType, &heap, &kind)) return NULL;
+    if (kind < PMI_SCOPE_DEFAULT || kind > PMI_SCOPE_FREEZE) {
+        PyErr_Format(PyExc_ValueError, "no HeapScope kind %d", kind);
+        return NULL;
+    }
+    pmi_heap_t* h = pmi_handle_of(heap);
+    if (h == NULL) return NULL;
+    pmi_ScopeObject* scope = (pmi_ScopeObject*)type->tp_alloc(type, 0);
+    if (scope == NULL) return NULL;
+    Py_INCREF(heap);
+    scope->heap = heap;
+    pmi_heap_ref(h);
+    scope->handle = h;
+    scope->kind = kind;
+    scope->stage = PMI_STAGE_NEW;
+    scope->saved = NULL;
+    return (PyObject*)scope;
+}
+
+/* `stack` + (scope,), or `stack` without scope (a new reference; `stack` may be NULL: empty) */
+static PyObject* pmi_stack_with(PyObject* stack, PyObject* scope) {
+    const Py_ssize_t n = stack == NULL ? 0 : PyTuple_GET_SIZE(stack);
+    PyObject* grown = PyTuple_New(n + 1);
+    if (grown == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject* item = PyTuple_GET_ITEM(stack, i);
+        Py_INCREF(item);
+        PyTuple_SET_ITEM(grown, i, item);
+    }
+    Py_INCREF(scope);
+    PyTuple_SET_ITEM(grown, n, scope);
+    return grown;
+}
+
+static PyObject* pmi_stack_without(PyObject* stack, PyObject* scope) {
+    const Py_ssize_t n = PyTuple_GET_SIZE(stack);
+    PyObject* shrunk = PyTuple_New(n - 1);
+    if (shrunk == NULL) return NULL;
+    for (Py_ssize_t i = 0, j = 0; i < n; i++) {
+        PyObject* item = PyTuple_GET_ITEM(stack, i);
+        if (item == scope) continue;
+        Py_INCREF(item);
+        PyTuple_SET_ITEM(shrunk, j++, item);
+    }
+    return shrunk;
+}
+
+/* The tuple in `var` for this context (a new reference), or NULL with no error when there is none */
+static PyObject* pmi_stack_get(PyObject* var, int* failed) {
+    PyObject* stack = NULL;
+    *failed = PyContextVar_Get(var, NULL, &stack) < 0;
+    if (stack != NULL && !PyTuple_Check(stack)) Py_CLEAR(stack);
+    return stack;
+}
+
+static int pmi_stack_push(PyObject* var, PyObject* scope) {
+    int failed;
+    PyObject* stack = pmi_stack_get(var, &failed);
+    if (failed) return -1;
+    PyObject* grown = pmi_stack_with(stack, scope);
+    Py_XDECREF(stack);
+    if (grown == NULL) return -1;
+    PyObject* token = PyContextVar_Set(var, grown);
+    Py_DECREF(grown);
+    if (token == NULL) return -1;
+    Py_DECREF(token);
+    return 0;
+}
+
+/* Take `scope` out of this context's tuple, if it is there (it is not when left from another context) */
+static int pmi_stack_remove(PyObject* var, PyObject* scope) {
+    int failed;
+    PyObject* stack = pmi_stack_get(var, &failed);
+    if (failed) return -1;
+    if (stack == NULL) return 0;
+    int found = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(stack) && !found; i++) found = PyTuple_GET_ITEM(stack, i) == scope;
+    int status = 0;
+    if (found) {
+        PyObject* shrunk = pmi_stack_without(stack, scope);
+        PyObject* token = shrunk == NULL ? NULL : PyContextVar_Set(var, shrunk);
+        Py_XDECREF(shrunk);
+        if (token == NULL) status = -1;
+        Py_XDECREF(token);
+    }
+    Py_DECREF(stack);
+    return status;
+}
+
+/* The heap of the innermost scope still held in this context's tuple of `var`, borrowed, or NULL */
+static pmi_ScopeObject* pmi_stack_innermost(PyObject* var) {
+    int failed;
+    PyObject* stack = pmi_stack_get(var, &failed);
+    if (stack == NULL) return NULL;
+    pmi_ScopeObject* held = NULL;
+    for (Py_ssize_t i = PyTuple_GET_SIZE(stack) - 1; i >= 0 && held == NULL; i--) {
+        pmi_ScopeObject* scope = (pmi_ScopeObject*)PyTuple_GET_ITEM(stack, i);
+        if (scope->stage == PMI_STAGE_HELD) held = scope;
+    }
+    Py_DECREF(stack);  /* the context still holds the tuple, and the tuple the scope */
+    return held;
+}
+
+/* What every release does, from __exit__ or dealloc: the heap is no longer held by this scope. */
+static void pmi_scope_let_go(pmi_ScopeObject* scope) {
+    scope->stage = PMI_STAGE_DONE;
+    switch (scope->kind) {
+        case PMI_SCOPE_FREEZE: pmi_heap_thaw(scope->handle); return;
+        case PMI_SCOPE_OBJECTS: pmi_objects_end(); break;
+        default: break;
+    }
+    pmi_heap_unpin(scope->handle);
+}
+
+static PyObject* pmi_scope_enter(PyObject* self, PyObject* unused) {
+    (void)unused;
+    pmi_ScopeObject* scope = (pmi_ScopeObject*)self;
+    const char* name = pmi_scope_names[scope->kind];
+    if (scope->stage != PMI_STAGE_NEW) {
+        PyErr_Format(PyExc_RuntimeError, "a %s() block can be entered once; call heap.%s() again", name, name);
+        return NULL;
+    }
+    pmi_heap_t* h = scope->handle;
+    PyObject* handler = NULL;
+    if (scope->kind == PMI_SCOPE_NUMPY) {  /* made before the pin, so a failure has nothing to undo */
+        handler = pmi_heap_numpy_handler(scope->heap, NULL);
+        if (handler == NULL) return NULL;
+    }
+    int status;
+    switch (scope->kind) {
+        case PMI_SCOPE_FREEZE: status = pmi_heap_freeze(h); break;
+        case PMI_SCOPE_OBJECTS: status = pmi_heap_pin_even_frozen(h); break;  /* frozen: objects go elsewhere */
+        default: status = pmi_heap_pin(h); break;
+    }
+    if (status != PMI_OK) {
+        Py_XDECREF(handler);
+        return pmi_raise_status(status, scope->kind == PMI_SCOPE_FREEZE ? "freezing the heap for a walk" : name);
+    }
+    int failed = 0;
+    if (scope->kind == PMI_SCOPE_OBJECTS) {
+        status = pmi_objects_begin(h);
+        if (status != PMI_OK) { pmi_heap_unpin(h); return pmi_raise_status(status, name); }
+    }
+    PyObject* var = pmi_scope_var(scope->kind);
+    if (var != NULL) failed = pmi_stack_push(var, self) < 0;
+    else if (handler != NULL) {
+        scope->saved = pmi_numpy_set_handler(handler);
+        failed = scope->saved == NULL;
+    }
+    Py_XDECREF(handler);
+    if (failed) {
+        pmi_scope_let_go(scope);
+        return NULL;
+    }
+    scope->stage = PMI_STAGE_HELD;
+    Py_INCREF(scope->heap);
+    return scope->heap;
+}
+
+static PyObject* pmi_scope_exit(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    (void)args; (void)nargs;
+    pmi_ScopeObject* scope = (pmi_ScopeObject*)self;
+    if (scope->stage != PMI_STAGE_HELD) Py_RETURN_NONE;  /* never entered, or left already */
+    pmi_scope_let_go(scope);  /* first: whatever fails below, the heap is let go */
+    int failed = 0;
+    PyObject* var = pmi_scope_var(scope->kind);
+    if (var != NULL) failed = pmi_stack_remove(var, self) < 0;
+    else if (scope->saved != NULL) {
+        /* numpy's handler goes back only if it is still ours: a block entered after this one and not yet
+           left keeps its own (numpy restores blindly; pymimalloc does not clobber a newer handler) */
+        PyObject* current = pmi_numpy_get_handler();
+        PyObject* ours = ((pmi_HeapBaseObject*)scope->heap)->numpy_handler;
+        if (current != NULL && current == ours) {
+            PyObject* previous = pmi_numpy_set_handler(scope->saved);
+            failed = previous == NULL;
+            Py_XDECREF(previous);
+        }
+        else if (current == NULL) failed = 1;
+        Py_XDECREF(current);
+        Py_CLEAR(scope->saved);
+    }
+    if (failed) return NULL;
+    Py_RETURN_NONE;
+}
+
+static void pmi_scope_dealloc(PyObject* self) {
+    pmi_ScopeObject* scope = (pmi_ScopeObject*)self;
+    /* held and dropped (entered by hand): no context holds it in a tuple, or it would be alive */
+    if (scope->stage == PMI_STAGE_HELD) pmi_scope_let_go(scope);
+    Py_CLEAR(scope->saved);
+    pmi_heap_unref_public(scope->handle);
+    Py_CLEAR(scope->heap);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyObject* pmi_scope_repr(PyObject* self) {
+    pmi_ScopeObject* scope = (pmi_ScopeObject*)self;
+    static const char* const stages[] = {"not entered", "held", "left"};
+    return PyUnicode_FromFormat("<pymimalloc.HeapScope %s %s of %R>", pmi_scope_names[scope->kind],
+                                stages[scope->stage], scope->heap);
+}
+
+static PyObject* pmi_scope_get_heap(PyObject* self, void* closure) {
+    (void)closure;
+    PyObject* heap = ((pmi_ScopeObject*)self)->heap;
+    Py_INCREF(heap);
+    return heap;
+}
+
+static PyObject* pmi_scope_get_held(PyObject* self, void* closure) {
+    (void)closure;
+    return PyBool_FromLong(((pmi_ScopeObject*)self)->stage == PMI_STAGE_HELD);
+}
+
+static PyObject* pmi_scope_get_entered(PyObject* self, void* closure) {
+    (void)closure;
+    return PyBool_FromLong(((pmi_ScopeObject*)self)->stage != PMI_STAGE_NEW);
+}
+
+static PyObject* pmi_scope_get_kind(PyObject* self, void* closure) {
+    (void)closure;
+    return PyUnicode_FromString(pmi_scope_names[((pmi_ScopeObject*)self)->kind]);
+}
+
+static PyGetSetDef pmi_scope_getset[] = {
+    {"heap", pmi_scope_get_heap, NULL, "The Heap this block holds.", NULL},
+    {"held", pmi_scope_get_held, NULL, "True between entering the block and leaving it.", NULL},
+    {"entered", pmi_scope_get_entered, NULL, "True once the block was entered (it may have been left since).", NULL},
+    {"kind", pmi_scope_get_kind, NULL, "'as_default', 'python_objects', 'numpy_allocator' or 'snapshot'.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyObject* pmi_scope_reduce_ex(PyObject* self, PyObject* protocol) {
+    (void)self; (void)protocol;
+    PyErr_SetString(PyExc_TypeError, "a HeapScope cannot be copied or pickled: it holds a heap of this process");
+    return NULL;
+}
+
+static PyMethodDef pmi_scope_methods[] = {
+    {"__enter__", pmi_scope_enter, METH_NOARGS, "__enter__($self, /)\n--\n\nHold the heap; returns it."},
+    {"__exit__", (PyCFunction)(void (*)(void))pmi_scope_exit, METH_FASTCALL,
+     "__exit__($self, exc_type=None, exc=None, tb=None, /)\n--\n\nLet the heap go (once; later calls do nothing)."},
+    {"__reduce_ex__", pmi_scope_reduce_ex, METH_O, NULL},
+    {"__copy__", (PyCFunction)pmi_scope_reduce_ex, METH_NOARGS, NULL},
+    {"__deepcopy__", pmi_scope_reduce_ex, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject pmi_ScopeType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pymimalloc.HeapScope",
+    .tp_basicsize = sizeof(pmi_ScopeObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A single-use with-block that holds a heap: as the default heap (Heap.as_default), as the heap of\n"
+              "Python objects (Heap.python_objects), as numpy's allocator (Heap.numpy_allocator) or frozen\n"
+              "(snapshots). The heap cannot be closed while a block holds it.",
+    .tp_new = pmi_scope_tp_new,
+    .tp_dealloc = pmi_scope_dealloc,
+    .tp_repr = pmi_scope_repr,
+    .tp_methods = pmi_scope_methods,
+    .tp_getset = pmi_scope_getset,
+};
+
+/* -- module functions ------------------------------------------------------------------------------- */
+
+/* _default_heap(): the heap of the innermost as_default() block held in this context, or None */
+static PyObject* pmi_default_heap(PyObject* self, PyObject* unused) {
+    (void)self; (void)unused;
+    pmi_ScopeObject* scope = pmi_stack_innermost(pmi_default_var);
+    if (scope == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(scope->heap);
+    return scope->heap;
+}
+
+/* _python_objects_heap(): the heap this context's new Python objects come from (None: Python's own) */
+static PyObject* pmi_python_objects_heap(PyObject* self, PyObject* unused) {
+    (void)self; (void)unused;
+    pmi_ScopeObject* scope = pmi_stack_innermost(pmi_objects_var);
+    if (scope == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(scope->heap);
+    return scope->heap;
+}
+
+/* _heap_pointer(heap): the address of the Heap's wrapper (pmi_heap_t*), for the cffi calls of pymimalloc's
+   boundary module. Valid while `heap` is alive: the Heap owns it. */
+static PyObject* pmi_heap_pointer(PyObject* self, PyObject* heap) {
+    (void)self;
+    if (!PyObject_TypeCheck(heap, &pmi_HeapBaseType)) {
+        PyErr_Format(PyExc_TypeError, "expected a Heap, not %s", Py_TYPE(heap)->tp_name);
+        return NULL;
+    }
+    pmi_heap_t* h = pmi_handle_of(heap);
+    return h == NULL ? NULL : PyLong_FromVoidPtr(h);
+}
+
+static PyMethodDef pmi_python_functions[] = {
+    {"_default_heap", pmi_default_heap, METH_NOARGS, NULL},
+    {"_python_objects_heap", pmi_python_objects_heap, METH_NOARGS, NULL},
+    {"_heap_pointer", pmi_heap_pointer, METH_O, NULL},
+    {"_set_status_raiser", pmi_set_status_raiser, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
 };
 
 int pmi_python_install(void) {
     PyGILState_STATE gil = PyGILState_Ensure();  /* cffi released the GIL around this call */
     int status = -1;
     PyObject* module = pmi_module_get();
-    if (module != NULL && pmi_module_add_type(module, "Block", &pmi_BlockType) == 0
-        && pmi_module_add_type(module, "HeapBase", &pmi_HeapBaseType) == 0) {
+    if (pmi_default_var == NULL) pmi_default_var = PyContextVar_New("pymimalloc_default_heap", NULL);
+    if (pmi_objects_var == NULL) pmi_objects_var = PyContextVar_New("pymimalloc_python_objects", NULL);
+    if (module != NULL && pmi_default_var != NULL && pmi_objects_var != NULL
+        && pmi_module_add_type(module, "Block", &pmi_BlockType) == 0
+        && pmi_module_add_type(module, "HeapBase", &pmi_HeapBaseType) == 0
+        && pmi_module_add_type(module, "HeapScope", &pmi_ScopeType) == 0
+        && pmi_module_add_functions(module, pmi_python_functions) == 0
+        && PyModule_AddIntConstant(module, "SCOPE_DEFAULT", PMI_SCOPE_DEFAULT) == 0
+        && PyModule_AddIntConstant(module, "SCOPE_OBJECTS", PMI_SCOPE_OBJECTS) == 0
+        && PyModule_AddIntConstant(module, "SCOPE_NUMPY", PMI_SCOPE_NUMPY) == 0
+        && PyModule_AddIntConstant(module, "SCOPE_FREEZE", PMI_SCOPE_FREEZE) == 0) {
         status = 0;
     }
     if (status < 0) PyErr_Print();

@@ -19,6 +19,7 @@ from .build import build_info, mimalloc_version
 from .collection import CollectResult, collect, collecting
 from .options import options
 from .stats import ProcessInfo, print_stats, process_info, reset_stats, stats
+from ._core import HeapScope
 from .heap import Heap, default_heap, heap_of, main_heap, malloc
 from .visit import Area, BlockInfo, Snapshot
 
@@ -31,6 +32,7 @@ __all__ = [
     "Block",
     "BlockInfo",
     "Heap",
+    "HeapScope",
     "Snapshot",
     "build_info",
     "CollectResult",

@@ -53,7 +53,10 @@ if os.path.dirname(os.path.abspath(_compiled_file)) != _here and not any(
 ):
     raise _compiled_module_missing()
 
-__all__ = ["Block", "HeapBase", "ffi", "lib", "check", "as_size", "as_alignment", "address_of", "fork_safe_lock", "MAX_SIZE", "BUILD_INFO"]
+__all__ = [
+    "Block", "HeapBase", "HeapScope", "SCOPE_DEFAULT", "SCOPE_OBJECTS", "SCOPE_NUMPY", "SCOPE_FREEZE",
+    "ffi", "lib", "check", "as_size", "as_alignment", "address_of", "fork_safe_lock", "handle", "MAX_SIZE", "BUILD_INFO",
+]
 
 #: Largest request mimalloc accepts, in bytes (PTRDIFF_MAX); larger requests raise MemoryError.
 MAX_SIZE: Final[int] = 2 ** (8 * ffi.sizeof("size_t") - 1) - 1
@@ -85,8 +88,8 @@ def _raise(status: int, what: str) -> NoReturn:
         )
     if status == lib.PMI_ENOMEM:
         raise MemoryError(f"{what}: out of memory")
-    if status == lib.PMI_ENOTFROZEN:
-        raise RuntimeError(f"{what}: the heap must be frozen first (an internal error in pymimalloc)")
+    if status == lib.PMI_ENOTHOOKED:
+        raise RuntimeError(f"{what}: the allocator hook is not in place (an internal error in pymimalloc)")
     if status == lib.PMI_ETARGETS:
         raise RuntimeError(f"{what}: more than 1024 heaps hold Python objects at once; close some first")
     if status == lib.PMI_EDEBUGHOOKS:
@@ -114,18 +117,26 @@ if lib.pmi_init() != lib.PMI_OK:
 # pymimalloc's own CPython types, from csrc/pmi_python.c (added to the compiled module here, once)
 if lib.pmi_python_install() != 0:
     raise ImportError("pymimalloc could not add its C types to its compiled module (see the message above)")
-from ._mimalloc import Block, HeapBase  # noqa: E402
+from ._mimalloc import (  # noqa: E402
+    SCOPE_DEFAULT,
+    SCOPE_FREEZE,
+    SCOPE_NUMPY,
+    SCOPE_OBJECTS,
+    Block,
+    HeapBase,
+    HeapScope,
+    _default_heap,
+    _heap_pointer,
+    _python_objects_heap,
+    _set_status_raiser,
+)
+
+_set_status_raiser(_raise)  # C raises every status through this one table
 
 # mimalloc serving CPython's allocator domains (csrc/pmi_allocator.c), added to the compiled module the same way
 if lib.pmi_allocator_install() != 0:
     raise ImportError("pymimalloc could not add its allocator hook to its compiled module (see the message above)")
-from ._mimalloc import (  # noqa: E402
-    _allocator_hook,
-    _allocator_route,
-    _allocator_state,
-    _python_objects_enter,
-    _python_objects_exit,
-)
+from ._mimalloc import _allocator_check, _allocator_hook, _allocator_route, _allocator_state  # noqa: E402
 
 #: CPython's allocator domains, as the bits the C hook takes (PYMEM_DOMAIN_RAW, _MEM, _OBJ).
 ALLOCATOR_DOMAINS: Final[dict[str, int]] = {
@@ -144,17 +155,19 @@ def allocator_route(mask: int) -> None:
     _allocator_route(mask)
 
 
-def python_objects_enter(handle: Any) -> int:
-    """This thread's new Python objects come from the heap behind ``handle`` from now on (the MEM and OBJ domains
-    must be hooked). Returns the token for :func:`python_objects_exit`: the heap they came from before."""
-    status, previous = _python_objects_enter(int(ffi.cast("uintptr_t", handle)))
-    check(status, "python_objects")
-    return int(previous)
+def allocator_check(mask: int, what: str) -> None:
+    """Raise what :func:`allocator_hook` would refuse for ``mask``, changing nothing."""
+    check(_allocator_check(mask), what)
 
 
-def python_objects_exit(token: int) -> None:
-    """Back to the heap before :func:`python_objects_enter` returned ``token``, in the thread that entered."""
-    _python_objects_exit(token)
+def default_heap_in_context() -> Any:
+    """The Heap of the innermost ``as_default()`` block held in this context, or None."""
+    return _default_heap()
+
+
+def python_objects_heap_in_context() -> Any:
+    """The Heap this context's new Python objects come from (``python_objects()``), or None."""
+    return _python_objects_heap()
 
 
 def allocator_state() -> tuple[int, int]:
@@ -300,26 +313,22 @@ def take_text(text: Any, what: str) -> str:
         lib.pmi_text_free(text)
 
 
-# -- heaps: a handle is a pmi_heap_t* that releases its reference when collected ---------------------------
-def heap_new(arena_id: Any = None) -> Any:
-    """A new heap's handle (in ``arena_id``'s arena if given), or None when out of memory."""
-    handle = lib.pmi_heap_new() if arena_id is None else lib.pmi_heap_new_in_arena(arena_id)
-    return ffi.gc(handle, lib.pmi_heap_release) if handle else None
+# -- heaps: the Heap object (a HeapBase) owns its pmi_heap_t*; these take the Heap itself ----------------
+def _ptr(heap: Any) -> Any:
+    """The Heap's ``pmi_heap_t*``, valid while ``heap`` is alive (it owns it). TypeError for a non-Heap,
+    ValueError for a Heap that was never initialised."""
+    return ffi.cast("pmi_heap_t *", _heap_pointer(heap))
 
 
-def heap_main() -> Any:
-    """A new handle to mimalloc's main heap."""
-    return ffi.gc(lib.pmi_heap_main_handle(), lib.pmi_heap_release)
+def handle(heap: Any) -> Any:
+    """The Heap's ``pmi_heap_t*`` as cdata, for tests and benchmarks that call ``lib`` directly (the one
+    sanctioned accessor). Valid while ``heap`` is alive."""
+    return _ptr(heap)
 
 
-def heap_address(handle: Any) -> int:
-    """The handle's address, for HeapBase (the C allocation methods)."""
-    return int(ffi.cast("uintptr_t", handle))
-
-
-def heap_id(handle: Any) -> int:
+def heap_id(heap: Any) -> int:
     """The mi_heap_t address, as heap_of_address reports it."""
-    return int(lib.pmi_heap_id(handle))
+    return int(lib.pmi_heap_id(_ptr(heap)))
 
 
 def heap_of_address(address: int) -> int:
@@ -327,64 +336,47 @@ def heap_of_address(address: int) -> int:
     return int(lib.pmi_heap_of(address))
 
 
-def heap_state(handle: Any) -> int:
-    return int(lib.pmi_heap_state(handle))
+def heap_state(heap: Any) -> int:
+    return int(lib.pmi_heap_state(_ptr(heap)))
 
 
-def heap_is_main(handle: Any) -> bool:
-    return bool(lib.pmi_heap_is_main(handle))
+def heap_is_main(heap: Any) -> bool:
+    return bool(lib.pmi_heap_is_main(_ptr(heap)))
 
 
-def heap_live_blocks(handle: Any) -> int:
-    return int(lib.pmi_heap_live_blocks(handle))
+def heap_live_blocks(heap: Any) -> int:
+    return int(lib.pmi_heap_live_blocks(_ptr(heap)))
 
 
-def heap_live_bytes(handle: Any) -> int:
-    return int(lib.pmi_heap_live_bytes(handle))
+def heap_live_bytes(heap: Any) -> int:
+    return int(lib.pmi_heap_live_bytes(_ptr(heap)))
 
 
-def heap_contains(handle: Any, address: int) -> bool:
-    return bool(check(lib.pmi_heap_contains(handle, address), "contains"))
+def heap_contains(heap: Any, address: int) -> bool:
+    return bool(check(lib.pmi_heap_contains(_ptr(heap), address), "contains"))
 
 
-def heap_close(handle: Any, mode: int) -> int:
+def heap_close(heap: Any, mode: int) -> int:
     """pmi_heap_close's status, unchecked (closing twice is not an error for every caller)."""
-    return int(lib.pmi_heap_close(handle, mode))
+    return int(lib.pmi_heap_close(_ptr(heap), mode))
 
 
-def heap_collect(handle: Any, force: bool) -> None:
-    check(lib.pmi_heap_collect(handle, bool(force)), "collect")
+def heap_collect(heap: Any, force: bool) -> None:
+    check(lib.pmi_heap_collect(_ptr(heap), bool(force)), "collect")
 
 
-def heap_stats_json(handle: Any) -> str | None:
+def heap_stats_json(heap: Any) -> str | None:
     """The heap's statistics as JSON text, or None if the heap cannot report them now."""
-    text = lib.pmi_heap_stats_json(handle)
+    text = lib.pmi_heap_stats_json(_ptr(heap))
     return take_text(text, "heap statistics") if text else None
 
 
-def heap_pin(handle: Any, what: str, even_frozen: bool = False) -> None:
-    """Pin the heap open (closing raises RuntimeError meanwhile). ``even_frozen``: a frozen heap is pinned too."""
-    check(lib.pmi_heap_pin_even_frozen(handle) if even_frozen else lib.pmi_heap_pin(handle), what)
-
-
-def heap_unpin(handle: Any) -> None:
-    lib.pmi_heap_unpin(handle)
-
-
-def heap_freeze(handle: Any, what: str) -> None:
-    check(lib.pmi_heap_freeze(handle), what)
-
-
-def heap_thaw(handle: Any) -> None:
-    lib.pmi_heap_thaw(handle)
-
-
-def heap_walk(handle: Any, visit_blocks: bool) -> tuple[list[tuple[int, int, int, int, int, int]], list[int], list[int]]:
-    """Walk a frozen heap: its areas (address, reserved, committed, used, block_size, full_block_size), and
+def heap_walk(heap: Any, visit_blocks: bool) -> tuple[list[tuple[int, int, int, int, int, int]], list[int], list[int]]:
+    """Walk a heap, frozen by the walk itself for its duration (C freezes and thaws it): its areas (address, reserved, committed, used, block_size, full_block_size), and
     the address of every live block (if ``visit_blocks``) with the index of its area."""
     record = ffi.new("pmi_walk_t *")
     try:
-        check(lib.pmi_heap_walk(handle, visit_blocks, record), "walking the heap")
+        check(lib.pmi_heap_walk(_ptr(heap), visit_blocks, record), "freezing the heap for a walk")
         areas = [(a.address, a.reserved, a.committed, a.used, a.block_size, a.full_block_size)
                  for a in (record.areas[i] for i in range(record.area_count))]
         count = record.block_count
@@ -398,11 +390,6 @@ def heap_walk(handle: Any, visit_blocks: bool) -> tuple[list[tuple[int, int, int
 def allocation_failure() -> int:
     """Why the calling thread's last allocation through the glue failed (a status code)."""
     return int(lib.pmi_allocation_failure())
-
-
-def numpy_handler(handle: Any) -> Any:
-    """A new numpy handler capsule (NEP 49) that allocates from the heap."""
-    return numpy_entry_points()._numpy_handler(heap_address(handle))
 
 
 # -- addresses and sizes ----------------------------------------------------------------------------------
@@ -428,20 +415,27 @@ def arena_min_size() -> int:
     return int(lib.mi_arena_min_size())
 
 
-def arena_reserve(size: int, commit: bool, allow_large: bool) -> tuple[Any, int, int]:
-    """Reserve an arena of ``size`` bytes: its id (opaque), start address and reserved bytes.
-    MemoryError if mimalloc cannot."""
+def arena_reserve(size: int, commit: bool, allow_large: bool) -> tuple[int, int, int]:
+    """Reserve an arena of ``size`` bytes: its id (an int C checks against the arenas it reserved), start
+    address and reserved bytes. MemoryError if mimalloc cannot."""
     arena_id = ffi.new("void **")
     error = lib.pmi_arena_reserve(size, bool(commit), bool(allow_large), arena_id)
     if error != 0:
         raise MemoryError(f"mimalloc could not reserve an arena of {size} bytes (error {error})")
     reserved = ffi.new("size_t *")
     address = int(ffi.cast("uintptr_t", lib.mi_arena_area(arena_id[0], reserved)))
-    return arena_id[0], address, int(reserved[0])
+    return int(ffi.cast("uintptr_t", arena_id[0])), address, int(reserved[0])
 
 
-def arena_contains(arena_id: Any, address: int) -> bool:
-    return bool(lib.mi_arena_contains(arena_id, ffi.cast("void *", address)))
+def _arena(arena_id: int) -> Any:
+    pointer = ffi.cast("void *", arena_id)
+    if not lib.pmi_arena_known(pointer):
+        raise ValueError("not an arena pymimalloc reserved")
+    return pointer
+
+
+def arena_contains(arena_id: int, address: int) -> bool:
+    return bool(lib.mi_arena_contains(_arena(arena_id), ffi.cast("void *", address)))
 
 
 # -- options, statistics, collection ----------------------------------------------------------------------
@@ -450,12 +444,22 @@ def options_text() -> str:
     return take_text(lib.pmi_options_text(), "the option list")
 
 
+def _option(index: int) -> int:
+    """An option's index, checked: mimalloc asserts on an index past its last option."""
+    if not isinstance(index, int) or not 0 <= index < _OPTION_COUNT:
+        raise KeyError(f"no mimalloc option has the index {index!r}")
+    return index
+
+
 def option_get(index: int) -> int:
-    return int(lib.mi_option_get(index))
+    return int(lib.mi_option_get(_option(index)))
 
 
 def option_set(index: int, value: int) -> None:
-    lib.mi_option_set(index, value)
+    lib.mi_option_set(_option(index), value)
+
+
+_OPTION_COUNT: Final[int] = options_text().count("option '")
 
 
 def process_info_values() -> list[int]:
@@ -471,6 +475,20 @@ def stats_json() -> str:
 
 def stats_text() -> str:
     return take_text(lib.pmi_stats_text(), "statistics")
+
+
+def refused_options() -> dict[str, tuple[int, str]]:
+    """The options pymimalloc refuses (csrc/pmi_heap.c's table): name -> (the only value allowed, why)."""
+    return {
+        ffi.string(lib.pmi_refused_name(i)).decode(): (int(lib.pmi_refused_safe(i)), ffi.string(lib.pmi_refused_why(i)).decode())
+        for i in range(lib.pmi_refused_count())
+    }
+
+
+def refused_report() -> list[str]:
+    """One message per refused option mimalloc's start put back (each message is handed out once)."""
+    text: str = ffi.string(lib.pmi_refused_report()).decode("utf-8", "replace")
+    return text.splitlines()
 
 
 def stats_reset() -> None:
@@ -496,11 +514,11 @@ BENCH_PATTERNS: Final[dict[str, int]] = {
 }
 
 
-def bench_run(pattern: int, allocator: str, heap_handle: Any, size: int, param: int, ops: int, seed: int) -> float:
+def bench_run(pattern: int, allocator: str, heap: Any, size: int, param: int, ops: int, seed: int) -> float:
     """One kernel run in C: ns per operation, or a negative value (-1 out of memory; see pmi_bench.h).
-    ``heap_handle`` is used by the "heap" and "pymimalloc" allocators."""
+    ``heap`` (a Heap) is used by the "heap" and "pymimalloc" allocators."""
     if allocator == "heap":
-        return float(lib.pmi_bench_run_in(pattern, heap_handle, size, param, ops, seed))
+        return float(lib.pmi_bench_run_in(pattern, _ptr(heap), size, param, ops, seed))
     if allocator == "pymimalloc":
-        return float(lib.pmi_bench_run_glue(pattern, heap_handle, size, param, ops, seed))
+        return float(lib.pmi_bench_run_glue(pattern, _ptr(heap), size, param, ops, seed))
     return float(lib.pmi_bench_run(pattern, BENCH_ALLOCATORS[allocator], ffi.NULL, size, param, ops, seed))

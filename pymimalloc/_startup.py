@@ -55,7 +55,10 @@ def _install_early(domains: tuple[str, ...]) -> bool:
     sys.modules[spec.name] = module  # the package's own import finds it there later
     spec.loader.exec_module(module)
     lib = module.lib
-    if lib.pmi_init() != 0 or lib.pmi_allocator_install() != 0:
+    status = lib.pmi_init()  # puts refused options back first, as `import pymimalloc` does (csrc/pmi_heap.c)
+    for message in module.ffi.string(lib.pmi_refused_report()).decode("utf-8", "replace").splitlines():
+        print(message, file=sys.stderr)  # the text pymimalloc.options warns with
+    if status != 0 or lib.pmi_allocator_install() != 0:
         return False
     mask = 0
     for name in domains:

@@ -27,16 +27,13 @@ are untouched.
 
 from __future__ import annotations
 
-import threading
 import tracemalloc
 import warnings
 from collections.abc import Iterable
-from types import TracebackType
-from typing import Any, Generic, TypeVar
 
 from . import _core
 
-__all__ = ["install", "uninstall", "installed", "hooked", "python_objects", "DOMAINS"]
+__all__ = ["install", "uninstall", "installed", "hooked", "DOMAINS"]
 
 #: The domain names :func:`install` takes, in CPython's order.
 DOMAINS: tuple[str, ...] = tuple(_core.ALLOCATOR_DOMAINS)
@@ -77,11 +74,12 @@ def _hook(mask: int, route: bool) -> None:
     """Hook the domains in ``mask`` (routing them if ``route``), with tracemalloc restarted above the new hooks."""
     with _lock:
         hooked, routed = _core.allocator_state()
+        _core.allocator_check(mask, "install")  # refuse before tracemalloc is touched: its traces stay
         restart = bool(mask & ~hooked) and tracemalloc.is_tracing()
         frames = tracemalloc.get_traceback_limit()
-        if restart:
-            tracemalloc.stop()
         try:
+            if restart:
+                tracemalloc.stop()
             _core.allocator_hook(mask | (routed if route else 0), route)
         finally:
             if restart:
@@ -115,51 +113,6 @@ def hooked() -> tuple[str, ...]:
     return _names_of(_core.allocator_state()[0])
 
 
-H = TypeVar("H")
-
-
-class python_objects(Generic[H]):  # noqa: N801 - used as a function: Heap.python_objects() returns one
-    """The context manager behind ``Heap.python_objects()`` (single use): the Python objects this thread
-    allocates inside the block come from ``heap``. See :meth:`pymimalloc.Heap.python_objects`."""
-
-    __slots__ = ("_heap", "_handle", "_token", "_thread", "_used")
-
-    def __init__(self, heap: H, handle: Any) -> None:
-        self._heap = heap
-        self._handle = handle
-        self._token: int | None = None
-        self._thread = 0
-        self._used = False
-
-    def __enter__(self) -> H:
-        if self._used:
-            raise RuntimeError("a python_objects() block can be entered once; call heap.python_objects() again")
-        self._used = True
-        _hook(_core.ALLOCATOR_DOMAINS["mem"] | _core.ALLOCATOR_DOMAINS["obj"], route=False)
-        _core.heap_pin(self._handle, "python_objects", even_frozen=True)  # frozen: objects go elsewhere meanwhile
-        try:
-            self._token = _core.python_objects_enter(self._handle)
-        except BaseException:
-            _core.heap_unpin(self._handle)
-            raise
-        self._thread = threading.get_ident()
-        return self._heap
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        token, self._token = self._token, None
-        if token is None:
-            return
-        try:
-            if threading.get_ident() == self._thread:
-                _core.python_objects_exit(token)
-            else:
-                warnings.warn(
-                    "a python_objects() block was left from another thread: the thread that entered it goes on "
-                    "allocating Python objects from the heap until it closes, then from Python's own heap",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-        finally:
-            _core.heap_unpin(self._handle)
+def hook_for_python_objects() -> None:
+    """Put the hook in front of the "mem" and "obj" domains (not routing them), for ``Heap.python_objects()``."""
+    _hook(_core.ALLOCATOR_DOMAINS["mem"] | _core.ALLOCATOR_DOMAINS["obj"], route=False)

@@ -41,7 +41,7 @@ class Arena(_core.ProcessLocal):
             )
         granule = _core.arena_granularity()
         rounded = -(-size // granule) * granule  # mimalloc manages whole chunks: round up, never down
-        self._id: Any
+        self._id: int  # mimalloc's arena id; C places a heap only in an arena it reserved
         self._id, self._address, self._size = _core.arena_reserve(rounded, bool(commit), bool(allow_large))
         self._released = False
         if self._size < size:  # pragma: no cover - a promise, checked rather than assumed
@@ -79,7 +79,7 @@ class Arena(_core.ProcessLocal):
 
     __contains__ = contains
 
-    def _id_for_new_heap(self) -> Any:
+    def _id_for_new_heap(self) -> int:
         if self._released:
             raise ValueError("the arena is released; reserve a new Arena")
         return self._id
@@ -103,6 +103,6 @@ class Arena(_core.ProcessLocal):
         return f"<pymimalloc.Arena {state} {self._size} bytes at {self._address:#x}>"
 
 
-def id_for_new_heap(arena: Arena) -> Any:
-    """The arena's mimalloc id (cdata), for ``Heap(arena=...)``; ValueError once the arena is released."""
+def id_for_new_heap(arena: Arena) -> int:
+    """The arena's mimalloc id (an int), for ``Heap(arena=...)``; ValueError once the arena is released."""
     return arena._id_for_new_heap()

@@ -2,23 +2,17 @@
 
 Each heap gets one ``PyDataMem_Handler`` (in a capsule named ``"mem_handler"``) whose context is the heap.
 numpy keeps the handler of every array it allocates, so array data stays valid however the heap is
-closed: the handler holds a counted reference to the heap's C wrapper, and closing a heap with live
-arrays hands their blocks to the main heap. numpy is imported on first use.
+closed: the handler holds a counted reference to the heap's C wrapper, and a heap closed with live
+arrays keeps their memory until the last of them is freed. numpy is imported on first use.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import _core
 
-if TYPE_CHECKING:
-
-    from .heap import Heap
-
-__all__ = ["HANDLER_NAME", "NP", "TRACEMALLOC_DOMAIN", "make_handler", "numpy_allocator"]
+__all__ = ["HANDLER_NAME", "NP", "TRACEMALLOC_DOMAIN", "numpy_ready"]
 
 #: The name numpy reports for arrays allocated by pymimalloc (``numpy._core.multiarray.get_handler_name``).
 HANDLER_NAME = "pymimalloc"
@@ -38,25 +32,9 @@ def _c_api() -> Any:
     return _module
 
 
-def make_handler(handle: Any) -> Any:
-    """A new numpy handler capsule for the heap with this handle (a ``pmi_heap_t*``; heap.py keeps it)."""
-    return _core.numpy_handler(handle)
-
-
-@contextlib.contextmanager
-def numpy_allocator(heap: Heap, handle: Any, handler: Any) -> Iterator[Heap]:
-    """Make numpy allocate array data from ``heap`` (its ``handle`` and ``handler`` capsule) in this context
-    (thread or async task, as numpy scopes its handler), then restore the previous handler, even on error.
-    The heap cannot be closed meanwhile."""
-    _core.heap_pin(handle, "numpy_allocator")
-    try:
-        previous = _c_api()._numpy_set_handler(handler)
-        try:
-            yield heap
-        finally:
-            _c_api()._numpy_set_handler(previous)
-    finally:
-        _core.heap_unpin(handle)
+def numpy_ready() -> None:
+    """Import numpy's C API for pymimalloc, once. ImportError if it cannot be."""
+    _c_api()
 
 
 class _Binding:

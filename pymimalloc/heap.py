@@ -1,26 +1,25 @@
 """Heaps: first-class mimalloc v3 heaps, usable from any Python thread.
 
 A Heap hands out Blocks. Closing it releases all its memory at once (``mi_heap_destroy``) when nothing
-allocated from it is still alive; otherwise the live blocks are handed to the main heap
-(``mi_heap_delete``) and stay valid until their owners free them. Either way nothing dangles and
+allocated from it is still alive; otherwise the heap refuses new allocations, its live blocks stay valid
+until their owners free them, and the last free releases its memory. Either way nothing dangles and
 nothing leaks. The locking that makes close safe against allocations in other threads is in C
 (``csrc/pmi_heap.c``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import json
 import weakref
 from typing import TYPE_CHECKING, Any
 
 from . import _core
 from .arena import Arena, id_for_new_heap
-from .allocator import python_objects
-from .arrays import NP, make_handler, numpy_allocator
+from ._core import HeapScope
+from .allocator import hook_for_python_objects
+from .arrays import NP, numpy_ready
 from .block import Block, address_of
-from .visit import Area, BlockInfo, Snapshot, VisitCallback, frozen, visit, walk
+from .visit import Area, BlockInfo, Snapshot, VisitCallback, visit, walk
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -33,8 +32,6 @@ __all__ = ["Heap", "main_heap", "heap_of", "default_heap", "malloc"]
 _heaps_by_id: weakref.WeakValueDictionary[int, Heap] = weakref.WeakValueDictionary()
 _main_heap_lock = _core.fork_safe_lock()
 _main_heap: Heap | None = None
-# The default heap of this context (thread or asyncio task), set by as_default(); None means the main heap.
-_default: contextvars.ContextVar[Heap | None] = contextvars.ContextVar("pymimalloc_default_heap", default=None)
 
 
 class Heap(_core.ProcessLocal, _core.HeapBase):
@@ -45,11 +42,10 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
     the same way.
     """
 
-    __slots__ = ("_handle", "_id", "_arena", "__weakref__")  # _numpy_handler is HeapBase's
+    # The mimalloc heap and its numpy handler belong to the C part (HeapBase), out of Python's reach.
+    __slots__ = ("_arena", "__weakref__")
     _unshareable_why = "it is one mimalloc heap, and its memory lives only in this process; share the object itself"
 
-    _handle: Any  # pmi_heap_t* with destructor pmi_heap_release
-    _id: int
     _arena: Arena | None
 
     def __init__(self, arena: Arena | None = None) -> None:
@@ -58,24 +54,11 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         Raises ValueError for a released arena, TypeError if ``arena`` is not an Arena, and TypeError when
         called again on a Heap that already has its mimalloc heap.
         """
-        _refuse_second_init(self)
-        if arena is None:
-            handle = _core.heap_new()
-        elif isinstance(arena, Arena):
-            handle = _core.heap_new(id_for_new_heap(arena))
-        else:
+        if arena is not None and not isinstance(arena, Arena):
             raise TypeError(f"arena must be an Arena, not {type(arena).__name__}")
-        if not handle:
-            raise MemoryError("mimalloc could not create a heap")
-        self._attach(handle, arena)
-
-    def _attach(self, handle: Any, arena: Arena | None = None) -> None:
+        self._open(0 if arena is None else id_for_new_heap(arena))  # MemoryError if mimalloc cannot
         self._arena = arena
-        self._numpy_handler = None  # capsule for numpy, made on first use (arrays.py); a HeapBase member
-        self._handle = handle  # released (pmi_heap_release) when collected
-        self._bind_handle(_core.heap_address(handle))  # for the C allocation methods (HeapBase)
-        self._id = _core.heap_id(handle)
-        _heaps_by_id[self._id] = self
+        _heaps_by_id[_core.heap_id(self)] = self
 
     # -- allocation: malloc, zalloc, realloc and _allocate are C methods (HeapBase, csrc/pmi_python.c) --
     def _allocate_unchecked(self, size: object, alignment: int, zero: bool) -> Block:
@@ -119,24 +102,24 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         if address is None:
             self._check_open()
             return False
-        return _core.heap_contains(self._handle, address)
+        return _core.heap_contains(self, address)
 
     __contains__ = contains
 
     @property
     def closed(self) -> bool:
         """True once :meth:`close`, :meth:`destroy` or :meth:`delete` has run (a frozen heap is open)."""
-        return _core.heap_state(self._handle) == _core.STATE_CLOSED
+        return _core.heap_state(self) == _core.STATE_CLOSED
 
     @property
     def frozen(self) -> bool:
         """True while a visit or snapshot holds the heap still (allocations and frees raise RuntimeError)."""
-        return _core.heap_state(self._handle) == _core.STATE_FROZEN
+        return _core.heap_state(self) == _core.STATE_FROZEN
 
     @property
     def is_main(self) -> bool:
         """True for mimalloc's main heap (see :func:`main_heap`), which cannot be closed."""
-        return _core.heap_is_main(self._handle)
+        return _core.heap_is_main(self)
 
     @property
     def live_blocks(self) -> int:
@@ -144,14 +127,14 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
 
         A sum of per-thread counters: exact while no other thread allocates from or frees into this heap;
         while they do, it may miss what they did during the read, as any snapshot of a moving count does."""
-        return _core.heap_live_blocks(self._handle)
+        return _core.heap_live_blocks(self)
 
     @property
     def live_bytes(self) -> int:
         """How many bytes (as requested) the live Blocks of this heap hold (array data: usable size).
 
         Summed like :attr:`live_blocks`."""
-        return _core.heap_live_bytes(self._handle)
+        return _core.heap_live_bytes(self)
 
     def _check_open(self) -> None:
         if self.closed:
@@ -159,13 +142,13 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
 
     def _check_usable(self) -> None:
         """Raise ValueError if closed, RuntimeError if frozen by a visit or snapshot."""
-        state = _core.heap_state(self._handle)
+        state = _core.heap_state(self)
         if state != _core.STATE_OPEN:
             _core.check(_core.EFROZEN if state == _core.STATE_FROZEN else _core.ECLOSED, "cannot allocate")
 
     def stats(self) -> dict[str, Any]:
         """This heap's statistics as a dict (``mi_heap_stats_get_json``). ValueError if closed."""
-        text = _core.heap_stats_json(self._handle)
+        text = _core.heap_stats_json(self)
         if text is None:
             self._check_usable()  # closed or frozen says so; otherwise mimalloc ran out of memory
             raise MemoryError("mimalloc could not produce heap statistics")
@@ -176,44 +159,47 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         """The Arena this heap is confined to, or None."""
         return self._arena
 
-    def as_default(self) -> _AsDefault:
+    def as_default(self) -> HeapScope:
         """``with heap.as_default():`` makes this heap the default of the current context (thread or asyncio
         task, like numpy's handler and ``decimal.localcontext``) for the block, then restores the previous one.
 
         :func:`pymimalloc.malloc` allocates from it meanwhile; other threads and tasks are unaffected, and
         blocks nest. The heap cannot be closed while a block holds it (RuntimeError). mimalloc's own
-        thread default (``mi_malloc``) is never changed. Leave the block where it was entered: leaving it
-        from another thread or task (a generator finalised elsewhere) still releases the heap, but cannot
-        restore the entering context's default, which then stays this heap until that context ends.
+        thread default (``mi_malloc``) is never changed. Blocks may be left in any order (two generators,
+        two tasks): the default is always the innermost block still held, and a block left from another
+        context (a generator finalised elsewhere) stops counting at once. Single use.
         """
-        return _AsDefault(self)
+        return _core.HeapScope(self, _core.SCOPE_DEFAULT)
 
-    def python_objects(self) -> python_objects[Heap]:
-        """``with heap.python_objects():`` the Python objects this thread allocates inside the block (anything
-        CPython allocates through ``PyObject_Malloc`` or ``PyMem_Malloc``) come from this heap.
+    def python_objects(self) -> HeapScope:
+        """``with heap.python_objects():`` the Python objects the current context allocates inside the block
+        (anything CPython allocates through ``PyObject_Malloc`` or ``PyMem_Malloc``) come from this heap.
 
-        :attr:`live_blocks`, :attr:`live_bytes` (usable sizes), :meth:`blocks` and :meth:`stats` then show
-        what the computation allocated and kept. Other threads are unaffected; blocks nest. The heap cannot
-        be closed during the block (RuntimeError); closed later while objects live, it keeps their memory
-        until the last of them is freed, as with Blocks. While a walk or snapshot holds the heap frozen, new
-        objects come from Python's own mimalloc heap instead. Installs mimalloc's hook (not
-        :func:`pymimalloc.install`'s routing) if it is not in place.
+        The context is the thread, or the asyncio task, as for :meth:`as_default` (a ContextVar): other
+        threads and tasks are unaffected, blocks nest and may be left in any order, and a block left from
+        another context stops counting at once. :attr:`live_blocks`, :attr:`live_bytes` (usable sizes),
+        :meth:`blocks` and :meth:`stats` then show what the computation allocated and kept. The heap
+        cannot be closed during the block (RuntimeError); closed later while objects live, it keeps their
+        memory until the last of them is freed, as with Blocks. While a walk or snapshot holds the heap
+        frozen, new objects come from Python's own mimalloc heap instead. Installs mimalloc's hook (not
+        :func:`pymimalloc.install`'s routing) if it is not in place. Single use.
         """
-        return python_objects(self, self._handle)
+        hook_for_python_objects()
+        return _core.HeapScope(self, _core.SCOPE_OBJECTS)
 
     # -- numpy ---------------------------------------------------------------------------------------
-    def numpy_allocator(self) -> contextlib.AbstractContextManager[Heap]:
+    def numpy_allocator(self) -> HeapScope:
         """``with heap.numpy_allocator():`` every numpy array created in this context (this thread or async
         task, as numpy scopes it), numpy's temporaries included, gets its data from this heap. The previous
-        handler comes back on exit, even on error; blocks nest. The heap cannot be closed meanwhile."""
-        return numpy_allocator(self, self._handle, self._handler())
+        handler comes back on exit, even on error, unless a block entered later still holds numpy's
+        handler; blocks nest. The heap cannot be closed meanwhile. Single use."""
+        numpy_ready()
+        return _core.HeapScope(self, _core.SCOPE_NUMPY)
 
     def _handler(self) -> Any:
-        """The heap's numpy handler capsule, made on first use and kept (HeapBase's fast paths read it)."""
-        handler = self._numpy_handler
-        if handler is None:
-            handler = self._numpy_handler = make_handler(self._handle)
-        return handler
+        """The heap's numpy handler capsule, made on first use and kept by the C part."""
+        numpy_ready()
+        return self._numpy_handler()
 
     def _numpy_failed(self) -> None:
         self._check_usable()  # closed or frozen says so; otherwise it was a real MemoryError
@@ -228,7 +214,7 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
 
     def _numpy_new(self, constructor: Any, shape: Any, dtype: Any, order: str, zero: bool) -> np.ndarray:
         try:
-            array = NP.new(self._numpy_handler or self._handler(), shape, dtype, order, zero)
+            array = NP.new(self._handler(), shape, dtype, order, zero)
         except MemoryError:
             self._numpy_failed()
             raise
@@ -239,7 +225,7 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
     def _numpy_call(self, func: Any, *args: Any, **kwargs: Any) -> np.ndarray:
         """Run a numpy constructor with this heap's handler set."""
         try:
-            return NP.call(self._numpy_handler or self._handler(), func, *args, **kwargs)  # type: ignore[no-any-return]
+            return NP.call(self._handler(), func, *args, **kwargs)  # type: ignore[no-any-return]
         except MemoryError:
             self._numpy_failed()
             raise
@@ -267,9 +253,7 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
     # -- walking ------------------------------------------------------------------------------------
     def areas(self) -> list[Area]:
         """A new list of the heap's areas (``mi_heap_visit_blocks``), recorded at the time of the call."""
-        with frozen(self._handle):
-            found = walk(self._handle, False)
-        return [area for area, _ in found]
+        return [area for area, _ in walk(self, False)]
 
     def blocks(self) -> list[BlockInfo]:
         """A new list of every live block of the heap, recorded at the time of the call.
@@ -277,9 +261,7 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         These are mimalloc's blocks: an aligned allocation may lie inside one, so its ``Block.address``
         can be after the ``BlockInfo.address`` of the block that holds it.
         """
-        with frozen(self._handle):
-            found = walk(self._handle, True)
-        return [info for _, infos in found for info in infos]
+        return [info for _, infos in walk(self, True) for info in infos]
 
     def visit(self, callback: VisitCallback, blocks: bool = True) -> bool:
         """Call ``callback(area, None)`` for each area and, if ``blocks``, ``callback(area, block_info)``
@@ -289,17 +271,17 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         stops it and propagates unchanged. While the walk runs the heap is frozen: allocating from it
         or freeing into it raises RuntimeError (blocks dropped meanwhile are freed afterwards).
         """
-        return visit(self._handle, callback, bool(blocks))
+        return visit(self, callback, bool(blocks))
 
     def snapshot(self) -> Snapshot:
         """A context manager: ``with heap.snapshot() as snap:`` gives ``snap.areas``, ``snap.blocks``,
         ``snap.live_blocks`` and ``snap.live_bytes``, with the heap frozen until the block ends."""
-        return Snapshot(self, self._handle)
+        return Snapshot(self)
 
     # -- collection and closing ----------------------------------------------------------------------
     def collect(self, force: bool = False) -> None:
         """Return unused memory of this heap to the OS (``mi_heap_collect``). ValueError if closed."""
-        _core.heap_collect(self._handle, force)
+        _core.heap_collect(self, force)
 
     def close(self) -> None:
         """Close the heap. Idempotent.
@@ -310,7 +292,7 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         main heap, and RuntimeError during a visit or snapshot of this heap or while it is a default heap
         (``as_default``) or numpy's allocator (``numpy_allocator``).
         """
-        status = _core.heap_close(self._handle, _core.CLOSE_AUTO)
+        status = _core.heap_close(self, _core.CLOSE_AUTO)
         if status != _core.ECLOSED:  # closing twice is fine
             _core.check(status, "close")
         self._unregister()
@@ -322,7 +304,7 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         other threads' allocations are not disturbed), ValueError if it is already closed or is the main
         heap, RuntimeError as :meth:`close`.
         """
-        _core.check(_core.heap_close(self._handle, _core.CLOSE_DESTROY), "destroy")
+        _core.check(_core.heap_close(self, _core.CLOSE_DESTROY), "destroy")
         self._unregister()
 
     def delete(self) -> None:
@@ -331,12 +313,13 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         Unlike :meth:`close` it raises ValueError if the heap is already closed. mimalloc's own
         ``mi_heap_delete`` is never called: in v3.4.3 it mishandles pages outside an arena (see the README).
         """
-        _core.check(_core.heap_close(self._handle, _core.CLOSE_AUTO), "delete")
+        _core.check(_core.heap_close(self, _core.CLOSE_AUTO), "delete")
         self._unregister()
 
     def _unregister(self) -> None:
-        if _heaps_by_id.get(self._id) is self:
-            _heaps_by_id.pop(self._id, None)
+        heap_id = _core.heap_id(self)
+        if _heaps_by_id.get(heap_id) is self:
+            _heaps_by_id.pop(heap_id, None)
 
     def __enter__(self) -> Heap:
         self._check_open()
@@ -350,19 +333,11 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
 
     def __repr__(self) -> str:
         state = {_core.STATE_OPEN: "open", _core.STATE_FROZEN: "frozen"}.get(
-            _core.heap_state(self._handle), "closed"
+            _core.heap_state(self), "closed"
         )
         if self.is_main:
             state = "main" if state == "open" else "main " + state
         return f"<pymimalloc.Heap {state} live_blocks={self.live_blocks} live_bytes={self.live_bytes}>"
-
-
-def _refuse_second_init(heap: Heap) -> None:
-    try:
-        heap._handle
-    except AttributeError:
-        return
-    raise TypeError("Heap.__init__ cannot be called again on a Heap: it already owns its mimalloc heap")
 
 
 def main_heap() -> Heap:
@@ -371,7 +346,8 @@ def main_heap() -> Heap:
     with _main_heap_lock:
         if _main_heap is None:
             heap = Heap.__new__(Heap)
-            heap._attach(_core.heap_main())
+            heap._open_main()
+            heap._arena = None
             _main_heap = heap
         return _main_heap
 
@@ -388,19 +364,14 @@ def heap_of(obj: Block | int | Any) -> Heap | None:
     heap_id = _core.heap_of_address(address)
     if heap_id == 0:
         return None
-    if heap_id == _core.heap_id(main_heap()._handle):
+    if heap_id == _core.heap_id(main_heap()):
         return main_heap()
     return _heaps_by_id.get(heap_id)
 
 
-def handle_of(heap: Heap) -> Any:
-    """The heap's ``pmi_heap_t*`` (cdata), for pymimalloc's own modules that call C with it (the benchmarks)."""
-    return heap._handle
-
-
 def default_heap() -> Heap:
     """The current context's default heap: the innermost ``as_default()`` heap, else the main heap."""
-    heap = _default.get()
+    heap: Heap | None = _core.default_heap_in_context()
     return main_heap() if heap is None else heap
 
 
@@ -409,46 +380,3 @@ def malloc(size: int) -> Block:
 
     Raises as :meth:`Heap.malloc`: ValueError if that heap was closed meanwhile."""
     return default_heap().malloc(size)
-
-
-class _AsDefault:
-    """The context manager behind :meth:`Heap.as_default` (single use)."""
-
-    __slots__ = ("_heap", "_token", "_pinned", "_used")
-
-    def __init__(self, heap: Heap) -> None:
-        self._heap = heap
-        self._token: contextvars.Token[Heap | None] | None = None
-        self._pinned = False
-        self._used = False
-
-    def __enter__(self) -> Heap:
-        if self._used:
-            raise RuntimeError("an as_default() block can be entered once; call heap.as_default() again")
-        self._used = True
-        heap = self._heap
-        _core.heap_pin(heap._handle, "as_default")
-        self._pinned = True
-        self._token = _default.set(heap)
-        return heap
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if not self._pinned:
-            return
-        self._pinned = False
-        token, self._token = self._token, None
-        try:
-            if token is not None:
-                _default.reset(token)
-        except ValueError:
-            pass  # left from another context (thread or task): that context is out of our reach (see as_default)
-        finally:
-            _core.heap_unpin(self._heap._handle)
-
-    def __del__(self) -> None:
-        # entered by hand and dropped: the pin must not keep the heap from closing for good
-        if getattr(self, "_pinned", False):
-            self._pinned = False
-            _core.heap_unpin(self._heap._handle)

@@ -8,7 +8,6 @@ deprecated options are left out. Options are process-wide. Sizes marked "KiB" by
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import warnings
 from collections.abc import Iterator, Mapping
@@ -29,16 +28,10 @@ _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 PRESETS: dict[str, dict[str, int]] = {"fifo": {"page_full_retain": -1}}
 
 #: Options that break mimalloc v3.4.3 inside a Python process, with the only value pymimalloc accepts and
-#: why. Setting another value raises ValueError; one set through the environment (``MIMALLOC_<NAME>``) is
-#: put back at import with a RuntimeWarning.
-REFUSED: dict[str, tuple[int, str]] = {
-    "destroy_on_exit": (0, "mimalloc's mi_process_done then re-enters a lock it holds (through mi_heap_free) "
-                           "and every process that imported pymimalloc hangs at exit"),
-    "visit_abandoned": (1, "pymimalloc turns it on at import: without it mimalloc keeps no list of abandoned OS "
-                           "pages (huge and over-aligned blocks) and walks cannot report their blocks"),
-    "guarded_sample_rate": (0, "guarded allocation of large blocks fails mimalloc's own assertion "
-                               "(alloc.c:827, _mi_theap_malloc_guarded) in checked builds"),
-}
+#: why (read from csrc/pmi_heap.c's table). Setting another value raises ValueError; one set through the
+#: environment (``MIMALLOC_<NAME>``) is put back when mimalloc starts, on every path that starts it, with a
+#: RuntimeWarning (or, at interpreter start under ``PYMIMALLOC_INSTALL``, the same message on stderr).
+REFUSED: dict[str, tuple[int, str]] = _core.refused_options()
 
 
 def _read_names() -> dict[str, int]:
@@ -47,19 +40,6 @@ def _read_names() -> dict[str, int]:
     return {name: index for index, name in enumerate(names) if not name.startswith("deprecated")}
 
 
-
-
-def _env_value(text: str) -> int | None:
-    """An option value as mimalloc reads it from the environment, for the spellings that matter here."""
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "on", "yes"):
-        return 1
-    if lowered in ("0", "false", "off", "no", ""):
-        return 0
-    try:
-        return int(lowered)
-    except ValueError:
-        return None
 
 
 class Options(ProcessLocal, Mapping[str, int]):
@@ -101,17 +81,10 @@ class Options(ProcessLocal, Mapping[str, int]):
             raise ValueError(f"option {name!r} is read once, when mimalloc starts, and pymimalloc does not support it")
         _core.option_set(option, int(value))
 
-    def _put_back_refused(self) -> None:
-        for name, (safe, why) in REFUSED.items():
-            variable = f"MIMALLOC_{name.upper()}"
-            asked = os.environ.get(variable)
-            if name in self._index and (self[name] != safe or (asked is not None and _env_value(asked) != safe)):
-                _core.option_set(self._index[name], safe)
-                warnings.warn(
-                    f"pymimalloc set mimalloc option {name!r} to {safe}, not {variable}={asked}: {why}",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+    @staticmethod
+    def _put_back_refused() -> None:
+        for message in _core.refused_report():  # what mimalloc's start put back (C, pmi_init), said once
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._index)

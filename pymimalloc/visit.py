@@ -48,34 +48,14 @@ class BlockInfo:
 VisitCallback = Callable[[Area, "BlockInfo | None"], Any]
 
 
-# These take the heap's handle (a ``pmi_heap_t*`` cdata), which heap.py passes: no module reads
-# another's private attributes.
-def freeze(handle: Any, what: str) -> None:
-    """Freeze the heap in C (Block.free asks C whether its heap is frozen)."""
-    _core.heap_freeze(handle, what)
-
-
-def thaw(handle: Any) -> None:
-    _core.heap_thaw(handle)
-
-
-@contextlib.contextmanager
-def frozen(handle: Any) -> Iterator[None]:
-    """Hold the heap still (see the module docstring). Nests; raises ValueError if the heap is closed."""
-    freeze(handle, "freezing the heap for a walk")
-    try:
-        yield
-    finally:
-        thaw(handle)
-
-
 # object.__new__ and BlockInfo's slot setters, which bypass the frozen dataclass's __setattr__
 _BLOCKINFO_FAST: tuple[Any, Any, Any, Any] = (object.__new__, *(vars(BlockInfo)[name].__set__ for name in ("address", "size", "area")))
 
 
-def walk(handle: Any, visit_blocks: bool) -> list[tuple[Area, list[BlockInfo]]]:
-    """Record the areas of a frozen heap, each with its live blocks (empty unless ``visit_blocks``)."""
-    area_fields, addresses, area_indices = _core.heap_walk(handle, visit_blocks)
+def walk(heap: Heap, visit_blocks: bool) -> list[tuple[Area, list[BlockInfo]]]:
+    """Record the areas of a heap, each with its live blocks (empty unless ``visit_blocks``). The heap is
+    frozen for the walk, in C; ValueError if it is closed."""
+    area_fields, addresses, area_indices = _core.heap_walk(heap, visit_blocks)
     areas: list[tuple[Area, list[BlockInfo]]] = [(Area(*fields), []) for fields in area_fields]
     # the hot loop of a walk: BlockInfo's slots set directly (its frozen __init__ costs more than the rest)
     new, set_address, set_size, set_area = _BLOCKINFO_FAST
@@ -89,13 +69,12 @@ def walk(handle: Any, visit_blocks: bool) -> list[tuple[Area, list[BlockInfo]]]:
     return areas
 
 
-def visit(handle: Any, callback: VisitCallback, visit_blocks: bool) -> bool:
-    """Call ``callback(area, None)`` for each area and ``callback(area, block)`` for each live block.
-
-    Returns False as soon as a callback returns a falsy value, else True. Exceptions propagate.
-    """
-    with frozen(handle):
-        for area, found in walk(handle, visit_blocks):
+def visit(heap: Heap, callback: VisitCallback, visit_blocks: bool) -> bool:
+    """Call ``callback(area, None)`` for each area and ``callback(area, block)`` for each live block, with the
+    heap frozen throughout. Returns False as soon as a callback returns a falsy value, else True. Exceptions
+    propagate."""
+    with _core.HeapScope(heap, _core.SCOPE_FREEZE):
+        for area, found in walk(heap, visit_blocks):
             if not callback(area, None):
                 return False
             for info in found:
@@ -111,17 +90,14 @@ class Snapshot(_core.ProcessLocal):
     the snapshot is ``stale``: its figures remain readable but describe the past.
     """
 
-    __slots__ = ("_heap", "_handle", "areas", "blocks", "stale", "_entered", "_frozen")
+    __slots__ = ("_heap", "_scope", "areas", "blocks")
     _unshareable_why = "it holds its heap frozen; copy or pickle its areas and blocks (plain dataclasses)"
 
-    def __init__(self, heap: Heap, handle: Any) -> None:
+    def __init__(self, heap: Heap) -> None:
         self._heap = heap
-        self._handle = handle
+        self._scope = _core.HeapScope(heap, _core.SCOPE_FREEZE)  # the freeze: taken and let go in C, once
         self.areas: tuple[Area, ...] = ()
         self.blocks: tuple[BlockInfo, ...] = ()
-        self.stale = False
-        self._entered = False
-        self._frozen = False
 
     @property
     def live_blocks(self) -> int:
@@ -133,17 +109,19 @@ class Snapshot(_core.ProcessLocal):
         """Bytes in the live blocks the snapshot saw (block sizes, so at least the requested sizes)."""
         return sum(info.size for info in self.blocks)
 
+    @property
+    def stale(self) -> bool:
+        """True once the ``with`` block ended: the figures remain readable but describe the past."""
+        return self._scope.entered and not self._scope.held
+
     def __enter__(self) -> Snapshot:
-        if self._entered:
-            raise RuntimeError("a snapshot can be taken only once; call heap.snapshot() again")
-        self._entered = True
-        freeze(self._handle, "snapshot")
+        scope = self._scope
+        scope.__enter__()  # RuntimeError the second time
         try:
-            found = walk(self._handle, True)
+            found = walk(self._heap, True)
         except BaseException:
-            thaw(self._handle)
+            scope.__exit__(None, None, None)
             raise
-        self._frozen = True
         self.areas = tuple(area for area, _ in found)
         self.blocks = tuple(info for _, infos in found for info in infos)
         return self
@@ -151,17 +129,8 @@ class Snapshot(_core.ProcessLocal):
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        # thaws exactly once, and only what this snapshot froze (never-entered or repeated exits do nothing)
-        if self._frozen:
-            self._frozen = False
-            self.stale = True
-            thaw(self._handle)
-
-    def __del__(self) -> None:
-        # a snapshot entered by hand and then dropped must not leave its heap frozen for good
-        if getattr(self, "_frozen", False):
-            self.__exit__(None, None, None)
+        self._scope.__exit__(exc_type, exc, tb)  # thaws exactly once, only what this snapshot froze
 
     def __repr__(self) -> str:
-        state = "stale" if self.stale else ("live" if self._entered else "not taken")
+        state = "stale" if self.stale else ("live" if self._scope.held else "not taken")
         return f"<pymimalloc.Snapshot {state} areas={len(self.areas)} live_blocks={self.live_blocks}>"

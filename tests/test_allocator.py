@@ -457,23 +457,18 @@ def test_python_objects_in_other_threads_and_walks_while_they_free() -> None:
     """))
 
 
-def test_python_objects_left_from_another_thread_warns_and_unpins() -> None:
+def test_python_objects_left_from_another_thread_stops_at_once_and_unpins() -> None:
     _clean(_child("""
-        import warnings
         heap = pymimalloc.Heap()
         block = heap.python_objects()
         block.__enter__()
-        errors = []
-        def leave():
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                block.__exit__(None, None, None)
-            errors.extend(str(w.message) for w in caught)
-        t = threading.Thread(target=leave); t.start(); t.join()
-        assert errors and "another thread" in errors[0], errors
-        heap.close()                                         # unpinned: the entering thread falls back
-        more = [str(i) * 2 for i in range(5000)]
+        assert pymimalloc._core.python_objects_heap_in_context() is heap
+        t = threading.Thread(target=block.__exit__, args=(None, None, None)); t.start(); t.join()
+        assert not block.held
+        more = [str(i) * 2 for i in range(5000)]             # the entering context no longer targets it
         assert not any(pymimalloc.heap_of(id(s)) is heap for s in more)
+        assert pymimalloc._core.python_objects_heap_in_context() is None
+        heap.close()                                         # unpinned
     """))
 
 

@@ -10,6 +10,7 @@ import tempfile
 import pytest
 
 import pymimalloc
+from pymimalloc import _core
 from pymimalloc._core import ffi, lib
 from pymimalloc.bench import ALLOCATORS, PATTERNS, plan, run_suite
 
@@ -23,9 +24,9 @@ def test_every_kernel_runs_on_every_allocator(pattern: str, allocator: str) -> N
     code = PATTERNS[pattern].code
     with pymimalloc.Heap() as heap:
         if allocator == "heap":
-            ns = lib.pmi_bench_run_in(code, heap._handle, 64, case.param, 3000, 1)
+            ns = lib.pmi_bench_run_in(code, _core.handle(heap), 64, case.param, 3000, 1)
         elif allocator == "pymimalloc":
-            ns = lib.pmi_bench_run_glue(code, heap._handle, 64, case.param, 3000, 1)
+            ns = lib.pmi_bench_run_glue(code, _core.handle(heap), 64, case.param, 3000, 1)
         else:
             ns = lib.pmi_bench_run(code, ALLOCATORS[allocator], ffi.NULL, 64, case.param, 3000, 1)
         assert heap.live_blocks == 0  # the kernels free what they allocate
@@ -39,8 +40,8 @@ def test_bad_kernel_arguments_are_refused() -> None:
     assert lib.pmi_bench_run(lib.PMI_PATTERN_LARSON, lib.PMI_BENCH_GLIBC, ffi.NULL, 64, 99, 10, 1) < 0
     heap = pymimalloc.Heap()
     heap.close()
-    assert lib.pmi_bench_run_in(lib.PMI_PATTERN_PAIR, heap._handle, 64, 0, 10, 1) < 0
-    assert lib.pmi_bench_run_glue(lib.PMI_PATTERN_PAIR, heap._handle, 64, 0, 10, 1) < 0
+    assert lib.pmi_bench_run_in(lib.PMI_PATTERN_PAIR, _core.handle(heap), 64, 0, 10, 1) < 0
+    assert lib.pmi_bench_run_glue(lib.PMI_PATTERN_PAIR, _core.handle(heap), 64, 0, 10, 1) < 0
     assert lib.pmi_bench_run(lib.PMI_PATTERN_PAIR, lib.PMI_BENCH_GLUE, ffi.NULL, 64, 0, 10, 1) < 0
 
 

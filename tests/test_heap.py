@@ -5,6 +5,7 @@ import gc
 import pytest
 
 import pymimalloc
+from pymimalloc import _core
 from pymimalloc._core import lib
 
 
@@ -128,10 +129,10 @@ def test_close_with_live_blocks_keeps_them_valid(heap: pymimalloc.Heap) -> None:
     assert block.view[:4].tobytes() == b"kept"
     assert pymimalloc.heap_of(block) is None  # it belongs to no open heap
     assert (heap.live_blocks, heap.live_bytes) == (1, 64)
-    assert not lib.pmi_heap_released(heap._handle)  # the mimalloc heap lives while the block does
+    assert not lib.pmi_heap_released(_core.handle(heap))  # the mimalloc heap lives while the block does
     block.free()
     assert (heap.live_blocks, heap.live_bytes) == (0, 0)
-    assert lib.pmi_heap_released(heap._handle)  # the last free released all its memory
+    assert lib.pmi_heap_released(_core.handle(heap))  # the last free released all its memory
 
 
 def test_arrays_over_views_survive_close() -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 import pymimalloc
+from pymimalloc import _core
 from pymimalloc._core import lib
 from pymimalloc._core import take_text
 
@@ -86,7 +87,7 @@ def test_fifo_preset_changes_what_mimalloc_does_with_full_medium_pages() -> None
     def abandoned_after_ring(**values: int) -> int:
         with pymimalloc.options.override(**values):
             heap = pymimalloc.Heap()
-            lib.pmi_bench_run_in(lib.PMI_PATTERN_RING, heap._handle, 16384, 0, 20000, 1)
+            lib.pmi_bench_run_in(lib.PMI_PATTERN_RING, _core.handle(heap), 16384, 0, 20000, 1)
             stats = heap.stats()
             heap.close()
         return int(stats["pages_abandoned"]["total"])

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import _core
-from ..heap import Heap, handle_of
+from ..heap import Heap
 
 KIB = 1024
 #: sizes for the fixed-size patterns, in bytes
@@ -120,7 +120,7 @@ def plan(patterns: Iterable[str] | None = None, sizes: Iterable[int] | None = No
 def _run_once(case: Case, allocator: str, heap: Heap, ops: int, seed: int) -> float:
     code = PATTERNS[case.pattern].code
     size = case.size or 64
-    ns = _core.bench_run(code, allocator, handle_of(heap), size, case.param, ops, seed)
+    ns = _core.bench_run(code, allocator, heap, size, case.param, ops, seed)
     if ns < 0:
         _core.check(_core.ENOMEM if ns == -1 else _core.ECLOSED, f"benchmark {case.label} on {allocator}")
     return float(ns)
