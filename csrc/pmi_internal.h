@@ -42,6 +42,7 @@ PyObject* pmi_numpy_new(PyObject* capsule, PyObject* shape, PyObject* dtype, PyO
 PyObject* pmi_numpy_handler_new(pmi_heap_t* heap);   /* a new handler capsule holding a reference to `heap` */
 PyObject* pmi_numpy_set_handler(PyObject* capsule);  /* PyDataMem_SetHandler: the previous handler */
 PyObject* pmi_numpy_get_handler(void);               /* PyDataMem_GetHandler: the current one */
+bool      pmi_numpy_is_ours(PyObject* capsule);      /* a handler capsule of a pymimalloc heap */
 
 /* A with-block that holds a heap (pmi_python.c, the type HeapScope): as a context's default heap
    (as_default), as the heap of a context's Python objects (python_objects), as numpy's allocator
@@ -50,15 +51,27 @@ PyObject* pmi_numpy_get_handler(void);               /* PyDataMem_GetHandler: th
    pmi_allocator.c reads `handle` and `stage` of the python_objects scopes in the current context. */
 enum { PMI_SCOPE_DEFAULT, PMI_SCOPE_OBJECTS, PMI_SCOPE_NUMPY, PMI_SCOPE_FREEZE };
 enum { PMI_STAGE_NEW, PMI_STAGE_HELD, PMI_STAGE_DONE };
+typedef struct pmi_ScopeEntry pmi_ScopeEntry;
 typedef struct {
     PyObject_HEAD
     PyObject*   heap;     /* the Heap (a strong reference) */
     pmi_heap_t* handle;   /* a counted reference, for the scope's whole life */
     int         kind;     /* PMI_SCOPE_* */
     int         stage;    /* PMI_STAGE_*; written with the GIL held */
-    PyObject*   saved;    /* numpy_allocator: the handler before ours, until the block ends */
+    pmi_ScopeEntry* entry;  /* what a context's tuple holds for this scope (a strong reference) */
 } pmi_ScopeObject;
-/* The ContextVar whose value is the tuple of python_objects scopes entered in a context, innermost last */
+/* A context's tuples hold entries, not scopes, so that a context never keeps a block alive: a scope dropped
+   without __exit__ (a with-statement unwound before it could call it) is deallocated, lets its heap go, and
+   clears its entry, which readers then skip. */
+struct pmi_ScopeEntry {
+    PyObject_HEAD
+    pmi_ScopeObject* scope;  /* borrowed; NULL once the scope is gone */
+};
+static inline pmi_ScopeObject* pmi_entry_held(PyObject* entry) {
+    pmi_ScopeObject* scope = ((pmi_ScopeEntry*)entry)->scope;
+    return scope != NULL && scope->stage == PMI_STAGE_HELD ? scope : NULL;
+}
+/* The ContextVar whose value is the tuple of python_objects entries of a context, innermost last */
 extern PyObject* pmi_objects_var;
 /* pmi_allocator.c: a python_objects scope starts holding `heap` (PMI_OK, PMI_ETARGETS) and stops */
 int  pmi_objects_begin(pmi_heap_t* heap);

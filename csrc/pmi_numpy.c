@@ -65,6 +65,12 @@ PyObject* pmi_numpy_handler_new(pmi_heap_t* heap) {
 PyObject* pmi_numpy_set_handler(PyObject* capsule) { return PyDataMem_SetHandler(capsule); }
 PyObject* pmi_numpy_get_handler(void) { return PyDataMem_GetHandler(); }
 
+bool pmi_numpy_is_ours(PyObject* capsule) {
+    if (!PyCapsule_IsValid(capsule, PMI_CAPSULE_NAME)) return false;
+    const PyDataMem_Handler* handler = (const PyDataMem_Handler*)PyCapsule_GetPointer(capsule, PMI_CAPSULE_NAME);
+    return handler != NULL && handler->allocator.malloc == &pmi_np_malloc;
+}
+
 /* _numpy_call_with(handler, func, *args, **kwargs): vectorcall, so the extra hop costs no tuple copy. */
 static PyObject* pmi_numpy_call_with(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     (void)self;

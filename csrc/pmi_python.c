@@ -572,6 +572,17 @@ static PyTypeObject pmi_HeapBaseType = {
 static PyObject* pmi_default_var;  /* the tuple of as_default() scopes of a context */
 PyObject* pmi_objects_var;          /* the tuple of python_objects() scopes of a context */
 
+static void pmi_entry_dealloc(PyObject* self) { Py_TYPE(self)->tp_free(self); }
+
+static PyTypeObject pmi_EntryType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pymimalloc._mimalloc.HeapScopeEntry",
+    .tp_basicsize = sizeof(pmi_ScopeEntry),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "What a context lists for one of its HeapScope blocks (internal).",
+    .tp_dealloc = pmi_entry_dealloc,
+};
+
 static const char* const pmi_scope_names[] = {"as_default", "python_objects", "numpy_allocator", "snapshot"};
 
 static PyObject* pmi_scope_var(int kind) {
@@ -601,7 +612,9 @@ static PyObject* pmi_scope_tp_new(PyTypeObject* type, PyObject* args, PyObject* 
     scope->handle = h;
     scope->kind = kind;
     scope->stage = PMI_STAGE_NEW;
-    scope->saved = NULL;
+    scope->entry = PyObject_New(pmi_ScopeEntry, &pmi_EntryType);
+    if (scope->entry == NULL) { Py_DECREF(scope); return NULL; }
+    scope->entry->scope = scope;
     return (PyObject*)scope;
 }
 
@@ -682,8 +695,7 @@ static pmi_ScopeObject* pmi_stack_innermost(PyObject* var) {
     if (stack == NULL) return NULL;
     pmi_ScopeObject* held = NULL;
     for (Py_ssize_t i = PyTuple_GET_SIZE(stack) - 1; i >= 0 && held == NULL; i--) {
-        pmi_ScopeObject* scope = (pmi_ScopeObject*)PyTuple_GET_ITEM(stack, i);
-        if (scope->stage == PMI_STAGE_HELD) held = scope;
+        held = pmi_entry_held(PyTuple_GET_ITEM(stack, i));
     }
     Py_DECREF(stack);  /* the context still holds the tuple, and the tuple the scope */
     return held;
@@ -698,6 +710,70 @@ static void pmi_scope_let_go(pmi_ScopeObject* scope) {
         default: break;
     }
     pmi_heap_unpin(scope->handle);
+}
+
+/* numpy_allocator() blocks of a context: (the handler before the outermost block, entry, entry, ...) */
+static PyObject* pmi_numpy_var;
+
+static int pmi_numpy_push(pmi_ScopeObject* scope, PyObject* handler) {
+    int failed;
+    PyObject* stack = pmi_stack_get(pmi_numpy_var, &failed);
+    if (failed) return -1;
+    if (stack == NULL || PyTuple_GET_SIZE(stack) == 0) {
+        Py_XDECREF(stack);
+        PyObject* base = pmi_numpy_get_handler();
+        if (base == NULL) return -1;
+        stack = PyTuple_Pack(1, base);
+        Py_DECREF(base);
+        if (stack == NULL) return -1;
+    }
+    PyObject* grown = pmi_stack_with(stack, (PyObject*)scope->entry);
+    Py_DECREF(stack);
+    if (grown == NULL) return -1;
+    PyObject* token = PyContextVar_Set(pmi_numpy_var, grown);
+    Py_DECREF(grown);
+    if (token == NULL) return -1;
+    Py_DECREF(token);
+    PyObject* previous = pmi_numpy_set_handler(handler);
+    Py_XDECREF(previous);
+    return previous == NULL ? -1 : 0;
+}
+
+/* Take the block's entry out of this context's list, and give numpy the handler of the innermost block still
+   held (or, with none, the one before the outermost), unless numpy's handler is no longer pymimalloc's:
+   then someone else set theirs since and it stays. A block left from another context is not in this
+   context's list: its own context keeps numpy's handler until one of its blocks is left there. */
+static int pmi_numpy_remove(pmi_ScopeEntry* entry) {
+    int failed;
+    PyObject* stack = pmi_stack_get(pmi_numpy_var, &failed);
+    if (stack == NULL) return failed ? -1 : 0;
+    int found = 0;
+    for (Py_ssize_t i = 1; i < PyTuple_GET_SIZE(stack) && !found; i++) found = PyTuple_GET_ITEM(stack, i) == (PyObject*)entry;
+    if (!found) { Py_DECREF(stack); return 0; }
+    PyObject* shrunk = pmi_stack_without(stack, (PyObject*)entry);
+    Py_DECREF(stack);
+    if (shrunk == NULL) return -1;
+    PyObject* wanted = PyTuple_GET_ITEM(shrunk, 0);
+    for (Py_ssize_t i = PyTuple_GET_SIZE(shrunk) - 1; i >= 1; i--) {
+        pmi_ScopeObject* held = pmi_entry_held(PyTuple_GET_ITEM(shrunk, i));
+        if (held != NULL) { wanted = ((pmi_HeapBaseObject*)held->heap)->numpy_handler; break; }
+    }
+    int status = 0;
+    PyObject* current = pmi_numpy_get_handler();
+    if (current == NULL) status = -1;
+    else if (pmi_numpy_is_ours(current) && current != wanted) {
+        PyObject* previous = pmi_numpy_set_handler(wanted);
+        if (previous == NULL) status = -1;
+        Py_XDECREF(previous);
+    }
+    Py_XDECREF(current);
+    PyObject* empty = PyTuple_New(0);
+    PyObject* token = PyContextVar_Set(pmi_numpy_var, PyTuple_GET_SIZE(shrunk) > 1 || empty == NULL ? shrunk : empty);
+    Py_XDECREF(empty);
+    Py_DECREF(shrunk);
+    if (token == NULL) status = -1;
+    Py_XDECREF(token);
+    return status;
 }
 
 static PyObject* pmi_scope_enter(PyObject* self, PyObject* unused) {
@@ -730,11 +806,8 @@ static PyObject* pmi_scope_enter(PyObject* self, PyObject* unused) {
         if (status != PMI_OK) { pmi_heap_unpin(h); return pmi_raise_status(status, name); }
     }
     PyObject* var = pmi_scope_var(scope->kind);
-    if (var != NULL) failed = pmi_stack_push(var, self) < 0;
-    else if (handler != NULL) {
-        scope->saved = pmi_numpy_set_handler(handler);
-        failed = scope->saved == NULL;
-    }
+    if (var != NULL) failed = pmi_stack_push(var, (PyObject*)scope->entry) < 0;
+    else if (handler != NULL) failed = pmi_numpy_push(scope, handler) < 0;
     Py_XDECREF(handler);
     if (failed) {
         pmi_scope_let_go(scope);
@@ -752,30 +825,27 @@ static PyObject* pmi_scope_exit(PyObject* self, PyObject* const* args, Py_ssize_
     pmi_scope_let_go(scope);  /* first: whatever fails below, the heap is let go */
     int failed = 0;
     PyObject* var = pmi_scope_var(scope->kind);
-    if (var != NULL) failed = pmi_stack_remove(var, self) < 0;
-    else if (scope->saved != NULL) {
-        /* numpy's handler goes back only if it is still ours: a block entered after this one and not yet
-           left keeps its own (numpy restores blindly; pymimalloc does not clobber a newer handler) */
-        PyObject* current = pmi_numpy_get_handler();
-        PyObject* ours = ((pmi_HeapBaseObject*)scope->heap)->numpy_handler;
-        if (current != NULL && current == ours) {
-            PyObject* previous = pmi_numpy_set_handler(scope->saved);
-            failed = previous == NULL;
-            Py_XDECREF(previous);
-        }
-        else if (current == NULL) failed = 1;
-        Py_XDECREF(current);
-        Py_CLEAR(scope->saved);
-    }
+    if (var != NULL) failed = pmi_stack_remove(var, (PyObject*)scope->entry) < 0;
+    else if (scope->kind == PMI_SCOPE_NUMPY) failed = pmi_numpy_remove(scope->entry) < 0;
     if (failed) return NULL;
     Py_RETURN_NONE;
 }
 
 static void pmi_scope_dealloc(PyObject* self) {
     pmi_ScopeObject* scope = (pmi_ScopeObject*)self;
-    /* held and dropped (entered by hand): no context holds it in a tuple, or it would be alive */
-    if (scope->stage == PMI_STAGE_HELD) pmi_scope_let_go(scope);
-    Py_CLEAR(scope->saved);
+    /* held and dropped (entered by hand, or a with-statement unwound before its __exit__): let go; the
+       contexts that list it see its entry cleared */
+    if (scope->entry != NULL) scope->entry->scope = NULL;
+    if (scope->stage == PMI_STAGE_HELD) {
+        pmi_scope_let_go(scope);
+        if (scope->kind == PMI_SCOPE_NUMPY && scope->entry != NULL) {
+            PyObject *type, *value, *traceback;
+            PyErr_Fetch(&type, &value, &traceback);  /* dealloc may run while an exception propagates */
+            if (pmi_numpy_remove(scope->entry) < 0) PyErr_WriteUnraisable(self);
+            PyErr_Restore(type, value, traceback);
+        }
+    }
+    Py_CLEAR(scope->entry);
     pmi_heap_unref_public(scope->handle);
     Py_CLEAR(scope->heap);
     Py_TYPE(self)->tp_free(self);
@@ -901,10 +971,12 @@ int pmi_python_install(void) {
     PyObject* module = pmi_module_get();
     if (pmi_default_var == NULL) pmi_default_var = PyContextVar_New("pymimalloc_default_heap", NULL);
     if (pmi_objects_var == NULL) pmi_objects_var = PyContextVar_New("pymimalloc_python_objects", NULL);
-    if (module != NULL && pmi_default_var != NULL && pmi_objects_var != NULL
+    if (pmi_numpy_var == NULL) pmi_numpy_var = PyContextVar_New("pymimalloc_numpy_allocators", NULL);
+    if (module != NULL && pmi_default_var != NULL && pmi_objects_var != NULL && pmi_numpy_var != NULL
         && pmi_module_add_type(module, "Block", &pmi_BlockType) == 0
         && pmi_module_add_type(module, "HeapBase", &pmi_HeapBaseType) == 0
         && pmi_module_add_type(module, "HeapScope", &pmi_ScopeType) == 0
+        && PyType_Ready(&pmi_EntryType) == 0
         && pmi_module_add_functions(module, pmi_python_functions) == 0
         && PyModule_AddIntConstant(module, "SCOPE_DEFAULT", PMI_SCOPE_DEFAULT) == 0
         && PyModule_AddIntConstant(module, "SCOPE_OBJECTS", PMI_SCOPE_OBJECTS) == 0

@@ -1,0 +1,300 @@
+"""The with-blocks that hold a heap (HeapScope): as_default(), python_objects(), numpy_allocator() and the
+freeze of snapshot(), visit(), blocks() and areas().
+
+Two systems find what a reader would miss:
+- **interrupt everywhere**: an exception (as a signal handler's KeyboardInterrupt would be) is raised at
+  every bytecode of entering and leaving each block, in pymimalloc's own frames and in the ``with``
+  statement's; afterwards the heap must be unfrozen, unpinned (closable) and no longer any context's
+  default, Python-objects heap or numpy allocator;
+- **interleaving**: blocks of different heaps entered in asyncio tasks and generators and left in every
+  order; each context sees its own innermost block, and nothing stale remains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dis
+import gc
+import itertools
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pymimalloc
+from pymimalloc import _core
+
+PACKAGE = os.path.dirname(pymimalloc.__file__)
+
+BLOCKS: dict[str, Callable[[pymimalloc.Heap], Any]] = {
+    "as_default": lambda heap: heap.as_default(),
+    "python_objects": lambda heap: heap.python_objects(),
+    "numpy_allocator": lambda heap: heap.numpy_allocator(),
+    "snapshot": lambda heap: heap.snapshot(),
+}
+WALKS: dict[str, Callable[[pymimalloc.Heap], Any]] = {
+    "blocks": lambda heap: heap.blocks(),
+    "areas": lambda heap: heap.areas(),
+    "visit": lambda heap: heap.visit(lambda area, block: True),
+}
+
+
+class Interrupt(BaseException):
+    """Stands for the KeyboardInterrupt a signal handler raises between two bytecodes."""
+
+
+# CPython delivers an asynchronous exception (a signal handler's) only where it checks its "eval breaker":
+# when a function starts (RESUME), on a backward jump, and right after a call returns. Those are the points
+# swept: raising anywhere else (say between a with-block's last statement and the statement's own call
+# of __exit__) would find "bugs" in threading.Lock itself, which no signal can trigger.
+_BREAKER_CHECKS = frozenset({"RESUME", "JUMP_BACKWARD", "CALL", "CALL_FUNCTION_EX", "CALL_KW"})
+_opnames: dict[Any, dict[int, str]] = {}
+
+
+def _opname(code: Any, offset: int) -> str:
+    table = _opnames.get(code)
+    if table is None:
+        table = _opnames[code] = {i.offset: i.opname for i in dis.get_instructions(code)}
+    return table.get(offset, "")
+
+
+def _interrupted_at(n: int, run: Callable[[], None], driver: Any) -> bool:
+    """Run ``run`` with an Interrupt raised at the n-th point where CPython could deliver one, in
+    pymimalloc's frames and ``driver``'s. True if it was raised (False: ``run`` finished first)."""
+    count = itertools.count()
+    fired = False
+    last: dict[FrameType, int] = {}
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        nonlocal fired
+        code = frame.f_code
+        if code is not driver and not code.co_filename.startswith(PACKAGE):
+            return None
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            previous = last.get(frame)
+            last[frame] = frame.f_lasti
+            deliverable = previous is None or _opname(code, previous) in _BREAKER_CHECKS
+            if deliverable and not fired and next(count) == n:
+                fired = True
+                raise Interrupt(n)
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        run()
+    except Interrupt:
+        pass
+    finally:
+        sys.settrace(None)
+        last.clear()
+    return fired
+
+
+def _numpy_handler_name() -> str:
+    return str(np._core.multiarray.get_handler_name())
+
+
+def _assert_let_go(heap: pymimalloc.Heap, where: str) -> None:
+    gc.collect()  # the exception and its frames are gone: so is anything they held
+    assert not heap.frozen, where
+    assert pymimalloc.default_heap() is pymimalloc.main_heap(), where
+    assert _core.python_objects_heap_in_context() is None, where
+    assert _numpy_handler_name() != pymimalloc.HANDLER_NAME, where
+    block = heap.malloc(8)  # usable
+    block.free()
+    heap.close()  # not pinned
+    assert heap.closed, where
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_an_interrupt_anywhere_in_a_block_leaves_the_heap_usable(name: str) -> None:
+    make = BLOCKS[name]
+    kept = []
+
+    def driver(heap: pymimalloc.Heap) -> None:
+        with make(heap):
+            kept.append([str(i) for i in range(3)])  # a few objects, so python_objects() has work
+
+    n = 0
+    while True:
+        heap = pymimalloc.Heap()
+        heap.malloc(32)  # a live block to walk
+        fired = _interrupted_at(n, lambda: driver(heap), driver.__code__)
+        _assert_let_go(heap, f"{name}: interrupted at bytecode {n}")
+        if not fired:
+            break
+        n += 1
+    assert n > 5  # the sweep did cover the block's bytecodes
+
+
+@pytest.mark.parametrize("name", sorted(WALKS))
+def test_an_interrupt_anywhere_in_a_walk_leaves_the_heap_unfrozen(name: str) -> None:
+    walk = WALKS[name]
+
+    def driver(heap: pymimalloc.Heap) -> None:
+        walk(heap)
+
+    n = 0
+    while True:
+        heap = pymimalloc.Heap()
+        blocks = [heap.malloc(24) for _ in range(3)]
+        fired = _interrupted_at(n, lambda: driver(heap), driver.__code__)
+        del blocks
+        _assert_let_go(heap, f"{name}: interrupted at bytecode {n}")
+        if not fired:
+            break
+        n += 1
+    assert n > 5
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_a_block_entered_by_hand_and_dropped_lets_the_heap_go(name: str) -> None:
+    heap = pymimalloc.Heap()
+    scope = BLOCKS[name](heap)
+    scope.__enter__()
+    with pytest.raises(RuntimeError):
+        heap.close()  # held
+    del scope
+    if name in ("as_default", "python_objects", "numpy_allocator"):
+        # the context still lists the dropped block; it no longer counts
+        pass
+    gc.collect()
+    heap.close()
+    assert heap.closed
+    assert pymimalloc.default_heap() is pymimalloc.main_heap()
+    assert _core.python_objects_heap_in_context() is None
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_a_block_is_single_use_and_leaving_twice_is_harmless(name: str) -> None:
+    heap = pymimalloc.Heap()
+    scope = BLOCKS[name](heap)
+    scope.__exit__(None, None, None)  # never entered: nothing to let go
+    with scope:
+        pass
+    scope.__exit__(None, None, None)
+    with pytest.raises(RuntimeError, match="entered once"):
+        scope.__enter__()
+    heap.close()
+
+
+# -- interleaving: tasks and generators ------------------------------------------------------------------
+SCOPED = {
+    "as_default": (lambda heap: heap.as_default(), pymimalloc.default_heap),
+    "python_objects": (lambda heap: heap.python_objects(), _core.python_objects_heap_in_context),
+}
+
+
+def _none_or_main(found: Any) -> Any:
+    return None if found is pymimalloc.main_heap() else found
+
+
+@pytest.mark.parametrize("name", sorted(SCOPED))
+@pytest.mark.parametrize("first_out", [0, 1])
+def test_tasks_each_see_their_own_block_and_leave_in_any_order(name: str, first_out: int) -> None:
+    enter, current = SCOPED[name]
+    heaps = [pymimalloc.Heap(), pymimalloc.Heap()]
+    inside = [asyncio.Event(), asyncio.Event()]
+    leave = [asyncio.Event(), asyncio.Event()]
+    seen: list[list[Any]] = [[], []]
+
+    async def task(i: int) -> None:
+        with enter(heaps[i]):
+            inside[i].set()
+            await asyncio.gather(inside[0].wait(), inside[1].wait())  # both blocks are held now
+            seen[i].append(current())
+            objects = [str(k) * 3 for k in range(2000)]
+            if name == "python_objects":
+                seen[i].append(sum(pymimalloc.heap_of(id(s)) is heaps[i] for s in objects))
+            await leave[i].wait()
+        seen[i].append(_none_or_main(current()))
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(task(0)), asyncio.create_task(task(1))]
+        await asyncio.gather(inside[0].wait(), inside[1].wait())
+        await asyncio.sleep(0)
+        leave[first_out].set()
+        await asyncio.sleep(0.01)
+        leave[1 - first_out].set()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    for i in (0, 1):
+        assert seen[i][0] is heaps[i]
+        if name == "python_objects":
+            assert seen[i][1] == 2000  # every object of the task, none of the other's
+        assert seen[i][-1] is None
+    assert _none_or_main(current()) is None
+    for heap in heaps:
+        heap.close()  # unpinned
+
+
+@pytest.mark.parametrize("name", sorted(SCOPED))
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_generators_left_out_of_order_leave_nothing_stale(name: str, order: tuple[int, ...]) -> None:
+    enter, current = SCOPED[name]
+    heaps = [pymimalloc.Heap() for _ in range(3)]
+
+    def generator(heap: pymimalloc.Heap) -> Iterator[None]:
+        with enter(heap):
+            yield
+
+    running = [generator(heap) for heap in heaps]
+    for g in running:
+        next(g)
+    assert current() is heaps[2]  # the innermost block of this context
+    left: set[int] = set()
+    for i in order:
+        with pytest.raises(StopIteration):
+            next(running[i])
+        left.add(i)
+        held = [k for k in range(3) if k not in left]
+        assert _none_or_main(current()) is (heaps[held[-1]] if held else None), (order, i)
+    others = [str(k) * 3 for k in range(2000)]
+    assert not any(pymimalloc.heap_of(id(s)) in heaps for s in others)
+    for heap in heaps:
+        heap.close()
+
+
+def test_python_objects_of_one_thread_do_not_follow_another_threads_block() -> None:
+    # the defect of a thread-keyed target: another thread entering a block redirected this one
+    heap, other = pymimalloc.Heap(), pymimalloc.Heap()
+    entered, done = threading.Event(), threading.Event()
+
+    def elsewhere() -> None:
+        with other.python_objects():
+            entered.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=elsewhere)
+    with heap.python_objects():
+        pass
+    thread.start()
+    entered.wait(10)
+    try:
+        mine = [str(k) * 3 for k in range(2000)]
+        assert not any(pymimalloc.heap_of(id(s)) in (heap, other) for s in mine)
+    finally:
+        done.set()
+        thread.join()
+    heap.close()
+    other.close()
+
+
+def test_numpy_allocator_left_out_of_order_does_not_clobber_a_newer_handler() -> None:
+    a, b = pymimalloc.Heap(), pymimalloc.Heap()
+    outer, inner = a.numpy_allocator(), b.numpy_allocator()
+    outer.__enter__()
+    inner.__enter__()
+    outer.__exit__(None, None, None)  # out of order: b's block still holds numpy's handler
+    assert pymimalloc.heap_of(np.ones(1000)) is b
+    inner.__exit__(None, None, None)
+    assert pymimalloc.heap_of(np.ones(1000)) is None
+    a.close()
+    b.close()
