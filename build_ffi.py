@@ -50,19 +50,13 @@ C_SOURCES = ["pmi_mimalloc.c", "pmi_heap.c", "pmi_report.c", "pmi_numpy.c", "pmi
 
 
 def say(message: str) -> None:
-    """Tell the person running the build what it is doing, also under a plain ``pip install``.
+    """Tell the person running the build what it is doing, on stderr, as pip expects of a build backend.
 
-    pip shows a build backend's output only with ``-v``, so the message goes to the controlling terminal
-    when there is one, and to stderr otherwise (CI logs, ``pip -v``, ``python -m build``).
+    pip shows a backend's output with ``pip install -v`` (and whenever the build fails); ``python -m build``
+    and CI logs show it always. Nothing is written to the terminal behind pip's back: it would land inside
+    pip's spinner, under ``pip install -q`` and in the output of tests that build.
     """
-    line = f"pymimalloc build: {message}\n"
-    try:
-        with open("/dev/tty", "w") as tty:
-            tty.write(line)
-            return
-    except OSError:
-        pass  # no controlling terminal
-    sys.stderr.write(line)
+    sys.stderr.write(f"pymimalloc build: {message}\n")
     sys.stderr.flush()
 
 
