@@ -28,9 +28,11 @@ import os
 import pathlib
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import tempfile
 import time
@@ -332,6 +334,34 @@ def compile_options() -> dict[str, object]:
     return {"cflags": cflags, "defines": defines, "portable": portable, "native": not portable,
             "target": target or "default",
             "debug": debug, "secure": secure}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The toolchain
+# ---------------------------------------------------------------------------------------------------------
+
+def compiler_command() -> list[str]:
+    """The C compiler setuptools will run: ``CC`` if set, else the one Python was built with."""
+    return shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+
+
+def check_toolchain() -> None:
+    """BuildError, before setuptools starts, if the C compiler or Python's C headers are missing."""
+    command = compiler_command()
+    if not command or shutil.which(command[0]) is None:
+        raise BuildError(
+            f"no C compiler: {command[0] if command else 'CC'!r} was not found. pymimalloc compiles mimalloc and its "
+            "C glue when it is installed, so it needs one: on Debian or Ubuntu `sudo apt install gcc python3-dev`, "
+            "on Fedora or RHEL `sudo dnf install gcc python3-devel`, on Alpine `apk add build-base python3-dev`; "
+            "or set CC to the compiler to use."
+        )
+    include = sysconfig.get_paths()["include"]
+    if not os.path.isfile(os.path.join(include, "Python.h")):
+        raise BuildError(
+            f"Python's C headers are missing (no Python.h in {include}). Install them: on Debian or Ubuntu "
+            f"`sudo apt install python{sys.version_info[0]}.{sys.version_info[1]}-dev` (or python3-dev), on "
+            "Fedora or RHEL `sudo dnf install python3-devel`."
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------

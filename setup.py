@@ -62,4 +62,8 @@ class BuildExtension(build_ext):
         return [pathlib.Path(self.get_finalized_command("build_py").get_package_dir("pymimalloc"))]
 
 
+# a build without a C compiler (or Python's headers) stops here, before setuptools' own lines, which never name
+# what is missing; making an sdist or reading metadata needs neither
+if {"build", "build_ext", "bdist_wheel", "editable_wheel", "install", "develop"} & set(sys.argv[1:]):
+    build_ffi.check_toolchain()
 setup(cffi_modules=["build_ffi.py:make_ffi"], cmdclass={"build_ext": BuildExtension, "build_py": BuildPy})
