@@ -1,8 +1,8 @@
 """Install mimalloc as CPython's allocator at interpreter start, when ``PYMIMALLOC_INSTALL`` asks for it.
 
-The wheel ships ``pymimalloc.pth`` into site-packages, and this file beside it as ``_pymimalloc_startup.py``
-(it is also ``pymimalloc._startup``). The ``.pth`` line imports it only when the variable is set, so an
-interpreter without it pays one dictionary lookup. Values: ``1`` (the "mem" and "obj" domains), or a
+Wheels and editable installs put ``pymimalloc.pth`` in site-packages. Its line imports the top-level
+``_pymimalloc_startup`` only when the variable is set (an interpreter without it pays one dictionary lookup),
+and that runs :func:`main` from this file without importing the package. Values: ``1`` (the "mem" and "obj" domains), or a
 comma-separated list of domains such as ``mem,obj,raw``; ``0`` or empty: off. A value that cannot be
 honoured is reported on stderr, and Python starts without pymimalloc's allocator.
 
@@ -43,7 +43,9 @@ def _install_early(domains: tuple[str, ...]) -> bool:
         return False  # the package is loaded, tracemalloc traces, or the import must refuse: the full path
     import importlib.machinery
 
-    package = importlib.machinery.PathFinder.find_spec("pymimalloc")
+    import importlib.util
+
+    package = importlib.util.find_spec("pymimalloc")  # through every finder (an editable install's too)
     if package is None or package.submodule_search_locations is None:
         raise ImportError("pymimalloc is not installed in this interpreter")
     spec = importlib.machinery.PathFinder.find_spec("pymimalloc._mimalloc", list(package.submodule_search_locations))
@@ -64,6 +66,7 @@ def _install_early(domains: tuple[str, ...]) -> bool:
 
 
 def main() -> None:
+    """Install mimalloc as Python's allocator as ``PYMIMALLOC_INSTALL`` asks; a refusal is reported on stderr."""
     try:
         domains = domains_from(os.environ.get(VARIABLE, ""))
         if domains and not _install_early(domains):
@@ -77,5 +80,3 @@ def main() -> None:
     except (ValueError, RuntimeError, MemoryError, ImportError, OSError) as error:
         print(f"pymimalloc: not installed as Python's allocator: {error}", file=sys.stderr)
 
-
-main()

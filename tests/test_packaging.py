@@ -56,3 +56,32 @@ def test_build_messages_go_to_stderr_only(capfd: pytest.CaptureFixture[str]) -> 
     out, err = capfd.readouterr()
     assert (out, err) == ("", "pymimalloc build: a message\n")
     assert "/dev/tty" not in (REPO / "build_ffi.py").read_text()
+
+
+def test_the_startup_module_is_not_a_copy_of_the_packages() -> None:
+    # check-wheel-contents W002: the wheel held pymimalloc/_startup.py twice; now the top-level module only
+    # finds and runs it
+    top, package = (REPO / "_pymimalloc_startup.py").read_text(), (REPO / "pymimalloc" / "_startup.py").read_text()
+    assert "def main()" in package and "def main()" not in top and len(top) < len(package) / 2
+
+
+def _editable() -> bool:
+    import importlib.metadata
+    import json
+
+    for dist in importlib.metadata.distributions(name="pymimalloc"):  # an egg-info in the checkout may come first
+        text = dist.read_text("direct_url.json")
+        if text and json.loads(text).get("dir_info", {}).get("editable"):
+            return True
+    return False
+
+
+@pytest.mark.skipif(not _editable(), reason="pymimalloc is not installed in editable mode")
+def test_an_editable_install_ships_the_startup_file() -> None:
+    folders = [*site.getsitepackages(), site.getusersitepackages()]
+    installed = [pathlib.Path(f) / "pymimalloc.pth" for f in folders if (pathlib.Path(f) / "pymimalloc.pth").is_file()]
+    assert installed and installed[0].read_text() == (REPO / "pymimalloc.pth").read_text()
+    probe = "import sys; print('threading' in sys.modules); import pymimalloc; print(pymimalloc.installed())"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            cwd=REPO.parent, env=dict(os.environ, PYMIMALLOC_INSTALL="1"))
+    assert result.returncode == 0 and result.stdout.split() == ["False", "('mem',", "'obj')"], result
