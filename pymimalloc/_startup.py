@@ -7,7 +7,8 @@ comma-separated list of domains such as ``mem,obj,raw``; ``0`` or empty: off. A 
 honoured is reported on stderr, and Python starts without pymimalloc's allocator.
 
 At start it loads only the compiled module (and cffi's backend), not the ``pymimalloc`` package, so a
-program sees the modules it imports itself (``threading``, ``json``, ...) as not yet imported. Whatever
+program sees the modules it imports itself (``threading``, ``json``, ...) as not yet imported. A compiled
+module built for CPU features this CPU lacks is not loaded (``_cpu.py``, run from its file the same way). Whatever
 the short path cannot decide (tracemalloc already tracing, a refusal to explain) goes through
 :func:`pymimalloc.install`, which is the one place that turns statuses into messages.
 """
@@ -51,6 +52,8 @@ def _install_early(domains: tuple[str, ...]) -> bool:
     spec = importlib.machinery.PathFinder.find_spec("pymimalloc._mimalloc", list(package.submodule_search_locations))
     if spec is None or spec.loader is None:
         return False  # a source checkout without its compiled module: the full path explains
+    if spec.origin is None or _cpu_refuses(spec.origin):
+        return False  # built for features this CPU lacks: the full path refuses and says why, without loading it
     module = spec.loader.create_module(spec)
     if module is None:
         return False
@@ -63,6 +66,18 @@ def _install_early(domains: tuple[str, ...]) -> bool:
     for name in domains:
         mask |= DOMAIN_BITS[name]
     return bool(module._allocator_hook(mask, True) == 0)
+
+
+def _cpu_refuses(module_path: str, cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether ``_cpu.py`` (beside this file, run from there) refuses the compiled module at ``module_path``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pymimalloc._cpu", os.path.join(os.path.dirname(__file__), "_cpu.py"))
+    if spec is None or spec.loader is None:
+        return False
+    cpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cpu)
+    return cpu.check_module_file(module_path, cpuinfo) is not None
 
 
 def main() -> None:
