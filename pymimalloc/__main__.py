@@ -34,11 +34,11 @@ def demo(out: TextIO) -> None:
         for block in blocks:
             block.free()
         grown.free()
-    print(f"  closed     with one live block, handed to the main heap: {heap!r}", file=out)
-    print(f"  the block  is still valid: {kept!r}", file=out)
+    print(f"  closed     with one live block, which stays valid: {heap!r}", file=out)
+    print(f"  the block  belongs to no open heap (heap_of: {heap_of(kept)}): {kept!r}", file=out)
     kept.free()
     collect(force=True)
-    print(f"  freed      {heap!r}", file=out)
+    print(f"  freed      the last block, and the closed heap's memory with it: {heap!r}", file=out)
 
 
 def info_main(as_json: bool) -> int:
