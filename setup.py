@@ -1,11 +1,13 @@
 """setuptools glue: cffi builds the one extension module from build_ffi.py (read that file for the build).
 
-The build_ext below adds what a user sees and what the wheel must carry: it says on the terminal what is
-compiled and how long it took (build_ffi.say), and it puts mimalloc's license, taken from the source tree
-the module was compiled from, next to the module as ``pymimalloc/LICENSE.mimalloc``. The build_py below puts
-``pymimalloc.pth`` at the top of site-packages, in editable installs too, where Python's ``site`` reads it
-at start: it imports ``_pymimalloc_startup`` (a top-level module of this project), which installs mimalloc
-as Python's allocator only when ``PYMIMALLOC_INSTALL`` is set (see pymimalloc/_startup.py).
+Before setuptools starts, mimalloc's license is copied from the source tree the module is compiled from to
+``LICENSE.mimalloc``: the metadata names it as a License-File, so every wheel carries it (in its
+``.dist-info/licenses/``) and the sdist too. The
+build_ext below first checks for a C compiler and Python's headers, and says on stderr (shown by ``pip -v``)
+what is compiled and how long it took. The build_py below puts ``pymimalloc.pth`` at the top of
+site-packages, in editable installs too, where Python's ``site`` reads it at start: it imports
+``_pymimalloc_startup`` (a top-level module of this project), which installs mimalloc as Python's allocator
+only when ``PYMIMALLOC_INSTALL`` is set (see pymimalloc/_startup.py).
 """
 
 from __future__ import annotations
@@ -58,18 +60,21 @@ class BuildExtension(build_ext):
         started = time.monotonic()
         super().run()
         build_ffi.say(f"compiled in {time.monotonic() - started:.0f} s")
-        for package_dir in {pathlib.Path(self.build_lib) / "pymimalloc", *self._inplace_package_dirs()}:
-            package_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(root / "LICENSE", package_dir / MIMALLOC_LICENSE)
 
-    def _inplace_package_dirs(self) -> list[pathlib.Path]:
-        if not self.inplace:
-            return []
-        return [pathlib.Path(self.get_finalized_command("build_py").get_package_dir("pymimalloc"))]
+
+def copy_mimalloc_license() -> None:
+    """mimalloc's license, from the tree the module is compiled from, where pyproject.toml's license-files finds it.
+
+    Only there, not in the package as well: one file in two places of a wheel is a defect (check-wheel-contents
+    W002).
+    """
+    root, _ = build_ffi.locate_source()
+    shutil.copyfile(root / "LICENSE", HERE / MIMALLOC_LICENSE)
 
 
 # a build without a C compiler (or Python's headers) stops here, before setuptools' own lines, which never name
 # what is missing; making an sdist or reading metadata needs neither
 if {"build", "build_ext", "bdist_wheel", "editable_wheel", "install", "develop"} & set(sys.argv[1:]):
     build_ffi.check_toolchain()
+copy_mimalloc_license()
 setup(cffi_modules=["build_ffi.py:make_ffi"], cmdclass={"build_ext": BuildExtension, "build_py": BuildPy})
