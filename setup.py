@@ -1,13 +1,13 @@
 """setuptools glue: cffi builds the one extension module from build_ffi.py (read that file for the build).
 
-Before setuptools starts, mimalloc's license is copied from the source tree the module is compiled from to
+Before setuptools starts, a build (not an sdist, not metadata) checks for a C compiler and Python's
+headers, and mimalloc's license is copied from the source tree the module is compiled from to
 ``LICENSE.mimalloc``: the metadata names it as a License-File, so every wheel carries it (in its
-``.dist-info/licenses/``) and the sdist too. The
-build_ext below first checks for a C compiler and Python's headers, and says on stderr (shown by ``pip -v``)
-what is compiled and how long it took. The build_py below puts ``pymimalloc.pth`` at the top of
-site-packages, in editable installs too, where Python's ``site`` reads it at start: it imports
-``_pymimalloc_startup`` (a top-level module of this project), which installs mimalloc as Python's allocator
-only when ``PYMIMALLOC_INSTALL`` is set (see pymimalloc/_startup.py).
+``.dist-info/licenses/``), and the sdist too. The build_ext below says on stderr (shown by ``pip -v``) what is
+compiled and how long it took. The build_py below puts ``pymimalloc.pth`` at the top of site-packages, in
+editable installs too, where Python's ``site`` reads it at start: it imports ``_pymimalloc_startup`` (a
+top-level module of this project), which installs mimalloc as Python's allocator only when
+``PYMIMALLOC_INSTALL`` is set (see pymimalloc/_startup.py).
 """
 
 from __future__ import annotations
