@@ -91,6 +91,7 @@ def _bench_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--pattern", action="append", choices=list(PATTERNS), help="only these patterns")
     parser.add_argument("--size", action="append", type=_size, help="only these sizes (64, 16k, 1m, ...)")
     parser.add_argument("--repeat", type=int, default=5, help="repeats per measurement (median; default 5)")
+    parser.add_argument("--ratios", action="store_true", help="also print each allocator's time / pymalloc's")
     parser.add_argument("--json", metavar="PATH", type=_output_path, help="also write machine-readable results")
     parser.add_argument("--plot", metavar="PATH", type=_output_path, help="also write a PNG chart (needs matplotlib)")
     return parser
@@ -119,8 +120,8 @@ def bench_main(argv: list[str]) -> int:
 
     suite = run_suite(cases, repeat=args.repeat, quick=args.quick, progress=progress)
     print(f"\r{' ' * 48}\r", end="", file=sys.stderr)
-    write_table(suite, sys.stdout)
-    print(f"({len(cases)} cases in {time.monotonic() - started:.1f} s)")
+    write_table(suite, sys.stdout, ratios=args.ratios)
+    print(f"({len(cases)} cases in {time.monotonic() - started:.1f} s)", file=sys.stderr)
     if args.json:
         write_json(suite, args.json)
         print(f"wrote {args.json}")
