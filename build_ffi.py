@@ -23,17 +23,21 @@ Environment:
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import pathlib
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import tempfile
 import time
+from typing import Any
 
 from cffi import FFI
 
@@ -50,19 +54,13 @@ C_SOURCES = ["pmi_mimalloc.c", "pmi_heap.c", "pmi_report.c", "pmi_numpy.c", "pmi
 
 
 def say(message: str) -> None:
-    """Tell the person running the build what it is doing, also under a plain ``pip install``.
+    """Tell the person running the build what it is doing, on stderr, as pip expects of a build backend.
 
-    pip shows a build backend's output only with ``-v``, so the message goes to the controlling terminal
-    when there is one, and to stderr otherwise (CI logs, ``pip -v``, ``python -m build``).
+    pip shows a backend's output with ``pip install -v`` (and whenever the build fails); ``python -m build``
+    and CI logs show it always. Nothing is written to the terminal behind pip's back: it would land inside
+    pip's spinner, under ``pip install -q`` and in the output of tests that build.
     """
-    line = f"pymimalloc build: {message}\n"
-    try:
-        with open("/dev/tty", "w") as tty:
-            tty.write(line)
-            return
-    except OSError:
-        pass  # no controlling terminal
-    sys.stderr.write(line)
+    sys.stderr.write(f"pymimalloc build: {message}\n")
     sys.stderr.flush()
 
 
@@ -341,6 +339,93 @@ def compile_options() -> dict[str, object]:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# The toolchain, and the CPU features the flags let it use
+# ---------------------------------------------------------------------------------------------------------
+
+def compiler_command() -> list[str]:
+    """The C compiler setuptools will run: ``CC`` if set, else the one Python was built with."""
+    return shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+
+
+def check_toolchain() -> None:
+    """BuildError, before setuptools starts, if the C compiler or Python's C headers are missing."""
+    command = compiler_command()
+    if not command or shutil.which(command[0]) is None:
+        raise BuildError(
+            f"no C compiler: {command[0] if command else 'CC'!r} was not found. pymimalloc compiles mimalloc and its "
+            "C glue when it is installed, so it needs one: on Debian or Ubuntu `sudo apt install gcc python3-dev`, "
+            "on Fedora or RHEL `sudo dnf install gcc python3-devel`, on Alpine `apk add build-base python3-dev`; "
+            "or set CC to the compiler to use."
+        )
+    include = sysconfig.get_paths()["include"]
+    if not os.path.isfile(os.path.join(include, "Python.h")):
+        raise BuildError(
+            f"Python's C headers are missing (no Python.h in {include}). Install them: on Debian or Ubuntu "
+            f"`sudo apt install python{sys.version_info[0]}.{sys.version_info[1]}-dev` (or python3-dev), on "
+            "Fedora or RHEL `sudo dnf install python3-devel`."
+        )
+
+
+# The compiler's feature macros, as Linux names the features in /proc/cpuinfo ("flags" on x86, "Features" on
+# arm64): what -march may let the compiler use. pymimalloc/_cpu.py compares them with the CPU at import.
+CPU_FEATURE_MACROS = {
+    # x86-64
+    "__SSE__": "sse", "__SSE2__": "sse2", "__SSE3__": "pni", "__SSSE3__": "ssse3", "__SSE4_1__": "sse4_1",
+    "__SSE4_2__": "sse4_2", "__SSE4A__": "sse4a", "__POPCNT__": "popcnt", "__LZCNT__": "abm", "__ABM__": "abm",
+    "__BMI__": "bmi1", "__BMI2__": "bmi2", "__MOVBE__": "movbe", "__LAHF_SAHF__": "lahf_lm", "__ADX__": "adx",
+    "__AVX__": "avx", "__AVX2__": "avx2", "__FMA__": "fma", "__FMA4__": "fma4", "__F16C__": "f16c",
+    "__XOP__": "xop", "__TBM__": "tbm", "__AES__": "aes", "__PCLMUL__": "pclmulqdq", "__SHA__": "sha_ni",
+    "__VAES__": "vaes", "__VPCLMULQDQ__": "vpclmulqdq", "__GFNI__": "gfni", "__RDRND__": "rdrand",
+    "__RDSEED__": "rdseed", "__RDPID__": "rdpid", "__XSAVE__": "xsave", "__XSAVEC__": "xsavec",
+    "__XSAVEOPT__": "xsaveopt", "__XSAVES__": "xsaves", "__CLFLUSHOPT__": "clflushopt", "__CLWB__": "clwb",
+    "__CLZERO__": "clzero", "__FSGSBASE__": "fsgsbase", "__PRFCHW__": "3dnowprefetch", "__MOVDIRI__": "movdiri",
+    "__MOVDIR64B__": "movdir64b", "__SERIALIZE__": "serialize", "__WAITPKG__": "waitpkg", "__AVXVNNI__": "avx_vnni",
+    "__AVX512F__": "avx512f", "__AVX512CD__": "avx512cd", "__AVX512DQ__": "avx512dq", "__AVX512BW__": "avx512bw",
+    "__AVX512VL__": "avx512vl", "__AVX512IFMA__": "avx512ifma", "__AVX512VBMI__": "avx512vbmi",
+    "__AVX512VBMI2__": "avx512_vbmi2", "__AVX512VNNI__": "avx512_vnni", "__AVX512BITALG__": "avx512_bitalg",
+    "__AVX512VPOPCNTDQ__": "avx512_vpopcntdq", "__AVX512BF16__": "avx512_bf16", "__AVX512FP16__": "avx512_fp16",
+    "__AMX_TILE__": "amx_tile", "__AMX_INT8__": "amx_int8", "__AMX_BF16__": "amx_bf16",
+    # arm64
+    "__ARM_FEATURE_ATOMICS": "atomics", "__ARM_FEATURE_CRC32": "crc32", "__ARM_FEATURE_AES": "aes",
+    "__ARM_FEATURE_SHA2": "sha2", "__ARM_FEATURE_SHA3": "sha3", "__ARM_FEATURE_SM3": "sm3",
+    "__ARM_FEATURE_SM4": "sm4", "__ARM_FEATURE_DOTPROD": "asimddp", "__ARM_FEATURE_FP16_VECTOR_ARITHMETIC": "asimdhp",
+    "__ARM_FEATURE_SVE": "sve", "__ARM_FEATURE_SVE2": "sve2", "__ARM_FEATURE_MATMUL_INT8": "i8mm",
+    "__ARM_FEATURE_BF16": "bf16", "__ARM_FEATURE_JCVT": "jscvt", "__ARM_FEATURE_RCPC": "lrcpc",
+    "__ARM_FEATURE_FRINT": "frint",
+}
+
+
+def _cpu_module() -> Any:
+    """pymimalloc/_cpu.py (standard library only), loaded by path: the package cannot be imported before it is built."""
+    spec = importlib.util.spec_from_file_location("_pymimalloc_cpu", HERE / "pymimalloc" / "_cpu.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cpu_features(cflags: list[str]) -> list[str] | None:
+    """The CPU features the compiler may use under ``cflags``, as /proc/cpuinfo names them; None if unknown.
+
+    Read from the compiler's predefined macros (``-dM -E``), so it is what the compiler itself was told. A
+    feature this machine's /proc/cpuinfo does not list is left out: the check at import never refuses a CPU
+    like the one that built the module (nor trips on a name this table spells differently from the kernel).
+    """
+    command = [*compiler_command(), *[flag for flag in cflags if flag.startswith("-m")], "-dM", "-E", "-x", "c",
+               os.devnull]
+    try:
+        proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    macros = {line.split()[1] for line in proc.stdout.splitlines() if line.startswith("#define ")}
+    wanted = {name for macro, name in CPU_FEATURE_MACROS.items() if macro in macros}
+    here = _cpu_module().cpu_flags()
+    return sorted(wanted if here is None else wanted & here)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The cffi module
 # ---------------------------------------------------------------------------------------------------------
 
@@ -386,6 +471,8 @@ def make_ffi(project_relative: bool = True) -> FFI:
         # a native build runs only on CPUs with this machine's instruction set: never publish its wheel
         "native": options["native"],
         "target": options["target"],
+        # what the flags let the compiler use, checked against the CPU before the module loads (_cpu.py)
+        "cpu_features": cpu_features(options["cflags"]),  # type: ignore[arg-type]
         "debug": options["debug"],
         "secure": options["secure"],
         "python": sys.version.split()[0],

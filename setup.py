@@ -1,11 +1,13 @@
 """setuptools glue: cffi builds the one extension module from build_ffi.py (read that file for the build).
 
-The build_ext below adds what a user sees and what the wheel must carry: it says on the terminal what is
-compiled and how long it took (build_ffi.say), and it puts mimalloc's license, taken from the source tree
-the module was compiled from, next to the module as ``pymimalloc/LICENSE.mimalloc``. The build_py below puts
-``pymimalloc.pth`` and ``_pymimalloc_startup.py`` at the top of site-packages, where Python's ``site`` reads
-the first at start: it installs mimalloc as Python's allocator only when ``PYMIMALLOC_INSTALL`` is set (see
-pymimalloc/_startup.py).
+Before setuptools starts, a build (not an sdist, not metadata) checks for a C compiler and Python's
+headers, and mimalloc's license is copied from the source tree the module is compiled from to
+``LICENSE.mimalloc``: the metadata names it as a License-File, so every wheel carries it (in its
+``.dist-info/licenses/``), and the sdist too. The build_ext below says on stderr (shown by ``pip -v``) what is
+compiled and how long it took. The build_py below puts ``pymimalloc.pth`` at the top of site-packages, in
+editable installs too, where Python's ``site`` reads it at start: it imports ``_pymimalloc_startup`` (a
+top-level module of this project), which installs mimalloc as Python's allocator only when
+``PYMIMALLOC_INSTALL`` is set (see pymimalloc/_startup.py).
 """
 
 from __future__ import annotations
@@ -22,22 +24,28 @@ from setuptools.command.build_py import build_py
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import build_ffi  # noqa: E402  (the build script next to this file)
 
+HERE = pathlib.Path(__file__).resolve().parent
 MIMALLOC_LICENSE = "LICENSE.mimalloc"
-# site-packages/pymimalloc.pth imports site-packages/_pymimalloc_startup.py (a copy of pymimalloc/_startup.py):
-# at the top level, so that Python's start does not import the whole pymimalloc package
-STARTUP_FILES = {"pymimalloc.pth": "pymimalloc.pth", "pymimalloc/_startup.py": "_pymimalloc_startup.py"}
+# site-packages/pymimalloc.pth imports the top-level module _pymimalloc_startup (py-modules in pyproject.toml),
+# so that Python's start does not import the whole pymimalloc package
+PTH = "pymimalloc.pth"
 
 
 class BuildPy(build_py):
     def run(self) -> None:
         super().run()
-        here = pathlib.Path(__file__).resolve().parent
-        for source, target in STARTUP_FILES.items():
-            self.copy_file(str(here / source), str(pathlib.Path(self.build_lib) / target))
+        self.copy_file(str(HERE / PTH), str(pathlib.Path(self._pth_folder()) / PTH))
+
+    def _pth_folder(self) -> str:
+        if not self.editable_mode:
+            return str(self.build_lib)
+        # pip install -e: setuptools builds the editable wheel from the install folder (its import hook is
+        # all that it adds itself), so the .pth goes there, to reach site-packages as in a wheel
+        return str(self.get_finalized_command("install").install_lib)
 
     def get_outputs(self, include_bytecode: bool = True) -> list[str]:
-        extra = [str(pathlib.Path(self.build_lib) / target) for target in STARTUP_FILES.values()]
-        return [*super().get_outputs(include_bytecode), *extra]
+        outputs = super().get_outputs(include_bytecode)
+        return outputs if self.editable_mode else [*outputs, str(pathlib.Path(self.build_lib) / PTH)]
 
 
 class BuildExtension(build_ext):
@@ -52,14 +60,21 @@ class BuildExtension(build_ext):
         started = time.monotonic()
         super().run()
         build_ffi.say(f"compiled in {time.monotonic() - started:.0f} s")
-        for package_dir in {pathlib.Path(self.build_lib) / "pymimalloc", *self._inplace_package_dirs()}:
-            package_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(root / "LICENSE", package_dir / MIMALLOC_LICENSE)
-
-    def _inplace_package_dirs(self) -> list[pathlib.Path]:
-        if not self.inplace:
-            return []
-        return [pathlib.Path(self.get_finalized_command("build_py").get_package_dir("pymimalloc"))]
 
 
+def copy_mimalloc_license() -> None:
+    """mimalloc's license, from the tree the module is compiled from, where pyproject.toml's license-files finds it.
+
+    Only there, not in the package as well: one file in two places of a wheel is a defect (check-wheel-contents
+    W002).
+    """
+    root, _ = build_ffi.locate_source()
+    shutil.copyfile(root / "LICENSE", HERE / MIMALLOC_LICENSE)
+
+
+# a build without a C compiler (or Python's headers) stops here, before setuptools' own lines, which never name
+# what is missing; making an sdist or reading metadata needs neither
+if {"build", "build_ext", "bdist_wheel", "editable_wheel", "install", "develop"} & set(sys.argv[1:]):
+    build_ffi.check_toolchain()
+copy_mimalloc_license()
 setup(cffi_modules=["build_ffi.py:make_ffi"], cmdclass={"build_ext": BuildExtension, "build_py": BuildPy})

@@ -2,8 +2,9 @@
 
 - ``python -m pymimalloc``: how this copy was built and a short heap demonstration;
 - ``python -m pymimalloc bench``: allocator micro-benchmarks against pymalloc and glibc;
-- ``python -m pymimalloc run script.py [args]`` or ``run -m module [args]``: a program with mimalloc serving
-  Python's own allocations (:func:`pymimalloc.install`).
+- ``python -m pymimalloc run script.py [args]``, ``run -m module [args]`` or ``run -c command [args]``: a
+  program with mimalloc serving Python's own allocations (:func:`pymimalloc.install`), run as ``python``
+  would run it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 import pathlib
 import sys
 import time
+import zipfile
+from types import TracebackType
 from typing import TextIO
 
 from . import Heap, __version__, build_info, collect, heap_of, mimalloc_version
@@ -34,11 +37,11 @@ def demo(out: TextIO) -> None:
         for block in blocks:
             block.free()
         grown.free()
-    print(f"  closed     with one live block, handed to the main heap: {heap!r}", file=out)
-    print(f"  the block  is still valid: {kept!r}", file=out)
+    print(f"  closed     with one live block, which stays valid: {heap!r}", file=out)
+    print(f"  the block  belongs to no open heap (heap_of: {heap_of(kept)}): {kept!r}", file=out)
     kept.free()
     collect(force=True)
-    print(f"  freed      {heap!r}", file=out)
+    print(f"  freed      the last block, and the closed heap's memory with it: {heap!r}", file=out)
 
 
 def info_main(as_json: bool) -> int:
@@ -88,6 +91,7 @@ def _bench_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--pattern", action="append", choices=list(PATTERNS), help="only these patterns")
     parser.add_argument("--size", action="append", type=_size, help="only these sizes (64, 16k, 1m, ...)")
     parser.add_argument("--repeat", type=int, default=5, help="repeats per measurement (median; default 5)")
+    parser.add_argument("--ratios", action="store_true", help="also print each allocator's time / pymalloc's")
     parser.add_argument("--json", metavar="PATH", type=_output_path, help="also write machine-readable results")
     parser.add_argument("--plot", metavar="PATH", type=_output_path, help="also write a PNG chart (needs matplotlib)")
     return parser
@@ -116,8 +120,8 @@ def bench_main(argv: list[str]) -> int:
 
     suite = run_suite(cases, repeat=args.repeat, quick=args.quick, progress=progress)
     print(f"\r{' ' * 48}\r", end="", file=sys.stderr)
-    write_table(suite, sys.stdout)
-    print(f"({len(cases)} cases in {time.monotonic() - started:.1f} s)")
+    write_table(suite, sys.stdout, ratios=args.ratios)
+    print(f"({len(cases)} cases in {time.monotonic() - started:.1f} s)", file=sys.stderr)
     if args.json:
         write_json(suite, args.json)
         print(f"wrote {args.json}")
@@ -133,20 +137,20 @@ def bench_main(argv: list[str]) -> int:
 
 RUN_USAGE = (
     "python -m pymimalloc run [--raw] script.py [args ...]\n"
-    "       python -m pymimalloc run [--raw] -m module [args ...]"
+    "       python -m pymimalloc run [--raw] -m module [args ...]\n"
+    "       python -m pymimalloc run [--raw] -c command [args ...]"
 )
 RUN_DESCRIPTION = (
-    "Run a Python program with mimalloc serving Python's own allocations (pymimalloc.install()), as "
-    "`python script.py` or `python -m module` would run it."
+    "Run a Python program with mimalloc serving Python's own allocations (pymimalloc.install()), exactly as "
+    "`python script.py`, `python -m module` or `python -c command` would run it."
 )
 
 
 def run_main(argv: list[str]) -> int:
-    """Install mimalloc as Python's allocator, then run a script or module as ``__main__``."""
-    import runpy
+    """Install mimalloc as Python's allocator, then run a script, module or command as ``__main__``.
 
-    from .allocator import install
-
+    Arguments, ``sys.argv``, ``sys.path[0]``, error messages, tracebacks and exit codes are Python's own.
+    """
     raw = argv[:1] == ["--raw"]
     if raw:
         argv = argv[1:]
@@ -154,23 +158,83 @@ def run_main(argv: list[str]) -> int:
         print(f"usage: {RUN_USAGE}\n\n{RUN_DESCRIPTION}\n\n  --raw  also serve the raw domain "
               "(PyMem_RawMalloc, called without the GIL)", file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
-    if argv[0] == "-m":
-        if len(argv) < 2:
-            print(f"usage: {RUN_USAGE}\nerror: -m needs a module name", file=sys.stderr)
-            return 2
-        install(raw=raw)
-        sys.argv = argv[1:]
-        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
-        return 0
-    script = argv[0]
-    if not os.path.exists(script):
-        print(f"python -m pymimalloc run: can't open file {script!r}: no such file", file=sys.stderr)
+    if argv[0] in ("-c", "-m") and len(argv) < 2:
+        print(f"Argument expected for the {argv[0]} option\nusage: {RUN_USAGE}", file=sys.stderr)
         return 2
+    if argv[0] not in ("-c", "-m") and not os.path.exists(argv[0]):
+        print(f"{sys.executable}: can't open file {os.path.abspath(argv[0])!r}: [Errno 2] No such file or directory",
+              file=sys.stderr)
+        return 2
+    from .allocator import install
+
     install(raw=raw)
-    sys.argv = list(argv)
-    sys.path[0] = os.path.dirname(os.path.abspath(script))
-    runpy.run_path(script, run_name="__main__")
+    try:
+        _run_as_main(argv)
+    except Exception as error:  # SystemExit and KeyboardInterrupt go on to Python, which handles them as usual
+        # Python prints the exception's own traceback (it ignores the argument when the exception has one)
+        error.__traceback__ = _their_frames(error.__traceback__, runpy_too=argv[0] != "-m")
+        sys.excepthook(type(error), error, error.__traceback__)
+        return 1
     return 0
+
+
+def _run_as_main(argv: list[str]) -> None:
+    """Run ``argv`` (``-m module ...``, ``-c command ...`` or ``script ...``) as Python's command line does."""
+    import runpy
+
+    if argv[0] == "-m":
+        _new_main_module()  # runpy runs the module in sys.modules["__main__"]: that is this file until replaced
+        sys.argv = ["-m", *argv[2:]]  # runpy puts the module's path in argv[0], as python -m does
+        # what python -m itself calls: its messages ("No module named ...") and exit codes are Python's
+        runpy._run_module_as_main(argv[1], alter_argv=True)  # type: ignore[attr-defined]
+    elif argv[0] == "-c":
+        namespace = _new_main_module()
+        sys.argv = ["-c", *argv[2:]]
+        if not sys.flags.safe_path:
+            sys.path[0] = ""  # python -c: the current directory, as ""
+        exec(compile(argv[1], "<string>", "exec"), namespace)
+    elif os.path.isdir(argv[0]) or zipfile.is_zipfile(argv[0]):
+        sys.argv = list(argv)
+        runpy.run_path(argv[0], run_name="__main__")  # a folder or zip with __main__.py
+    else:
+        import importlib.machinery
+        import io
+
+        path = os.path.abspath(argv[0])  # python names a script by its absolute path (__file__, tracebacks)
+        namespace = _new_main_module(__file__=path, __cached__=None,
+                                     __loader__=importlib.machinery.SourceFileLoader("__main__", path))
+        sys.argv = list(argv)
+        if not sys.flags.safe_path:
+            sys.path[0] = os.path.dirname(path)
+        with io.open_code(path) as f:
+            code = compile(f.read(), path, "exec", dont_inherit=True)
+        exec(code, namespace)
+
+
+def _new_main_module(**names: object) -> dict[str, object]:
+    """A new ``__main__`` module, put in sys.modules as Python's own is; its namespace."""
+    import builtins
+    import importlib.machinery
+    import types
+
+    main = types.ModuleType("__main__")
+    main.__dict__.update(__builtins__=builtins, __loader__=importlib.machinery.BuiltinImporter, __annotations__={})
+    main.__dict__.update(names)
+    sys.modules["__main__"] = main
+    return main.__dict__
+
+
+def _their_frames(tb: TracebackType | None, runpy_too: bool) -> TracebackType | None:
+    """``tb`` without its first frames that are this file's (and runpy's: python script.py shows none)."""
+    import runpy
+
+    ours = {os.path.abspath(__file__)}
+    if runpy_too:
+        ours |= {os.path.abspath(runpy.__file__), "<frozen runpy>"}
+    while tb is not None and (tb.tb_frame.f_code.co_filename in ours
+                              or os.path.abspath(tb.tb_frame.f_code.co_filename) in ours):
+        tb = tb.tb_next
+    return tb
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pymimalloc",
         usage="python -m pymimalloc [-h] [--version] [--json]\n       python -m pymimalloc bench [options]\n"
-        "       python -m pymimalloc run [--raw] script.py|-m module [args ...]",
+        "       python -m pymimalloc run [--raw] script.py|-m module|-c command [args ...]",
         description="Show how this copy of pymimalloc was built and run a short heap demonstration.",
         epilog="subcommands:\n  bench       " + BENCH_DESCRIPTION + "\n              See: python -m pymimalloc bench --help"
         "\n  run         " + RUN_DESCRIPTION + "\n              See: python -m pymimalloc run --help",

@@ -27,6 +27,8 @@ def _refuse_unsafe_environment() -> None:
 
 
 _refuse_unsafe_environment()
+from ._cpu import refuse_unsupported_cpu  # noqa: E402
+refuse_unsupported_cpu()  # before the compiled module loads: built for another CPU, it would crash loading
 
 
 def _compiled_module_missing() -> ImportError:

@@ -1,13 +1,14 @@
 """Install mimalloc as CPython's allocator at interpreter start, when ``PYMIMALLOC_INSTALL`` asks for it.
 
-The wheel ships ``pymimalloc.pth`` into site-packages, and this file beside it as ``_pymimalloc_startup.py``
-(it is also ``pymimalloc._startup``). The ``.pth`` line imports it only when the variable is set, so an
-interpreter without it pays one dictionary lookup. Values: ``1`` (the "mem" and "obj" domains), or a
+Wheels and editable installs put ``pymimalloc.pth`` in site-packages. Its line imports the top-level
+``_pymimalloc_startup`` only when the variable is set (an interpreter without it pays one dictionary lookup),
+and that runs :func:`main` from this file without importing the package. Values: ``1`` (the "mem" and "obj" domains), or a
 comma-separated list of domains such as ``mem,obj,raw``; ``0`` or empty: off. A value that cannot be
 honoured is reported on stderr, and Python starts without pymimalloc's allocator.
 
 At start it loads only the compiled module (and cffi's backend), not the ``pymimalloc`` package, so a
-program sees the modules it imports itself (``threading``, ``json``, ...) as not yet imported. Whatever
+program sees the modules it imports itself (``threading``, ``json``, ...) as not yet imported. A compiled
+module built for CPU features this CPU lacks is not loaded (``_cpu.py``, run from its file the same way). Whatever
 the short path cannot decide (tracemalloc already tracing, a refusal to explain) goes through
 :func:`pymimalloc.install`, which is the one place that turns statuses into messages.
 """
@@ -43,12 +44,16 @@ def _install_early(domains: tuple[str, ...]) -> bool:
         return False  # the package is loaded, tracemalloc traces, or the import must refuse: the full path
     import importlib.machinery
 
-    package = importlib.machinery.PathFinder.find_spec("pymimalloc")
+    import importlib.util
+
+    package = importlib.util.find_spec("pymimalloc")  # through every finder (an editable install's too)
     if package is None or package.submodule_search_locations is None:
         raise ImportError("pymimalloc is not installed in this interpreter")
     spec = importlib.machinery.PathFinder.find_spec("pymimalloc._mimalloc", list(package.submodule_search_locations))
     if spec is None or spec.loader is None:
         return False  # a source checkout without its compiled module: the full path explains
+    if spec.origin is None or _cpu_refuses(spec.origin):
+        return False  # built for features this CPU lacks: the full path refuses and says why, without loading it
     module = spec.loader.create_module(spec)
     if module is None:
         return False
@@ -66,7 +71,20 @@ def _install_early(domains: tuple[str, ...]) -> bool:
     return bool(module._allocator_hook(mask, True) == 0)
 
 
+def _cpu_refuses(module_path: str, cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether ``_cpu.py`` (beside this file, run from there) refuses the compiled module at ``module_path``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pymimalloc._cpu", os.path.join(os.path.dirname(__file__), "_cpu.py"))
+    if spec is None or spec.loader is None:
+        return False
+    cpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cpu)
+    return cpu.check_module_file(module_path, cpuinfo) is not None
+
+
 def main() -> None:
+    """Install mimalloc as Python's allocator as ``PYMIMALLOC_INSTALL`` asks; a refusal is reported on stderr."""
     try:
         domains = domains_from(os.environ.get(VARIABLE, ""))
         if domains and not _install_early(domains):
@@ -80,5 +98,3 @@ def main() -> None:
     except (ValueError, RuntimeError, MemoryError, ImportError, OSError) as error:
         print(f"pymimalloc: not installed as Python's allocator: {error}", file=sys.stderr)
 
-
-main()

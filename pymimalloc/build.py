@@ -20,7 +20,9 @@ def build_info() -> dict[str, Any]:
     ``mimalloc_sha256`` (None for a source folder); ``cflags`` and ``defines``; ``native`` and ``portable``
     (whether -march=native was used: a native build runs only on CPUs like the one that built it, so its
     wheel must never be published); ``target`` (the -march value: ``native``, ``x86-64-v2``, or
-    ``default``); ``debug`` (MI_DEBUG level) and ``secure`` (MI_SECURE level); ``compiler`` (the compiler
+    ``default``); ``cpu_features`` (the CPU features those flags let the compiler use, as /proc/cpuinfo
+    names them; ``import pymimalloc`` refuses a CPU that lacks one; None if the compiler could not say);
+    ``debug`` (MI_DEBUG level) and ``secure`` (MI_SECURE level); ``compiler`` (the compiler
     as it names itself, with its version, such as ``gcc 12.2.0``), ``python`` and ``numpy_headers``.
     """
     return copy.deepcopy(BUILD_INFO)

@@ -8,6 +8,7 @@ deprecated options are left out. Options are process-wide. Sizes marked "KiB" by
 from __future__ import annotations
 
 import contextlib
+import difflib
 import re
 import warnings
 from collections.abc import Iterator, Mapping
@@ -58,7 +59,14 @@ class Options(ProcessLocal, Mapping[str, int]):
         try:
             return self._index[name]
         except (KeyError, TypeError):
-            raise KeyError(f"{name!r} is not a mimalloc option; the options are: {', '.join(self._index)}") from None
+            raise KeyError(self._unknown(name)) from None
+
+    def _unknown(self, name: object) -> str:
+        """Why ``name`` is refused: the closest name if one is close (a typo), else every name."""
+        close = difflib.get_close_matches(name, self._index, n=1) if isinstance(name, str) else []
+        if close:
+            return f"{name!r} is not a mimalloc option; did you mean {close[0]!r}?"
+        return f"{name!r} is not a mimalloc option; the options are: {', '.join(self._index)}"
 
     @staticmethod
     def _check_allowed(name: str, value: int) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import pytest
 import pymimalloc
 from pymimalloc import _core
 from pymimalloc._core import ffi, lib
-from pymimalloc.bench import ALLOCATORS, PATTERNS, plan, run_suite
+from pymimalloc.bench import ALLOCATORS, PATTERNS, Measurement, Suite, plan, run_suite
+from pymimalloc.bench.report import write_table
 
 CWD = tempfile.gettempdir()
 
@@ -70,7 +72,8 @@ def test_bench_command_prints_a_table_and_writes_json(tmp_path) -> None:
     result = _bench("--quick", "--pattern", "pair", "--pattern", "ring", "--size", "64", "--repeat", "2",
                     "--json", str(out))
     assert result.returncode == 0, result.stderr
-    assert "| pair 64 B" in result.stdout and "heap/pymalloc" in result.stdout and "mimalloc/glibc" in result.stdout
+    assert "| pair 64 B" in result.stdout and "| heap" in result.stdout and "| glibc" in result.stdout
+    assert "wrote " + str(out) in result.stdout
     assert "[1/2]" in result.stderr  # progress
     data = json.loads(out.read_text())
     assert data["machine"]["cores"] >= 1 and data["machine"]["cpu"]
@@ -78,6 +81,38 @@ def test_bench_command_prints_a_table_and_writes_json(tmp_path) -> None:
     assert data["machine"]["python"] == sys.version.split()[0]
     assert {r["allocator"] for r in data["results"]} == set(ALLOCATORS)
     assert all(len(r["samples"]) == 2 for r in data["results"])
+
+
+def _suite_of_every_case(ns: float) -> Suite:
+    """Every case of the full plan, every allocator, all at ``ns`` (wide numbers make wide columns)."""
+    measurements = [Measurement(case, allocator, ns * (i + 1), ns, ns * 9, (ns,))
+                    for case in plan() for i, allocator in enumerate(ALLOCATORS)]
+    return Suite(measurements, repeat=5, quick=False)
+
+
+@pytest.mark.parametrize("ratios", [False, True])
+def test_the_report_fits_100_columns_with_a_legend_and_one_summary_line(ratios: bool) -> None:
+    out = io.StringIO()
+    write_table(_suite_of_every_case(123_456.7), out, ratios=ratios)
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 100, max(lines, key=len)
+    assert all(f"| {a}" in lines[1] for a in ALLOCATORS)  # one column per allocator
+    for allocator in ("heap", "pymimalloc", "mimalloc"):
+        assert any(line.startswith(f"  {allocator}  ") for line in lines), allocator  # the legend explains it
+    assert [line for line in lines if line.startswith("summary:")] == [lines[-1]]
+    assert lines[-1] == "summary: a Heap beat pymalloc in 94 of 94 cases (time x0.25), glibc in 94 of 94 cases (time x0.20)"
+    assert "JSON" not in out.getvalue() and "json" not in out.getvalue()
+    assert ("time / pymalloc's time" in out.getvalue()) == ratios
+    assert ("| 0.25 |" in out.getvalue()) == ratios  # heap / pymalloc
+
+
+def test_bench_ratios_are_behind_a_flag() -> None:
+    plain = _bench("--quick", "--pattern", "pair", "--size", "64", "--repeat", "1")
+    ratios = _bench("--quick", "--pattern", "pair", "--size", "64", "--repeat", "1", "--ratios")
+    assert plain.returncode == ratios.returncode == 0, plain.stderr + ratios.stderr
+    assert "time / pymalloc's time" not in plain.stdout and "time / pymalloc's time" in ratios.stdout
+    assert "json" not in plain.stdout.lower()
+    assert max(len(line) for line in plain.stdout.splitlines() + ratios.stdout.splitlines()) <= 100
 
 
 def test_bench_plot(tmp_path) -> None:

@@ -227,12 +227,11 @@ def test_portable_refuses_what_is_not_a_switch(monkeypatch) -> None:
 
 
 def test_the_installed_package_carries_both_licenses() -> None:
-    import importlib.resources
-
     ours = importlib.metadata.distribution("pymimalloc")
     assert any(str(f).endswith("LICENSE") for f in ours.files or []), "our LICENSE is not in the installed metadata"
-    theirs = (importlib.resources.files("pymimalloc") / "LICENSE.mimalloc").read_text()
-    assert theirs.startswith("MIT License") and "Microsoft Corporation" in theirs
+    theirs = ours.read_text("licenses/LICENSE.mimalloc")  # a License-File: .dist-info/licenses/
+    assert theirs is not None and theirs.startswith("MIT License") and "Microsoft Corporation" in theirs
+    assert "License-File: LICENSE.mimalloc" in str(ours.metadata)
 
 
 def test_the_extension_is_named_for_this_interpreter_not_abi3() -> None:

@@ -37,6 +37,22 @@ def test_unknown_names_raise_key_error(name) -> None:
         pymimalloc.options[name] = 1
 
 
+def test_a_misspelt_name_gets_the_close_match_and_not_every_name() -> None:
+    with pytest.raises(KeyError, match=r"'purge_dely' is not a mimalloc option; did you mean 'purge_delay'\?") as raised:
+        with pymimalloc.options.override(purge_dely=0):
+            pass
+    assert "arena_eager_commit" not in str(raised.value)  # the whole list is left out when a match is found
+    with pytest.raises(KeyError, match="did you mean 'page_full_retain'"):
+        pymimalloc.options["page_ful_retain"]
+    with pytest.raises(KeyError, match="did you mean 'purge_delay'"):
+        pymimalloc.options["mi_option_purge_delay"] = 1
+    with pytest.raises(KeyError, match="the options are: .*purge_delay") as unrelated:
+        pymimalloc.options["zzzz"]
+    assert "did you mean" not in str(unrelated.value)
+    with pytest.raises(KeyError, match="the options are"):
+        pymimalloc.options[3]  # type: ignore[index]
+
+
 @pytest.mark.parametrize("value", [1.5, "10", None, b"1"])
 def test_wrong_value_types_raise_type_error(value) -> None:
     with pytest.raises(TypeError):

@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import sys
 from typing import Any, TextIO
 
@@ -13,7 +14,18 @@ from ..build import build_info
 from ..options import options
 from .kernels import ALLOCATORS, PATTERNS, Suite, format_size
 
-RATIOS = (("pymimalloc", "heap"), ("heap", "pymalloc"), ("heap", "glibc"), ("mimalloc", "pymalloc"), ("mimalloc", "glibc"))
+#: What each allocator column measures: the legend under every table (lines of at most 86 characters).
+LEGEND = {
+    "heap": ("a pymimalloc Heap, called from C (mi_heap_malloc): mimalloc in a heap of your own",),
+    "pymimalloc": ("the same Heap through the bookkeeping every Block pays: its record, live counters",
+                   "and tracemalloc hooks. A Block also pays Python's call (about 40 ns), as bytearray()",
+                   "does; the README's \"From Python\" compares those (heap.malloc vs bytearray, numpy)"),
+    "mimalloc": ("mimalloc's default heap (mi_malloc), as a C program linked with mimalloc gets it",),
+    "pymalloc": ("CPython's object allocator (PyObject_Malloc, GIL held), bare: no Python object made",),
+    "glibc": ("the C library's malloc",),
+}
+#: The allocator the summary and --ratios compare with: the one Python uses for its objects.
+REFERENCE = "pymalloc"
 
 
 def machine() -> dict[str, Any]:
@@ -30,28 +42,57 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "os": platform.platform(), "python": sys.version.split()[0]}
 
 
-def write_table(suite: Suite, out: TextIO) -> None:
-    """One row per pattern and size; ns/op (median) per allocator, then the ratios."""
-    allocators = [a for a in ALLOCATORS if any(m.allocator == a for m in suite.measurements)]
-    header = ["case"] + [f"{a} ns" for a in allocators]
-    ratios = [(a, b) for a, b in RATIOS if a in allocators and b in allocators]
-    header += [f"{a}/{b}" for a, b in ratios]
-    rows = []
-    for case, by_alloc in suite.by_case().items():
-        row = [case.label] + [f"{by_alloc[a].median_ns:,.1f}" for a in allocators]
-        row += [f"{by_alloc[a].median_ns / by_alloc[b].median_ns:.2f}" for a, b in ratios]
-        rows.append(row)
+def _allocators(suite: Suite) -> list[str]:
+    return [a for a in ALLOCATORS if any(m.allocator == a for m in suite.measurements)]
+
+
+def _print_table(header: list[str], rows: list[list[str]], out: TextIO) -> None:
+    """A Markdown table: the first column left-aligned, the others right-aligned."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |", file=out)
     print("|" + "|".join("-" * (w + 1) + ("-" if i == 0 else ":") for i, w in enumerate(widths)) + "|", file=out)
     for row in rows:
         cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
         print("| " + " | ".join(cells) + " |", file=out)
-    print(f"\nns per operation, median of {suite.repeat} (the JSON has each sample and the range); "
-          "ratio < 1 means the first allocator is faster.", file=out)
+
+
+def summary(suite: Suite) -> str:
+    """One line: in how many cases the heap beat pymalloc and glibc, and the geometric mean of its time ratios."""
+    table = suite.by_case()
+    parts = []
+    for other in (REFERENCE, "glibc"):
+        ratios = [row["heap"].median_ns / row[other].median_ns for row in table.values() if "heap" in row and other in row]
+        if ratios:
+            wins = sum(r < 1 for r in ratios)
+            parts.append(f"{other} in {wins} of {len(ratios)} cases (time x{statistics.geometric_mean(ratios):.2f})")
+    return "summary: a Heap beat " + ", ".join(parts) if parts else "summary: no Heap measurements"
+
+
+def write_table(suite: Suite, out: TextIO, ratios: bool = False) -> None:
+    """ns/op per allocator, one row per case, with a legend and a summary line; ``ratios``: also each
+    allocator's time divided by pymalloc's. Every line fits in 100 columns."""
+    allocators = _allocators(suite)
+    table = suite.by_case()
+    rows = [[case.label] + [f"{by_alloc[a].median_ns:,.1f}" for a in allocators] for case, by_alloc in table.items()]
+    more = "" if ratios else f"; --ratios adds each time / {REFERENCE}'s"
+    print(f"ns per operation, median of {suite.repeat} runs (lower is faster{more}):", file=out)
+    _print_table(["case", *allocators], rows, out)
+    if ratios and REFERENCE in allocators:
+        others = [a for a in allocators if a != REFERENCE]
+        print(f"\ntime / {REFERENCE}'s time (below 1: faster than {REFERENCE}):", file=out)
+        _print_table(["case", *others], [
+            [case.label] + [f"{by_alloc[a].median_ns / by_alloc[REFERENCE].median_ns:.2f}" for a in others]
+            for case, by_alloc in table.items()
+        ], out)
+    print("\ncolumns:", file=out)
+    for name in allocators:
+        for index, line in enumerate(LEGEND[name]):
+            print(f"  {name if index == 0 else '':<10}  {line}", file=out)
+    print("rows: one operation (op) is", file=out)
     for name, pattern in PATTERNS.items():
-        if any(case.pattern == name for case in suite.by_case()):
-            print(f"  {name}: op = {pattern.op}", file=out)
+        if any(case.pattern == name for case in table):
+            print(f"  {name:<10}  {pattern.op}", file=out)
+    print(summary(suite), file=out)
 
 
 def to_json(suite: Suite) -> dict[str, Any]:

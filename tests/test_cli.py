@@ -1,0 +1,66 @@
+"""``python -m pymimalloc run`` behaves exactly as ``python`` does with the same arguments."""
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = """\
+import sys
+print(sys.argv, repr(sys.path[0]), __name__, __spec__ is None)
+if sys.argv[-1] == "fail":
+    {}.fail
+if sys.argv[-1] == "exit":
+    sys.exit(7)
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: pathlib.Path) -> pathlib.Path:
+    (tmp_path / "prog.py").write_text(SCRIPT)
+    return tmp_path
+
+
+def _python(args: list[str], cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYMIMALLOC_INSTALL"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
+
+
+CASES = {
+    "command with arguments": ["-c", "import sys; print(sys.argv, repr(sys.path[0]), __name__, __file__)", "a", "-b"],
+    "command that raises": ["-c", "def f():\n    raise KeyError(1)\nf()"],
+    "command that exits": ["-c", "import sys; sys.exit(3)"],
+    "command missing": ["-c"],
+    "module": ["-m", "prog", "x"],
+    "module that raises": ["-m", "prog", "fail"],
+    "module that exits": ["-m", "prog", "exit"],
+    "no such module": ["-m", "nosuchmod_pymimalloc"],
+    "module missing": ["-m"],
+    "script": ["prog.py", "x"],
+    "script that raises": ["prog.py", "fail"],
+    "no such script": ["nosuch.py"],
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_run_behaves_as_python(case: str, folder: pathlib.Path) -> None:
+    args = CASES[case]
+    plain = _python(args, folder)
+    run = _python(["-m", "pymimalloc", "run", *args], folder)
+    if case.endswith("missing"):  # Python's own usage line names its options, ours the run command
+        assert run.returncode == plain.returncode == 2
+        assert run.stderr.splitlines()[0] == plain.stderr.splitlines()[0] == f"Argument expected for the {args[0]} option"
+        return
+    assert (run.returncode, run.stdout, run.stderr) == (plain.returncode, plain.stdout, plain.stderr)
+    if "raises" in case:
+        assert "Traceback" in run.stderr and "pymimalloc" not in run.stderr
+
+
+def test_run_installs_mimalloc_first(folder: pathlib.Path) -> None:
+    probe = "import pymimalloc; print(pymimalloc.installed())"
+    assert _python(["-m", "pymimalloc", "run", "-c", probe], folder).stdout == "('mem', 'obj')\n"
+    assert _python(["-m", "pymimalloc", "run", "--raw", "-c", probe], folder).stdout == "('raw', 'mem', 'obj')\n"
+    assert _python(["-c", probe], folder).stdout == "()\n"

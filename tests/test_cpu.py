@@ -1,0 +1,100 @@
+"""The import-time CPU check (pymimalloc/_cpu.py): a module built for features this CPU lacks is refused."""
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+import pymimalloc
+from pymimalloc import _cpu, _startup
+from pymimalloc._core import lib
+
+MODULE = sys.modules["pymimalloc._mimalloc"].__file__
+assert MODULE is not None
+INFO = pymimalloc.build_info()
+NEEDED = INFO["cpu_features"] or []
+needs_features = pytest.mark.skipif(not NEEDED or _cpu.cpu_flags() is None,
+                                    reason="the build recorded no CPU features, or /proc/cpuinfo is unreadable")
+
+
+def _cpuinfo_without(tmp_path: pathlib.Path, feature: str) -> str:
+    """A /proc/cpuinfo like this one, whose CPU lacks ``feature``."""
+    flags = _cpu.cpu_flags()
+    assert flags is not None and feature in flags
+    path = tmp_path / "cpuinfo"
+    key = "flags" if "flags" in pathlib.Path("/proc/cpuinfo").read_text() else "Features"
+    path.write_text(f"processor\t: 0\n{key}\t\t: {' '.join(sorted(flags - {feature}))}\n\n")
+    return str(path)
+
+
+def test_the_file_holds_the_build_info_the_module_reports() -> None:
+    build = _cpu.read_build_target(MODULE)
+    assert build is not None
+    assert (build.features, build.native, build.target) == (INFO["cpu_features"], INFO["native"], INFO["target"])
+    assert lib.pmi_build_info()  # the module the file describes is the one loaded
+
+
+def test_a_native_build_records_what_the_compiler_may_use() -> None:
+    if not INFO["native"] or os.uname().machine != "x86_64":
+        pytest.skip("a native x86-64 build")
+    assert {"sse2", "sse"} <= set(NEEDED)  # the x86-64 baseline is always there
+    assert NEEDED == sorted(NEEDED)
+
+
+@needs_features
+def test_this_cpu_has_every_feature_the_build_needs() -> None:
+    assert not _cpu.missing_features(_cpu.BuildTarget(NEEDED, True, "native"), _cpu.cpu_flags())
+
+
+@needs_features
+def test_a_missing_feature_is_refused_with_the_way_out(tmp_path: pathlib.Path) -> None:
+    feature = NEEDED[-1]
+    error = _cpu.check_module_file(MODULE, _cpuinfo_without(tmp_path, feature))
+    assert isinstance(error, ImportError)
+    assert feature in str(error) and "illegal instruction" in str(error)
+    if INFO["native"]:
+        assert "PYMIMALLOC_PORTABLE=1" in str(error) and "--no-cache-dir" in str(error)
+    assert _cpu.check_module_file(MODULE) is None  # this CPU, as it is
+    assert _startup._cpu_refuses(MODULE, _cpuinfo_without(tmp_path, feature))  # the start-up path asks the same
+    assert not _startup._cpu_refuses(MODULE)
+
+
+def test_unknown_sides_refuse_nothing(tmp_path: pathlib.Path) -> None:
+    assert _cpu.check_module_file(MODULE, str(tmp_path / "no-cpuinfo")) is None
+    assert _cpu.missing_features(_cpu.BuildTarget(None, True, "native"), {"sse2"}) == []
+    not_a_module = tmp_path / "x.so"
+    not_a_module.write_bytes(b"\x7fELF nothing here")
+    assert _cpu.read_build_target(str(not_a_module)) is None
+    assert _cpu.read_build_target(str(tmp_path / "missing.so")) is None
+
+
+@needs_features
+def test_import_refuses_before_loading_the_compiled_module(tmp_path: pathlib.Path) -> None:
+    # a child whose CPU "lacks" one feature: _cpu.py's reading of /proc/cpuinfo is replaced before the import
+    cpuinfo = _cpuinfo_without(tmp_path, NEEDED[-1])
+    child = f"""
+import importlib.util, os, sys
+package = importlib.util.find_spec("pymimalloc")
+spec = importlib.util.spec_from_file_location("pymimalloc._cpu",
+                                              os.path.join(package.submodule_search_locations[0], "_cpu.py"))
+cpu = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(cpu)
+real = cpu.cpu_flags
+cpu.cpu_flags = lambda cpuinfo="/proc/cpuinfo": real({cpuinfo!r})
+sys.modules["pymimalloc._cpu"] = cpu
+try:
+    import pymimalloc
+except ImportError as error:
+    print("refused:", error)
+print("compiled module loaded:", "pymimalloc._mimalloc" in sys.modules)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYMIMALLOC_INSTALL"}
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120,
+                            cwd=tempfile.gettempdir(), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "refused: pymimalloc's compiled module" in result.stdout and NEEDED[-1] in result.stdout
+    assert "compiled module loaded: False" in result.stdout
