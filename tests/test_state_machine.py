@@ -57,20 +57,26 @@ class Worker:
     """A thread that runs the machine's calls one at a time, so thread-bound state persists across steps."""
 
     def __init__(self) -> None:
-        self._jobs: queue.Queue[tuple[Callable[[], Any], queue.Queue[tuple[bool, Any]]] | None] = queue.Queue()
+        self._jobs: queue.Queue[tuple[Callable[[], Any], queue.Queue[tuple[bool, Any] | None]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         while (job := self._jobs.get()) is not None:
             call, reply = job
+            del job
+            result: tuple[bool, Any]
             try:
-                reply.put((True, call()))
+                result = (True, call())
             except BaseException as error:  # handed to the step that submitted the call
-                reply.put((False, error))
+                result = (False, error)
+            del call
+            reply.put(result)
+            del result
+            reply.put(None)  # this thread holds nothing of the result any more (a view's export, say)
 
-    def submit(self, call: Callable[[], Any]) -> queue.Queue[tuple[bool, Any]]:
-        reply: queue.Queue[tuple[bool, Any]] = queue.Queue()
+    def submit(self, call: Callable[[], Any]) -> queue.Queue[tuple[bool, Any] | None]:
+        reply: queue.Queue[tuple[bool, Any] | None] = queue.Queue()
         self._jobs.put((call, reply))
         return reply
 
@@ -79,10 +85,11 @@ class Worker:
         self._thread.join(STEP_TIMEOUT)
 
 
-def outcome(reply: queue.Queue[tuple[bool, Any]]) -> Any:
+def outcome(reply: queue.Queue[tuple[bool, Any] | None]) -> Any:
     """The result of a submitted call; its exception re-raised here; a hang fails the step."""
     try:
-        ok, value = reply.get(timeout=STEP_TIMEOUT)
+        ok, value = reply.get(timeout=STEP_TIMEOUT)  # type: ignore[misc]
+        reply.get(timeout=STEP_TIMEOUT)  # the worker let go of its references
     except queue.Empty:
         pytest.fail(f"a worker thread did not finish its step within {STEP_TIMEOUT} s (a hang)")
     if not ok:
@@ -112,6 +119,7 @@ class Allocation:
 class PymimallocMachine(RuleBasedStateMachine):
     heaps = Bundle("heaps")
     allocations = Bundle("allocations")
+    objects_heaps = Bundle("objects_heaps")  # heaps for python_objects(): their blocks are Python objects
 
     def __init__(self) -> None:
         super().__init__()
@@ -124,6 +132,9 @@ class PymimallocMachine(RuleBasedStateMachine):
         self.snapshots: list[tuple[pymimalloc.Heap, pymimalloc.Snapshot]] = []  # held across steps
         self.defaults: list[tuple[pymimalloc.Heap, Any, int]] = []  # as_default() blocks held: heap, cm, thread
         self.numpy_pins: list[tuple[pymimalloc.Heap, Any, int]] = []  # numpy_allocator() blocks held
+        self.objects: list[tuple[pymimalloc.Heap, Any, int]] = []  # python_objects() blocks held: heap, cm, thread
+        self.closed_objects: set[int] = set()
+        self.installed = pymimalloc.installed()
         self.options_before = dict(pymimalloc.options)
 
     # -- helpers ------------------------------------------------------------------------------------
@@ -640,6 +651,109 @@ class PymimallocMachine(RuleBasedStateMachine):
             with pytest.raises(ValueError):
                 heap.realloc(a.obj, 8)
 
+    # -- mimalloc as Python's allocator: install(), uninstall(), python_objects() ----------------------------
+    @rule(on=st.booleans())
+    def install_or_uninstall(self, on: bool) -> None:
+        if on:
+            pymimalloc.install()
+            assert pymimalloc.installed() == ("mem", "obj")
+        else:
+            pymimalloc.uninstall()
+            assert pymimalloc.installed() == ()
+        kept = [str(i) * 3 for i in range(300)]  # new objects come from wherever the routing says; all work
+        assert kept[-1] == "299299299"
+
+    @rule(target=objects_heaps)
+    def new_objects_heap(self) -> pymimalloc.Heap:
+        return pymimalloc.Heap()
+
+    # in workers only: the main thread runs hypothesis, whose objects would land in the heap
+    @rule(heap=objects_heaps, where=st.integers(1, WORKERS))
+    def enter_python_objects(self, heap: pymimalloc.Heap, where: int) -> None:
+        manager = heap.python_objects()
+        if id(heap) in self.closed_objects:
+            with pytest.raises(ValueError):
+                self._in(where, manager.__enter__)
+            return
+        assert self._in(where, manager.__enter__) is heap
+        self.objects.append((heap, manager, where))
+
+    @rule(index=INDEX, where=WHERE)
+    def exit_python_objects(self, index: int, where: int) -> None:
+        """Leave a python_objects() block, possibly out of order or from another thread: it stops at once."""
+        if self.objects:
+            _, manager, _ = self.objects.pop(index % len(self.objects))
+            self._in(where, lambda: manager.__exit__(None, None, None))
+
+    @rule(where=st.integers(1, WORKERS))
+    def python_objects_land_in_the_innermost_held_block(self, where: int) -> None:
+        held = [heap for heap, _, thread in self.objects if thread == where]
+        expected = held[-1] if held else None
+
+        def run() -> list[Any]:
+            made = [str(i) * 3 for i in range(200)]
+            return [pymimalloc.heap_of(id(s)) for s in made]
+
+        found = self._in(where, run)
+        if expected is None:
+            assert not any(h is not None and id(h) in {id(o) for o, _, _ in self.objects} for h in found)
+        else:
+            assert all(h is expected for h in found), (expected, set(map(repr, found)))
+
+    @rule(heap=objects_heaps)
+    def close_objects_heap(self, heap: pymimalloc.Heap) -> None:
+        if any(h is heap for h, _, _ in self.objects):
+            with pytest.raises(RuntimeError):
+                heap.close()
+            return
+        heap.close()  # Python objects still alive in it keep its memory until they go
+        self.closed_objects.add(id(heap))
+
+    @rule(a=heaps, b=heaps, first_out=st.integers(0, 1), where=st.integers(1, WORKERS))
+    def as_default_in_two_tasks(self, a: pymimalloc.Heap, b: pymimalloc.Heap, first_out: int, where: int) -> None:
+        if a is not b and all(self._open(h) and not self._frozen(h) for h in (a, b)):
+            self._blocks_in_two_tasks(a, b, "as_default", first_out, where)
+
+    # objects heaps only: a task's objects may outlive it in caches, which the model of Blocks does not know
+    @rule(a=objects_heaps, b=objects_heaps, first_out=st.integers(0, 1), where=st.integers(1, WORKERS))
+    def python_objects_in_two_tasks(self, a: pymimalloc.Heap, b: pymimalloc.Heap, first_out: int, where: int) -> None:
+        if a is not b and not {id(a), id(b)} & self.closed_objects:
+            self._blocks_in_two_tasks(a, b, "python_objects", first_out, where)
+
+    def _blocks_in_two_tasks(self, a: pymimalloc.Heap, b: pymimalloc.Heap, kind: str, first_out: int, where: int) -> None:
+        """Two asyncio tasks of one thread, each inside a block of its own heap, leaving in the drawn order."""
+
+        def run() -> list[bool]:
+            import asyncio
+
+            current = pymimalloc.default_heap if kind == "as_default" else \
+                pymimalloc._core.python_objects_heap_in_context
+            results: list[bool] = []
+            leave = [asyncio.Event(), asyncio.Event()]
+
+            async def task(heap: pymimalloc.Heap, i: int) -> None:
+                outer = current()  # the task's copy of the thread's context: an enclosing block's heap, say
+                with getattr(heap, kind)():
+                    await asyncio.sleep(0)
+                    results.append(current() is heap)
+                    await leave[i].wait()
+                results.append(current() is outer)
+
+            async def main() -> None:
+                tasks = [asyncio.create_task(task(a, 0)), asyncio.create_task(task(b, 1))]
+                await asyncio.sleep(0.001)
+                leave[first_out].set()
+                await asyncio.sleep(0.001)
+                leave[1 - first_out].set()
+                await asyncio.gather(*tasks)
+
+            before = current()
+            asyncio.run(main())
+            results.append(current() is before)
+            return results
+
+        assert all(self._in(where, run))
+
     # -- invariants ---------------------------------------------------------------------------------
     @invariant()
     def visitor_sees_exactly_the_model(self) -> None:
@@ -679,6 +793,10 @@ class PymimallocMachine(RuleBasedStateMachine):
             assert heap.frozen == (self._open(heap) and self._frozen(heap))
 
     def teardown(self) -> None:
+        for _, manager, where in self.objects:
+            self._in(where, lambda: manager.__exit__(None, None, None))
+        if not self.installed:
+            pymimalloc.uninstall()
         for heap, manager, where in self.numpy_pins:
             self._in(where, lambda: manager.__exit__(None, None, None))
         for _, manager, _ in self.defaults:

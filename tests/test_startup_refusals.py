@@ -1,0 +1,72 @@
+"""Every path that starts mimalloc refuses the same options with the same message: ``import pymimalloc`` (a
+RuntimeWarning) and ``PYMIMALLOC_INSTALL`` at interpreter start (the message on stderr). Before, the start-up
+path skipped the refusals: destroy_on_exit hung every process at exit. And a refused ``install()`` leaves
+tracemalloc's traces alone."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import pymimalloc
+from childproc import describe, run
+
+REFUSED = importlib.import_module("pymimalloc.options").REFUSED  # the module, not the options object
+BAD_VALUES = {"destroy_on_exit": "1", "guarded_sample_rate": "1", "visit_abandoned": "0"}
+
+
+def _pth_installed() -> bool:
+    import site
+
+    return any((__import__("pathlib").Path(d) / "pymimalloc.pth").is_file() for d in site.getsitepackages())
+
+
+def test_every_refused_option_is_in_the_table() -> None:
+    assert set(BAD_VALUES) == set(REFUSED)
+
+
+@pytest.mark.parametrize("name", sorted(BAD_VALUES))
+def test_import_puts_a_refused_option_back_with_a_warning(name: str) -> None:
+    env = {f"MIMALLOC_{name.upper()}": BAD_VALUES[name]}
+    result = run(["-W", "always", "-c", f"import pymimalloc; print(pymimalloc.options[{name!r}])"], env=env,
+                 timeout=60, drop=("PYMIMALLOC_INSTALL",))
+    assert result.returncode == 0, describe(result.returncode) + result.stderr
+    assert result.stdout.split() == [str(REFUSED[name][0])]
+    assert f"RuntimeWarning: pymimalloc set mimalloc option '{name}'" in result.stderr
+
+
+@pytest.mark.skipif(not _pth_installed(), reason="pymimalloc.pth is not in site-packages")
+@pytest.mark.parametrize("name", sorted(BAD_VALUES))
+def test_start_up_puts_a_refused_option_back_with_the_same_message(name: str) -> None:
+    env = {f"MIMALLOC_{name.upper()}": BAD_VALUES[name], "PYMIMALLOC_INSTALL": "1"}
+    program = "import sys; print('pymimalloc' in sys.modules); x = [str(i) * 3 for i in range(100000)]"
+    started = run(["-c", program], env=env, timeout=60)  # hung forever at exit before (destroy_on_exit)
+    assert started.returncode == 0, describe(started.returncode) + started.stderr
+    assert started.stdout.split() == ["False"]  # the short path ran, without the package
+    imported = run(["-W", "always", "-c", "import pymimalloc"], env=env, timeout=60, drop=("PYMIMALLOC_INSTALL",))
+    message = next(line for line in started.stderr.splitlines() if "pymimalloc set mimalloc option" in line)
+    assert message.startswith(f"pymimalloc set mimalloc option '{name}'")
+    assert message in imported.stderr  # the warning's text, word for word
+
+
+@pytest.mark.parametrize("flags", [["-X", "dev"], ["-X", "tracemalloc=5"]])
+def test_a_refused_install_keeps_tracemalloc_traces(flags: list[str]) -> None:
+    program = """
+import tracemalloc, pymimalloc
+tracemalloc.start(5)
+kept = [bytearray(1000) for _ in range(100)]
+before = tracemalloc.take_snapshot()
+try:
+    pymimalloc.install()
+except RuntimeError as error:
+    refused = "debug hooks" in str(error)
+else:
+    refused = False
+after = tracemalloc.take_snapshot()
+print(refused, len(before.traces) > 0, len(after.traces) >= len(before.traces))
+"""
+    env = {"PYTHONMALLOC": "debug"} if flags == ["-X", "tracemalloc=5"] else {}
+    result = run([*flags, "-c", program], env=env, timeout=120, drop=("PYMIMALLOC_INSTALL", "PYTHONMALLOC"))
+    assert result.returncode == 0, describe(result.returncode) + result.stderr
+    assert result.stdout.split() == ["True", "True", "True"], result.stdout + result.stderr
