@@ -163,3 +163,50 @@ size_t pmi_page_block_usable(const mi_page_t* page, const void* block) {
     return mi_page_usable_block_size(page);
 #endif
 }
+
+/* -- the allocator hook's view of a block (pmi_allocator.c) ------------------------------------------------
+ * Free and realloc through the hook look a block's page up once and decide everything from it: whether
+ * mimalloc owns the block at all (a NULL page: the previous allocator's), which heap it is in, and the free
+ * itself, through mimalloc's page-aware path (mi_free_ex, static in free.c, which this unit includes).
+ * pmi_allocator.c calls these across units; the build's link-time optimisation inlines them there (always:
+ * they are most of the instructions of CPython's every free). */
+#define PMI_HOOK_INLINE inline __attribute__((always_inline))
+struct mi_page_s* pmi_page_of(const void* p);
+mi_heap_t* pmi_page_owner(const struct mi_page_s* page);
+void pmi_page_free(struct mi_page_s* page, void* p);
+void* pmi_fast_malloc(mi_heap_t* heap, size_t size);
+
+/* _mi_safe_ptr_page, less its test for NULL: NULL falls in the first slice of the address space, which
+ * no mapping (so no mimalloc page) ever covers, so its entry is empty, as for any address not mimalloc's. */
+PMI_HOOK_INLINE mi_page_t* pmi_page_of(const void* p) {
+#if MI_PAGE_MAP_FLAT
+  return _mi_safe_ptr_page(p);
+#else
+  if mi_unlikely(p >= mi_page_map_max_address) return NULL;
+  size_t sub_idx;
+  const size_t idx = _mi_page_map_index(p, &sub_idx);
+  if mi_unlikely(!mi_page_map_is_committed(idx, NULL)) return NULL;
+  mi_page_t** const sub = _mi_page_map[idx];
+  if mi_unlikely(sub == NULL) return NULL;
+  return sub[sub_idx];
+#endif
+}
+
+mi_heap_t* pmi_page_owner(const mi_page_t* page) { return mi_page_heap(page); }  /* as mi_heap_of */
+
+/* `page` is not NULL */
+PMI_HOOK_INLINE void pmi_page_free(mi_page_t* page, void* p) { mi_free_ex(p, NULL, page); }
+
+/* mi_heap_malloc, with everything but its fast path (a small block from this thread's theap of `heap`, found
+ * through mimalloc's cache of the last theap used) out of line, so that the hook's malloc saves no register. */
+PMI_HOOK_INLINE void* pmi_fast_malloc(mi_heap_t* heap, size_t size) {
+  mi_theap_t* const theap = _mi_theap_cached();
+#if MI_THEAP_INITASNULL
+  if mi_unlikely(theap == NULL) return mi_heap_malloc(heap, size);
+#endif
+  if mi_likely(_mi_theap_heap(theap) == heap && size <= MI_SMALL_SIZE_MAX) {
+    return mi_theap_malloc_small_zero_nonnull(theap, size, false, NULL);
+  }
+  return mi_heap_malloc(heap, size);
+}
+
