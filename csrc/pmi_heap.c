@@ -250,6 +250,7 @@ static void pmi_wrapper_free(pmi_heap_t* h) {
 
 int pmi_init(void) {
     if (pmi_meta_heap != NULL) return PMI_OK;
+    pmi_thp_default();  /* before mimalloc maps its first arena (pmi_mimalloc.c says why) */
     mi_register_error(&pmi_on_error, NULL);
     /* Without it, v3.4.3 keeps no list of abandoned OS pages (huge and over-aligned blocks whose thread
        exited or gave them up) and no walk can find their blocks (arena.c, _mi_arenas_page_abandon). */

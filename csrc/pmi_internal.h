@@ -33,6 +33,8 @@ mi_heap_t* pmi_page_owner(const struct mi_page_s* page);
 void       pmi_page_free(struct mi_page_s* page, void* p);
 void*      pmi_fast_malloc(mi_heap_t* heap, size_t size);  /* mi_heap_malloc, inlined likewise */
 
+void       pmi_thp_default(void);  /* at import: no transparent huge pages unless MIMALLOC_ALLOW_THP says so */
+
 /* Array data for numpy's handler: counted in the heap by usable size; deferred while frozen. */
 void*      pmi_data_alloc(pmi_heap_t* heap, size_t size, bool zero);
 void*      pmi_data_realloc(pmi_heap_t* heap, void* p, size_t size);

@@ -210,3 +210,19 @@ PMI_HOOK_INLINE void* pmi_fast_malloc(mi_heap_t* heap, size_t size) {
   return mi_heap_malloc(heap, size);
 }
 
+/* -- transparent huge pages ----------------------------------------------------------------------------------
+ * v3.4.3 asks the kernel for transparent huge pages on every arena it maps (madvise MADV_HUGEPAGE; option
+ * allow_thp, on by default). Under the common THP setting "madvise", each first touch of an arena then faults
+ * in 2 MiB at once: a process that imported pymimalloc started 6 MiB bigger, and one that called install()
+ * 16 MiB bigger (issue 18). Turning the option off in the environment (MIMALLOC_ALLOW_THP=0) would make
+ * mimalloc disable THP for the whole process as it starts (prctl PR_SET_THP_DISABLE: the C library's
+ * malloc, numpy, every other library), a change a Python program did not ask for. So pymimalloc sets the
+ * option to 0 itself, after mimalloc has started (its prctl decision is behind it) and before the first
+ * arena is mapped (pmi_init, at import): mimalloc then just does not ask, and nothing else in the process
+ * changes. A value given in the environment stands: MIMALLOC_ALLOW_THP=1 asks for huge pages again (and
+ * options["allow_thp"] = 1 does for arenas mapped after it). */
+void pmi_thp_default(void);
+void pmi_thp_default(void) {
+  (void)mi_option_get(mi_option_allow_thp);  /* reads MIMALLOC_ALLOW_THP, if it was not read yet */
+  if (mi_options[mi_option_allow_thp].init != MI_OPTION_INITIALIZED) mi_option_set(mi_option_allow_thp, 0);
+}
