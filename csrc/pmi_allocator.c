@@ -109,6 +109,25 @@ static inline void* pmi_mi_calloc(size_t nelem, size_t elsize) {
     return mi_heap_zalloc(pmi_python_heap, pmi_at_least(total));
 }
 
+/* Python's heap grows a block by moving it whenever it outgrows its size class, and CPython grows lists,
+   bytearrays and string builders by an eighth to a quarter at a time: a list of a million items was copied
+   about 9 times over its final size, where the C library's realloc extends in place or remaps. So a block
+   of PMI_GROW_ROOM bytes or more that must move to grow gets half as much again: the next few growths stay
+   in place (mimalloc keeps a block whose new size fits its usable size, down to half of it). Smaller blocks
+   move cheaply and are many, so they get no room. */
+#ifndef PMI_GROW_ROOM
+#define PMI_GROW_ROOM 4096
+#endif
+static inline void* pmi_python_realloc(void* ptr, size_t size) {
+    size = pmi_at_least(size);
+    size_t roomy;
+    if (size >= PMI_GROW_ROOM && size > mi_usable_size(ptr) && !__builtin_add_overflow(size, size / 2, &roomy)) {
+        void* q = mi_heap_realloc(pmi_python_heap, ptr, roomy);
+        if (q != NULL) return q;
+    }
+    return mi_heap_realloc(pmi_python_heap, ptr, size);
+}
+
 /* MEM and OBJ: this thread's chosen heap first, if it takes the block */
 static inline void* pmi_target_malloc(pmi_heap_t* target, size_t size, bool zero) {
     return pmi_data_alloc(target, pmi_at_least(size), zero);
@@ -192,7 +211,7 @@ static inline bool pmi_maybe_target(const struct mi_page_s* page) {
         struct mi_page_s* const page = pmi_page_of(ptr);                                                       \
         if (page == NULL) return pmi_previous[domain].realloc(pmi_previous[domain].ctx, ptr, size);            \
         if (pmi_maybe_target(page)) return pmi_owned_realloc(pmi_page_owner(page), ptr, size);                 \
-        enter; void* p = mi_heap_realloc(pmi_python_heap, ptr, pmi_at_least(size)); leave;                     \
+        enter; void* p = pmi_python_realloc(ptr, size); leave;                                                 \
         return p;                                                                                              \
     }                                                                                                          \
     static __attribute__((noinline)) void pmi_##name##_free_other(struct mi_page_s* page, void* ptr) {         \
