@@ -26,6 +26,16 @@
  * Python objects; a heap leaves the table just before it is destroyed, which happens only once nothing in
  * it is alive.
  *
+ * Why Python's heap is a mimalloc heap of its own, not the thread's default theap (mi_malloc): allocating
+ * from the default theap would save the check that maps pmi_python_heap to this thread's theap (mimalloc's
+ * cached theap: load its heap, compare, branch; about 4 of the ~30 instructions of the hook's malloc, by the
+ * disassembly). But every Python object would then live in mimalloc's main heap: pymimalloc's walks of the
+ * main heap (visit, snapshot) would report all of them, heap_of() would name the main heap for each, and
+ * since MEM and OBJ calls take no bracket, such a walk (which stops the world through the brackets) would
+ * race with every other thread's Python allocations, unless each call took the world bracket: an atomic
+ * read-modify-write per call, dearer than the check it saves. So the heap stays separate, and the check is
+ * inlined (pmi_fast_malloc in pmi_mimalloc.c).
+ *
  * Fork and walks: the MEM and OBJ domains are called with the GIL held, so while os.fork() runs (the
  * forking thread holds the GIL) no other thread is inside them. The RAW domain is not: its calls into
  * mimalloc are bracketed (pmi_world_enter), so a fork waits for them, as it does for Blocks.
