@@ -67,7 +67,10 @@ static struct {
     _Atomic(mi_heap_t*)  raw;       /* NULL: a free entry */
     _Atomic(pmi_heap_t*) wrapper;
 } pmi_targets[PMI_TARGETS];
-static atomic_int pmi_targets_high;       /* entries in use are below this */
+/* Entries in use are below this. Never lowered, and above 0 before any heap gets its first Python object
+   (pmi_target_remember runs before a thread's target is set): while it is 0, frees skip page->heap and the
+   table altogether (pmi_maybe_target), so it means "some heap ever held Python objects", not "is active". */
+static atomic_int pmi_targets_high;
 static __thread pmi_heap_t* pmi_target;   /* this thread's heap for new Python objects (a counted reference) */
 static atomic_int pmi_targets_set;        /* threads with a pmi_target: while 0, allocations skip the thread-local */
 
