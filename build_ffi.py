@@ -16,6 +16,8 @@ Environment:
   PYMIMALLOC_SECURE=0..5         MI_SECURE level.
   PYMIMALLOC_TRACK=valgrind|asan mimalloc's memory-checker support (MI_TRACK_VALGRIND / MI_TRACK_ASAN),
                                  for runs under Valgrind or AddressSanitizer (see benchmarks/memcheck.sh).
+  PYMIMALLOC_LTO=0|1             link-time optimisation (default 1): the allocator hook's fast paths
+                                 (pmi_allocator.c) inline mimalloc's (pmi_mimalloc.c) across the two units.
   PYMIMALLOC_TLS_MODEL=<model>   -ftls-model (default local-dynamic, safe under dlopen; initial-exec is
                                  faster but takes static TLS space that a dlopen'ed module may not get).
 """
@@ -328,6 +330,11 @@ def compile_options() -> dict[str, object]:
         cflags += ["-fsanitize=address", "-fsanitize=undefined", "-fno-sanitize-recover=undefined"]
     elif track:
         raise BuildError(f"PYMIMALLOC_TRACK={track!r}: use valgrind or asan.")
+    # The hook that install() puts in front of CPython's allocator calls mimalloc's malloc and page-aware
+    # free in another unit; with LTO they inline into it, as CPython's built-in mimalloc inlines (issue 18).
+    lto = _switch("PYMIMALLOC_LTO") if os.environ.get("PYMIMALLOC_LTO", "").strip() else True
+    if lto:
+        cflags.append("-flto=auto")
     if debug == 0:
         defines.append(("NDEBUG", "1"))
     else:
@@ -335,7 +342,7 @@ def compile_options() -> dict[str, object]:
         defines.append(("MI_STAT", "1"))
     return {"cflags": cflags, "defines": defines, "portable": portable, "native": not portable,
             "target": target or "default",
-            "debug": debug, "secure": secure}
+            "debug": debug, "secure": secure, "lto": lto}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -475,6 +482,7 @@ def make_ffi(project_relative: bool = True) -> FFI:
         "cpu_features": cpu_features(options["cflags"]),  # type: ignore[arg-type]
         "debug": options["debug"],
         "secure": options["secure"],
+        "lto": options["lto"],
         "python": sys.version.split()[0],
         "numpy_headers": _numpy_version(),
     }
@@ -505,7 +513,9 @@ def make_ffi(project_relative: bool = True) -> FFI:
         include_dirs=[str(root / "include"), str(root / "src"), str(CSRC), _numpy_include()],
         define_macros=options["defines"],  # type: ignore[arg-type]
         extra_compile_args=options["cflags"],  # type: ignore[arg-type]
-        extra_link_args=["-fvisibility=hidden", *([] if options["debug"] else ["-Wl,--strip-debug"])],
+        # with LTO the code is generated at link time: the link gets the compile flags too
+        extra_link_args=[*(options["cflags"] if options["lto"] else ["-fvisibility=hidden"]),  # type: ignore[list-item]
+                         *([] if options["debug"] else ["-Wl,--strip-debug"])],
         # it uses the full CPython and numpy C APIs, so it is named for this interpreter, never abi3
         py_limited_api=False,
         libraries=["pthread", "dl"],  # dl: dlsym (pmi_allocator.c), in libc itself since glibc 2.34

@@ -6,9 +6,10 @@
  *     by pymimalloc), rounded up to 16 bytes: CPython promises 16-byte alignment, and mimalloc gives it
  *     to every block of 16 bytes or more (its 8-byte size class is the only one that is not); a
  *     zero-byte request is a distinct 16-byte block;
- *   - free and realloc look the pointer up in mimalloc's page map (mi_is_in_heap_region, the lookup
- *     mi_free itself does): ours go to mimalloc, anything else (allocated before the hook, or while the
- *     domain was not routed) goes to the previous allocator, which owns it;
+ *   - free and realloc look the pointer up in mimalloc's page map once (pmi_page_of, the lookup mi_free
+ *     itself does): a block on a mimalloc page goes to mimalloc, through that page (pmi_page_free), and
+ *     anything else (allocated before the hook, or while the domain was not routed) goes to the previous
+ *     allocator, which owns it;
  *   - the hook stays for the life of the process. Unrouting (pymimalloc.uninstall()) only sends new
  *     allocations back to the previous allocator: mimalloc's blocks are still freed by the hook.
  * Each domain has its own functions, so no call depends on the `ctx` pointer: a thread that reads
@@ -21,8 +22,20 @@
  * array data (pmi_data_alloc/realloc/free: bracketed, counted in the heap by usable size, deferred while a
  * walk holds the heap frozen). A heap that refuses (frozen by a walk, or closed) is passed over for
  * Python's own heap: an allocation never fails for that. Frees find the heap of a block from its page
- * (mi_heap_of), and the pymimalloc heap from a small table of the heaps that ever held Python objects;
- * a heap leaves the table just before it is destroyed, which happens only once nothing in it is alive.
+ * (page->heap, read only once some heap ever held Python objects: until then every mimalloc block the hook
+ * is handed is Python's heap's), and the pymimalloc heap from a small table of the heaps that ever held
+ * Python objects; a heap leaves the table just before it is destroyed, which happens only once nothing in
+ * it is alive.
+ *
+ * Why Python's heap is a mimalloc heap of its own, not the thread's default theap (mi_malloc): allocating
+ * from the default theap would save the check that maps pmi_python_heap to this thread's theap (mimalloc's
+ * cached theap: load its heap, compare, branch; about 4 of the ~30 instructions of the hook's malloc, by the
+ * disassembly). But every Python object would then live in mimalloc's main heap: pymimalloc's walks of the
+ * main heap (visit, snapshot) would report all of them, heap_of() would name the main heap for each, and
+ * since MEM and OBJ calls take no bracket, such a walk (which stops the world through the brackets) would
+ * race with every other thread's Python allocations, unless each call took the world bracket: an atomic
+ * read-modify-write per call, dearer than the check it saves. So the heap stays separate, and the check is
+ * inlined (pmi_fast_malloc in pmi_mimalloc.c).
  *
  * Fork and walks: the MEM and OBJ domains are called with the GIL held, so while os.fork() runs (the
  * forking thread holds the GIL) no other thread is inside them. The RAW domain is not: its calls into
@@ -55,7 +68,10 @@ static struct {
     _Atomic(mi_heap_t*)  raw;       /* NULL: a free entry */
     _Atomic(pmi_heap_t*) wrapper;
 } pmi_targets[PMI_TARGETS];
-static atomic_int pmi_targets_high;       /* entries in use are below this */
+/* Entries in use are below this. Never lowered, and above 0 before any heap gets its first Python object
+   (pmi_target_remember runs before a scope holds its heap): while it is 0, frees skip page->heap and the
+   table altogether (pmi_maybe_target), so it means "some heap ever held Python objects", not "is active". */
+static atomic_int pmi_targets_high;
 static atomic_int pmi_objects_held;      /* python_objects() scopes held anywhere: while 0, allocations look no further */
 
 #if PY_VERSION_HEX >= 0x030D0000
@@ -120,12 +136,33 @@ static void pmi_allocator_forget(mi_heap_t* raw) {
 
 /* -- the hook's allocations -------------------------------------------------------------------------- */
 
-static inline void* pmi_mi_malloc(size_t size) { return mi_heap_malloc(pmi_python_heap, pmi_at_least(size)); }
+static inline void* pmi_mi_malloc(size_t size) { return pmi_fast_malloc(pmi_python_heap, pmi_at_least(size)); }
 
 static inline void* pmi_mi_calloc(size_t nelem, size_t elsize) {
     size_t total;
     if (__builtin_mul_overflow(nelem, elsize, &total)) return NULL;
+    pmi_theap_ensure(pmi_python_heap);
     return mi_heap_zalloc(pmi_python_heap, pmi_at_least(total));
+}
+
+/* Python's heap grows a block by moving it whenever it outgrows its size class, and CPython grows lists,
+   bytearrays and string builders by an eighth to a quarter at a time: a list of a million items was copied
+   about 9 times over its final size, where the C library's realloc extends in place or remaps. So a block
+   of PMI_GROW_ROOM bytes or more that must move to grow gets half as much again: the next few growths stay
+   in place (mimalloc keeps a block whose new size fits its usable size, down to half of it). Smaller blocks
+   move cheaply and are many, so they get no room. */
+#ifndef PMI_GROW_ROOM
+#define PMI_GROW_ROOM 4096
+#endif
+static inline void* pmi_python_realloc(void* ptr, size_t size) {
+    size = pmi_at_least(size);
+    pmi_theap_ensure(pmi_python_heap);  /* a block of another thread may be this thread's first use */
+    size_t roomy;
+    if (size >= PMI_GROW_ROOM && size > mi_usable_size(ptr) && !__builtin_add_overflow(size, size / 2, &roomy)) {
+        void* q = mi_heap_realloc(pmi_python_heap, ptr, roomy);
+        if (q != NULL) return q;
+    }
+    return mi_heap_realloc(pmi_python_heap, ptr, size);
 }
 
 /* MEM and OBJ: this thread's chosen heap first, if it takes the block */
@@ -155,18 +192,30 @@ static void* pmi_owned_realloc(mi_heap_t* owner, void* ptr, size_t size) {
     return q;
 }
 
-static void pmi_owned_free(mi_heap_t* owner, void* ptr) {
+static void pmi_owned_free(mi_heap_t* owner, struct mi_page_s* page, void* ptr) {
     pmi_heap_t* h = pmi_target_of(owner);
     if (h != NULL) pmi_data_free(h, ptr);
-    else mi_free(ptr);
+    else pmi_page_free(page, ptr);
+}
+
+/* Whether a block on this mimalloc page may belong to a heap other than Python's own (a python_objects()
+   heap). No heap ever held Python objects while pmi_targets_high is 0, and then the page's heap is not read:
+   it sits on another cache line of the page record than the fields the free uses. A thread that frees a
+   target heap's block got it after the entry was written (the GIL orders MEM and OBJ, and a RAW block is
+   never a target's), so it sees pmi_targets_high above 0. */
+static inline bool pmi_maybe_target(const struct mi_page_s* page) {
+    return atomic_load_explicit(&pmi_targets_high, memory_order_acquire) != 0 && pmi_page_owner(page) != pmi_python_heap;
 }
 
 /* The hook's four functions for one domain. RAW brackets its mimalloc calls and has no chosen heaps
-   (`targets` false); MEM and OBJ look at this thread's chosen heap (see the top of this file). */
+   (`targets` false); MEM and OBJ look at this thread's chosen heap (see the top of this file).
+   malloc and free are CPython's hottest calls: their common case (no chosen heap, the domain routed; a block
+   on a mimalloc page while no heap ever held Python objects) needs no saved register, and everything else
+   is in a function of its own (`_other`), so that the common case compiles to a few loads and a jump into
+   mimalloc's own fast path (issue 18). */
+#define PMI_LIKELY(x) __builtin_expect(!!(x), 1)
 #define PMI_DOMAIN_FUNCTIONS(name, domain, bit, enter, leave, targets)                                         \
-    static void* pmi_##name##_malloc(void* ctx, size_t size) {                                                 \
-        (void)ctx;                                                                                             \
-        pmi_heap_t* const target = (targets) ? pmi_thread_target() : NULL;                                     \
+    static __attribute__((noinline)) void* pmi_##name##_malloc_other(pmi_heap_t* target, size_t size) {        \
         if (target != NULL) {                                                                                  \
             void* p = pmi_target_malloc(target, size, false);                                                  \
             if (p != NULL) return p;                                                                           \
@@ -175,6 +224,15 @@ static void pmi_owned_free(mi_heap_t* owner, void* ptr) {
             return pmi_previous[domain].malloc(pmi_previous[domain].ctx, size);                                \
         enter; void* p = pmi_mi_malloc(size); leave;                                                           \
         return p;                                                                                              \
+    }                                                                                                          \
+    static void* pmi_##name##_malloc(void* ctx, size_t size) {                                                 \
+        (void)ctx;                                                                                             \
+        pmi_heap_t* const target = (targets) ? pmi_thread_target() : NULL;                                     \
+        if (PMI_LIKELY(target == NULL && (atomic_load_explicit(&pmi_routed, memory_order_relaxed) & (bit)))) { \
+            enter; void* p = pmi_mi_malloc(size); leave;                                                       \
+            return p;                                                                                          \
+        }                                                                                                      \
+        return pmi_##name##_malloc_other(target, size);                                                        \
     }                                                                                                          \
     static void* pmi_##name##_calloc(void* ctx, size_t nelem, size_t elsize) {                                 \
         (void)ctx;                                                                                             \
@@ -187,19 +245,28 @@ static void pmi_owned_free(mi_heap_t* owner, void* ptr) {
     }                                                                                                          \
     static void* pmi_##name##_realloc(void* ctx, void* ptr, size_t size) {                                     \
         if (ptr == NULL) return pmi_##name##_malloc(ctx, size);                                                \
-        mi_heap_t* owner = mi_heap_of(ptr);                                                                    \
-        if (owner == NULL) return pmi_previous[domain].realloc(pmi_previous[domain].ctx, ptr, size);           \
-        if (owner != pmi_python_heap) return pmi_owned_realloc(owner, ptr, size);                              \
-        enter; void* p = mi_heap_realloc(pmi_python_heap, ptr, pmi_at_least(size)); leave;                     \
+        struct mi_page_s* const page = pmi_page_of(ptr);                                                       \
+        if (page == NULL) return pmi_previous[domain].realloc(pmi_previous[domain].ctx, ptr, size);            \
+        if (pmi_maybe_target(page)) return pmi_owned_realloc(pmi_page_owner(page), ptr, size);                 \
+        enter; void* p = pmi_python_realloc(ptr, size); leave;                                                 \
         return p;                                                                                              \
+    }                                                                                                          \
+    static __attribute__((noinline)) void pmi_##name##_free_other(struct mi_page_s* page, void* ptr) {         \
+        if (page == NULL) {                                                                                    \
+            if (ptr != NULL) pmi_previous[domain].free(pmi_previous[domain].ctx, ptr);                         \
+            return;                                                                                            \
+        }                                                                                                      \
+        if (pmi_maybe_target(page)) { pmi_owned_free(pmi_page_owner(page), page, ptr); return; }               \
+        enter; pmi_page_free(page, ptr); leave;                                                                \
     }                                                                                                          \
     static void pmi_##name##_free(void* ctx, void* ptr) {                                                      \
         (void)ctx;                                                                                             \
-        if (ptr == NULL) return;                                                                               \
-        mi_heap_t* owner = mi_heap_of(ptr);                                                                    \
-        if (owner == NULL) { pmi_previous[domain].free(pmi_previous[domain].ctx, ptr); return; }               \
-        if (owner != pmi_python_heap) { pmi_owned_free(owner, ptr); return; }                                  \
-        enter; mi_free(ptr); leave;                                                                            \
+        struct mi_page_s* const page = pmi_page_of(ptr);                                                       \
+        if (PMI_LIKELY(page != NULL && atomic_load_explicit(&pmi_targets_high, memory_order_acquire) == 0)) {  \
+            enter; pmi_page_free(page, ptr); leave;                                                            \
+            return;                                                                                            \
+        }                                                                                                      \
+        pmi_##name##_free_other(page, ptr);                                                                    \
     }
 
 PMI_DOMAIN_FUNCTIONS(raw, PYMEM_DOMAIN_RAW, PMI_DOMAIN_RAW, pmi_world_enter(), pmi_world_leave(), false)

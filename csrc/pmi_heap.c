@@ -175,17 +175,19 @@ static bool pmi_enter_free(pmi_heap_t* h) {
 }
 
 /* For process-wide calls and our meta heap: only a stopped world holds them back. */
+static __thread int pmi_world_depth;  /* world brackets this thread holds */
 void pmi_world_enter(void) {
     atomic_intptr_t* active = &pmi_stripe(pmi_main_wrapper)->active;
     for (;;) {
         atomic_fetch_add(active, 1);
-        if (!atomic_load(&pmi_world_stopped)) return;
+        if (!atomic_load(&pmi_world_stopped)) { pmi_world_depth++; return; }
         atomic_fetch_sub(active, 1);
         sched_yield();
     }
 }
 
-void pmi_world_leave(void) { pmi_leave(pmi_main_wrapper); }
+void pmi_world_leave(void) { pmi_world_depth--; pmi_leave(pmi_main_wrapper); }
+bool pmi_world_held(void) { return pmi_world_depth > 0; }
 
 /* -- thread exits, fork and unmapping (hooks called from pmi_mimalloc.c and pthread_atfork) --------- */
 
@@ -307,6 +309,7 @@ const char* pmi_refused_why(size_t i) { return i < PMI_REFUSED_COUNT ? pmi_refus
 int pmi_init(void) {
     if (pmi_meta_heap != NULL) return PMI_OK;
     pmi_refused_put_back();  /* first: before anything below allocates */
+    pmi_thp_default();  /* before mimalloc maps its first arena (pmi_mimalloc.c says why) */
     mi_register_error(&pmi_on_error, NULL);
     pmi_meta_heap = mi_heap_new();
     if (pmi_meta_heap == NULL) return PMI_ENOMEM;

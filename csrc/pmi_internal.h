@@ -24,6 +24,20 @@ extern _Atomic(pmi_heap_destroying_fn) pmi_heap_destroying;
 void       pmi_heap_ref(pmi_heap_t* heap);           /* one more counted reference (numpy's handler) */
 void       pmi_heap_unref_public(pmi_heap_t* heap);
 
+/* One page-map lookup for the allocator hook (pmi_mimalloc.c, inlined by link-time optimisation): the page of
+   `p` (NULL if mimalloc does not own it, or p is NULL), its heap, and mimalloc's free through that page (not
+   NULL). */
+struct mi_page_s;
+struct mi_page_s* pmi_page_of(const void* p);
+mi_heap_t* pmi_page_owner(const struct mi_page_s* page);
+void       pmi_page_free(struct mi_page_s* page, void* p);
+void*      pmi_fast_malloc(mi_heap_t* heap, size_t size);  /* mi_heap_malloc, inlined likewise */
+/* Before a thread's first allocation from `heap` outside any bracket (pmi_mimalloc.c says why) */
+void       pmi_theap_ensure(mi_heap_t* heap);
+bool       pmi_world_held(void);                    /* this thread holds a world bracket now */
+
+void       pmi_thp_default(void);  /* at import: no transparent huge pages unless MIMALLOC_ALLOW_THP says so */
+
 /* Array data for numpy's handler: counted in the heap by usable size; deferred while frozen. */
 void*      pmi_data_alloc(pmi_heap_t* heap, size_t size, bool zero);
 void*      pmi_data_realloc(pmi_heap_t* heap, void* p, size_t size);

@@ -163,3 +163,90 @@ size_t pmi_page_block_usable(const mi_page_t* page, const void* block) {
     return mi_page_usable_block_size(page);
 #endif
 }
+
+/* -- the allocator hook's view of a block (pmi_allocator.c) ------------------------------------------------
+ * Free and realloc through the hook look a block's page up once and decide everything from it: whether
+ * mimalloc owns the block at all (a NULL page: the previous allocator's), which heap it is in, and the free
+ * itself, through mimalloc's page-aware path (mi_free_ex, static in free.c, which this unit includes).
+ * pmi_allocator.c calls these across units; the build's link-time optimisation inlines them there (always:
+ * they are most of the instructions of CPython's every free). */
+#define PMI_HOOK_INLINE inline __attribute__((always_inline))
+struct mi_page_s* pmi_page_of(const void* p);
+mi_heap_t* pmi_page_owner(const struct mi_page_s* page);
+void pmi_page_free(struct mi_page_s* page, void* p);
+void* pmi_fast_malloc(mi_heap_t* heap, size_t size);
+void pmi_theap_ensure(mi_heap_t* heap);
+void pmi_world_enter(void);
+void pmi_world_leave(void);
+bool pmi_world_held(void);
+
+/* _mi_safe_ptr_page, less its test for NULL: NULL falls in the first slice of the address space, which
+ * no mapping (so no mimalloc page) ever covers, so its entry is empty, as for any address not mimalloc's. */
+PMI_HOOK_INLINE mi_page_t* pmi_page_of(const void* p) {
+#if MI_PAGE_MAP_FLAT
+  return _mi_safe_ptr_page(p);
+#else
+  if mi_unlikely(p >= mi_page_map_max_address) return NULL;
+  size_t sub_idx;
+  const size_t idx = _mi_page_map_index(p, &sub_idx);
+  if mi_unlikely(!mi_page_map_is_committed(idx, NULL)) return NULL;
+  mi_page_t** const sub = _mi_page_map[idx];
+  if mi_unlikely(sub == NULL) return NULL;
+  return sub[sub_idx];
+#endif
+}
+
+mi_heap_t* pmi_page_owner(const mi_page_t* page) { return mi_page_heap(page); }  /* as mi_heap_of */
+
+/* `page` is not NULL */
+PMI_HOOK_INLINE void pmi_page_free(mi_page_t* page, void* p) { mi_free_ex(p, NULL, page); }
+
+/* mi_heap_malloc, with everything but its fast path (a small block from this thread's theap of `heap`, found
+ * through mimalloc's cache of the last theap used) out of line, so that the hook's malloc saves no register. */
+void pmi_theap_ensure_slow(mi_heap_t* heap);
+PMI_HOOK_INLINE void pmi_theap_ensure(mi_heap_t* heap) {
+  if mi_unlikely(_mi_heap_theap_peek(heap) == NULL) pmi_theap_ensure_slow(heap);
+}
+
+PMI_HOOK_INLINE void* pmi_fast_malloc(mi_heap_t* heap, size_t size) {
+  mi_theap_t* const theap = _mi_theap_cached();
+#if MI_THEAP_INITASNULL
+  if mi_unlikely(theap == NULL) return mi_heap_malloc(heap, size);
+#endif
+  if mi_likely(_mi_theap_heap(theap) == heap && size <= MI_SMALL_SIZE_MAX) {
+    return mi_theap_malloc_small_zero_nonnull(theap, size, false, NULL);
+  }
+  pmi_theap_ensure(heap);
+  return mi_heap_malloc(heap, size);
+}
+
+/* A thread's first allocation from a heap makes its theap, and may grow the thread's table of thread-local
+ * slots with mi_rezalloc, in mimalloc's main heap (threadlocal.c). Glue calls are bracketed by their heap,
+ * so a walk of the main heap, which waits for every bracket, never runs beside that. The hook's MEM and OBJ
+ * calls into Python's heap are not bracketed: their first use in a thread takes the world bracket instead,
+ * once (RAW calls hold it already). */
+void pmi_theap_ensure_slow(mi_heap_t* heap);
+mi_decl_noinline void pmi_theap_ensure_slow(mi_heap_t* heap) {
+  if (pmi_world_held()) { mi_free(mi_heap_malloc(heap, 16)); return; }
+  pmi_world_enter();
+  mi_free(mi_heap_malloc(heap, 16));
+  pmi_world_leave();
+}
+
+/* -- transparent huge pages ----------------------------------------------------------------------------------
+ * v3.4.3 asks the kernel for transparent huge pages on every arena it maps (madvise MADV_HUGEPAGE; option
+ * allow_thp, on by default). Under the common THP setting "madvise", each first touch of an arena then faults
+ * in 2 MiB at once: a process that imported pymimalloc started 6 MiB bigger, and one that called install()
+ * 16 MiB bigger (issue 18). Turning the option off in the environment (MIMALLOC_ALLOW_THP=0) would make
+ * mimalloc disable THP for the whole process as it starts (prctl PR_SET_THP_DISABLE: the C library's
+ * malloc, numpy, every other library), a change a Python program did not ask for. So pymimalloc sets the
+ * option to 0 itself, after mimalloc has started (its prctl decision is behind it) and before the first
+ * arena is mapped (pmi_init, at import): mimalloc then just does not ask, and nothing else in the process
+ * changes. A value given in the environment stands: MIMALLOC_ALLOW_THP=1 asks for huge pages again (and
+ * options["allow_thp"] = 1 does for arenas mapped after it). */
+void pmi_thp_default(void);
+void pmi_thp_default(void) {
+  const long asked = mi_option_get(mi_option_allow_thp);  /* reads MIMALLOC_ALLOW_THP, if it was not read yet */
+  (void)asked;
+  if (mi_options[mi_option_allow_thp].init != MI_OPTION_INITIALIZED) mi_option_set(mi_option_allow_thp, 0);
+}

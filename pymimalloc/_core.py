@@ -11,7 +11,8 @@ import operator
 import os
 import sys
 import threading
-from typing import Any, ClassVar, Final, NoReturn, SupportsIndex
+from collections.abc import Callable
+from typing import Any, ClassVar, Final, NamedTuple, NoReturn, SupportsIndex
 
 def _refuse_unsafe_environment() -> None:
     """Refuse, before mimalloc starts, what makes it crash while it starts (it reads these at load time)."""
@@ -211,10 +212,16 @@ _numpy_install_lock = fork_safe_lock()
 _numpy_installed = False
 
 
-def numpy_entry_points() -> Any:
-    """The compiled module with its numpy entry points (``_numpy_*``, csrc/pmi_numpy.c) installed.
+class NumpyFunctions(NamedTuple):
+    """pymimalloc's numpy entry points (csrc/pmi_numpy.c), for arrays.py's hot paths."""
 
-    numpy's C API is imported once, on first use. Raises ImportError if it cannot be."""
+    call_with: Callable[..., Any]  #: (handler, func, *args, **kwargs): func's result with the handler set
+    new_array: Callable[..., Any]  #: (handler, shape, dtype, order, zero): an array made in C, or NotImplemented
+
+
+def numpy_functions() -> NumpyFunctions:
+    """numpy's C API imported for pymimalloc (once, on first use), and its entry points. ImportError if numpy's
+    C API cannot be imported."""
     global _numpy_installed
     if not _numpy_installed:
         with _numpy_install_lock:
@@ -226,7 +233,7 @@ def numpy_entry_points() -> Any:
                 _numpy_installed = True
     from . import _mimalloc
 
-    return _mimalloc
+    return NumpyFunctions(_mimalloc._numpy_call_with, _mimalloc._numpy_empty)
 
 
 def as_size(value: object, what: str = "size") -> int:

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import _core
 
-__all__ = ["HANDLER_NAME", "NP", "TRACEMALLOC_DOMAIN", "numpy_ready"]
+__all__ = ["HANDLER_NAME", "NUMPY", "TRACEMALLOC_DOMAIN", "numpy_ready"]
 
 #: The name numpy reports for arrays allocated by pymimalloc (``numpy._core.multiarray.get_handler_name``).
 HANDLER_NAME = "pymimalloc"
@@ -21,24 +21,13 @@ HANDLER_NAME = "pymimalloc"
 #: its domain 389047, whatever handler allocated it; tracing it here too would count it twice.
 TRACEMALLOC_DOMAIN: int = _core.TRACEMALLOC_DOMAIN
 
-_module: Any = None
-
-
-def _c_api() -> Any:
-    """The compiled module, with its numpy entry points installed (numpy's C API imported once)."""
-    global _module
-    if _module is None:
-        _module = _core.numpy_entry_points()
-    return _module
-
-
 def numpy_ready() -> None:
     """Import numpy's C API for pymimalloc, once. ImportError if it cannot be."""
-    _c_api()
+    _core.numpy_functions()
 
 
-class _Binding:
-    """numpy's constructors and the C entry point, bound on first use.
+class _NumpyCalls:
+    """numpy's constructors and pymimalloc's numpy entry points, bound on first use.
 
     ``heap.empty(n)`` is a hot path: after the first call, each of these is one attribute load
     (``__getattr__`` runs only for names not yet bound).
@@ -49,13 +38,14 @@ class _Binding:
     def __getattr__(self, name: str) -> Any:
         import numpy
 
-        self.call = _c_api()._numpy_call_with
-        self.new = _c_api()._numpy_empty
+        functions = _core.numpy_functions()
+        self.call = functions.call_with
+        self.new = functions.new_array
         for constructor in self.NAMES:
             setattr(self, constructor, getattr(numpy, constructor))
         return object.__getattribute__(self, name)
 
 
-#: ``NP.call(handler, NP.empty, ...)`` runs a numpy constructor with a heap's handler set;
-#: ``NP.new(handler, shape, dtype, order, zero)`` makes an empty (or zeroed) array in C without setting it.
-NP: Any = _Binding()
+#: ``NUMPY.call(handler, NUMPY.empty, ...)`` runs a numpy constructor with a heap's handler set;
+#: ``NUMPY.new(handler, shape, dtype, order, zero)`` makes an empty (or zeroed) array in C without setting it.
+NUMPY: Any = _NumpyCalls()

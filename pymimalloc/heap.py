@@ -17,7 +17,7 @@ from . import _core
 from .arena import Arena, id_for_new_heap
 from ._core import HeapScope
 from .allocator import hook_for_python_objects
-from .arrays import NP, numpy_ready
+from .arrays import NUMPY, numpy_ready
 from .block import Block, address_of
 from .visit import Area, BlockInfo, Snapshot, VisitCallback, visit, walk
 
@@ -207,14 +207,14 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
     # empty and zeros are C methods (HeapBase): the array is built in C once the heap has its handler
     def _empty_slow(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
         """heap.empty before the heap has its numpy handler, or for what numpy must make itself."""
-        return self._numpy_new(NP.empty, shape, dtype, order, False)
+        return self._numpy_new(NUMPY.empty, shape, dtype, order, False)
 
     def _zeros_slow(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
-        return self._numpy_new(NP.zeros, shape, dtype, order, True)
+        return self._numpy_new(NUMPY.zeros, shape, dtype, order, True)
 
     def _numpy_new(self, constructor: Any, shape: Any, dtype: Any, order: str, zero: bool) -> np.ndarray:
         try:
-            array = NP.new(self._handler(), shape, dtype, order, zero)
+            array = NUMPY.new(self._handler(), shape, dtype, order, zero)
         except MemoryError:
             self._numpy_failed()
             raise
@@ -225,30 +225,30 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
     def _numpy_call(self, func: Any, *args: Any, **kwargs: Any) -> np.ndarray:
         """Run a numpy constructor with this heap's handler set."""
         try:
-            return NP.call(self._handler(), func, *args, **kwargs)  # type: ignore[no-any-return]
+            return NUMPY.call(self._handler(), func, *args, **kwargs)  # type: ignore[no-any-return]
         except MemoryError:
             self._numpy_failed()
             raise
 
     def ones(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
         """``numpy.ones`` with the data in this heap."""
-        return self._numpy_call(NP.ones, shape, dtype, order)
+        return self._numpy_call(NUMPY.ones, shape, dtype, order)
 
     def full(self, shape: Any, fill_value: Any, dtype: Any = None, order: str = "C") -> np.ndarray:
         """``numpy.full`` with the data in this heap."""
-        return self._numpy_call(NP.full, shape, fill_value, dtype, order)
+        return self._numpy_call(NUMPY.full, shape, fill_value, dtype, order)
 
     def empty_like(self, prototype: Any, dtype: Any = None) -> np.ndarray:
         """``numpy.empty_like`` with the data in this heap."""
-        return self._numpy_call(NP.empty_like, prototype, dtype)
+        return self._numpy_call(NUMPY.empty_like, prototype, dtype)
 
     def zeros_like(self, prototype: Any, dtype: Any = None) -> np.ndarray:
         """``numpy.zeros_like`` with the data in this heap."""
-        return self._numpy_call(NP.zeros_like, prototype, dtype)
+        return self._numpy_call(NUMPY.zeros_like, prototype, dtype)
 
     def asarray(self, obj: Any, dtype: Any = None) -> np.ndarray:
         """A copy of ``obj`` as an array with its data in this heap (always a copy, unlike numpy.asarray)."""
-        return self._numpy_call(NP.array, obj, dtype, copy=True)
+        return self._numpy_call(NUMPY.array, obj, dtype, copy=True)
 
     # -- walking ------------------------------------------------------------------------------------
     def areas(self) -> list[Area]:

@@ -502,3 +502,24 @@ def test_python_objects_entered_while_a_snapshot_freezes_the_heap() -> None:
             after = [str(i) * 3 for i in range(1000)]
         assert all(pymimalloc.heap_of(id(s)) is heap for s in after)
     """))
+
+
+def test_new_threads_first_objects_while_the_main_heap_is_walked() -> None:
+    # a thread's first allocation from Python's heap grows its thread-local table in mimalloc's main heap
+    # (threadlocal.c): it takes the world bracket, so a main-heap walk never runs beside it
+    _clean(_child("""
+        pymimalloc.install()
+        stop = threading.Event()
+        def walk():
+            while not stop.is_set():
+                pymimalloc.main_heap().blocks()
+        def newcomer():
+            kept = [str(i) * 3 for i in range(200)]
+            assert kept[-1] == "199199199"
+        walker = threading.Thread(target=walk); walker.start()
+        for _ in range(40):
+            threads = [threading.Thread(target=newcomer) for _ in range(8)]
+            for t in threads: t.start()
+            for t in threads: t.join()
+        stop.set(); walker.join()
+    """))

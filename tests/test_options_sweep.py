@@ -107,7 +107,9 @@ NON_DEFAULT: dict[str, tuple[int, ...]] = {
     "page_commit_on_demand": (1,),  # default 0: commit page memory on demand
     "page_max_reclaim": (0,),  # default -1 (unlimited): reclaim no pages of the originating heap
     "page_cross_thread_max_reclaim": (0,),  # default 32: reclaim no pages across threads
-    "allow_thp": (0,),  # default 1: disable transparent huge pages for the process
+    # pymimalloc's default 0 (pmi_thp_default, at import): ask for transparent huge pages again; and 0 from the
+    # environment, which makes mimalloc disable them for the whole process
+    "allow_thp": (1, 0),
     "minimal_purge_size": (2048,),  # KiB, default 0 (64 KiB): purge in 2 MiB units at least
     # KiB, default 2 GiB: objects over 4 MiB (here the 8 MiB block) come straight from the OS
     "arena_max_object_size": (4096,),
