@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import re
 import subprocess
 import sys
 import tempfile
@@ -255,3 +256,21 @@ def test_the_numpy_handler_is_owned_by_c_and_cannot_be_replaced(heap: pymimalloc
     assert heap.empty(10).shape == (10,)
 
 
+
+
+@pytest.mark.parametrize("order", ["K", "A", "k", "X", 1])
+@pytest.mark.parametrize("make", ["empty", "zeros"])
+def test_order_is_validated_exactly_as_numpy_does(heap: pymimalloc.Heap, order: object, make: str) -> None:
+    with pytest.raises((ValueError, TypeError)) as numpy_error:
+        getattr(np, make)(3, order=order)
+    for _ in range(2):  # the first call takes the Python path (no handler yet), the second the C one
+        with pytest.raises(type(numpy_error.value), match=re.escape(str(numpy_error.value))):
+            getattr(heap, make)(3, order=order)
+
+
+@pytest.mark.parametrize("order", ["C", "F", "c", "f", None])
+def test_orders_numpy_accepts_are_honoured(heap: pymimalloc.Heap, order: str | None) -> None:
+    expected = np.empty((2, 3), order=order)  # type: ignore[call-overload]
+    for _ in range(2):
+        made = heap.empty((2, 3), order=order)
+        assert made.flags.f_contiguous == expected.flags.f_contiguous and made.flags.c_contiguous == expected.flags.c_contiguous
