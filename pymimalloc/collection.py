@@ -30,12 +30,12 @@ class CollectResult:
 
     @property
     def commit_released(self) -> int:
-        """Bytes of committed memory given back (negative if the block committed more than it freed)."""
+        """Bytes mimalloc decommitted (negative if the block committed more than it gave back)."""
         return 0 if self.after is None else self.before.current_commit - self.after.current_commit
 
     @property
     def rss_released(self) -> int:
-        """Bytes of resident memory given back (negative if RSS grew)."""
+        """Bytes by which the process's resident memory fell, as the kernel counts it (negative if it grew)."""
         return 0 if self.after is None else self.before.current_rss - self.after.current_rss
 
 

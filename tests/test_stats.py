@@ -63,3 +63,26 @@ def test_collecting_collects_even_on_error() -> None:
         with pymimalloc.collecting() as result:
             raise KeyError("boom")
     assert result.after is not None
+
+
+def test_rss_is_the_kernels_and_falls_when_a_closed_heap_goes_back() -> None:
+    import os
+
+    def statm_rss() -> int:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    heap = pymimalloc.Heap()
+    blocks = [heap.malloc(1 << 20) for _ in range(64)]
+    for block in blocks:
+        block.view[::4096] = b"x" * len(block.view[::4096])  # touch every page
+    grown = pymimalloc.process_info()
+    assert abs(grown.current_rss - statm_rss()) < 0.1 * statm_rss()
+    del blocks, block
+    with pymimalloc.collecting(force=True) as result:
+        heap.close()
+    after = result.after
+    assert after is not None
+    assert abs(after.current_rss - statm_rss()) < 0.1 * statm_rss()  # within 10% of the kernel's figure
+    assert result.rss_released > 32 << 20  # the heap's 64 MiB went back, and the figure says so
+    assert after.peak_rss >= grown.current_rss and after.reserved > 0
