@@ -66,6 +66,59 @@ PyObject* pmi_raise_status(int status, const char* what) {
     return NULL;
 }
 
+/* The Python slow paths of HeapBase's C methods, registered once by pymimalloc/heap.py (_set_slow_paths):
+   positional, so a renamed Python function breaks the registration at import, never a call from C. Each
+   takes the Heap first. */
+enum { PMI_SLOW_ALLOCATE, PMI_SLOW_REALLOC, PMI_SLOW_ALLOCATION_FAILED, PMI_SLOW_RAISE_IF_UNUSABLE, PMI_SLOW_EMPTY,
+       PMI_SLOW_ZEROS, PMI_SLOW_COUNT };
+static PyObject* pmi_slow[PMI_SLOW_COUNT];
+
+static PyObject* pmi_set_slow_paths(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != PMI_SLOW_COUNT) {
+        PyErr_SetString(PyExc_TypeError, "_set_slow_paths(allocate, realloc, allocation_failed, raise_if_unusable, "
+                                         "empty, zeros)");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        if (!PyCallable_Check(args[i])) { PyErr_SetString(PyExc_TypeError, "slow paths must be callable"); return NULL; }
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        Py_XSETREF(pmi_slow[i], args[i]);
+    }
+    Py_RETURN_NONE;
+}
+
+/* slow path `which`, called as which(heap, *args, **kwargs) (vectorcall, no tuple) */
+static PyObject* pmi_slow_call(int which, PyObject* heap, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+    PyObject* func = pmi_slow[which];
+    if (func == NULL) {
+        PyErr_SetString(PyExc_SystemError, "pymimalloc's slow paths are not registered (pymimalloc.heap not imported)");
+        return NULL;
+    }
+    const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    const Py_ssize_t total = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
+    PyObject* small[8];
+    PyObject** all = total + 1 <= 8 ? small : (PyObject**)PyMem_Malloc((size_t)(total + 1) * sizeof(PyObject*));
+    if (all == NULL) return PyErr_NoMemory();
+    all[0] = heap;
+    if (total > 0) memcpy(all + 1, args, (size_t)total * sizeof(PyObject*));
+    PyObject* result = PyObject_Vectorcall(func, all, (size_t)(nargs + 1), kwnames);
+    if (all != small) PyMem_Free(all);
+    return result;
+}
+
+/* A slow path that must raise (or return None when there is nothing to raise): NULL with its exception, or
+   0 when it returned */
+static int pmi_slow_raise(int which, PyObject* heap, PyObject* arg) {
+    PyObject* args[1] = {arg};
+    PyObject* result = pmi_slow_call(which, heap, args, arg == NULL ? 0 : 1, NULL);
+    if (result == NULL) return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
 static PyObject* pmi_set_status_raiser(PyObject* self, PyObject* raiser) {
     (void)self;
     if (!PyCallable_Check(raiser)) { PyErr_SetString(PyExc_TypeError, "the status raiser must be callable"); return NULL; }
@@ -108,13 +161,13 @@ static pmi_BlockObject* pmi_block_new_empty(PyObject* heap) {
     return b;
 }
 
-/* The exception for a failed allocation from `heap`: Heap._allocation_failed says which (Python). */
+/* The exception for a failed allocation from `heap`: the allocation_failed slow path says which (Python). */
 static PyObject* pmi_allocation_failed(PyObject* heap, size_t size) {
-    PyObject* result = PyObject_CallMethod(heap, "_allocation_failed", "n", (Py_ssize_t)size);
-    if (result != NULL) {
-        Py_DECREF(result);
-        PyErr_SetString(PyExc_SystemError, "Heap._allocation_failed did not raise");
-    }
+    PyObject* n = PyLong_FromSize_t(size);
+    if (n == NULL) return NULL;
+    const int raised = pmi_slow_raise(PMI_SLOW_ALLOCATION_FAILED, heap, n);
+    Py_DECREF(n);
+    if (raised == 0) PyErr_SetString(PyExc_SystemError, "the allocation_failed slow path did not raise");
     return NULL;
 }
 
@@ -328,7 +381,7 @@ static Py_ssize_t pmi_plain_size(PyObject* arg) {
     return size;
 }
 
-static PyObject* pmi_heap_allocate_checked(PyObject* self, size_t size, size_t alignment, bool zero) {
+static PyObject* pmi_heap_allocate_sized(PyObject* self, size_t size, size_t alignment, bool zero) {
     pmi_heap_t* h = pmi_handle_of(self);
     if (h == NULL) return NULL;
     pmi_BlockObject* b = pmi_block_new_empty(self);
@@ -340,12 +393,13 @@ static PyObject* pmi_heap_allocate_checked(PyObject* self, size_t size, size_t a
     return (PyObject*)b;
 }
 
-/* malloc/zalloc: plain sizes go straight to mimalloc; anything else goes through Heap._allocate_checked's
+/* malloc/zalloc: plain sizes go straight to mimalloc; anything else goes through the allocate slow path's
    Python-level validation (one table of messages: _core.as_size) and comes back to _allocate. */
 static PyObject* pmi_heap_malloc_or_zalloc(PyObject* self, PyObject* arg, bool zero) {
     const Py_ssize_t size = pmi_plain_size(arg);
-    if (size >= 0) return pmi_heap_allocate_checked(self, (size_t)size, 0, zero);
-    return PyObject_CallMethod(self, "_allocate_unchecked", "OnO", arg, (Py_ssize_t)0, zero ? Py_True : Py_False);
+    if (size >= 0) return pmi_heap_allocate_sized(self, (size_t)size, 0, zero);
+    PyObject* args[2] = {arg, zero ? Py_True : Py_False};
+    return pmi_slow_call(PMI_SLOW_ALLOCATE, self, args, 2, NULL);
 }
 
 static PyObject* pmi_heap_malloc(PyObject* self, PyObject* arg) { return pmi_heap_malloc_or_zalloc(self, arg, false); }
@@ -368,7 +422,7 @@ static PyObject* pmi_heap_allocate(PyObject* self, PyObject* const* args, Py_ssi
     }
     const int zero = PyObject_IsTrue(args[2]);
     if (zero < 0) return NULL;
-    return pmi_heap_allocate_checked(self, size, alignment, zero != 0);
+    return pmi_heap_allocate_sized(self, size, alignment, zero != 0);
 }
 
 static PyObject* pmi_heap_realloc(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
@@ -379,7 +433,7 @@ static PyObject* pmi_heap_realloc(PyObject* self, PyObject* const* args, Py_ssiz
         return NULL;
     }
     const Py_ssize_t size = pmi_plain_size(args[1]);
-    if (size < 0) return PyObject_CallMethod(self, "_realloc_unchecked", "OO", block, args[1]);
+    if (size < 0) return pmi_slow_call(PMI_SLOW_REALLOC, self, args, 2, NULL);
     pmi_heap_t* h = pmi_handle_of(self);
     if (h == NULL) return NULL;
     pmi_BlockObject* b = (pmi_BlockObject*)block;
@@ -390,9 +444,7 @@ static PyObject* pmi_heap_realloc(PyObject* self, PyObject* const* args, Py_ssiz
         return NULL;
     }
     if (pmi_heap_state(h) != PMI_STATE_OPEN) {  /* a closed (or frozen) heap is the first thing to report */
-        PyObject* result = PyObject_CallMethod(self, "_check_usable", NULL);
-        if (result == NULL) return NULL;
-        Py_DECREF(result);  /* it opened again meanwhile: go on */
+        if (pmi_slow_raise(PMI_SLOW_RAISE_IF_UNUSABLE, self, NULL) < 0) return NULL;  /* it opened again: go on */
     }
     if (b->exports > 0) {
         PyErr_SetString(PyExc_BufferError, "cannot realloc a Block while views of it are exported; release them first");
@@ -453,8 +505,8 @@ static PyObject* pmi_heap_numpy_handler(PyObject* self, PyObject* unused) {
 }
 
 /* heap.empty(shape, dtype=float, order="C") and heap.zeros: the array is built in C (pmi_numpy_new) once the
-   heap has its numpy handler; before that, and for what numpy must make itself, Heap._empty_slow or
-   _zeros_slow (Python) run instead, with the same arguments. */
+   heap has its numpy handler; before that, and for what numpy must make itself, the empty or zeros slow
+   path (Python) runs instead, with the same arguments. */
 static PyObject* pmi_heap_numpy_new(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames,
                                     bool zero) {
     const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
@@ -474,30 +526,24 @@ static PyObject* pmi_heap_numpy_new(PyObject* self, PyObject* const* args, size_
         if (array != NULL && array != Py_NotImplemented) return array;
         if (array == NULL) {
             if (!PyErr_ExceptionMatches(PyExc_MemoryError)) return NULL;
-            /* closed or frozen heaps say so (Heap._numpy_failed raises); otherwise it was memory */
+            /* closed or frozen heaps say so (the raise_if_unusable slow path); otherwise it was memory */
 #if PY_VERSION_HEX >= 0x030C0000
             PyObject* memory_error = PyErr_GetRaisedException();
-            PyObject* result = PyObject_CallMethod(self, "_numpy_failed", NULL);
-            if (result == NULL) { Py_DECREF(memory_error); return NULL; }
-            Py_DECREF(result);
+            if (pmi_slow_raise(PMI_SLOW_RAISE_IF_UNUSABLE, self, NULL) < 0) { Py_DECREF(memory_error); return NULL; }
             PyErr_SetRaisedException(memory_error);
 #else
             PyObject *type, *value, *traceback;
             PyErr_Fetch(&type, &value, &traceback);
-            PyObject* result = PyObject_CallMethod(self, "_numpy_failed", NULL);
-            if (result == NULL) { Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(traceback); return NULL; }
-            Py_DECREF(result);
+            if (pmi_slow_raise(PMI_SLOW_RAISE_IF_UNUSABLE, self, NULL) < 0) {
+                Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(traceback); return NULL;
+            }
             PyErr_Restore(type, value, traceback);
 #endif
             return NULL;
         }
         Py_DECREF(array);  /* NotImplemented: numpy makes it, through the handler */
     }
-    PyObject* slow = PyObject_GetAttrString(self, zero ? "_zeros_slow" : "_empty_slow");
-    if (slow == NULL) return NULL;
-    PyObject* array = PyObject_Vectorcall(slow, args, nargsf, kwnames);
-    Py_DECREF(slow);
-    return array;
+    return pmi_slow_call(zero ? PMI_SLOW_ZEROS : PMI_SLOW_EMPTY, self, args, nargsf, kwnames);
 }
 
 static PyObject* pmi_heap_empty(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
@@ -962,6 +1008,7 @@ static PyMethodDef pmi_python_functions[] = {
     {"_python_objects_heap", pmi_python_objects_heap, METH_NOARGS, NULL},
     {"_heap_pointer", pmi_heap_pointer, METH_O, NULL},
     {"_set_status_raiser", pmi_set_status_raiser, METH_O, NULL},
+    {"_set_slow_paths", (PyCFunction)(void (*)(void))pmi_set_slow_paths, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 

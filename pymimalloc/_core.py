@@ -131,6 +131,7 @@ from ._mimalloc import (  # noqa: E402
     _default_heap,
     _heap_pointer,
     _python_objects_heap,
+    _set_slow_paths,
     _set_status_raiser,
 )
 
@@ -156,6 +157,18 @@ def allocator_hook(mask: int, route: bool = True) -> None:
 def allocator_route(mask: int) -> None:
     """Send new allocations of exactly these hooked domains to mimalloc; the others go to their previous allocator."""
     _allocator_route(mask)
+
+
+def register_slow_paths(
+    allocate: Callable[[Any, object, bool], Block],
+    realloc: Callable[[Any, Block, object], Block],
+    allocation_failed: Callable[[Any, int], None],
+    raise_if_unusable: Callable[[Any], None],
+    empty: Callable[..., Any],
+    zeros: Callable[..., Any],
+) -> None:
+    """Give C the Python slow paths of HeapBase's methods (pymimalloc/heap.py, once). Each takes the Heap first."""
+    _set_slow_paths(allocate, realloc, allocation_failed, raise_if_unusable, empty, zeros)
 
 
 def allocator_check(mask: int, what: str) -> None:

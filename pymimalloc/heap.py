@@ -60,18 +60,8 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         self._arena = arena
         _heaps_by_id[_core.heap_id(self)] = self
 
-    # -- allocation: malloc, zalloc, realloc and _allocate are C methods (HeapBase, csrc/pmi_python.c) --
-    def _allocate_unchecked(self, size: object, alignment: int, zero: bool) -> Block:
-        """malloc/zalloc for sizes the C fast path does not take: validated here, then allocated in C."""
-        return self._allocate(_core.as_size(size), alignment, zero)
-
-    def _realloc_unchecked(self, block: Block, size: object) -> Block:
-        return self.realloc(block, _core.as_size(size))
-
-    def _allocation_failed(self, size: int) -> None:
-        """Raise what the calling thread's last failed allocation from this heap means (called by C)."""
-        _core.check(_core.allocation_failure(), f"cannot allocate {size} bytes")
-
+    # -- allocation: malloc, zalloc, realloc and _allocate are C methods (HeapBase, csrc/pmi_python.c); their
+    # Python slow paths are the functions registered at the end of this module --------------------------
     def calloc(self, count: int, size: int) -> Block:
         """Allocate a zero-filled Block for ``count`` items of ``size`` bytes each. Raises as :meth:`malloc`;
         MemoryError if ``count * size`` overflows."""
@@ -201,22 +191,11 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         numpy_ready()
         return self._numpy_handler()
 
-    def _numpy_failed(self) -> None:
-        self._check_usable()  # closed or frozen says so; otherwise it was a real MemoryError
-
-    # empty and zeros are C methods (HeapBase): the array is built in C once the heap has its handler
-    def _empty_slow(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
-        """heap.empty before the heap has its numpy handler, or for what numpy must make itself."""
-        return self._numpy_new(NUMPY.empty, shape, dtype, order, False)
-
-    def _zeros_slow(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
-        return self._numpy_new(NUMPY.zeros, shape, dtype, order, True)
-
     def _numpy_new(self, constructor: Any, shape: Any, dtype: Any, order: str, zero: bool) -> np.ndarray:
         try:
             array = NUMPY.new(self._handler(), shape, dtype, order, zero)
         except MemoryError:
-            self._numpy_failed()
+            self._check_usable()  # closed or frozen says so; otherwise it was a real MemoryError
             raise
         if array is NotImplemented:  # object dtypes and the like: numpy initialises them itself
             return self._numpy_call(constructor, shape, dtype, order)
@@ -227,7 +206,7 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         try:
             return NUMPY.call(self._handler(), func, *args, **kwargs)  # type: ignore[no-any-return]
         except MemoryError:
-            self._numpy_failed()
+            self._check_usable()  # closed or frozen says so; otherwise it was a real MemoryError
             raise
 
     def ones(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
@@ -380,3 +359,34 @@ def malloc(size: int) -> Block:
 
     Raises as :meth:`Heap.malloc`: ValueError if that heap was closed meanwhile."""
     return default_heap().malloc(size)
+
+
+# -- the slow paths of HeapBase's C methods, registered once (csrc/pmi_python.c calls them by position) ------
+def _allocate_slow(heap: Heap, size: object, zero: bool) -> Block:
+    """malloc/zalloc for sizes the C fast path does not take: validated here, then allocated in C."""
+    return heap._allocate(_core.as_size(size), 0, zero)
+
+
+def _realloc_slow(heap: Heap, block: Block, size: object) -> Block:
+    return heap.realloc(block, _core.as_size(size))
+
+
+def _allocation_failed(heap: Heap, size: int) -> None:
+    """Raise what the calling thread's last failed allocation from ``heap`` means."""
+    _core.check(_core.allocation_failure(), f"cannot allocate {size} bytes")
+
+
+def _raise_if_unusable(heap: Heap) -> None:
+    heap._check_usable()
+
+
+def _empty_slow(heap: Heap, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
+    """heap.empty before the heap has its numpy handler, or for what numpy must make itself."""
+    return heap._numpy_new(NUMPY.empty, shape, dtype, order, False)
+
+
+def _zeros_slow(heap: Heap, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
+    return heap._numpy_new(NUMPY.zeros, shape, dtype, order, True)
+
+
+_core.register_slow_paths(_allocate_slow, _realloc_slow, _allocation_failed, _raise_if_unusable, _empty_slow, _zeros_slow)
