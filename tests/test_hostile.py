@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 import pymimalloc
+from childproc import describe
 
 # Children run outside the checkout, as tests/test_reliability.py does.
 _CWD = tempfile.gettempdir()
@@ -47,15 +48,6 @@ def _only_mimalloc_reports(stderr: str) -> bool:
     """Checked builds print mimalloc's warnings and errors (show_errors); nothing else may appear."""
     lines = [line for line in stderr.splitlines() if line.strip()]
     return all(line.startswith("mimalloc: ") and "assertion failed" not in line for line in lines)
-
-
-def _describe(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exited with {returncode}"
 
 
 def run_child(
@@ -95,7 +87,7 @@ def run_child(
             )
     if proc.returncode != 0 or not stderr_ok(err):
         pytest.fail(
-            f"child {_describe(proc.returncode)}\n--- stdout ---\n{out}\n--- stderr ---\n{err}", pytrace=False
+            f"child {describe(proc.returncode)}\n--- stdout ---\n{out}\n--- stderr ---\n{err}", pytrace=False
         )
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
