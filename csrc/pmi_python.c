@@ -332,16 +332,17 @@ static PyGetSetDef pmi_block_getset[] = {
 
 static PyMethodDef pmi_block_methods[] = {
     {"free", pmi_block_free, METH_NOARGS,
-     "Give the memory back to its heap. Idempotent.\n\n"
+     "free($self, /)\n--\n\nGive the memory back to its heap. Idempotent.\n\n"
      "Raises BufferError while a buffer of the block is exported (release the views first), as\n"
      "mmap.close() does, and RuntimeError while a visit or snapshot of its heap is in progress."},
-    {"__enter__", pmi_block_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)(void (*)(void))pmi_block_exit, METH_FASTCALL, NULL},
+    {"__enter__", pmi_block_enter, METH_NOARGS, "__enter__($self, /)\n--\n\nThe block itself."},
+    {"__exit__", (PyCFunction)(void (*)(void))pmi_block_exit, METH_FASTCALL,
+     "__exit__($self, exc_type=None, exc=None, tb=None, /)\n--\n\nFree the block (as free())."},
     {"__copy__", pmi_block_copy, METH_NOARGS,
-     "A new Block from the same heap holding a copy of this block's contents, like copying a bytearray.\n\n"
+     "__copy__($self, /)\n--\n\nA new Block from the same heap holding a copy of this block's contents, like copying a bytearray.\n\n"
      "Raises ValueError if this block is freed or its heap is closed, as heap.malloc does."},
-    {"__deepcopy__", pmi_block_deepcopy, METH_O, NULL},
-    {"__reduce_ex__", pmi_block_reduce_ex, METH_O, NULL},
+    {"__deepcopy__", pmi_block_deepcopy, METH_O, "__deepcopy__($self, memo, /)\n--\n\nAs __copy__."},
+    {"__reduce_ex__", pmi_block_reduce_ex, METH_O, "__reduce_ex__($self, protocol, /)\n--\n\nRaises TypeError."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -567,26 +568,32 @@ static void pmi_heap_base_dealloc(PyObject* self) {
 
 static PyMethodDef pmi_heap_methods[] = {
     {"empty", (PyCFunction)(void (*)(void))pmi_heap_empty, METH_FASTCALL | METH_KEYWORDS,
+     "empty($self, shape, dtype=None, order='C')\n--\n\n"
      "numpy.empty with the data in this heap. ValueError if closed, RuntimeError if frozen.\n\n"
      "The array is the one numpy makes with the heap's handler set (it owns its data, and numpy frees it\n"
      "through the handler), built in C without setting numpy's handler ContextVar."},
     {"zeros", (PyCFunction)(void (*)(void))pmi_heap_zeros, METH_FASTCALL | METH_KEYWORDS,
+     "zeros($self, shape, dtype=None, order='C')\n--\n\n"
      "numpy.zeros with the data in this heap, zeroed by mimalloc (its calloc), not by a memset."},
     {"malloc", pmi_heap_malloc, METH_O,
+     "malloc($self, size, /)\n--\n\n"
      "Allocate a Block of size bytes (uninitialised contents).\n\n"
      "Raises TypeError if size is not an int, ValueError if it is negative or the heap is closed,\n"
      "RuntimeError while a visit or snapshot holds the heap frozen, MemoryError if it is too large or\n"
      "memory runs out."},
-    {"zalloc", pmi_heap_zalloc, METH_O, "Allocate a zero-filled Block of size bytes. Raises as malloc."},
-    {"_allocate", (PyCFunction)(void (*)(void))pmi_heap_allocate, METH_FASTCALL, NULL},
+    {"zalloc", pmi_heap_zalloc, METH_O, "zalloc($self, size, /)\n--\n\nAllocate a zero-filled Block of size bytes. Raises as malloc."},
+    {"_allocate", (PyCFunction)(void (*)(void))pmi_heap_allocate, METH_FASTCALL,
+     "_allocate($self, size, alignment, zero, /)\n--\n\nAllocate a Block of a checked size and alignment."},
     {"realloc", (PyCFunction)(void (*)(void))pmi_heap_realloc, METH_FASTCALL,
+     "realloc($self, block, size, /)\n--\n\n"
      "Resize block to size bytes, keeping its contents up to the smaller size.\n\n"
      "Returns a new Block; the old one is freed (using it raises ValueError). Raises ValueError if the\n"
      "block belongs to another heap or is freed, or this heap is closed; BufferError while buffers of the\n"
      "block are exported; MemoryError if memory runs out (the old block is then unchanged)."},
-    {"_open", pmi_heap_open, METH_O, NULL},
-    {"_open_main", pmi_heap_open_main, METH_NOARGS, NULL},
-    {"_numpy_handler", pmi_heap_numpy_handler, METH_NOARGS, NULL},
+    {"_open", pmi_heap_open, METH_O, "_open($self, arena_id, /)\n--\n\nMake the mimalloc heap (once)."},
+    {"_open_main", pmi_heap_open_main, METH_NOARGS, "_open_main($self, /)\n--\n\nStand for the main heap (once)."},
+    {"_numpy_handler", pmi_heap_numpy_handler, METH_NOARGS,
+     "_numpy_handler($self, /)\n--\n\nThe heap's numpy handler capsule, made on first use."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -944,9 +951,9 @@ static PyMethodDef pmi_scope_methods[] = {
     {"__enter__", pmi_scope_enter, METH_NOARGS, "__enter__($self, /)\n--\n\nHold the heap; returns it."},
     {"__exit__", (PyCFunction)(void (*)(void))pmi_scope_exit, METH_FASTCALL,
      "__exit__($self, exc_type=None, exc=None, tb=None, /)\n--\n\nLet the heap go (once; later calls do nothing)."},
-    {"__reduce_ex__", pmi_scope_reduce_ex, METH_O, NULL},
-    {"__copy__", (PyCFunction)pmi_scope_reduce_ex, METH_NOARGS, NULL},
-    {"__deepcopy__", pmi_scope_reduce_ex, METH_O, NULL},
+    {"__reduce_ex__", pmi_scope_reduce_ex, METH_O, "__reduce_ex__($self, protocol, /)\n--\n\nRaises TypeError."},
+    {"__copy__", (PyCFunction)pmi_scope_reduce_ex, METH_NOARGS, "__copy__($self, /)\n--\n\nRaises TypeError."},
+    {"__deepcopy__", pmi_scope_reduce_ex, METH_O, "__deepcopy__($self, memo, /)\n--\n\nRaises TypeError."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -298,3 +298,49 @@ def test_numpy_allocator_left_out_of_order_does_not_clobber_a_newer_handler() ->
     assert pymimalloc.heap_of(np.ones(1000)) is None
     a.close()
     b.close()
+
+
+# -- numpy's handler is scoped as numpy scopes it (numpy's own test_mem_policy.py checks the same) -------
+def test_numpy_allocator_covers_this_thread_only() -> None:
+    heap = pymimalloc.Heap()
+    seen: list[Any] = []
+    with heap.numpy_allocator():
+        thread = threading.Thread(target=lambda: seen.append(pymimalloc.heap_of(np.ones(1000))))
+        thread.start()
+        thread.join()
+        mine = np.ones(1000)
+    assert seen == [None] and pymimalloc.heap_of(mine) is heap
+    del mine
+    heap.close()
+
+
+def test_numpy_allocator_covers_this_task_only() -> None:
+    heap = pymimalloc.Heap()
+    found: dict[str, Any] = {}
+
+    async def inside() -> None:
+        with heap.numpy_allocator():
+            await asyncio.sleep(0.01)
+            found["inside"] = pymimalloc.heap_of(np.ones(1000))
+
+    async def outside() -> None:
+        await asyncio.sleep(0.005)  # while the other task is inside its block
+        found["outside"] = pymimalloc.heap_of(np.ones(1000))
+
+    async def main() -> None:
+        await asyncio.gather(inside(), outside())
+
+    asyncio.run(main())
+    assert found == {"inside": heap, "outside": None}
+    assert pymimalloc.heap_of(np.ones(1000)) is None
+    heap.close()
+
+
+def test_the_c_methods_have_signatures() -> None:
+    import inspect
+
+    assert str(inspect.signature(pymimalloc.Heap.malloc)) == "(self, size, /)"
+    assert str(inspect.signature(pymimalloc.Heap.realloc)) == "(self, block, size, /)"
+    assert str(inspect.signature(pymimalloc.Heap.empty)) == "(self, /, shape, dtype=None, order='C')"
+    assert str(inspect.signature(pymimalloc.Block.free)) == "(self, /)"
+    assert "exc_type=None" in str(inspect.signature(pymimalloc.HeapScope.__exit__))
