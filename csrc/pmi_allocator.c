@@ -96,8 +96,44 @@ static pmi_heap_t* pmi_context_target(void) {
     return target;
 }
 
+/* What pmi_context_target last found in this thread, and what it depended on: the thread state, its current
+   context and that context's version (CPython bumps context_ver whenever a ContextVar is set or a context
+   entered or left in the thread), and pmi_objects_epoch, bumped whenever a python_objects() block starts or
+   stops holding its heap (it may stop from another thread, or in a dealloc). While all four are unchanged,
+   the answer is too: a hit costs a few compares instead of a ContextVar lookup per allocation. */
+static atomic_uint_fast64_t pmi_objects_epoch;
+static __thread struct {
+    PyThreadState* tstate;
+    PyObject*      context;
+    uint64_t       version;
+    uint64_t       epoch;
+    pmi_heap_t*    target;
+} pmi_target_cache;
+
+void pmi_objects_changed(void) { atomic_fetch_add_explicit(&pmi_objects_epoch, 1, memory_order_release); }
+
+static __attribute__((noinline)) pmi_heap_t* pmi_context_target_refresh(PyThreadState* ts, uint64_t epoch) {
+    PyObject* const context = ts->context;
+    const uint64_t version = ts->context_ver;
+    pmi_heap_t* const target = pmi_context_target();
+    pmi_target_cache.tstate = ts;
+    pmi_target_cache.context = context;
+    pmi_target_cache.version = version;
+    pmi_target_cache.epoch = epoch;
+    pmi_target_cache.target = target;
+    return target;
+}
+
 static inline pmi_heap_t* pmi_thread_target(void) {
-    return atomic_load_explicit(&pmi_objects_held, memory_order_relaxed) == 0 ? NULL : pmi_context_target();
+    if (atomic_load_explicit(&pmi_objects_held, memory_order_relaxed) == 0) return NULL;
+    PyThreadState* const ts = PMI_TSTATE();
+    if (ts == NULL) return NULL;  /* a thread state being torn down */
+    const uint64_t epoch = atomic_load_explicit(&pmi_objects_epoch, memory_order_acquire);
+    if (pmi_target_cache.tstate == ts && pmi_target_cache.context == ts->context
+        && pmi_target_cache.version == ts->context_ver && pmi_target_cache.epoch == epoch) {
+        return pmi_target_cache.target;
+    }
+    return pmi_context_target_refresh(ts, epoch);
 }
 
 /* The pymimalloc heap whose mimalloc heap is `raw`, if it ever held Python objects. Entries are written
@@ -373,7 +409,7 @@ int pmi_objects_begin(pmi_heap_t* h) {
     return PMI_OK;
 }
 
-void pmi_objects_end(void) { atomic_fetch_sub(&pmi_objects_held, 1); }
+void pmi_objects_end(void) { atomic_fetch_sub(&pmi_objects_held, 1); pmi_objects_changed(); }
 
 static PyMethodDef pmi_allocator_functions[] = {
     {"_allocator_hook", (PyCFunction)(void (*)(void))pmi_allocator_hook, METH_FASTCALL, NULL},

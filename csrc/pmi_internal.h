@@ -90,6 +90,7 @@ extern PyObject* pmi_objects_var;
 /* pmi_allocator.c: a python_objects scope starts holding `heap` (PMI_OK, PMI_ETARGETS) and stops */
 int  pmi_objects_begin(pmi_heap_t* heap);
 void pmi_objects_end(void);
+void pmi_objects_changed(void);  /* a python_objects() block started or stopped holding its heap */
 /* Raise the exception pymimalloc's one table gives `status` (the callable Python registered) */
 PyObject* pmi_raise_status(int status, const char* what);
 #endif

@@ -867,6 +867,7 @@ static PyObject* pmi_scope_enter(PyObject* self, PyObject* unused) {
         return NULL;
     }
     scope->stage = PMI_STAGE_HELD;
+    if (scope->kind == PMI_SCOPE_OBJECTS) pmi_objects_changed();
     Py_INCREF(scope->heap);
     return scope->heap;
 }
