@@ -192,6 +192,10 @@ def _run_as_main(argv: list[str]) -> None:
         sys.argv = ["-c", *argv[2:]]
         if not sys.flags.safe_path:
             sys.path[0] = ""  # python -c: the current directory, as ""
+        if sys.version_info >= (3, 13):  # python -c shows the command's lines in tracebacks from 3.13 on
+            import linecache
+
+            linecache.cache["<string>"] = (len(argv[1]), None, argv[1].splitlines(True), "<string>")
         exec(compile(argv[1], "<string>", "exec"), namespace)
     elif os.path.isdir(argv[0]) or zipfile.is_zipfile(argv[0]):
         sys.argv = list(argv)
