@@ -13,10 +13,7 @@ import functools
 import gc
 import os
 import pickle
-import signal
 import subprocess
-import sys
-import tempfile
 import textwrap
 import threading
 import tracemalloc
@@ -26,10 +23,8 @@ from typing import Any
 import pytest
 
 import pymimalloc
-from childproc import describe
+from childproc import describe, run
 
-# Children run outside the checkout, as tests/test_reliability.py does.
-_CWD = tempfile.gettempdir()
 
 # Appended to every child unless it expects mimalloc to report errors (out of memory).
 _NO_MIMALLOC_ERRORS = """
@@ -65,31 +60,13 @@ def run_child(
         body += _NO_MIMALLOC_ERRORS
     watchdog = max(1.0, timeout - 5.0)  # a hang dumps every thread's stack before the hard timeout
     script = f"import faulthandler\nfaulthandler.dump_traceback_later({watchdog}, exit=True)\n" + body
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    with subprocess.Popen(
-        [sys.executable, "-X", "faulthandler", "-c", script],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
-        cwd=_CWD,
-        env=full_env,
-        start_new_session=True,  # its own process group: a timeout kills forked grandchildren too
-    ) as proc:
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-            pytest.fail(
-                f"child timed out after {timeout} s\n--- stdout ---\n{out}\n--- stderr ---\n{err}", pytrace=False
-            )
-    if proc.returncode != 0 or not stderr_ok(err):
+    result = run(["-c", script], env=env, timeout=timeout)  # a hang is killed, with "hung for" on stderr
+    if result.returncode != 0 or not stderr_ok(result.stderr):
         pytest.fail(
-            f"child {describe(proc.returncode)}\n--- stdout ---\n{out}\n--- stderr ---\n{err}", pytrace=False
+            f"child {describe(result.returncode)}\n--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}",
+            pytrace=False,
         )
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return result
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 startup files of wheels and editable installs."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import pathlib
 import site
@@ -14,14 +13,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
-def _load_build_script():
-    spec = importlib.util.spec_from_file_location("build_ffi", REPO / "build_ffi.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build_ffi = _load_build_script()
+from test_build import build_ffi  # noqa: E402  (the build script, loaded once by test_build)
 
 
 def test_a_missing_compiler_is_named_with_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,6 @@ import importlib
 
 import pytest
 
-import pymimalloc
 from childproc import describe, run
 
 REFUSED = importlib.import_module("pymimalloc.options").REFUSED  # the module, not the options object
