@@ -40,7 +40,7 @@ struct pmi_heap_s {
     atomic_int        closing;       /* 1 while a close decides: allocations wait for its outcome */
     atomic_int        frozen;        /* 1 while freeze_depth > 0 */
     atomic_int        released;      /* 1 once mi_heap_destroy ran (exactly one thread sets it) */
-    atomic_intptr_t   pins;          /* as_default() and numpy_allocator() blocks using this heap */
+    atomic_intptr_t   pins;          /* as_default(), numpy_allocator() and python_objects() blocks holding it */
     _Atomic(pmi_block_t*) deferred;  /* records released while frozen (a lock-free stack) */
     pthread_mutex_t   lock;          /* serialises close, freeze and thaw of this heap */
     int               freeze_depth;  /* guarded by lock */

@@ -221,10 +221,6 @@ def fork_safe_lock() -> threading.Lock:
     return lock
 
 
-_numpy_install_lock = fork_safe_lock()
-_numpy_installed = False
-
-
 class NumpyFunctions(NamedTuple):
     """pymimalloc's numpy entry points (csrc/pmi_numpy.c), for arrays.py's hot paths."""
 
@@ -232,21 +228,25 @@ class NumpyFunctions(NamedTuple):
     new_array: Callable[..., Any]  #: (handler, shape, dtype, order, zero): an array made in C, or NotImplemented
 
 
+_numpy_install_lock = fork_safe_lock()
+_numpy: NumpyFunctions | None = None  # set once numpy's C API is imported: the one readiness flag in Python
+
+
 def numpy_functions() -> NumpyFunctions:
     """numpy's C API imported for pymimalloc (once, on first use), and its entry points. ImportError if numpy's
-    C API cannot be imported."""
-    global _numpy_installed
-    if not _numpy_installed:
+    C API cannot be imported. After the first call, one global load."""
+    global _numpy
+    if _numpy is None:
         with _numpy_install_lock:
-            if not _numpy_installed:
+            if _numpy is None:
                 import numpy  # noqa: F401  (numpy must be importable before its C API is)
 
                 if lib.pmi_numpy_install() != 0:
                     raise ImportError("pymimalloc could not import numpy's C API (see the message above)")
-                _numpy_installed = True
-    from . import _mimalloc
+                from . import _mimalloc
 
-    return NumpyFunctions(_mimalloc._numpy_call_with, _mimalloc._numpy_empty)
+                _numpy = NumpyFunctions(_mimalloc._numpy_call_with, _mimalloc._numpy_empty)
+    return _numpy
 
 
 def as_size(value: object, what: str = "size") -> int:
