@@ -1,18 +1,20 @@
 """The one boundary to the compiled module: ``ffi``/``lib`` live here and nowhere else.
 
 Everything above this module deals in ints, bytes and Python objects; cdata never leaves the package.
-This module also holds the input checks and the single helper that turns C status codes into exceptions.
+Here are: the checks that run before the compiled module loads, the one table that turns C status codes
+into exceptions, pymimalloc's C types (registered into the compiled module below), and the C calls the
+other modules make, by concern. Every name without a leading underscore is for the rest of the package;
+``tests/test_boundary.py`` checks that no other module (but ``_startup.py``) imports the compiled module.
+Checks of user input live in ``_validate.py``, process-local bases and fork-safe locks in ``_process.py``.
 """
 
 from __future__ import annotations
 
 import json
-import operator
 import os
 import sys
-import threading
 from collections.abc import Callable
-from typing import Any, ClassVar, Final, NamedTuple, NoReturn, SupportsIndex
+from typing import Any, Final, NamedTuple, NoReturn
 
 def _refuse_unsafe_environment() -> None:
     """Refuse, before mimalloc starts, what makes it crash while it starts (it reads these at load time)."""
@@ -29,6 +31,7 @@ def _refuse_unsafe_environment() -> None:
 
 _refuse_unsafe_environment()
 from ._cpu import refuse_unsupported_cpu  # noqa: E402
+from ._process import fork_safe_lock  # noqa: E402
 refuse_unsupported_cpu()  # before the compiled module loads: built for another CPU, it would crash loading
 
 
@@ -55,11 +58,6 @@ if os.path.dirname(os.path.abspath(_compiled_file)) != _here and not any(
     name.startswith("_mimalloc") and name.endswith((".so", ".pyd")) for name in os.listdir(_here)
 ):
     raise _compiled_module_missing()
-
-__all__ = [
-    "Block", "HeapBase", "HeapScope", "SCOPE_DEFAULT", "SCOPE_OBJECTS", "SCOPE_NUMPY", "SCOPE_FREEZE",
-    "ffi", "lib", "check", "as_size", "as_alignment", "address_of", "fork_safe_lock", "handle", "MAX_SIZE", "BUILD_INFO",
-]
 
 #: Largest request mimalloc accepts, in bytes (PTRDIFF_MAX); larger requests raise MemoryError.
 MAX_SIZE: Final[int] = 2 ** (8 * ffi.sizeof("size_t") - 1) - 1
@@ -120,14 +118,14 @@ if lib.pmi_init() != lib.PMI_OK:
 # pymimalloc's own CPython types, from csrc/pmi_python.c (added to the compiled module here, once)
 if lib.pmi_python_install() != 0:
     raise ImportError("pymimalloc could not add its C types to its compiled module (see the message above)")
-from ._mimalloc import (  # noqa: E402
-    SCOPE_DEFAULT,
-    SCOPE_FREEZE,
-    SCOPE_NUMPY,
-    SCOPE_OBJECTS,
-    Block,
-    HeapBase,
-    HeapScope,
+from ._mimalloc import (  # noqa: E402  (``X as X``: re-exported to the package)
+    SCOPE_DEFAULT as SCOPE_DEFAULT,
+    SCOPE_FREEZE as SCOPE_FREEZE,
+    SCOPE_NUMPY as SCOPE_NUMPY,
+    SCOPE_OBJECTS as SCOPE_OBJECTS,
+    Block as Block,
+    HeapBase as HeapBase,
+    HeapScope as HeapScope,
     _default_heap,
     _heap_pointer,
     _python_objects_heap,
@@ -192,35 +190,6 @@ def allocator_state() -> tuple[int, int]:
     return int(hooked), int(routed)
 
 
-class ProcessLocal:
-    """Base of the objects that stand for state of this process alone: a heap, an arena, a snapshot, the options.
-
-    ``copy.copy``, ``copy.deepcopy`` and ``pickle`` raise TypeError with the class's ``_unshareable_why``, the
-    one sentence that says what to do instead. A copy would be a second owner of one mimalloc resource, and
-    a pickle would carry addresses that mean nothing in another process.
-    """
-
-    __slots__ = ()
-    _unshareable_why: ClassVar[str]
-
-    def __copy__(self) -> NoReturn:
-        raise TypeError(f"{type(self).__name__} cannot be copied or pickled: {self._unshareable_why}")
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> NoReturn:
-        self.__copy__()
-
-    def __reduce_ex__(self, protocol: Any) -> NoReturn:
-        self.__copy__()
-
-
-def fork_safe_lock() -> threading.Lock:
-    """A lock that ``os.fork()`` takes first and releases on both sides, so a child never inherits it held
-    by a thread that does not exist there (the C glue does the same for its own locks)."""
-    lock = threading.Lock()
-    os.register_at_fork(before=lock.acquire, after_in_parent=lock.release, after_in_child=lock.release)
-    return lock
-
-
 class NumpyFunctions(NamedTuple):
     """pymimalloc's numpy entry points (csrc/pmi_numpy.c), for arrays.py's hot paths."""
 
@@ -247,38 +216,6 @@ def numpy_functions() -> NumpyFunctions:
 
                 _numpy = NumpyFunctions(_mimalloc._numpy_call_with, _mimalloc._numpy_empty)
     return _numpy
-
-
-def as_size(value: object, what: str = "size") -> int:
-    """Validate a size in bytes: an int (or anything with ``__index__``, but not bool), 0..MAX_SIZE.
-
-    Raises TypeError for non-integers, ValueError for negatives, MemoryError above MAX_SIZE.
-    """
-    size = _as_int(value, what)
-    if size < 0:
-        raise ValueError(f"{what} must not be negative, got {size}")
-    if size > MAX_SIZE:
-        raise MemoryError(f"{what} of {size} bytes is more than mimalloc can allocate ({MAX_SIZE})")
-    return size
-
-
-def as_alignment(value: object) -> int:
-    """Validate an alignment in bytes: a power of two, at least 1. Raises TypeError or ValueError."""
-    alignment = _as_int(value, "alignment")
-    if alignment <= 0 or alignment & (alignment - 1):
-        raise ValueError(f"alignment must be a power of two, got {alignment}")
-    if alignment > MAX_SIZE:
-        raise ValueError(f"alignment of {alignment} bytes is larger than any allocation can be ({MAX_SIZE} bytes)")
-    return alignment
-
-
-def _as_int(value: object, what: str) -> int:
-    """``value`` as an int: an int, or anything with ``__index__`` but a bool. Raises TypeError otherwise."""
-    if type(value) is int:
-        return value
-    if isinstance(value, bool) or not isinstance(value, SupportsIndex):
-        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-    return operator.index(value)
 
 
 def address_of(obj: object) -> int | None:

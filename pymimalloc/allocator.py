@@ -32,13 +32,14 @@ import warnings
 from collections.abc import Iterable
 
 from . import _core
+from ._process import fork_safe_lock
 
 __all__ = ["install", "uninstall", "installed", "hooked", "DOMAINS"]
 
 #: The domain names :func:`install` takes, in CPython's order.
 DOMAINS: tuple[str, ...] = tuple(_core.ALLOCATOR_DOMAINS)
 
-_lock = _core.fork_safe_lock()
+_lock = fork_safe_lock()
 
 
 def _mask_of(domains: Iterable[str], raw: bool) -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import _core
+from ._process import ProcessLocal
+from ._validate import as_size
 from .block import address_of
 
 if TYPE_CHECKING:
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["Arena"]
 
 
-class Arena(_core.ProcessLocal):
+class Arena(ProcessLocal):
     """An exclusive arena of ``size`` bytes (``mi_reserve_os_memory_ex``).
 
     Only heaps created with ``Heap(arena=...)`` allocate from it, and they allocate nowhere else: when it
@@ -31,7 +33,7 @@ class Arena(_core.ProcessLocal):
     _unshareable_why = "it is one reservation of address space, and its memory lives only in this process"
 
     def __init__(self, size: int, commit: bool = False, allow_large: bool = False) -> None:
-        size = _core.as_size(size)
+        size = as_size(size)
         if size < self.min_size():
             raise ValueError(f"an arena needs at least {self.min_size()} bytes (mi_arena_min_size), got {size}")
         if size > self.max_size():

@@ -14,6 +14,7 @@ from typing import Any
 
 from . import _core
 from ._core import Block
+from ._validate import MAX_SIZE, as_size
 
 __all__ = ["Block", "address_of", "good_size", "usable_size"]
 
@@ -46,7 +47,7 @@ def good_size(size: int) -> int:
     """The allocation size in bytes mimalloc would actually use for a request of ``size`` bytes.
 
     Raises MemoryError when that size is more than mimalloc can allocate, as ``malloc`` would."""
-    good = _core.good_size(_core.as_size(size))
-    if good > _core.MAX_SIZE:
-        raise MemoryError(f"size of {size} bytes rounds up to more than mimalloc can allocate ({_core.MAX_SIZE})")
+    good = _core.good_size(as_size(size))
+    if good > MAX_SIZE:
+        raise MemoryError(f"size of {size} bytes rounds up to more than mimalloc can allocate ({MAX_SIZE})")
     return good

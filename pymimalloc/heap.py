@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 from . import _core
 from .arena import Arena, id_for_new_heap
 from ._core import HeapScope
+from ._process import ProcessLocal, fork_safe_lock
+from ._validate import MAX_SIZE, as_alignment, as_size
 from .allocator import hook_for_python_objects
-from .arrays import NUMPY, numpy_ready
+from .arrays import HeapArrays, empty_slow, zeros_slow
 from .block import Block, address_of
 from .visit import Area, BlockInfo, Snapshot, VisitCallback, visit, walk
 
@@ -30,12 +32,15 @@ __all__ = ["Heap", "main_heap", "heap_of", "default_heap", "malloc"]
 
 # mi_heap_t address -> Heap, for heap_of(). Entries go when the heap closes or its Heap object dies.
 _heaps_by_id: weakref.WeakValueDictionary[int, Heap] = weakref.WeakValueDictionary()
-_main_heap_lock = _core.fork_safe_lock()
+_main_heap_lock = fork_safe_lock()
 _main_heap: Heap | None = None
 
 
-class Heap(_core.ProcessLocal, _core.HeapBase):
+class Heap(ProcessLocal, HeapArrays, _core.HeapBase):
     """A mimalloc heap. Allocate Blocks from it; close it to release its memory.
+
+    Its numpy methods (``empty``, ``zeros``, ``ones``, ``numpy_allocator()`` ...) come from
+    :class:`pymimalloc.arrays.HeapArrays`, where everything numpy lives.
 
     Any thread may allocate from a Heap and free blocks into it. Use it as a context manager: leaving
     the ``with`` statement calls :meth:`close`. A Heap that is garbage-collected while open is closed
@@ -65,8 +70,8 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
     def calloc(self, count: int, size: int) -> Block:
         """Allocate a zero-filled Block for ``count`` items of ``size`` bytes each. Raises as :meth:`malloc`;
         MemoryError if ``count * size`` overflows."""
-        total = _core.as_size(count, "count") * _core.as_size(size)
-        if total > _core.MAX_SIZE:
+        total = as_size(count, "count") * as_size(size)
+        if total > MAX_SIZE:
             raise MemoryError(f"calloc of {count} x {size} bytes is more than mimalloc can allocate")
         return self._allocate(total, 0, True)
 
@@ -75,11 +80,11 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
 
         Raises ValueError for an alignment that is not a power of two, else as :meth:`malloc`.
         """
-        return self._allocate(_core.as_size(size), _core.as_alignment(alignment), False)
+        return self._allocate(as_size(size), as_alignment(alignment), False)
 
     def zalloc_aligned(self, size: int, alignment: int) -> Block:
         """Like :meth:`malloc_aligned`, zero-filled."""
-        return self._allocate(_core.as_size(size), _core.as_alignment(alignment), True)
+        return self._allocate(as_size(size), as_alignment(alignment), True)
 
     # -- queries ------------------------------------------------------------------------------------
     def contains(self, obj: Block | int | Any) -> bool:
@@ -176,58 +181,6 @@ class Heap(_core.ProcessLocal, _core.HeapBase):
         """
         hook_for_python_objects()
         return _core.HeapScope(self, _core.SCOPE_OBJECTS)
-
-    # -- numpy ---------------------------------------------------------------------------------------
-    def numpy_allocator(self) -> HeapScope:
-        """``with heap.numpy_allocator():`` every numpy array created in this context (this thread or async
-        task, as numpy scopes it), numpy's temporaries included, gets its data from this heap. The previous
-        handler comes back on exit, even on error, unless a block entered later still holds numpy's
-        handler; blocks nest. The heap cannot be closed meanwhile. Single use."""
-        numpy_ready()
-        return _core.HeapScope(self, _core.SCOPE_NUMPY)
-
-    def _handler(self) -> Any:
-        """The heap's numpy handler capsule, made on first use and kept by the C part."""
-        numpy_ready()
-        return self._numpy_handler()
-
-    def _numpy_new(self, constructor: Any, shape: Any, dtype: Any, order: str, zero: bool) -> np.ndarray:
-        try:
-            array = NUMPY.new(self._handler(), shape, dtype, order, zero)
-        except MemoryError:
-            self._check_usable()  # closed or frozen says so; otherwise it was a real MemoryError
-            raise
-        if array is NotImplemented:  # object dtypes and the like: numpy initialises them itself
-            return self._numpy_call(constructor, shape, dtype, order)
-        return array  # type: ignore[no-any-return]
-
-    def _numpy_call(self, func: Any, *args: Any, **kwargs: Any) -> np.ndarray:
-        """Run a numpy constructor with this heap's handler set."""
-        try:
-            return NUMPY.call(self._handler(), func, *args, **kwargs)  # type: ignore[no-any-return]
-        except MemoryError:
-            self._check_usable()  # closed or frozen says so; otherwise it was a real MemoryError
-            raise
-
-    def ones(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
-        """``numpy.ones`` with the data in this heap."""
-        return self._numpy_call(NUMPY.ones, shape, dtype, order)
-
-    def full(self, shape: Any, fill_value: Any, dtype: Any = None, order: str = "C") -> np.ndarray:
-        """``numpy.full`` with the data in this heap."""
-        return self._numpy_call(NUMPY.full, shape, fill_value, dtype, order)
-
-    def empty_like(self, prototype: Any, dtype: Any = None) -> np.ndarray:
-        """``numpy.empty_like`` with the data in this heap."""
-        return self._numpy_call(NUMPY.empty_like, prototype, dtype)
-
-    def zeros_like(self, prototype: Any, dtype: Any = None) -> np.ndarray:
-        """``numpy.zeros_like`` with the data in this heap."""
-        return self._numpy_call(NUMPY.zeros_like, prototype, dtype)
-
-    def asarray(self, obj: Any, dtype: Any = None) -> np.ndarray:
-        """A copy of ``obj`` as an array with its data in this heap (always a copy, unlike numpy.asarray)."""
-        return self._numpy_call(NUMPY.array, obj, dtype, copy=True)
 
     # -- walking ------------------------------------------------------------------------------------
     def areas(self) -> list[Area]:
@@ -364,11 +317,11 @@ def malloc(size: int) -> Block:
 # -- the slow paths of HeapBase's C methods, registered once (csrc/pmi_python.c calls them by position) ------
 def _allocate_slow(heap: Heap, size: object, zero: bool) -> Block:
     """malloc/zalloc for sizes the C fast path does not take: validated here, then allocated in C."""
-    return heap._allocate(_core.as_size(size), 0, zero)
+    return heap._allocate(as_size(size), 0, zero)
 
 
 def _realloc_slow(heap: Heap, block: Block, size: object) -> Block:
-    return heap.realloc(block, _core.as_size(size))
+    return heap.realloc(block, as_size(size))
 
 
 def _allocation_failed(heap: Heap, size: int) -> None:
@@ -380,13 +333,4 @@ def _raise_if_unusable(heap: Heap) -> None:
     heap._check_usable()
 
 
-def _empty_slow(heap: Heap, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
-    """heap.empty before the heap has its numpy handler, or for what numpy must make itself."""
-    return heap._numpy_new(NUMPY.empty, shape, dtype, order, False)
-
-
-def _zeros_slow(heap: Heap, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
-    return heap._numpy_new(NUMPY.zeros, shape, dtype, order, True)
-
-
-_core.register_slow_paths(_allocate_slow, _realloc_slow, _allocation_failed, _raise_if_unusable, _empty_slow, _zeros_slow)
+_core.register_slow_paths(_allocate_slow, _realloc_slow, _allocation_failed, _raise_if_unusable, empty_slow, zeros_slow)

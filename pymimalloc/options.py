@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 
 from . import _core
-from ._core import ProcessLocal, fork_safe_lock
+from ._process import ProcessLocal, fork_safe_lock
 
 __all__ = ["Options", "options", "PRESETS", "REFUSED"]
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _core
+from ._process import ProcessLocal
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -83,7 +84,7 @@ def visit(heap: Heap, callback: VisitCallback, visit_blocks: bool) -> bool:
     return True
 
 
-class Snapshot(_core.ProcessLocal):
+class Snapshot(ProcessLocal):
     """A consistent view of a heap's areas and live blocks, valid while its ``with`` block runs.
 
     Inside the ``with`` block the heap is frozen, so every address in the snapshot stays valid. After it
