@@ -106,7 +106,8 @@ static PyObject* pmi_numpy_call_with(PyObject* self, PyObject* const* args, Py_s
    none), heap.empty costs 2,467 instructions per call this way, 6,034 through PyDataMem_SetHandler (two
    ContextVar sets per array), and numpy.empty(100) itself 2,650. The public way would make heap.empty
    2.3x numpy.empty; this way it is 0.93x. The field has kept its place and meaning since numpy 1.22 (NEP
-   49), and the build compiles against the numpy headers it then runs with (numpy>=2 in both). */
+   49), and numpy's ABI promise (a build against 2.x headers runs on later 2.x) covers the struct's layout;
+   tests/test_arrays.py checks numpy's own view of such arrays (handler name, OWNDATA, resize, free). */
 bool pmi_numpy_ready = false;  /* numpy's C API is imported (pmi_numpy_install) */
 
 PyObject* pmi_numpy_new(PyObject* capsule, PyObject* shape, PyObject* dtype, PyObject* order_arg, bool zero) {
