@@ -73,6 +73,14 @@ static struct {
    table altogether (pmi_maybe_target), so it means "some heap ever held Python objects", not "is active". */
 static atomic_int pmi_targets_high;
 static atomic_int pmi_objects_held;      /* python_objects() scopes held anywhere: while 0, allocations look no further */
+/* The domains whose malloc takes the common case: routed, and for MEM and OBJ no python_objects() scope held
+   anywhere. One load decides it, so the hook's malloc is a leaf function down to mimalloc's fast path.
+   Written with the GIL held (pmi_fast_update), after every change of pmi_routed or pmi_objects_held. */
+static atomic_int pmi_fast;
+static void pmi_fast_update(void) {
+    const int held = atomic_load(&pmi_objects_held) != 0 ? (PMI_DOMAIN_MEM | PMI_DOMAIN_OBJ) : 0;
+    atomic_store(&pmi_fast, atomic_load(&pmi_routed) & ~held);
+}
 
 #if PY_VERSION_HEX >= 0x030D0000
 #define PMI_TSTATE() PyThreadState_GetUnchecked()
@@ -251,7 +259,8 @@ static inline bool pmi_maybe_target(const struct mi_page_s* page) {
    mimalloc's own fast path (issue 18). */
 #define PMI_LIKELY(x) __builtin_expect(!!(x), 1)
 #define PMI_DOMAIN_FUNCTIONS(name, domain, bit, enter, leave, targets)                                         \
-    static __attribute__((noinline)) void* pmi_##name##_malloc_other(pmi_heap_t* target, size_t size) {        \
+    static __attribute__((noinline)) void* pmi_##name##_malloc_other(size_t size) {                            \
+        pmi_heap_t* const target = (targets) ? pmi_thread_target() : NULL;                                     \
         if (target != NULL) {                                                                                  \
             void* p = pmi_target_malloc(target, size, false);                                                  \
             if (p != NULL) return p;                                                                           \
@@ -263,12 +272,11 @@ static inline bool pmi_maybe_target(const struct mi_page_s* page) {
     }                                                                                                          \
     static void* pmi_##name##_malloc(void* ctx, size_t size) {                                                 \
         (void)ctx;                                                                                             \
-        pmi_heap_t* const target = (targets) ? pmi_thread_target() : NULL;                                     \
-        if (PMI_LIKELY(target == NULL && (atomic_load_explicit(&pmi_routed, memory_order_relaxed) & (bit)))) { \
+        if (PMI_LIKELY(atomic_load_explicit(&pmi_fast, memory_order_relaxed) & (bit))) {                      \
             enter; void* p = pmi_mi_malloc(size); leave;                                                       \
             return p;                                                                                          \
         }                                                                                                      \
-        return pmi_##name##_malloc_other(target, size);                                                        \
+        return pmi_##name##_malloc_other(size);                                                                \
     }                                                                                                          \
     static void* pmi_##name##_calloc(void* ctx, size_t nelem, size_t elsize) {                                 \
         (void)ctx;                                                                                             \
@@ -369,11 +377,13 @@ static PyObject* pmi_allocator_hook(PyObject* self, PyObject* const* args, Py_ss
         const PyMemAllocatorDomain domain = pmi_domains[i].domain;
         PyMem_GetAllocator(domain, &pmi_previous[domain]);
         if (route) atomic_fetch_or(&pmi_routed, pmi_domains[i].bit);  /* before the hook is seen: it allocates at once */
+        pmi_fast_update();
         PyMemAllocatorEx hook = pmi_domains[i].hook;
         PyMem_SetAllocator(domain, &hook);
         atomic_fetch_or(&pmi_hooked, pmi_domains[i].bit);
     }
     if (route) atomic_fetch_or(&pmi_routed, (int)mask & atomic_load(&pmi_hooked));
+    pmi_fast_update();
     return PyLong_FromLong(PMI_OK);
 }
 
@@ -392,6 +402,7 @@ static PyObject* pmi_allocator_route(PyObject* self, PyObject* arg) {
     const long mask = PyLong_AsLong(arg);
     if (mask == -1 && PyErr_Occurred()) return NULL;
     atomic_store(&pmi_routed, (int)mask & atomic_load(&pmi_hooked));
+    pmi_fast_update();
     Py_RETURN_NONE;
 }
 
@@ -406,10 +417,15 @@ int pmi_objects_begin(pmi_heap_t* h) {
     if ((atomic_load(&pmi_hooked) & needed) != needed) return PMI_ENOTHOOKED;
     if (!pmi_target_remember(h)) return PMI_ETARGETS;
     atomic_fetch_add(&pmi_objects_held, 1);
+    pmi_fast_update();
     return PMI_OK;
 }
 
-void pmi_objects_end(void) { atomic_fetch_sub(&pmi_objects_held, 1); pmi_objects_changed(); }
+void pmi_objects_end(void) {
+    atomic_fetch_sub(&pmi_objects_held, 1);
+    pmi_fast_update();
+    pmi_objects_changed();
+}
 
 static PyMethodDef pmi_allocator_functions[] = {
     {"_allocator_hook", (PyCFunction)(void (*)(void))pmi_allocator_hook, METH_FASTCALL, NULL},

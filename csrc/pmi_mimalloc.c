@@ -175,6 +175,7 @@ struct mi_page_s* pmi_page_of(const void* p);
 mi_heap_t* pmi_page_owner(const struct mi_page_s* page);
 void pmi_page_free(struct mi_page_s* page, void* p);
 void* pmi_fast_malloc(mi_heap_t* heap, size_t size);
+void* pmi_heap_malloc_slow(mi_heap_t* heap, size_t size);
 void pmi_theap_ensure(mi_heap_t* heap);
 void pmi_world_enter(void);
 void pmi_world_leave(void);
@@ -216,6 +217,12 @@ PMI_HOOK_INLINE void* pmi_fast_malloc(mi_heap_t* heap, size_t size) {
   if mi_likely(_mi_theap_heap(theap) == heap && size <= MI_SMALL_SIZE_MAX) {
     return mi_theap_malloc_small_zero_nonnull(theap, size, false, NULL);
   }
+  return pmi_heap_malloc_slow(heap, size);
+}
+
+/* everything of pmi_fast_malloc but its fast path, in a function of its own: nothing the fast path holds
+ * is needed after a call, so the hook's malloc saves no register and keeps no frame */
+mi_decl_noinline void* pmi_heap_malloc_slow(mi_heap_t* heap, size_t size) {
   pmi_theap_ensure(heap);
   return mi_heap_malloc(heap, size);
 }
