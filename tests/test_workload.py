@@ -36,10 +36,7 @@ import gc
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -83,31 +80,14 @@ FREEZABLE = frozenset({"alloc", "free", "realloc", "close", "numpy", "as_default
 # -- the parent ---------------------------------------------------------------------------------------
 
 
-def _text(data: str | bytes | None) -> str:
-    if data is None:
-        return ""
-    return data.decode(errors="replace") if isinstance(data, bytes) else data
-
-
 def test_eight_threads_mixed_workload() -> None:
+    from childproc import describe, run  # here: the child, this file run as a program, does not need pytest
+
     timeout = SECONDS * 3 + 60
-    command = [sys.executable, "-X", "faulthandler", os.path.abspath(__file__), str(SECONDS), str(SEED)]
     started = time.monotonic()
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=tempfile.gettempdir())
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError(
-            f"the workload child hung for {timeout:.0f} s\n--- stdout ---\n{_text(exc.stdout)[-3000:]}\n"
-            f"--- stderr ---\n{_text(exc.stderr)[-20000:]}"
-        ) from None
+    result = run([os.path.abspath(__file__), str(SECONDS), str(SEED)], timeout=timeout)
     elapsed = time.monotonic() - started
-    if result.returncode < 0:
-        try:
-            status = f"killed by {signal.Signals(-result.returncode).name}"
-        except ValueError:
-            status = f"killed by signal {-result.returncode}"
-    else:
-        status = f"exit code {result.returncode}"
+    status = result.stderr.partition("\n")[0] if result.stderr.startswith("hung for") else describe(result.returncode)
     report = (f"{status} after {elapsed:.1f} s\n--- stdout ---\n{result.stdout[-5000:]}\n"
               f"--- stderr ---\n{result.stderr[-20000:]}")
     assert result.returncode == 0, report
