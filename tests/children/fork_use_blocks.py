@@ -1,28 +1,21 @@
 """Fork while another thread reallocates: each forked child reads its block, allocates and closes the heap."""
 
 import random
-import threading
 
 import pymimalloc
 
-from forking import fork_and_check
-from threads import threads_running
+from forking import fork_while_a_thread_runs
 
 heap = pymimalloc.Heap()
 mine = heap.malloc(100)
 mine.view[:] = b"m" * 100
-stop = threading.Event()
-errors = []
 
-def churn():
+def churn(stop):
     rng = random.Random(14)
-    try:
-        block = heap.malloc(64)
-        while not stop.is_set():
-            block = heap.realloc(block, rng.randrange(1, 200_000))
-        block.free()
-    except BaseException as exc:
-        errors.append(exc)
+    block = heap.malloc(64)
+    while not stop.is_set():
+        block = heap.realloc(block, rng.randrange(1, 200_000))
+    block.free()
 
 def in_child():
     assert bytes(mine.view) == b"m" * 100
@@ -33,12 +26,7 @@ def in_child():
     heap.close()
     assert heap.closed
 
-with threads_running(churn, daemon=True):
-    try:
-        fork_and_check(in_child)
-    finally:
-        stop.set()
-assert not errors, errors[:3]
+fork_while_a_thread_runs(churn, in_child)
 assert bytes(mine.view) == b"m" * 100
 mine.free()
 heap.close()

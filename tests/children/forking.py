@@ -7,7 +7,10 @@ import sys
 import time
 import traceback
 import warnings
+import threading
 from collections.abc import Callable
+
+from threads import threads_running
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # 3.12+: fork() of a multi-threaded process
 sys.setswitchinterval(1e-5)
@@ -41,3 +44,14 @@ def fork_and_check(in_child: Callable[[], None], rounds: int = 20) -> None:
                 os._exit(code)
         status = wait_for(pid)
         assert status == 0, f"forked child {i} exited with {status}"
+
+
+def fork_while_a_thread_runs(churn: Callable[[threading.Event], None], in_child: Callable[[], None]) -> None:
+    """Run ``churn(stop)`` in a daemon thread until ``stop`` is set, and fork_and_check(in_child) meanwhile; then
+    raise what churn raised."""
+    stop = threading.Event()
+    with threads_running(lambda: churn(stop), daemon=True):
+        try:
+            fork_and_check(in_child)
+        finally:
+            stop.set()

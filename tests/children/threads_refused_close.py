@@ -35,20 +35,14 @@ with threads_running(worker):
                 refused["destroy"] += 1
             else:
                 raise AssertionError("destroy() succeeded while a block was alive")
-            with heap.as_default():
-                try:
-                    heap.close()
-                except RuntimeError:
-                    refused["as_default"] += 1
-                else:
-                    raise AssertionError("close() succeeded inside as_default()")
-            with heap.numpy_allocator():
-                try:
-                    heap.close()
-                except RuntimeError:
-                    refused["numpy_allocator"] += 1
-                else:
-                    raise AssertionError("close() succeeded inside numpy_allocator()")
+            for scope, enter in (("as_default", heap.as_default), ("numpy_allocator", heap.numpy_allocator)):
+                with enter():
+                    try:
+                        heap.close()
+                    except RuntimeError:
+                        refused[scope] += 1
+                    else:
+                        raise AssertionError(f"close() succeeded inside {scope}()")
     finally:
         stop.set()
 assert not failures, (len(failures), failures[:5])
