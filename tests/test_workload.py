@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import functools
 import gc
 import json
 import os
@@ -46,6 +47,7 @@ from typing import Any
 import numpy as np
 
 import pymimalloc
+from threads import run_threads
 
 SECONDS = float(os.environ.get("PYMIMALLOC_WORKLOAD_SECONDS", "5"))
 SEED = int(os.environ.get("PYMIMALLOC_WORKLOAD_SEED", "1"))
@@ -526,13 +528,9 @@ class Workload:
         from pymimalloc._core import lib
 
         workers = [_Worker(i, self.seed) for i in range(THREADS)]
-        threads = [threading.Thread(target=self.work, args=(w,), name=f"workload-{w.index}") for w in workers]
         started = time.monotonic()
         self.deadline = started + self.seconds
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_threads(*(functools.partial(self.work, w) for w in workers), name="workload")
         ran = time.monotonic() - started
         self.finish()
         ops: Counter[str] = Counter()

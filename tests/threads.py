@@ -10,9 +10,12 @@ from collections.abc import Callable, Iterator
 
 
 @contextlib.contextmanager
-def threads_running(*targets: Callable[[], object], daemon: bool = False) -> Iterator[list[threading.Thread]]:
-    """Start a thread per target for the body of the ``with``; at its end join them all, then re-raise the first
-    exception a worker raised (an exception of the body itself wins)."""
+def threads_running(
+    *targets: Callable[[], object], daemon: bool = False, name: str | None = None
+) -> Iterator[list[threading.Thread]]:
+    """Start a thread per target (named ``<name>-<index>`` if ``name`` is given, for stack dumps) for the body of
+    the ``with``; at its end join them all, then re-raise the first exception a worker raised (an exception of the
+    body itself wins)."""
     raised: list[BaseException] = []
 
     def guarded(target: Callable[[], object]) -> None:
@@ -21,7 +24,10 @@ def threads_running(*targets: Callable[[], object], daemon: bool = False) -> Ite
         except BaseException as exc:
             raised.append(exc)
 
-    threads = [threading.Thread(target=guarded, args=(target,), daemon=daemon) for target in targets]
+    threads = [
+        threading.Thread(target=guarded, args=(target,), daemon=daemon, name=name and f"{name}-{index}")
+        for index, target in enumerate(targets)
+    ]
     for thread in threads:
         thread.start()
     try:
@@ -33,7 +39,7 @@ def threads_running(*targets: Callable[[], object], daemon: bool = False) -> Ite
         raise raised[0]
 
 
-def run_threads(*targets: Callable[[], object], daemon: bool = False) -> None:
+def run_threads(*targets: Callable[[], object], daemon: bool = False, name: str | None = None) -> None:
     """Run a thread per target to its end; raise the first exception a worker raised."""
-    with threads_running(*targets, daemon=daemon):
+    with threads_running(*targets, daemon=daemon, name=name):
         pass
