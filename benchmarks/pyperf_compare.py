@@ -153,188 +153,9 @@ class CompareError(Exception):
 # Code run inside the target interpreter
 # --------------------------------------------------------------------------------------------
 
-# Prints JSON describing the target interpreter, pyperf, pyperformance and its benchmarks.
-DISCOVER_SRC = r'''
-import json, os, re, sys, sysconfig
-out = {
-    "version": sys.version.split()[0],
-    "version_info": list(sys.version_info[:3]),
-    "implementation": sys.implementation.name,
-    "executable": sys.executable,
-    "gil_disabled": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
-    "errors": [],
-}
-try:
-    import pyperf
-    out["pyperf_version"] = pyperf.__version__
-except Exception as exc:
-    out["errors"].append("pyperf: %s: %s" % (type(exc).__name__, exc))
-try:
-    import pyperformance
-    out["pyperformance_version"] = getattr(pyperformance, "__version__", "?")
-except Exception as exc:
-    out["errors"].append("pyperformance: %s: %s" % (type(exc).__name__, exc))
-    pyperformance = None
-try:
-    import pymimalloc
-    out["pymimalloc_version"] = getattr(pymimalloc, "__version__", "?")
-    out["mimalloc_version"] = getattr(pymimalloc, "mimalloc_version", "?")
-except Exception as exc:
-    out["pymimalloc_error"] = "%s: %s" % (type(exc).__name__, exc)
-if pyperformance is not None:
-    try:
-        import importlib.resources
-        bdir = str(importlib.resources.files("pyperformance").joinpath("data-files", "benchmarks"))
-    except Exception:
-        bdir = os.path.join(os.path.dirname(pyperformance.__file__), "data-files", "benchmarks")
-    out["benchmarks_dir"] = bdir
-    try:
-        import tomllib
-    except ImportError:
-        import tomli as tomllib
-    try:
-        from packaging.specifiers import SpecifierSet
-    except ImportError:
-        SpecifierSet = None
-    import importlib.metadata as md
-
-    def load(path):
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-
-    def req_names(reqs):
-        names = []
-        for r in reqs:
-            m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", r)
-            if m and not r.lstrip().startswith("#"):
-                names.append(m.group(1))
-        return names
-
-    manifest = {}
-    section = None
-    try:
-        lines = open(os.path.join(bdir, "MANIFEST"), encoding="utf-8").read().splitlines()
-    except OSError as exc:
-        out["errors"].append("pyperformance MANIFEST: %s" % exc)
-        lines = []
-    for line in lines:
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if line.startswith("["):
-            section = line.strip("[]").strip()
-            continue
-        if section != "benchmarks":
-            continue
-        parts = line.split()
-        if len(parts) != 2 or parts == ["name", "metafile"]:
-            continue
-        name, metafile = parts
-        if metafile == "<local>":
-            bmdir, meta = os.path.join(bdir, "bm_" + name), "pyproject.toml"
-        elif metafile.startswith("<local:"):
-            bmdir = os.path.join(bdir, "bm_" + metafile[7:-1])
-            meta = "bm_%s.toml" % name
-        else:
-            meta_path = os.path.join(bdir, metafile)
-            bmdir, meta = os.path.dirname(meta_path), os.path.basename(meta_path)
-        entry = {"dir": bmdir, "problems": []}
-        try:
-            data = load(os.path.join(bmdir, meta))
-            base = load(os.path.join(bmdir, "pyproject.toml")) if meta != "pyproject.toml" else {}
-        except Exception as exc:
-            entry["problems"].append("cannot read %s: %s" % (meta, exc))
-            manifest[name] = entry
-            continue
-        tool = dict(base.get("tool", {}).get("pyperformance", {}))
-        tool.update(data.get("tool", {}).get("pyperformance", {}))
-        project = dict(base.get("project", {}))
-        project.update(data.get("project", {}))
-        entry["runscript"] = os.path.join(bmdir, tool.get("runscript") or "run_benchmark.py")
-        entry["extra_opts"] = list(tool.get("extra_opts") or [])
-        deps = req_names(project.get("dependencies") or [])
-        req_file = os.path.join(bmdir, "requirements.txt")
-        if os.path.exists(req_file):
-            deps += req_names(open(req_file, encoding="utf-8").read().splitlines())
-        missing = []
-        deps = list({re.sub(r"[-_.]+", "-", d).lower(): d for d in deps}.values())
-        for dep in deps:
-            try:
-                md.distribution(dep)
-            except Exception:
-                missing.append(dep)
-        entry["dependencies"] = deps
-        if missing:
-            entry["problems"].append("needs packages not installed in this interpreter: "
-                                     + ", ".join(missing))
-        rp = project.get("requires-python")
-        if rp and SpecifierSet is not None and out["version"] not in SpecifierSet(rp):
-            entry["problems"].append("requires Python %s" % rp)
-        if not os.path.exists(entry["runscript"]):
-            entry["problems"].append("missing %s" % entry["runscript"])
-        manifest[name] = entry
-    out["manifest"] = manifest
-print(json.dumps(out))
-'''
-
-# Defines _pmc_evidence(): what this process's allocators really are.
-EVIDENCE_SRC = r'''
-import json as _pmc_json, os as _pmc_os, sys as _pmc_sys
-
-def _pmc_evidence():
-    ev = {"pid": _pmc_os.getpid(),
-          "env_PYTHONMALLOC": _pmc_os.environ.get("PYTHONMALLOC"),
-          "env_PYMIMALLOC_INSTALL": _pmc_os.environ.get("PYMIMALLOC_INSTALL")}
-    try:
-        import pymimalloc
-    except Exception as exc:
-        ev["pymimalloc"] = "not importable: %s: %s" % (type(exc).__name__, exc)
-    else:
-        ev["pymimalloc"] = getattr(pymimalloc, "__version__", "?")
-        fn = getattr(pymimalloc, "installed", None)
-        if fn is None:
-            ev["pymimalloc_installed"] = None
-        else:
-            try:
-                got = fn()
-                ev["pymimalloc_installed"] = list(got) if got else []
-            except Exception as exc:
-                ev["pymimalloc_installed"] = "error: %s: %s" % (type(exc).__name__, exc)
-    try:
-        import _testinternalcapi
-        ev["pre_config_allocator"] = _testinternalcapi.get_configs()["pre_config"]["allocator"]
-    except Exception:
-        ev["pre_config_allocator"] = None
-    # sys._debugmallocstats() writes to the C stderr: capture fd 2.
-    import tempfile
-    with tempfile.TemporaryFile() as f:
-        _pmc_sys.stderr.flush()
-        saved = _pmc_os.dup(2)
-        try:
-            _pmc_os.dup2(f.fileno(), 2)
-            _pmc_sys._debugmallocstats()
-        finally:
-            _pmc_os.dup2(saved, 2)
-            _pmc_os.close(saved)
-        f.seek(0)
-        text = f.read().decode("utf-8", "replace")
-    if "Medium block threshold" in text:
-        ev["object_allocator"] = "mimalloc"
-    elif "Small block threshold" in text:
-        ev["object_allocator"] = "pymalloc"
-    else:
-        ev["object_allocator"] = "other"
-    return ev
-'''
-
-# A pyperf script whose workers record their allocator evidence in the run metadata.
-PROBE_SRC = EVIDENCE_SRC + r'''
-import pyperf
-runner = pyperf.Runner()
-if "--worker" in _pmc_sys.argv:
-    runner.metadata["pmc_evidence"] = _pmc_json.dumps(_pmc_evidence(), sort_keys=True)
-runner.bench_func("pmc_probe", lambda: None)
-'''
+# Run by the target interpreter: discover.py describes it, evidence.py shows which allocators a process really
+# has, probe.py records that evidence inside a pyperf worker.
+SCRIPTS = Path(__file__).resolve().parent / "pyperf_scripts"
 
 
 # --------------------------------------------------------------------------------------------
@@ -446,7 +267,7 @@ def discover(python: str, workdir: Path) -> Target:
     if not os.path.exists(exe):
         raise CompareError(f"--python {python}: no such interpreter")
     proc = subprocess.run(
-        [exe, "-c", DISCOVER_SRC],
+        [exe, str(SCRIPTS / "discover.py")],
         check=False,
         env=base_environ(),
         cwd=workdir,
@@ -533,7 +354,7 @@ def check_mode(target: Target, mode: Mode, workdir: Path, timeout: float) -> dic
 
     # 1. In a plain child process.
     proc = subprocess.run(
-        [target.python, "-c", EVIDENCE_SRC + "\nprint(_pmc_json.dumps(_pmc_evidence()))"],
+        [target.python, str(SCRIPTS / "evidence.py")],
         check=False, env=env, cwd=workdir, capture_output=True, text=True, timeout=120,
     )
     if proc.returncode != 0:
@@ -547,8 +368,7 @@ def check_mode(target: Target, mode: Mode, workdir: Path, timeout: float) -> dic
     result["child"] = ev
 
     # 2. Inside a pyperf worker, spawned with the same options as the benchmarks' workers.
-    probe = workdir / "pmc_probe.py"
-    probe.write_text(PROBE_SRC, encoding="utf-8")
+    probe = SCRIPTS / "probe.py"
     out = workdir / f"probe-{mode.name}-{time.monotonic_ns()}.json"
     cmd = [target.python, str(probe), "--debug-single-value", "--quiet",
            inherit_option(), "--output", str(out)]

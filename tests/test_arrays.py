@@ -2,11 +2,6 @@ from __future__ import annotations
 
 import gc
 import re
-import subprocess
-import sys
-import tempfile
-import textwrap
-import threading
 import tracemalloc
 
 import numpy as np
@@ -14,6 +9,8 @@ import pytest
 from numpy._core.multiarray import get_handler_name
 
 import pymimalloc
+from childproc import run_program
+from threads import run_threads
 
 NUMPY_TRACEMALLOC_DOMAIN = 389047  # numpy traces the data of every array here, whatever handler made it
 
@@ -153,13 +150,9 @@ def test_arrays_freed_in_other_threads() -> None:
     mid = len(arrays) // 2
     first, second = arrays[:mid], arrays[mid:]
     del arrays
-    worker = threading.Thread(target=first.clear)
-    worker.start()
-    worker.join()
+    run_threads(first.clear)
     heap.close()  # second still alive: handed to the main heap
-    worker = threading.Thread(target=second.clear)
-    worker.start()
-    worker.join()
+    run_threads(second.clear)
     gc.collect()
     assert (heap.live_blocks, heap.live_bytes) == (0, 0)
 
@@ -178,11 +171,7 @@ def test_threads_share_a_heap_for_arrays() -> None:
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, work, work, work)
     assert errors == []
     gc.collect()
     assert heap.live_blocks == 0
@@ -209,19 +198,8 @@ def test_tracemalloc_reports_blocks_in_our_domain_and_array_data_once(heap: pymi
 
 
 def test_subprocess_exits_cleanly_with_live_heap_arrays() -> None:
-    code = textwrap.dedent("""
-        import numpy as np, pymimalloc
-        heap = pymimalloc.Heap()
-        keep = [heap.empty(1000), heap.zeros((50, 50))]
-        closed = pymimalloc.Heap(); kept = closed.ones(100); closed.close()
-        allocator = heap.numpy_allocator(); allocator.__enter__()
-        more = np.arange(1000) * 3
-        snap = pymimalloc.Heap(); snap_arr = snap.empty(10); s = snap.snapshot(); s.__enter__()
-        print("ok")
-    """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            cwd=tempfile.gettempdir())
-    assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")
+    result = run_program("arrays_exit_with_live_arrays.py", timeout=120, check_mimalloc_errors=False)
+    assert result.stdout == "ok\n"
 
 
 def test_empty_and_zeros_are_what_numpy_makes_under_the_handler(heap: pymimalloc.Heap) -> None:

@@ -6,17 +6,16 @@ import io
 import json
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
 import pymimalloc
+from childproc import run
 from pymimalloc import _core
 from pymimalloc._core import ffi, lib
 from pymimalloc.bench import ALLOCATORS, PATTERNS, Measurement, Suite, plan, run_suite
 from pymimalloc.bench.report import write_table
 
-CWD = tempfile.gettempdir()
 
 
 @pytest.mark.parametrize("pattern", list(PATTERNS))
@@ -63,8 +62,7 @@ def test_suite_measures_every_allocator_with_repeats() -> None:
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pymimalloc", "bench", *args], capture_output=True, text=True,
-                          timeout=300, cwd=CWD)
+    return run(["-m", "pymimalloc", "bench", *args], timeout=300)
 
 
 def test_bench_command_prints_a_table_and_writes_json(tmp_path) -> None:
@@ -133,8 +131,7 @@ def test_bench_rejects_bad_arguments() -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pymimalloc", *args], capture_output=True, text=True,
-                          timeout=300, cwd=CWD)
+    return run(["-m", "pymimalloc", *args], timeout=300)
 
 
 def test_version_names_both_versions() -> None:

@@ -14,6 +14,7 @@ import tarfile
 import pytest
 
 import pymimalloc
+from childproc import CHILDREN, run
 from pymimalloc._core import lib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -116,25 +117,17 @@ def test_offline_portable_build_from_a_tarball(tmp_path: pathlib.Path) -> None:
     tarball = tmp_path / "mimalloc-local.tar.gz"
     with tarfile.open(tarball, "w:gz") as tar:
         tar.add(root, arcname="mimalloc-local/mimalloc")
-    env = dict(os.environ, MIMALLOC_SOURCE=str(tarball), PYMIMALLOC_PORTABLE="1",
-               PYMIMALLOC_CACHE_DIR=str(tmp_path / "cache"), PIP_NO_INDEX="1")
+    env = {"MIMALLOC_SOURCE": str(tarball), "PYMIMALLOC_PORTABLE": "1", "PYMIMALLOC_CACHE_DIR": str(tmp_path / "cache"),
+           "PIP_NO_INDEX": "1"}
     out = tmp_path / "out"
-    script = (
-        f"import sys; sys.path.insert(0, {str(REPO)!r}); import build_ffi; "
-        f"build_ffi.make_ffi(project_relative=False).compile(tmpdir={str(out)!r})"
-    )
-    subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, cwd=REPO)
+    compiled = run([str(CHILDREN / "build_compile.py"), str(REPO), str(out)], env=env, cwd=REPO, timeout=600)
+    assert compiled.returncode == 0, compiled.stderr
     built = next(out.glob("pymimalloc/_mimalloc*.so"))
-    check = (
-        "import importlib.util, json, sys; "
-        f"spec = importlib.util.spec_from_file_location('pymimalloc._mimalloc', {str(built)!r}); "
-        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
-        "print(m.ffi.string(m.lib.pmi_build_info()).decode())"
-    )
     import json
 
-    info = json.loads(subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
-                                     check=True).stdout)
+    check = run([str(CHILDREN / "build_info_of.py"), str(built)])
+    assert check.returncode == 0, check.stderr
+    info = json.loads(check.stdout)
     assert info["mimalloc_source"] == str(tarball)
     assert info["mimalloc_sha256"] == build_ffi._sha256(tarball)
     assert info["portable"] is True and "-march=native" not in info["cflags"]

@@ -1,32 +1,23 @@
 """``python -m pymimalloc run`` behaves exactly as ``python`` does with the same arguments."""
 from __future__ import annotations
 
-import os
 import pathlib
+import shutil
 import subprocess
-import sys
 
 import pytest
 
-SCRIPT = """\
-import sys
-print(sys.argv, repr(sys.path[0]), __name__, __spec__ is None)
-if sys.argv[-1] == "fail":
-    {}.fail
-if sys.argv[-1] == "exit":
-    sys.exit(7)
-"""
+from childproc import CHILDREN, run
 
 
 @pytest.fixture
 def folder(tmp_path: pathlib.Path) -> pathlib.Path:
-    (tmp_path / "prog.py").write_text(SCRIPT)
+    shutil.copy(CHILDREN / "cli_prog.py", tmp_path / "prog.py")
     return tmp_path
 
 
 def _python(args: list[str], cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "PYMIMALLOC_INSTALL"}
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
+    return run(args, cwd=cwd, timeout=120, drop=("PYMIMALLOC_INSTALL",))
 
 
 CASES = {

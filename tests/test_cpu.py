@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import os
 import pathlib
-import subprocess
 import sys
-import tempfile
 
 import pytest
 
 import pymimalloc
+from childproc import CHILDREN, run
 from pymimalloc import _cpu, _startup
 from pymimalloc._core import lib
 
@@ -76,25 +75,7 @@ def test_unknown_sides_refuse_nothing(tmp_path: pathlib.Path) -> None:
 def test_import_refuses_before_loading_the_compiled_module(tmp_path: pathlib.Path) -> None:
     # a child whose CPU "lacks" one feature: _cpu.py's reading of /proc/cpuinfo is replaced before the import
     cpuinfo = _cpuinfo_without(tmp_path, NEEDED[-1])
-    child = f"""
-import importlib.util, os, sys
-package = importlib.util.find_spec("pymimalloc")
-spec = importlib.util.spec_from_file_location("pymimalloc._cpu",
-                                              os.path.join(package.submodule_search_locations[0], "_cpu.py"))
-cpu = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(cpu)
-real = cpu.cpu_flags
-cpu.cpu_flags = lambda cpuinfo="/proc/cpuinfo": real({cpuinfo!r})
-sys.modules["pymimalloc._cpu"] = cpu
-try:
-    import pymimalloc
-except ImportError as error:
-    print("refused:", error)
-print("compiled module loaded:", "pymimalloc._mimalloc" in sys.modules)
-"""
-    env = {k: v for k, v in os.environ.items() if k != "PYMIMALLOC_INSTALL"}
-    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120,
-                            cwd=tempfile.gettempdir(), env=env)
+    result = run([str(CHILDREN / "cpu_refused_import.py"), cpuinfo], timeout=120, drop=("PYMIMALLOC_INSTALL",))
     assert result.returncode == 0, result.stderr
     assert "refused: pymimalloc's compiled module" in result.stdout and NEEDED[-1] in result.stdout
     assert "compiled module loaded: False" in result.stdout

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-import threading
 
 import pytest
 
 import pymimalloc
 from pymimalloc._core import lib
+from threads import run_threads
 
 
 def _raw_malloc_lands_in(heap: pymimalloc.Heap) -> bool:
@@ -41,9 +41,7 @@ def test_other_threads_are_unaffected(heap: pymimalloc.Heap) -> None:
         seen.append(_raw_malloc_lands_in(pymimalloc.main_heap()))
 
     with heap.as_default():
-        worker = threading.Thread(target=other)
-        worker.start()
-        worker.join()
+        run_threads(other)
     assert seen == [pymimalloc.main_heap(), True]
 
 

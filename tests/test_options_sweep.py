@@ -20,11 +20,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import tempfile
-import textwrap
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +29,7 @@ from dataclasses import dataclass
 import pytest
 
 import pymimalloc
+from childproc import CHILDREN, describe, run
 
 #: Options pymimalloc refuses to set to anything but their safe default (see the module docstring).
 REFUSED: frozenset[str] = frozenset({"destroy_on_exit", "guarded_sample_rate", "visit_abandoned"})
@@ -122,173 +120,19 @@ SETTABLE_CASES: list[tuple[str, int]] = [
 ]
 CHILD_TIMEOUT = 60  # seconds, per child
 WORKERS = max(2, min(4, os.cpu_count() or 2))
-_CWD = tempfile.gettempdir()  # run children outside the checkout, so they import the installed package
 
 
 def _case_id(case: tuple[str, int]) -> str:
     return f"{case[0]}={case[1]}"
 
 
-# The child. argv[1] is a JSON spec: mode ("runtime" or "environment"), name, value, refused, default.
-CHILD = textwrap.dedent(r"""
-    import json, sys, threading, traceback
-    spec = json.loads(sys.argv[1])
-    NAME, VALUE, MODE = spec["name"], spec["value"], spec["mode"]
-
-    import pymimalloc
-    from pymimalloc._core import lib
-
-    options = pymimalloc.options
-    problems = []
-
-    def problem(message):
-        # written at once, so a crash later in the child does not hide it
-        problems.append(message)
-        sys.stderr.write(f"PROBLEM: {message}\n")
-        sys.stderr.flush()
-
-    if MODE == "runtime":
-        before = options[NAME]
-        if spec["refused"]:
-            try:
-                options[NAME] = VALUE
-            except ValueError as exc:
-                if NAME not in str(exc):
-                    problems.append(f"the ValueError does not name the option: {exc}")
-            else:
-                problems.append(f"options[{NAME!r}] = {VALUE} did not raise ValueError")
-            try:
-                with options.override(**{NAME: VALUE}):
-                    problems.append(f"options.override({NAME}={VALUE}) did not raise ValueError")
-            except ValueError as exc:
-                if NAME not in str(exc):
-                    problems.append(f"the ValueError of override does not name the option: {exc}")
-            if options[NAME] != before:
-                problems.append(f"the refused option changed from {before} to {options[NAME]}")
-        else:
-            options[NAME] = VALUE
-            if options[NAME] != VALUE:
-                problems.append(f"options[{NAME!r}] reads {options[NAME]} after setting {VALUE}")
-    else:  # the environment set MIMALLOC_<NAME> before this process started
-        expected = spec["default"] if spec["refused"] else VALUE
-        for what, got in (("options", options[NAME]), ("options.defaults", options.defaults[NAME])):
-            if got != expected:
-                problems.append(f"{what}[{NAME!r}] reads {got}, expected {expected}")
-    if problems:
-        if spec["refused"] and options[NAME] != spec["default"]:
-            options[NAME] = spec["default"]  # so this failing child exits promptly (destroy_on_exit hangs)
-        sys.stderr.write("".join(f"PROBLEM: {p}\n" for p in problems))
-        sys.exit(1)
-
-    SIZES = (16, 300, 5000, 70000, 1 << 20, 8 << 20)
-
-    def fill(block, tag):
-        block.view[:] = bytes([tag]) * block.size
-
-    def check(block, tag, what):
-        with block.view as view:
-            data = bytes(view)
-        if data != bytes([tag]) * len(data):
-            wrong = next(i for i, b in enumerate(data) if b != tag)
-            raise AssertionError(f"{what}: byte {wrong} of a {len(data)}-byte block is {data[wrong]}, not {tag}")
-
-    def free(block):
-        # another thread's walk of the main heap (which holds the blocks of closed heaps) may refuse a
-        # free for a moment with the documented RuntimeError; anything else propagates
-        for _ in range(10000):
-            try:
-                return block.free()
-            except RuntimeError as exc:
-                if "frozen" not in str(exc) and "visit or snapshot" not in str(exc):
-                    raise
-        raise AssertionError("a free was refused 10000 times")
-
-    def exercise(seed):
-        heap = pymimalloc.Heap()
-        blocks = [heap.malloc(n) for n in SIZES]
-        blocks.append(heap.malloc_aligned(100, 1 << 20))
-        if blocks[-1].address % (1 << 20):
-            raise AssertionError(f"malloc_aligned(100, 1 MiB) gave {blocks[-1].address:#x}")
-        tags = [(seed * 31 + i) % 255 + 1 for i in range(len(blocks))]
-        for block, tag in zip(blocks, tags):
-            fill(block, tag)
-        array = heap.zeros(100000)
-        if array.any():
-            raise AssertionError("heap.zeros(100000) is not all zeros")
-        array += 3.0
-        if not (array in heap and all(block in heap for block in blocks)):
-            raise AssertionError("a block or the array is not in its heap")
-        addresses = [block.address for block in blocks] + [array.__array_interface__["data"][0]]
-
-        def missing(infos):
-            return [hex(a) for a in addresses if not any(i.address <= a < i.address + i.size for i in infos)]
-
-        # a walk that misses a block is reported, but the scenario goes on to the close and the frees
-        walked = list(heap.blocks())
-        if missing(walked):
-            problem(f"heap.blocks() misses {missing(walked)} of {len(addresses)} live allocations")
-        with heap.snapshot() as snap:
-            if missing(snap.blocks):
-                problem(f"heap.snapshot() misses {missing(snap.blocks)} of {len(addresses)} live allocations")
-        # close with the 16 B, 5000 B, 1 MiB and 1 MiB-aligned blocks and the array alive
-        kept = list(zip(blocks, tags))[::2]
-        for block in blocks[1::2]:
-            free(block)
-        del blocks
-        heap.close()
-        if not heap.closed:
-            raise AssertionError("the heap is not closed after close()")
-        for block, tag in kept:
-            check(block, tag, "a block that outlived its heap")
-            if pymimalloc.heap_of(block) is heap:
-                raise AssertionError("heap_of() gives a closed heap")  # it gives the *open* heap holding x
-        if not (array == 3.0).all():
-            raise AssertionError("an array that outlived its heap changed")
-        for block, _ in kept:
-            free(block)
-        del kept, array
-        list(pymimalloc.main_heap().blocks())
-        pymimalloc.collect(True)
-
-    def run(seed):
-        try:
-            exercise(seed)
-        except MemoryError:
-            if not spec["starved"]:
-                raise
-
-    run(1)
-    errors = []
-
-    def in_thread(seed):
-        try:
-            run(seed)
-        except BaseException as exc:
-            errors.append(f"thread {seed}: {traceback.format_exc()}")
-
-    threads = [threading.Thread(target=in_thread, args=(seed,)) for seed in (2, 3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for error in errors:
-        problem(error)
-    if lib.pmi_error_count() and not spec["starved"]:
-        problem(f"mimalloc reported {lib.pmi_error_count()} error(s), last errno {lib.pmi_error_last()}")
-    if problems:
-        sys.exit(1)
-    print("SWEEP-CHILD-DONE", json.dumps({"name": NAME, "value": options[NAME]}), flush=True)
-""")
-
-
-def _child_env(extra: dict[str, str]) -> dict[str, str]:
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     # Only the option under test may differ from mimalloc's compiled defaults, so the caller's own
     # MIMALLOC_* settings (CI sets MIMALLOC_SHOW_ERRORS=1 for its checked builds) are left out; errors
     # are still caught, through pmi_error_count(). PYTHONWARNINGS could turn the expected RuntimeWarning
     # into an error, so it goes too.
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("MIMALLOC_") and k != "PYTHONWARNINGS"}
-    env.update(extra)
-    return env
+    drop = tuple(k for k in os.environ if k.upper().startswith("MIMALLOC_") or k == "PYTHONWARNINGS")
+    return run(args, env=env, drop=drop, timeout=CHILD_TIMEOUT)
 
 
 def _env_value(name: str, value: int) -> str:
@@ -297,20 +141,12 @@ def _env_value(name: str, value: int) -> str:
 
 @dataclass
 class Outcome:
-    returncode: int | None  # None: timed out
+    returncode: int
     stdout: str
-    stderr: str
+    stderr: str  # begins "hung for" when the child was killed for hanging past CHILD_TIMEOUT
 
     def describe(self) -> str:
-        if self.returncode is None:
-            status = f"timed out after {CHILD_TIMEOUT} s"
-        elif self.returncode < 0:
-            try:
-                status = f"killed by {signal.Signals(-self.returncode).name}"
-            except ValueError:
-                status = f"killed by signal {-self.returncode}"
-        else:
-            status = f"exit code {self.returncode}"
+        status = self.stderr.partition("\n")[0] if self.stderr.startswith("hung for") else describe(self.returncode)
         return f"{status}\n--- stdout (tail) ---\n{self.stdout[-2000:]}\n--- stderr (tail) ---\n{self.stderr[-4000:]}"
 
     @property
@@ -318,24 +154,12 @@ class Outcome:
         return any(line.startswith("SWEEP-CHILD-DONE") for line in self.stdout.splitlines())
 
 
-def _text(data: str | bytes | None) -> str:
-    if data is None:
-        return ""
-    return data.decode(errors="replace") if isinstance(data, bytes) else data
-
-
 def _run_child(mode: str, name: str, value: int, default: int) -> Outcome:
     spec = {"mode": mode, "name": name, "value": value, "default": default,
             "refused": name in REFUSED or (mode == "runtime" and name in READ_AT_START),
             "starved": name in STARVED}
     extra = {f"MIMALLOC_{name.upper()}": _env_value(name, value)} if mode == "environment" else {}
-    try:
-        result = subprocess.run(
-            [sys.executable, "-X", "faulthandler", "-c", CHILD, json.dumps(spec)],
-            capture_output=True, text=True, timeout=CHILD_TIMEOUT, cwd=_CWD, env=_child_env(extra),
-        )
-    except subprocess.TimeoutExpired as exc:
-        return Outcome(None, _text(exc.stdout), _text(exc.stderr))
+    result = _run([str(CHILDREN / "options_sweep.py"), json.dumps(spec)], extra)
     return Outcome(result.returncode, result.stdout, result.stderr)
 
 
@@ -343,8 +167,7 @@ def _run_child(mode: str, name: str, value: int, default: int) -> Outcome:
 def compiled_defaults() -> dict[str, int]:
     """Every option's value in a child with no MIMALLOC_* variable set: mimalloc's compiled defaults."""
     code = "import json, pymimalloc; print(json.dumps(dict(pymimalloc.options.defaults)))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=CHILD_TIMEOUT,
-                            cwd=_CWD, env=_child_env({}))
+    result = _run(["-c", code], {})
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -470,7 +293,7 @@ def _assert_clean(outcome: Outcome, name: str) -> None:
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_set_at_runtime(case: tuple[str, int], children: Children) -> None:
     # the child sets the option (or, for a refused one, checks the ValueError and that nothing changed),
-    # then runs the scenario; see CHILD
+    # then runs the scenario; see tests/children/options_sweep.py
     name, value = case
     _assert_clean(children.outcome("runtime", name, value), name)
 

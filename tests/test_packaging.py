@@ -2,13 +2,13 @@
 startup files of wheels and editable installs."""
 from __future__ import annotations
 
-import os
 import pathlib
 import site
-import subprocess
 import sys
 
 import pytest
+
+from childproc import run
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -33,9 +33,7 @@ def test_missing_python_headers_are_named(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 
 def test_a_build_without_a_compiler_stops_before_setuptools_starts() -> None:
-    env = dict(os.environ, CC="no-such-cc")
-    result = subprocess.run([sys.executable, "setup.py", "bdist_wheel"], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = run(["setup.py", "bdist_wheel"], cwd=REPO, env={"CC": "no-such-cc"}, timeout=120)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "pymimalloc build error: no C compiler: 'no-such-cc' was not found" in output
@@ -74,6 +72,5 @@ def test_an_editable_install_ships_the_startup_file() -> None:
     installed = [pathlib.Path(f) / "pymimalloc.pth" for f in folders if (pathlib.Path(f) / "pymimalloc.pth").is_file()]
     assert installed and installed[0].read_text() == (REPO / "pymimalloc.pth").read_text()
     probe = "import sys; print('threading' in sys.modules); import pymimalloc; print(pymimalloc.installed())"
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
-                            cwd=REPO.parent, env=dict(os.environ, PYMIMALLOC_INSTALL="1"))
+    result = run(["-c", probe], cwd=REPO.parent, env={"PYMIMALLOC_INSTALL": "1"}, timeout=120)
     assert result.returncode == 0 and result.stdout.split() == ["False", "('mem',", "'obj')"], result

@@ -1,19 +1,19 @@
 """Threads, fork, a C stress kernel, and another mimalloc in the same process."""
 from __future__ import annotations
 
+import functools
 import os
 import random
 import subprocess
-import sys
-import tempfile
-import textwrap
 import threading
 import time
 
 import pytest
 
 import pymimalloc
+from childproc import run_program
 from pymimalloc._core import lib
+from threads import run_threads
 
 
 def test_c_stress_kernel_finds_no_corruption() -> None:
@@ -71,11 +71,7 @@ def test_eight_python_threads_share_and_replace_heaps() -> None:
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(*(functools.partial(worker, n) for n in range(8)))
     assert errors == []
     assert all(_check(block, tag) for block, tag in handoff)
     handoff.clear()
@@ -122,22 +118,8 @@ def _filled(block: pymimalloc.Block, tag: int) -> pymimalloc.Block:
 
 def test_coexists_with_pyarrows_own_mimalloc() -> None:
     pytest.importorskip("pyarrow")
-    code = textwrap.dedent("""
-        import pyarrow as pa, pymimalloc
-        pool = pa.mimalloc_memory_pool()
-        arrays = [pa.array(range(100000), memory_pool=pool) for _ in range(5)]
-        heap = pymimalloc.Heap()
-        blocks = [heap.malloc(n) for n in (10, 1000, 100000)]
-        buf = pa.allocate_buffer(1 << 20, memory_pool=pool)
-        assert pool.bytes_allocated() > 0 and heap.live_blocks == 3
-        arr = heap.zeros(10000)
-        print(sum(a.sum().as_py() for a in arrays), pool.backend_name)
-    """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            cwd=tempfile.gettempdir())
-    assert result.returncode == 0, result.stderr
+    result = run_program("reliability_beside_pyarrow.py", timeout=120, check_mimalloc_errors=False)
     assert result.stdout.split() == [str(5 * sum(range(100000))), "mimalloc"]
-    assert result.stderr == ""
 
 
 def test_a_thread_never_gets_a_dead_threads_theap(tmp_path) -> None:
@@ -175,11 +157,7 @@ def test_short_lived_threads_over_many_heaps_allocate_where_asked() -> None:
             block.free()
 
     for round_ in range(40):
-        threads = [threading.Thread(target=worker, args=(round_ * 4 + k,)) for k in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_threads(*(functools.partial(worker, round_ * 4 + k) for k in range(4)))
     for heap in heaps:
         heap.close()
     assert not wrong, wrong[:5]

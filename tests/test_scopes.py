@@ -28,6 +28,7 @@ import pytest
 
 import pymimalloc
 from pymimalloc import _core
+from threads import run_threads, threads_running
 
 PACKAGE = os.path.dirname(pymimalloc.__file__)
 
@@ -272,17 +273,15 @@ def test_python_objects_of_one_thread_do_not_follow_another_threads_block() -> N
             entered.set()
             done.wait(10)
 
-    thread = threading.Thread(target=elsewhere)
     with heap.python_objects():
         pass
-    thread.start()
-    entered.wait(10)
-    try:
-        mine = [str(k) * 3 for k in range(2000)]
-        assert not any(pymimalloc.heap_of(id(s)) in (heap, other) for s in mine)
-    finally:
-        done.set()
-        thread.join()
+    with threads_running(elsewhere):
+        entered.wait(10)
+        try:
+            mine = [str(k) * 3 for k in range(2000)]
+            assert not any(pymimalloc.heap_of(id(s)) in (heap, other) for s in mine)
+        finally:
+            done.set()
     heap.close()
     other.close()
 
@@ -305,9 +304,7 @@ def test_numpy_allocator_covers_this_thread_only() -> None:
     heap = pymimalloc.Heap()
     seen: list[Any] = []
     with heap.numpy_allocator():
-        thread = threading.Thread(target=lambda: seen.append(pymimalloc.heap_of(np.ones(1000))))
-        thread.start()
-        thread.join()
+        run_threads(lambda: seen.append(pymimalloc.heap_of(np.ones(1000))))
         mine = np.ones(1000)
     assert seen == [None] and pymimalloc.heap_of(mine) is heap
     del mine

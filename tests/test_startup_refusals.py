@@ -9,7 +9,7 @@ import importlib
 
 import pytest
 
-from childproc import describe, run
+from childproc import CHILDREN, describe, run
 
 REFUSED = importlib.import_module("pymimalloc.options").REFUSED  # the module, not the options object
 BAD_VALUES = {"destroy_on_exit": "1", "guarded_sample_rate": "1", "visit_abandoned": "0"}
@@ -51,26 +51,8 @@ def test_start_up_puts_a_refused_option_back_with_the_same_message(name: str) ->
 
 @pytest.mark.parametrize("flags", [["-X", "dev"], ["-X", "tracemalloc=5"]])
 def test_a_refused_install_keeps_tracemalloc_traces(flags: list[str]) -> None:
-    program = """
-import tracemalloc, pymimalloc
-tracemalloc.start(5)
-def keep():
-    return [bytearray(1000) for _ in range(100)]
-kept = keep()
-def kept_bytes(snapshot):  # what the traces attribute to keep(): gone if tracemalloc was restarted
-    traced = snapshot.filter_traces([tracemalloc.Filter(True, "<string>", lineno=5)])
-    return sum(stat.size for stat in traced.statistics("lineno"))
-before = kept_bytes(tracemalloc.take_snapshot())
-try:
-    pymimalloc.install()
-except RuntimeError as error:
-    refused = "debug hooks" in str(error)
-else:
-    refused = False
-after = kept_bytes(tracemalloc.take_snapshot())
-print(refused, before >= 100000, after >= 100000)  # a restart would have dropped them all
-"""
     env = {"PYTHONMALLOC": "debug"} if flags == ["-X", "tracemalloc=5"] else {}
-    result = run([*flags, "-c", program], env=env, timeout=120, drop=("PYMIMALLOC_INSTALL", "PYTHONMALLOC"))
+    result = run([*flags, str(CHILDREN / "startup_refused_install_traces.py")], env=env, timeout=120,
+                 drop=("PYMIMALLOC_INSTALL", "PYTHONMALLOC"))
     assert result.returncode == 0, describe(result.returncode) + result.stderr
     assert result.stdout.split() == ["True", "True", "True"], result.stdout + result.stderr

@@ -1,16 +1,11 @@
 from __future__ import annotations
 
+import functools
 import random
 import threading
 
 import pymimalloc
-
-
-def _run(threads: list[threading.Thread]) -> None:
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+from threads import run_threads
 
 
 def test_threads_share_a_heap_and_free_each_others_blocks() -> None:
@@ -33,7 +28,7 @@ def test_threads_share_a_heap_and_free_each_others_blocks() -> None:
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    _run([threading.Thread(target=work, args=(n,)) for n in range(6)])
+    run_threads(*(functools.partial(work, n) for n in range(6)))
     assert errors == []
     assert heap.live_blocks == len(handoff)
     handoff.clear()
@@ -68,7 +63,7 @@ def test_closing_while_other_threads_allocate() -> None:
             start.wait()
             heap.close()
 
-        _run([threading.Thread(target=allocate) for _ in range(3)] + [threading.Thread(target=close)])
+        run_threads(allocate, allocate, allocate, close)
         assert heap.closed and len(outcomes) == 3
         _write_each(kept)  # whatever was allocated before the close is still valid
         assert heap.live_blocks == len(kept)
@@ -80,9 +75,7 @@ def test_blocks_freed_in_a_thread_after_close() -> None:
     heap = pymimalloc.Heap()
     blocks = [heap.malloc(256) for _ in range(1000)]
     heap.close()
-    worker = threading.Thread(target=blocks.clear)
-    worker.start()
-    worker.join()
+    run_threads(blocks.clear)
     assert heap.live_blocks == 0
 
 
@@ -96,7 +89,7 @@ def test_concurrent_frees_of_one_block() -> None:
             start.wait()
             block.free()
 
-        _run([threading.Thread(target=free) for _ in range(4)])
+        run_threads(free, free, free, free)
         assert block.freed
     assert heap.live_blocks == 0
     heap.destroy()

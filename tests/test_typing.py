@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import site
-import subprocess
 import sys
 
 import pymimalloc
+from childproc import run
 
 
 def test_mypy_strict_is_clean(tmp_path: pathlib.Path) -> None:
@@ -16,13 +15,10 @@ def test_mypy_strict_is_clean(tmp_path: pathlib.Path) -> None:
     # install's import hook is invisible to it, so then the checkout is given as MYPYPATH. It runs from an
     # empty folder, so nothing in the current directory shadows what it checks.
     package_parent = pathlib.Path(pymimalloc.__file__).resolve().parent.parent
-    env = dict(os.environ)
+    env = {}
     if package_parent not in {pathlib.Path(p).resolve() for p in site.getsitepackages()}:
         env["MYPYPATH"] = str(package_parent)
-    result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--python-executable", sys.executable,
-         "-p", "pymimalloc"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )
+    result = run(["-m", "mypy", "--strict", "--no-incremental", "--python-executable", sys.executable, "-p", "pymimalloc"],
+                 cwd=tmp_path, env=env, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues found" in result.stdout

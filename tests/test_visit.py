@@ -6,6 +6,7 @@ import threading
 import pytest
 
 import pymimalloc
+from threads import threads_running
 
 SIZES = [8, 100, 1000, 70000, 1 << 21, 3 << 20, 5 << 20]
 # Debug and secure builds pad every block, so a block's size class is larger than the request there.
@@ -165,20 +166,16 @@ def test_snapshot_under_threads() -> None:
                 errors.append(exc)
                 return
 
-    workers = [threading.Thread(target=churn) for _ in range(3)]
-    for w in workers:
-        w.start()
-    try:
-        for _ in range(50):
-            with heap.snapshot() as snap:
-                addresses = [info.address for info in snap.blocks]
-                assert len(set(addresses)) == len(addresses)
-                for address in addresses:
-                    assert heap.contains(address)  # every address stays valid while frozen
-    finally:
-        stop.set()
-        for w in workers:
-            w.join()
+    with threads_running(churn, churn, churn):
+        try:
+            for _ in range(50):
+                with heap.snapshot() as snap:
+                    addresses = [info.address for info in snap.blocks]
+                    assert len(set(addresses)) == len(addresses)
+                    for address in addresses:
+                        assert heap.contains(address)  # every address stays valid while frozen
+        finally:
+            stop.set()
     assert errors == []
     keep.clear()
     assert heap.live_blocks == 0

@@ -32,14 +32,12 @@ from __future__ import annotations
 
 import bisect
 import collections
+import functools
 import gc
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -49,6 +47,7 @@ from typing import Any
 import numpy as np
 
 import pymimalloc
+from threads import run_threads
 
 SECONDS = float(os.environ.get("PYMIMALLOC_WORKLOAD_SECONDS", "5"))
 SEED = int(os.environ.get("PYMIMALLOC_WORKLOAD_SEED", "1"))
@@ -83,31 +82,14 @@ FREEZABLE = frozenset({"alloc", "free", "realloc", "close", "numpy", "as_default
 # -- the parent ---------------------------------------------------------------------------------------
 
 
-def _text(data: str | bytes | None) -> str:
-    if data is None:
-        return ""
-    return data.decode(errors="replace") if isinstance(data, bytes) else data
-
-
 def test_eight_threads_mixed_workload() -> None:
+    from childproc import describe, run  # here: the child, this file run as a program, does not need pytest
+
     timeout = SECONDS * 3 + 60
-    command = [sys.executable, "-X", "faulthandler", os.path.abspath(__file__), str(SECONDS), str(SEED)]
     started = time.monotonic()
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=tempfile.gettempdir())
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError(
-            f"the workload child hung for {timeout:.0f} s\n--- stdout ---\n{_text(exc.stdout)[-3000:]}\n"
-            f"--- stderr ---\n{_text(exc.stderr)[-20000:]}"
-        ) from None
+    result = run([os.path.abspath(__file__), str(SECONDS), str(SEED)], timeout=timeout)
     elapsed = time.monotonic() - started
-    if result.returncode < 0:
-        try:
-            status = f"killed by {signal.Signals(-result.returncode).name}"
-        except ValueError:
-            status = f"killed by signal {-result.returncode}"
-    else:
-        status = f"exit code {result.returncode}"
+    status = result.stderr.partition("\n")[0] if result.stderr.startswith("hung for") else describe(result.returncode)
     report = (f"{status} after {elapsed:.1f} s\n--- stdout ---\n{result.stdout[-5000:]}\n"
               f"--- stderr ---\n{result.stderr[-20000:]}")
     assert result.returncode == 0, report
@@ -546,13 +528,9 @@ class Workload:
         from pymimalloc._core import lib
 
         workers = [_Worker(i, self.seed) for i in range(THREADS)]
-        threads = [threading.Thread(target=self.work, args=(w,), name=f"workload-{w.index}") for w in workers]
         started = time.monotonic()
         self.deadline = started + self.seconds
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_threads(*(functools.partial(self.work, w) for w in workers), name="workload")
         ran = time.monotonic() - started
         self.finish()
         ops: Counter[str] = Counter()

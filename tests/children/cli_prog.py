@@ -1,0 +1,10 @@
+"""The script and module that tests/test_cli.py runs with python and with python -m pymimalloc run (copied into a
+fresh folder as prog.py): prints how it was started; raises or exits as its last argument says."""
+
+import sys
+
+print(sys.argv, repr(sys.path[0]), __name__, __spec__ is None)
+if sys.argv[-1] == "fail":
+    {}.fail
+if sys.argv[-1] == "exit":
+    sys.exit(7)

@@ -1,0 +1,19 @@
+"""fork() while another thread allocates or reallocates: every forked child can use its heap and close it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from childproc import run_program
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+
+def test_fork_while_a_thread_allocates_child_can_close_heap() -> None:
+    run_program("fork_close_heap.py", timeout=30)
+
+
+def test_fork_while_a_thread_reallocates_child_can_use_its_blocks() -> None:
+    run_program("fork_use_blocks.py", timeout=30)

@@ -1,0 +1,24 @@
+"""A heap's life under hostile use: blocks that outlive its close (large alignments, no arenas), __init__ on a
+live heap, the main heap's statistics. Scenarios that could crash run in a child (childproc.run_program)."""
+
+from __future__ import annotations
+
+import pymimalloc
+from childproc import run_program
+
+
+def test_large_aligned_blocks_survive_heap_close() -> None:
+    run_program("close_large_aligned.py")
+
+
+def test_blocks_survive_heap_close_with_arena_allocation_disallowed() -> None:
+    run_program("close_without_arenas.py")
+
+
+def test_reinitialising_a_live_heap_raises_and_keeps_it_working() -> None:
+    run_program("close_reinitialise.py")
+
+
+def test_main_heap_stats_returns_a_dict() -> None:
+    stats = pymimalloc.main_heap().stats()
+    assert isinstance(stats, dict)

@@ -1,0 +1,31 @@
+"""Races between threads: frees against a close, address queries against aligned allocation, walks against
+walks, closes and short-lived threads, refused closes against allocation. Each runs in a child
+(childproc.run_program) that must exit 0 with nothing on stderr and no error reported by mimalloc."""
+
+from __future__ import annotations
+
+from childproc import run_program
+
+
+def test_freeing_own_blocks_while_heap_closes_reports_no_mimalloc_error() -> None:
+    run_program("threads_free_while_closing.py")
+
+
+def test_address_queries_race_with_aligned_alloc_and_free() -> None:
+    run_program("threads_address_queries.py")
+
+
+def test_concurrent_walks_of_one_heap_each_see_every_live_block() -> None:
+    run_program("threads_concurrent_walks.py")
+
+
+def test_walking_main_heap_while_heaps_close_into_it() -> None:
+    run_program("threads_walk_main_heap.py")
+
+
+def test_walking_a_heap_while_short_lived_threads_allocate_and_exit() -> None:
+    run_program("threads_walk_while_threads_come_and_go.py")
+
+
+def test_refused_destroy_and_close_do_not_disturb_other_threads() -> None:
+    run_program("threads_refused_close.py")
