@@ -32,6 +32,8 @@ struct mi_page_s* pmi_page_of(const void* p);
 mi_heap_t* pmi_page_owner(const struct mi_page_s* page);
 void       pmi_page_free(struct mi_page_s* page, void* p);
 void*      pmi_fast_malloc(mi_heap_t* heap, size_t size);  /* mi_heap_malloc, inlined likewise */
+void*      pmi_heap_malloc_slow(mi_heap_t* heap, size_t size);  /* all of it but that fast path */
+void       pmi_free_purge_now(void* p);  /* mi_free, and a page of p's own back to the OS now (pmi_mimalloc.c) */
 /* Before a thread's first allocation from `heap` outside any bracket (pmi_mimalloc.c says why) */
 void       pmi_theap_ensure(mi_heap_t* heap);
 bool       pmi_world_held(void);                    /* this thread holds a world bracket now */

@@ -227,6 +227,37 @@ mi_decl_noinline void* pmi_heap_malloc_slow(mi_heap_t* heap, size_t size) {
   return mi_heap_malloc(heap, size);
 }
 
+/* mi_free(p), and if that gave p's page back to its arena (a block of more than MI_LARGE_MAX_OBJ_SIZE bytes
+ * has a page of its own, and this thread's free of it frees the page at once), the page's memory back to the
+ * OS now rather than after mimalloc's purge delay (purge_delay x arena_purge_mult: 1 s by default). For
+ * blocks the allocator hook moves to grow them: the C library grows such blocks in place (mremap), so each
+ * copy left behind would otherwise stay resident. Nothing is purged if the options forbid purging, if the
+ * arena is pinned, or if another thread took the slices meanwhile (claiming them fails). */
+void pmi_free_purge_now(void* p) {
+  mi_page_t* const page = _mi_ptr_page(p);
+  mi_arena_t* arena = NULL;
+  size_t slice_index = 0;
+  size_t slice_count = 0;
+  if (mi_page_is_singleton(page) && page->memid.memkind == MI_MEM_ARENA) {
+    arena = mi_arena_from_memid(page->memid, &slice_index, &slice_count);
+  }
+  mi_free(p);
+  if (arena == NULL || arena->memid.is_pinned || mi_arena_purge_delay() < 0) return;
+  while (slice_count > 0) {  /* a claim cannot cross a chunk of the arena's bitmap: purge chunk by chunk */
+    const size_t in_chunk = MI_BCHUNK_BITS - slice_index % MI_BCHUNK_BITS;
+    const size_t n = slice_count < in_chunk ? slice_count : in_chunk;
+    if (n == MI_BCHUNK_BITS) { /* mi_arena_try_purge_range takes less than a whole chunk */
+      (void)mi_arena_try_purge_range(arena, slice_index, n / 2);
+      (void)mi_arena_try_purge_range(arena, slice_index + n / 2, n / 2);
+    }
+    else {
+      (void)mi_arena_try_purge_range(arena, slice_index, n);
+    }
+    slice_index += n;
+    slice_count -= n;
+  }
+}
+
 /* A thread's first allocation from a heap makes its theap, and may grow the thread's table of thread-local
  * slots with mi_rezalloc, in mimalloc's main heap (threadlocal.c). Glue calls are bracketed by their heap,
  * so a walk of the main heap, which waits for every bracket, never runs beside that. The hook's MEM and OBJ

@@ -193,3 +193,7 @@ def test_new_threads_first_objects_while_the_main_heap_is_walked() -> None:
     # a thread's first allocation from Python's heap grows its thread-local table in mimalloc's main heap
     # (threadlocal.c): it takes the world bracket, so a main-heap walk never runs beside it
     _program("allocator_new_threads_while_walking.py")
+
+
+def test_a_growing_buffer_keeps_its_contents_and_leaves_no_resident_copies() -> None:
+    assert _program("allocator_growth_leaves_no_copies.py").split() == ["ok"]
