@@ -4,7 +4,8 @@
    sdist ``cmeel-mimalloc==3.4.3`` fetched through pip's configured index, checked against its sha256,
    cached outside the repository and unpacked (``src/`` and ``include/`` only).
 2. Pick the compile flags (release by default; see ``PYMIMALLOC_*`` below).
-3. Declare the C API that Python sees: the plain headers in ``csrc/`` are the cdef.
+3. Declare the C API that Python sees: the plain headers in ``csrc/`` are the cdef, as the C preprocessor
+   reads them (so a header may declare with a macro table, as pmi_bench.h does).
 
 Environment:
   MIMALLOC_SOURCE=<dir|tarball>  use this mimalloc tree instead of the pinned sdist (offline builds,
@@ -451,8 +452,31 @@ def _numpy_version() -> str:
     return str(numpy.__version__)
 
 
+def _preprocessed(header: pathlib.Path) -> str:
+    """``header`` as cffi is to read it: as the C preprocessor reads it, with its constants kept.
+
+    A header may then make declarations with a macro, as pmi_bench.h makes its patterns' enum from a table.
+    ``-dD`` keeps each ``#define`` in place; cffi takes only constants, so function-like macros and
+    ``#undef`` lines are left out, and so is everything of the compiler's own (its predefined macros). The
+    line markers stay, so cffi's errors name the header and line.
+    """
+    command = [*compiler_command(), "-E", "-dD", "-undef", "-nostdinc", "-x", "c", str(header)]
+    proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"the C preprocessor could not read {header.name}:\n{proc.stderr.strip()}")
+    lines, ours = [], False
+    for line in proc.stdout.splitlines():
+        marker = re.match(r'#\s*\d+\s+"([^"]*)"', line)
+        if marker:
+            ours = marker.group(1) == str(header)
+        if not ours or re.match(r"#\s*(undef\b|define\s+\w+\()", line):
+            continue
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def _read_cdef() -> str:
-    return "\n".join((CSRC / name).read_text() for name in CDEF_HEADERS)
+    return "\n".join(_preprocessed(CSRC / name) for name in CDEF_HEADERS)
 
 
 def _c_string(text: str) -> str:
