@@ -51,9 +51,20 @@ SDIST_REQUIREMENT = "cmeel-mimalloc==3.4.3"
 SDIST_FILENAME = "cmeel_mimalloc-3.4.3.tar.gz"
 SDIST_SHA256 = "8d355a77cc0f4133cdeb9156c9098bbb4e88924326d38343cf73ff9caa95ece3"
 
-# Our headers, in the order cffi reads them. They are plain declarations so reviewers read C, not strings.
+# Our headers, in the order cffi reads them as the cdef and the module includes them: plain C, so reviewers
+# read C, not strings. mimalloc_api.h declares for cffi the part of mimalloc's API that Python calls; the
+# module includes mimalloc's own <mimalloc.h> in its place.
 CDEF_HEADERS = ["mimalloc_api.h", "pmi_heap.h", "pmi_report.h", "pmi_numpy.h", "pmi_bench.h", "pmi_stress.h", "pmi_build.h", "pmi_python.h", "pmi_allocator.h"]
 C_SOURCES = ["pmi_mimalloc.c", "pmi_heap.c", "pmi_report.c", "pmi_numpy.c", "pmi_bench.c", "pmi_stress.c", "pmi_python.c", "pmi_allocator.c"]
+
+
+def package_version() -> str:
+    """pymimalloc's version, from pymimalloc/_version.py (the package cannot be imported before it is built)."""
+    text = (HERE / "pymimalloc" / "_version.py").read_text()
+    match = re.search(r'^__version__ = "([^"]+)"$', text, re.MULTILINE)
+    if match is None:
+        raise BuildError("pymimalloc/_version.py does not set __version__ to a string.")
+    return match.group(1)
 
 
 def say(message: str) -> None:
@@ -479,6 +490,12 @@ def _read_cdef() -> str:
     return "\n".join(_preprocessed(CSRC / name) for name in CDEF_HEADERS)
 
 
+def _includes() -> str:
+    """The module's #include lines: one per cdef header, so cffi checks each declaration against it."""
+    return "".join("#include <mimalloc.h>\n" if name == "mimalloc_api.h" else f'#include "{name}"\n'
+                   for name in CDEF_HEADERS)
+
+
 def _c_string(text: str) -> str:
     return json.dumps(text)  # a JSON string literal is a valid C string literal for ASCII text
 
@@ -514,17 +531,10 @@ def make_ffi(project_relative: bool = True) -> FFI:
     ffibuilder.cdef(_read_cdef())
     ffibuilder.set_source(
         "pymimalloc._mimalloc",
-        "#include <mimalloc.h>\n"
-        '#include "pmi_heap.h"\n'
-        '#include "pmi_report.h"\n'
-        '#include "pmi_numpy.h"\n'
-        '#include "pmi_bench.h"\n'
-        '#include "pmi_stress.h"\n'
-        '#include "pmi_build.h"\n'
-        '#include "pmi_python.h"\n'
-        '#include "pmi_allocator.h"\n'
+        _includes() +
         f"static const char pmi_build_info_json[] = {_c_string(json.dumps(info))};\n"
         "const char* pmi_build_info(void) { return pmi_build_info_json; }\n"
+        f"const char* pmi_package_version(void) {{ return {_c_string(package_version())}; }}\n"
         # the compiler that compiled this, as it names itself (CC may be a wrapper such as cc or ccache)
         "#if defined(__clang__)\n"
         'const char* pmi_compiler(void) { return "clang " __clang_version__; }\n'

@@ -46,15 +46,33 @@ except ModuleNotFoundError as error:  # pragma: no cover - exercised in a subpro
     if error.name != __package__ + "._mimalloc":
         raise
     raise _compiled_module_missing() from None
-# PYMIMALLOC_INSTALL loads the installed compiled module at start (pymimalloc/_startup.py): a source folder
-# imported later must not run on it unless it has a compiled module of its own (an in-place build, whose
-# name the installed one already took: the same sources, built twice)
-_compiled_file = str(getattr(sys.modules[__name__.rpartition(".")[0] + "._mimalloc"], "__file__", ""))
-_here = os.path.dirname(os.path.abspath(__file__))
-if os.path.dirname(os.path.abspath(_compiled_file)) != _here and not any(
-    name.startswith("_mimalloc") and name.endswith((".so", ".pyd")) for name in os.listdir(_here)
-):
-    raise _compiled_module_missing()
+
+
+def _refuse_another_versions_module() -> None:
+    """ImportError unless the compiled module was built for this version of the Python files.
+
+    They differ when a checkout's version changed since its in-place build, or when Python imported a
+    checkout's source folder after PYMIMALLOC_INSTALL loaded the installed compiled module at start
+    (pymimalloc/_startup.py). Checked before any other call into the module: its functions may differ too.
+    """
+    from ._version import __version__
+
+    try:
+        built_for = ffi.string(lib.pmi_package_version()).decode()
+    except AttributeError:  # built before the module recorded its version
+        built_for = "an older version"
+    if built_for != __version__:
+        compiled = getattr(sys.modules[__package__ + "._mimalloc"], "__file__", "?")
+        raise ImportError(
+            f"pymimalloc {__version__} (its Python files in {os.path.dirname(__file__)}) found a compiled module "
+            f"built for pymimalloc {built_for} ({compiled}). Rebuild it: in a checkout, `pip install -e .` (or "
+            "`python setup.py build_ext --inplace`); otherwise reinstall pymimalloc. If Python imported a "
+            "checkout's source folder (the current directory) instead of the installed package, run from "
+            "another directory."
+        )
+
+
+_refuse_another_versions_module()
 
 __all__ = [
     "Block", "HeapBase", "HeapScope", "SCOPE_DEFAULT", "SCOPE_OBJECTS", "SCOPE_NUMPY", "SCOPE_FREEZE",
