@@ -7,6 +7,9 @@
 3. Declare the C API that Python sees: the plain headers in ``csrc/`` are the cdef, as the C preprocessor
    reads them (so a header may declare with a macro table, as pmi_bench.h does).
 
+``python build_ffi.py --check-warnings`` compiles our C (not mimalloc's) with the real build's flags plus
+``-Wall -Wextra -Werror``; CI runs it.
+
 Environment:
   MIMALLOC_SOURCE=<dir|tarball>  use this mimalloc tree instead of the pinned sdist (offline builds,
                                  other versions). A dir may be the mimalloc root or contain ``mimalloc/``.
@@ -56,6 +59,8 @@ SDIST_SHA256 = "8d355a77cc0f4133cdeb9156c9098bbb4e88924326d38343cf73ff9caa95ece3
 # module includes mimalloc's own <mimalloc.h> in its place.
 CDEF_HEADERS = ["mimalloc_api.h", "pmi_heap.h", "pmi_report.h", "pmi_numpy.h", "pmi_bench.h", "pmi_stress.h", "pmi_build.h", "pmi_python.h", "pmi_allocator.h"]
 C_SOURCES = ["pmi_mimalloc.c", "pmi_heap.c", "pmi_report.c", "pmi_numpy.c", "pmi_bench.c", "pmi_stress.c", "pmi_python.c", "pmi_allocator.c"]
+# Warnings our C must compile without (python build_ffi.py --check-warnings; CI runs it)
+WARNING_FLAGS = ["-Wall", "-Wextra", "-Werror"]
 
 
 def package_version() -> str:
@@ -496,6 +501,11 @@ def _includes() -> str:
                    for name in CDEF_HEADERS)
 
 
+def include_dirs(root: pathlib.Path) -> list[str]:
+    """Where our C finds mimalloc's headers (and, through src/, its single-unit build), its own, numpy's."""
+    return [str(root / "include"), str(root / "src"), str(CSRC), _numpy_include()]
+
+
 def _c_string(text: str) -> str:
     return json.dumps(text)  # a JSON string literal is a valid C string literal for ASCII text
 
@@ -544,7 +554,7 @@ def make_ffi(project_relative: bool = True) -> FFI:
         'const char* pmi_compiler(void) { return "unknown"; }\n'
         "#endif\n",
         sources=[f"csrc/{name}" if project_relative else str(CSRC / name) for name in C_SOURCES],
-        include_dirs=[str(root / "include"), str(root / "src"), str(CSRC), _numpy_include()],
+        include_dirs=include_dirs(root),
         define_macros=options["defines"],  # type: ignore[arg-type]
         extra_compile_args=options["cflags"],  # type: ignore[arg-type]
         # with LTO the code is generated at link time: the link gets the compile flags too
@@ -557,6 +567,42 @@ def make_ffi(project_relative: bool = True) -> FFI:
     return ffibuilder
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Our C, compiled with warnings
+# ---------------------------------------------------------------------------------------------------------
+
+def warning_check_command(source: pathlib.Path, root: pathlib.Path, options: dict[str, object]) -> list[str]:
+    """The compiler command that checks ``source`` for warnings, with the flags, defines and include paths of
+    the real build (and Python's headers, which setuptools adds there). Only our code is judged: mimalloc's
+    tree, Python's and numpy's headers come in as system headers, whose warnings the compiler keeps to itself.
+    """
+    cflags = [flag for flag in options["cflags"] if not flag.startswith("-flto")]  # type: ignore[attr-defined]
+    defines = [f"-D{name}={value}" for name, value in options["defines"]]  # type: ignore[attr-defined]
+    ours, theirs = str(CSRC), [d for d in include_dirs(root) if d != str(CSRC)] + [sysconfig.get_paths()["include"]]
+    return [*compiler_command(), *cflags, *defines, *WARNING_FLAGS, "-fsyntax-only", f"-I{ours}",
+            *(f"-isystem{d}" for d in theirs), str(source)]
+
+
+def check_warnings() -> int:
+    """Compile each of our C sources with WARNING_FLAGS; print what the compiler says. 0 if it said nothing."""
+    check_toolchain()
+    root, _ = locate_source()
+    options = compile_options()
+    failed = 0
+    for name in C_SOURCES:
+        proc = subprocess.run(warning_check_command(CSRC / name, root, options), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+        output = proc.stdout.strip()
+        if proc.returncode != 0 or output:
+            failed += 1
+            print(f"csrc/{name}:\n{output}", file=sys.stderr)
+    print(f"{len(C_SOURCES) - failed} of {len(C_SOURCES)} C sources compile without warnings under "
+          f"{' '.join(WARNING_FLAGS)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 # setup.py names make_ffi (cffi calls it), so importing this file has no side effects.
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--check-warnings"]:
+        sys.exit(check_warnings())
     make_ffi(project_relative=False).compile(verbose=True)
