@@ -57,8 +57,8 @@ SDIST_SHA256 = "8d355a77cc0f4133cdeb9156c9098bbb4e88924326d38343cf73ff9caa95ece3
 # Our headers, in the order cffi reads them as the cdef and the module includes them: plain C, so reviewers
 # read C, not strings. mimalloc_api.h declares for cffi the part of mimalloc's API that Python calls; the
 # module includes mimalloc's own <mimalloc.h> in its place.
-CDEF_HEADERS = ["mimalloc_api.h", "pmi_heap.h", "pmi_report.h", "pmi_numpy.h", "pmi_bench.h", "pmi_stress.h", "pmi_build.h", "pmi_python.h", "pmi_allocator.h"]
-C_SOURCES = ["pmi_mimalloc.c", "pmi_heap.c", "pmi_report.c", "pmi_numpy.c", "pmi_bench.c", "pmi_stress.c", "pmi_python.c", "pmi_allocator.c"]
+CDEF_HEADERS = ["mimalloc_api.h", "pmi_heap.h", "pmi_report.h", "pmi_numpy.h", "pmi_bench.h", "pmi_build.h", "pmi_python.h", "pmi_allocator.h"]
+C_SOURCES = ["pmi_mimalloc.c", "pmi_heap.c", "pmi_report.c", "pmi_numpy.c", "pmi_bench.c", "pmi_python.c", "pmi_allocator.c"]
 # Warnings our C must compile without (python build_ffi.py --check-warnings; CI runs it)
 WARNING_FLAGS = ["-Wall", "-Wextra", "-Werror"]
 

@@ -13,12 +13,25 @@ import time
 import pytest
 
 import pymimalloc
-from pymimalloc._core import lib
 
 
-def test_c_stress_kernel_finds_no_corruption() -> None:
-    # threads recreated each round, blocks moved between threads, heaps deleted rounds later
-    assert lib.pmi_stress_run(8, 12, 20000, 42) == 0
+def test_c_stress_program_finds_no_corruption(tmp_path) -> None:
+    """Threads recreated each round, blocks moved between threads, heaps deleted rounds later: tests/c/pmi_stress.c,
+    compiled with the flags and defines the module was built with (its debug and secure levels, its sanitizers),
+    at -O1, which compiles faster."""
+    from test_build import REPO as repo, build_ffi  # the build script, loaded once by test_build
+
+    root, _ = build_ffi.locate_source()
+    info = pymimalloc.build_info()
+    program = tmp_path / "pmi_stress"
+    flags = [flag for flag in info["cflags"] if not flag.startswith(("-flto", "-O"))] + ["-O1"]
+    defines = [f"-D{name}={value}" for name, value in info["defines"].items()]
+    built = subprocess.run([*build_ffi.compiler_command(), *flags, *defines, f"-I{root / 'include'}",
+                            f"-I{root / 'src'}", f"-I{repo / 'csrc'}", str(repo / "tests" / "c" / "pmi_stress.c"),
+                            "-o", str(program), "-lpthread"], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    result = subprocess.run([str(program), "8", "12", "20000", "42"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "0 corrupted blocks", result.stdout + result.stderr
 
 
 def _fill(block: pymimalloc.Block, tag: int) -> None:
