@@ -348,7 +348,7 @@ def compile_options() -> dict[str, object]:
     elif track:
         raise BuildError(f"PYMIMALLOC_TRACK={track!r}: use valgrind or asan.")
     # The hook that install() puts in front of CPython's allocator calls mimalloc's malloc and page-aware
-    # free in another unit; with LTO they inline into it, as CPython's built-in mimalloc inlines (issue 18).
+    # free in another unit; with LTO they inline into it, as CPython's built-in mimalloc inlines.
     lto = _switch("PYMIMALLOC_LTO") if os.environ.get("PYMIMALLOC_LTO", "").strip() else True
     if lto:
         cflags.append("-flto=auto")
