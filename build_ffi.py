@@ -4,7 +4,11 @@
    sdist ``cmeel-mimalloc==3.4.3`` fetched through pip's configured index, checked against its sha256,
    cached outside the repository and unpacked (``src/`` and ``include/`` only).
 2. Pick the compile flags (release by default; see ``PYMIMALLOC_*`` below).
-3. Declare the C API that Python sees: the plain headers in ``csrc/`` are the cdef.
+3. Declare the C API that Python sees: the plain headers in ``csrc/`` are the cdef, as the C preprocessor
+   reads them (so a header may declare with a macro table, as pmi_bench.h does).
+
+``python build_ffi.py --check-warnings`` compiles our C (not mimalloc's) with the real build's flags plus
+``-Wall -Wextra -Werror``; CI runs it.
 
 Environment:
   MIMALLOC_SOURCE=<dir|tarball>  use this mimalloc tree instead of the pinned sdist (offline builds,
@@ -50,9 +54,22 @@ SDIST_REQUIREMENT = "cmeel-mimalloc==3.4.3"
 SDIST_FILENAME = "cmeel_mimalloc-3.4.3.tar.gz"
 SDIST_SHA256 = "8d355a77cc0f4133cdeb9156c9098bbb4e88924326d38343cf73ff9caa95ece3"
 
-# Our headers, in the order cffi reads them. They are plain declarations so reviewers read C, not strings.
-CDEF_HEADERS = ["mimalloc_api.h", "pmi_heap.h", "pmi_report.h", "pmi_numpy.h", "pmi_bench.h", "pmi_stress.h", "pmi_build.h", "pmi_python.h", "pmi_allocator.h"]
-C_SOURCES = ["pmi_mimalloc.c", "pmi_heap.c", "pmi_report.c", "pmi_numpy.c", "pmi_bench.c", "pmi_stress.c", "pmi_python.c", "pmi_allocator.c"]
+# Our headers, in the order cffi reads them as the cdef and the module includes them: plain C, so reviewers
+# read C, not strings. mimalloc_api.h declares for cffi the part of mimalloc's API that Python calls; the
+# module includes mimalloc's own <mimalloc.h> in its place.
+CDEF_HEADERS = ["mimalloc_api.h", "pmi_heap.h", "pmi_report.h", "pmi_numpy.h", "pmi_bench.h", "pmi_build.h", "pmi_python.h", "pmi_allocator.h"]
+C_SOURCES = ["pmi_mimalloc.c", "pmi_heap.c", "pmi_report.c", "pmi_numpy.c", "pmi_bench.c", "pmi_python.c", "pmi_allocator.c"]
+# Warnings our C must compile without (python build_ffi.py --check-warnings; CI runs it)
+WARNING_FLAGS = ["-Wall", "-Wextra", "-Werror"]
+
+
+def package_version() -> str:
+    """pymimalloc's version, from pymimalloc/_version.py (the package cannot be imported before it is built)."""
+    text = (HERE / "pymimalloc" / "_version.py").read_text()
+    match = re.search(r'^__version__ = "([^"]+)"$', text, re.MULTILINE)
+    if match is None:
+        raise BuildError("pymimalloc/_version.py does not set __version__ to a string.")
+    return match.group(1)
 
 
 def say(message: str) -> None:
@@ -331,7 +348,7 @@ def compile_options() -> dict[str, object]:
     elif track:
         raise BuildError(f"PYMIMALLOC_TRACK={track!r}: use valgrind or asan.")
     # The hook that install() puts in front of CPython's allocator calls mimalloc's malloc and page-aware
-    # free in another unit; with LTO they inline into it, as CPython's built-in mimalloc inlines (issue 18).
+    # free in another unit; with LTO they inline into it, as CPython's built-in mimalloc inlines.
     lto = _switch("PYMIMALLOC_LTO") if os.environ.get("PYMIMALLOC_LTO", "").strip() else True
     if lto:
         cflags.append("-flto=auto")
@@ -451,8 +468,42 @@ def _numpy_version() -> str:
     return str(numpy.__version__)
 
 
+def _preprocessed(header: pathlib.Path) -> str:
+    """``header`` as cffi is to read it: as the C preprocessor reads it, with its constants kept.
+
+    A header may then make declarations with a macro, as pmi_bench.h makes its patterns' enum from a table.
+    ``-dD`` keeps each ``#define`` in place; cffi takes only constants, so function-like macros and
+    ``#undef`` lines are left out, and so is everything of the compiler's own (its predefined macros). The
+    line markers stay, so cffi's errors name the header and line.
+    """
+    command = [*compiler_command(), "-E", "-dD", "-undef", "-nostdinc", "-x", "c", str(header)]
+    proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"the C preprocessor could not read {header.name}:\n{proc.stderr.strip()}")
+    lines, ours = [], False
+    for line in proc.stdout.splitlines():
+        marker = re.match(r'#\s*\d+\s+"([^"]*)"', line)
+        if marker:
+            ours = marker.group(1) == str(header)
+        if not ours or re.match(r"#\s*(undef\b|define\s+\w+\()", line):
+            continue
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def _read_cdef() -> str:
-    return "\n".join((CSRC / name).read_text() for name in CDEF_HEADERS)
+    return "\n".join(_preprocessed(CSRC / name) for name in CDEF_HEADERS)
+
+
+def _includes() -> str:
+    """The module's #include lines: one per cdef header, so cffi checks each declaration against it."""
+    return "".join("#include <mimalloc.h>\n" if name == "mimalloc_api.h" else f'#include "{name}"\n'
+                   for name in CDEF_HEADERS)
+
+
+def include_dirs(root: pathlib.Path) -> list[str]:
+    """Where our C finds mimalloc's headers (and, through src/, its single-unit build), its own, numpy's."""
+    return [str(root / "include"), str(root / "src"), str(CSRC), _numpy_include()]
 
 
 def _c_string(text: str) -> str:
@@ -490,17 +541,10 @@ def make_ffi(project_relative: bool = True) -> FFI:
     ffibuilder.cdef(_read_cdef())
     ffibuilder.set_source(
         "pymimalloc._mimalloc",
-        "#include <mimalloc.h>\n"
-        '#include "pmi_heap.h"\n'
-        '#include "pmi_report.h"\n'
-        '#include "pmi_numpy.h"\n'
-        '#include "pmi_bench.h"\n'
-        '#include "pmi_stress.h"\n'
-        '#include "pmi_build.h"\n'
-        '#include "pmi_python.h"\n'
-        '#include "pmi_allocator.h"\n'
+        _includes() +
         f"static const char pmi_build_info_json[] = {_c_string(json.dumps(info))};\n"
         "const char* pmi_build_info(void) { return pmi_build_info_json; }\n"
+        f"const char* pmi_package_version(void) {{ return {_c_string(package_version())}; }}\n"
         # the compiler that compiled this, as it names itself (CC may be a wrapper such as cc or ccache)
         "#if defined(__clang__)\n"
         'const char* pmi_compiler(void) { return "clang " __clang_version__; }\n'
@@ -510,7 +554,7 @@ def make_ffi(project_relative: bool = True) -> FFI:
         'const char* pmi_compiler(void) { return "unknown"; }\n'
         "#endif\n",
         sources=[f"csrc/{name}" if project_relative else str(CSRC / name) for name in C_SOURCES],
-        include_dirs=[str(root / "include"), str(root / "src"), str(CSRC), _numpy_include()],
+        include_dirs=include_dirs(root),
         define_macros=options["defines"],  # type: ignore[arg-type]
         extra_compile_args=options["cflags"],  # type: ignore[arg-type]
         # with LTO the code is generated at link time: the link gets the compile flags too
@@ -523,6 +567,42 @@ def make_ffi(project_relative: bool = True) -> FFI:
     return ffibuilder
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Our C, compiled with warnings
+# ---------------------------------------------------------------------------------------------------------
+
+def warning_check_command(source: pathlib.Path, root: pathlib.Path, options: dict[str, object]) -> list[str]:
+    """The compiler command that checks ``source`` for warnings, with the flags, defines and include paths of
+    the real build (and Python's headers, which setuptools adds there). Only our code is judged: mimalloc's
+    tree, Python's and numpy's headers come in as system headers, whose warnings the compiler keeps to itself.
+    """
+    cflags = [flag for flag in options["cflags"] if not flag.startswith("-flto")]  # type: ignore[attr-defined]
+    defines = [f"-D{name}={value}" for name, value in options["defines"]]  # type: ignore[attr-defined]
+    ours, theirs = str(CSRC), [d for d in include_dirs(root) if d != str(CSRC)] + [sysconfig.get_paths()["include"]]
+    return [*compiler_command(), *cflags, *defines, *WARNING_FLAGS, "-fsyntax-only", f"-I{ours}",
+            *(f"-isystem{d}" for d in theirs), str(source)]
+
+
+def check_warnings() -> int:
+    """Compile each of our C sources with WARNING_FLAGS; print what the compiler says. 0 if it said nothing."""
+    check_toolchain()
+    root, _ = locate_source()
+    options = compile_options()
+    failed = 0
+    for name in C_SOURCES:
+        proc = subprocess.run(warning_check_command(CSRC / name, root, options), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+        output = proc.stdout.strip()
+        if proc.returncode != 0 or output:
+            failed += 1
+            print(f"csrc/{name}:\n{output}", file=sys.stderr)
+    print(f"{len(C_SOURCES) - failed} of {len(C_SOURCES)} C sources compile without warnings under "
+          f"{' '.join(WARNING_FLAGS)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 # setup.py names make_ffi (cffi calls it), so importing this file has no side effects.
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--check-warnings"]:
+        sys.exit(check_warnings())
     make_ffi(project_relative=False).compile(verbose=True)

@@ -4,7 +4,8 @@
 
 Each figure is the best of several rounds of a timeit loop (nanoseconds per call), and the rounds of the
 two things compared alternate, so both see the same machine. Read the ratios, not the absolute times:
-the machines here are noisy. Ratios below 1 mean pymimalloc is faster. The goals are issue 11's.
+the machines here are noisy. Ratios below 1 mean pymimalloc is faster. Each row states its goal, the ratio (or rate) it is
+met at.
 """
 
 from __future__ import annotations

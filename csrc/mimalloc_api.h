@@ -3,7 +3,7 @@
  * These are declarations only, written against mimalloc's documented API (include/mimalloc.h).
  * cffi checks each one against the real header when it compiles the module, so a mismatch is a
  * build error, not a crash. Everything that needs care (lifetimes, locking) goes through pmi_heap.h.
- * No include guards: cffi's cdef parser reads this file as it is.
+ * No include guards: it is part of cffi's cdef (build_ffi.py), which takes only constant #defines.
  */
 
 #define MI_MALLOC_VERSION ...

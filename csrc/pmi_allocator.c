@@ -278,7 +278,7 @@ static inline bool pmi_maybe_target(const struct mi_page_s* page) {
    malloc and free are CPython's hottest calls: their common case (no chosen heap, the domain routed; a block
    on a mimalloc page while no heap ever held Python objects) needs no saved register, and everything else
    is in a function of its own (`_other`), so that the common case compiles to a few loads and a jump into
-   mimalloc's own fast path (issue 18). */
+   mimalloc's own fast path. */
 #define PMI_LIKELY(x) __builtin_expect(!!(x), 1)
 #define PMI_DOMAIN_FUNCTIONS(name, domain, bit, enter, leave, targets)                                         \
     static __attribute__((noinline)) void* pmi_##name##_malloc_other(size_t size) {                            \

@@ -11,7 +11,7 @@
  * A hook is never taken out again: memory it gave out may be freed at any later time, and only the hook
  * knows to hand it to mimalloc. Unrouting sends new allocations back to the previous allocator.
  * Returns 0, or -1 with the Python error printed.
- * No include guards: cffi's cdef parser reads this file as it is. */
+ * No include guards: it is part of cffi's cdef (build_ffi.py), which takes only constant #defines. */
 #define PMI_DOMAIN_RAW 1   /* PyMem_RawMalloc and friends: called without the GIL */
 #define PMI_DOMAIN_MEM 2   /* PyMem_Malloc */
 #define PMI_DOMAIN_OBJ 4   /* PyObject_Malloc: Python objects */

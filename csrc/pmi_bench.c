@@ -207,28 +207,32 @@ static inline size_t inverse_square_size(uint64_t* state) {
 
 #define PMI_SLOTS 1024
 
-/* ---- kernels; each returns ns/op or -1 when out of memory ---- */
+/* ---- kernels: each takes (kind, heap, size, param, ops, seed), uses what its pattern needs, and returns
+   ns/op or a PMI_BENCH_E* status ---- */
 
-PMI_INLINE double k_pair(const int kind, mi_heap_t* heap, size_t size, size_t ops) {
+PMI_INLINE double k_pair(const int kind, mi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
+    (void)param; (void)seed;
     const uint64_t t0 = now_ns();
     for (size_t i = 0; i < ops; i++) {
         void* p = a_malloc(kind, heap, size);
-        if (p == NULL) return -1;
+        if (p == NULL) return PMI_BENCH_ENOMEM;
         touch(a_data(kind, p), size);
         a_free(kind, p);
     }
     return (double)(now_ns() - t0) / (double)ops;
 }
 
-PMI_INLINE double k_batch(const int kind, mi_heap_t* heap, size_t size, size_t n, size_t ops) {
+PMI_INLINE double k_batch(const int kind, mi_heap_t* heap, size_t size, size_t n, size_t ops, uint64_t seed) {
+    (void)seed;
+    if (n == 0) return PMI_BENCH_EINVAL;
     void** blocks = (void**)malloc(n * sizeof(void*));
-    if (blocks == NULL || n == 0) { free(blocks); return -1; }
+    if (blocks == NULL) return PMI_BENCH_ENOMEM;
     const size_t rounds = (ops + n - 1) / n;
     const uint64_t t0 = now_ns();
     for (size_t r = 0; r < rounds; r++) {
         for (size_t i = 0; i < n; i++) {
             blocks[i] = a_malloc(kind, heap, size);
-            if (blocks[i] == NULL) { free(blocks); return -1; }
+            if (blocks[i] == NULL) { free(blocks); return PMI_BENCH_ENOMEM; }
             touch(a_data(kind, blocks[i]), size);
         }
         for (size_t i = 0; i < n / 2; i++) a_free(kind, blocks[i]);                 /* first half, FIFO */
@@ -239,11 +243,12 @@ PMI_INLINE double k_batch(const int kind, mi_heap_t* heap, size_t size, size_t n
     return ns;
 }
 
-PMI_INLINE double k_ring(const int kind, mi_heap_t* heap, size_t size, size_t ops) {
+PMI_INLINE double k_ring(const int kind, mi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
+    (void)param; (void)seed;
     void* ring[PMI_SLOTS];
     for (size_t i = 0; i < PMI_SLOTS; i++) {
         ring[i] = a_malloc(kind, heap, size);
-        if (ring[i] == NULL) return -1;
+        if (ring[i] == NULL) return PMI_BENCH_ENOMEM;
         touch(a_data(kind, ring[i]), size);
     }
     const uint64_t t0 = now_ns();
@@ -251,7 +256,7 @@ PMI_INLINE double k_ring(const int kind, mi_heap_t* heap, size_t size, size_t op
         const size_t slot = i % PMI_SLOTS;  /* the oldest block */
         a_free(kind, ring[slot]);
         ring[slot] = a_malloc(kind, heap, size);
-        if (ring[slot] == NULL) return -1;
+        if (ring[slot] == NULL) return PMI_BENCH_ENOMEM;
         touch(a_data(kind, ring[slot]), size);
     }
     const double ns = (double)(now_ns() - t0) / (double)ops;
@@ -259,13 +264,14 @@ PMI_INLINE double k_ring(const int kind, mi_heap_t* heap, size_t size, size_t op
     return ns;
 }
 
-PMI_INLINE double k_workset(const int kind, mi_heap_t* heap, size_t ops, uint64_t seed) {
+PMI_INLINE double k_workset(const int kind, mi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
+    (void)size; (void)param;
     void* slots[PMI_SLOTS];
     uint64_t state = seed | 1;
     for (size_t i = 0; i < PMI_SLOTS; i++) {
         const size_t size = inverse_square_size(&state);
         slots[i] = a_malloc(kind, heap, size);
-        if (slots[i] == NULL) return -1;
+        if (slots[i] == NULL) return PMI_BENCH_ENOMEM;
         touch(a_data(kind, slots[i]), size);
     }
     const uint64_t t0 = now_ns();
@@ -274,7 +280,7 @@ PMI_INLINE double k_workset(const int kind, mi_heap_t* heap, size_t ops, uint64_
         const size_t size = inverse_square_size(&state);
         a_free(kind, slots[slot]);
         slots[slot] = a_malloc(kind, heap, size);
-        if (slots[slot] == NULL) return -1;
+        if (slots[slot] == NULL) return PMI_BENCH_ENOMEM;
         touch(a_data(kind, slots[slot]), size);
     }
     const double ns = (double)(now_ns() - t0) / (double)ops;
@@ -282,17 +288,18 @@ PMI_INLINE double k_workset(const int kind, mi_heap_t* heap, size_t ops, uint64_
     return ns;
 }
 
-PMI_INLINE double k_realloc(const int kind, mi_heap_t* heap, size_t ops) {
+PMI_INLINE double k_realloc(const int kind, mi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
+    (void)size; (void)param; (void)seed;
     size_t count = 0;
     const uint64_t t0 = now_ns();
     while (count < ops) {
-        size_t size = 16;
+        size = 16;
         void* p = a_malloc(kind, heap, size);
-        if (p == NULL) return -1;
+        if (p == NULL) return PMI_BENCH_ENOMEM;
         while (size < (1u << 20)) {
             size += size / 8 + 1;
             void* q = a_realloc(kind, heap, p, size);
-            if (q == NULL) { a_free(kind, p); return -1; }
+            if (q == NULL) { a_free(kind, p); return PMI_BENCH_ENOMEM; }
             p = q;
             touch(a_data(kind, p), size);
             count++;
@@ -302,17 +309,28 @@ PMI_INLINE double k_realloc(const int kind, mi_heap_t* heap, size_t ops) {
     return (double)(now_ns() - t0) / (double)count;
 }
 
-PMI_INLINE double k_calloc(const int kind, mi_heap_t* heap, size_t size, size_t ops, bool zeroed) {
+/* calloc, or malloc + memset: zeroed memory either way */
+PMI_INLINE double k_zeroed(const int kind, mi_heap_t* heap, size_t size, size_t ops, bool zeroed) {
     const uint64_t t0 = now_ns();
     for (size_t i = 0; i < ops; i++) {
         void* p;
         if (zeroed) p = a_calloc(kind, heap, size);
         else { p = a_malloc(kind, heap, size); if (p != NULL) memset(a_data(kind, p), 0, size); }
-        if (p == NULL) return -1;
+        if (p == NULL) return PMI_BENCH_ENOMEM;
         touch(a_data(kind, p), size);
         a_free(kind, p);
     }
     return (double)(now_ns() - t0) / (double)ops;
+}
+
+PMI_INLINE double k_calloc(const int kind, mi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
+    (void)param; (void)seed;
+    return k_zeroed(kind, heap, size, ops, true);
+}
+
+PMI_INLINE double k_memset(const int kind, mi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
+    (void)param; (void)seed;
+    return k_zeroed(kind, heap, size, ops, false);
 }
 
 /* -- producer/consumer: a single-producer single-consumer ring of pointers -- */
@@ -347,11 +365,11 @@ static void* pmi_consumer_##kind_(void* arg) { \
 } \
 static double k_xthread_##kind_(mi_heap_t* heap, size_t size, size_t ops) { \
     pmi_queue_t* q = (pmi_queue_t*)calloc(1, sizeof(pmi_queue_t)); \
-    if (q == NULL) return -1; \
+    if (q == NULL) return PMI_BENCH_ENOMEM; \
     q->kind = kind_; q->heap = heap; q->size = size; q->ops = ops; \
     pthread_t consumer; \
     const uint64_t t0 = now_ns(); \
-    if (pthread_create(&consumer, NULL, pmi_consumer_##kind_, q) != 0) { free(q); return -1; } \
+    if (pthread_create(&consumer, NULL, pmi_consumer_##kind_, q) != 0) { free(q); return PMI_BENCH_ENOMEM; } \
     pmi_gil_t g = gil_take(kind_); size_t held = 0; \
     for (size_t head = 0; head < ops; head++) { \
         while (head - atomic_load_explicit(&q->tail, memory_order_acquire) >= PMI_QUEUE) { \
@@ -369,7 +387,7 @@ static double k_xthread_##kind_(mi_heap_t* heap, size_t size, size_t ops) { \
     const double ns = (double)(now_ns() - t0) / (double)ops; \
     const int failed = atomic_load(&q->failed); \
     free(q); \
-    return failed ? -1 : ns; \
+    return failed ? PMI_BENCH_ENOMEM : ns; \
 }
 
 /* -- larson-like: each thread keeps 5000 blocks of 8..1000 B and replaces random ones -- */
@@ -406,7 +424,7 @@ static void* pmi_larson_thread_##kind_(void* arg) { \
 } \
 static double k_larson_##kind_(mi_heap_t* heap, size_t threads, size_t ops, uint64_t seed) { \
     pthread_t tids[16]; pmi_larson_t args[16]; \
-    if (threads == 0 || threads > 16) return -1; \
+    if (threads == 0 || threads > 16) return PMI_BENCH_EINVAL; \
     const uint64_t t0 = now_ns(); \
     for (size_t t = 0; t < threads; t++) { \
         args[t].heap = heap; args[t].ops = ops; args[t].seed = seed + 7919 * t; atomic_init(&args[t].failed, 0); \
@@ -414,7 +432,7 @@ static double k_larson_##kind_(mi_heap_t* heap, size_t threads, size_t ops, uint
     } \
     int failed = 0; \
     for (size_t t = 0; t < threads; t++) { pthread_join(tids[t], NULL); failed |= atomic_load(&args[t].failed); } \
-    return failed ? -1 : (double)(now_ns() - t0) / (double)(ops * threads); \
+    return failed ? PMI_BENCH_ENOMEM : (double)(now_ns() - t0) / (double)(ops * threads); \
 }
 
 PMI_XTHREAD(0) PMI_XTHREAD(1) PMI_XTHREAD(2) PMI_XTHREAD(3)
@@ -423,64 +441,80 @@ PMI_LARSON(0) PMI_LARSON(1) PMI_LARSON(2) PMI_LARSON(3)
 PMI_XTHREAD(4) PMI_LARSON(4)
 #endif
 
-PMI_INLINE double run_single(const int kind, int pattern, mi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
+/* The threaded kernels, one per allocator: `kind` is a constant where they are called, so this folds away. */
+PMI_INLINE double k_xthread(const int kind, mi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
+    (void)param; (void)seed;
+    switch (kind) {
+    case 0: return k_xthread_0(heap, size, ops);
+    case 1: return k_xthread_1(heap, size, ops);
+    case 2: return k_xthread_2(heap, size, ops);
+#ifndef PMI_BENCH_STANDALONE
+    case 4: return k_xthread_4(heap, size, ops);
+#endif
+    default: return k_xthread_3(heap, size, ops);
+    }
+}
+
+PMI_INLINE double k_larson(const int kind, mi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
+    (void)size;
+    switch (kind) {
+    case 0: return k_larson_0(heap, param, ops, seed);
+    case 1: return k_larson_1(heap, param, ops, seed);
+    case 2: return k_larson_2(heap, param, ops, seed);
+#ifndef PMI_BENCH_STANDALONE
+    case 4: return k_larson_4(heap, param, ops, seed);
+#endif
+    default: return k_larson_3(heap, param, ops, seed);
+    }
+}
+
+/* ---- dispatch, from the table in pmi_bench.h ---- */
+
+/* One pattern over the allocator `kind` (a constant in each caller). A kernel that runs in this thread does
+   so with the GIL held for pymalloc; one that starts threads lets each of them take it. */
+PMI_INLINE double run_pattern(const int kind, int pattern, mi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
     switch (pattern) {
-    case PMI_PATTERN_PAIR:    return k_pair(kind, heap, size, ops);
-    case PMI_PATTERN_BATCH:   return k_batch(kind, heap, size, param, ops);
-    case PMI_PATTERN_RING:    return k_ring(kind, heap, size, ops);
-    case PMI_PATTERN_WORKSET: return k_workset(kind, heap, ops, seed);
-    case PMI_PATTERN_REALLOC: return k_realloc(kind, heap, ops);
-    case PMI_PATTERN_CALLOC:  return k_calloc(kind, heap, size, ops, true);
-    case PMI_PATTERN_MEMSET:  return k_calloc(kind, heap, size, ops, false);
-    default:                  return -2;
+#define PMI_PATTERN_CASE(ID, name, kernel, threads, op) \
+    case PMI_PATTERN_##ID: { \
+        if (threads) return kernel(kind, heap, size, param, ops, seed); \
+        const pmi_gil_t g = gil_take(kind); \
+        const double ns = kernel(kind, heap, size, param, ops, seed); \
+        gil_give(kind, g); \
+        return ns; \
+    }
+    PMI_BENCH_PATTERNS(PMI_PATTERN_CASE)
+#undef PMI_PATTERN_CASE
+    default: return PMI_BENCH_EINVAL;
     }
 }
 
 static double run_kind(const int kind, int pattern, mi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
-    if (pattern == PMI_PATTERN_XTHREAD) {
-        switch (kind) {
-        case 0: return k_xthread_0(heap, size, ops);
-        case 1: return k_xthread_1(heap, size, ops);
-        case 2: return k_xthread_2(heap, size, ops);
-#ifndef PMI_BENCH_STANDALONE
-        case 4: return k_xthread_4(heap, size, ops);
-#endif
-        default: return k_xthread_3(heap, size, ops);
-        }
-    }
-    if (pattern == PMI_PATTERN_LARSON) {
-        switch (kind) {
-        case 0: return k_larson_0(heap, param, ops, seed);
-        case 1: return k_larson_1(heap, param, ops, seed);
-        case 2: return k_larson_2(heap, param, ops, seed);
-#ifndef PMI_BENCH_STANDALONE
-        case 4: return k_larson_4(heap, param, ops, seed);
-#endif
-        default: return k_larson_3(heap, param, ops, seed);
-        }
-    }
-    pmi_gil_t g = gil_take(kind);
-    double ns;
     switch (kind) {  /* a constant per case: each kernel is specialised for its allocator */
-    case PMI_BENCH_HEAP:     ns = run_single(PMI_BENCH_HEAP, pattern, heap, size, param, ops, seed); break;
-    case PMI_BENCH_MIMALLOC: ns = run_single(PMI_BENCH_MIMALLOC, pattern, heap, size, param, ops, seed); break;
-    case PMI_BENCH_PYMALLOC: ns = run_single(PMI_BENCH_PYMALLOC, pattern, heap, size, param, ops, seed); break;
+    case PMI_BENCH_HEAP:     return run_pattern(PMI_BENCH_HEAP, pattern, heap, size, param, ops, seed);
+    case PMI_BENCH_MIMALLOC: return run_pattern(PMI_BENCH_MIMALLOC, pattern, heap, size, param, ops, seed);
+    case PMI_BENCH_PYMALLOC: return run_pattern(PMI_BENCH_PYMALLOC, pattern, heap, size, param, ops, seed);
 #ifndef PMI_BENCH_STANDALONE
-    case PMI_BENCH_GLUE:     ns = run_single(PMI_BENCH_GLUE, pattern, heap, size, param, ops, seed); break;
+    case PMI_BENCH_GLUE:     return run_pattern(PMI_BENCH_GLUE, pattern, heap, size, param, ops, seed);
 #endif
-    default:                 ns = run_single(PMI_BENCH_GLIBC, pattern, heap, size, param, ops, seed); break;
+    default:                 return run_pattern(PMI_BENCH_GLIBC, pattern, heap, size, param, ops, seed);
     }
-    gil_give(kind, g);
-    return ns;
+}
+
+static const pmi_bench_pattern_t pmi_patterns[PMI_PATTERN_COUNT] = {
+#define PMI_PATTERN_ROW(ID, name, kernel, threads, op) [PMI_PATTERN_##ID] = { name, op },
+    PMI_BENCH_PATTERNS(PMI_PATTERN_ROW)
+#undef PMI_PATTERN_ROW
+};
+
+const pmi_bench_pattern_t* pmi_bench_pattern(int pattern) {
+    return pattern >= 0 && pattern < PMI_PATTERN_COUNT ? &pmi_patterns[pattern] : NULL;
 }
 
 double pmi_bench_run(int pattern, int allocator, void* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
-    if (allocator < 0 || allocator > 4 || ops == 0) return -2;
-    if ((allocator == PMI_BENCH_HEAP || allocator == PMI_BENCH_GLUE) && heap == NULL) return -2;
+    if (pattern < 0 || pattern >= PMI_PATTERN_COUNT || allocator < 0 || allocator > 4 || ops == 0) return PMI_BENCH_EINVAL;
+    if ((allocator == PMI_BENCH_HEAP || allocator == PMI_BENCH_GLUE) && heap == NULL) return PMI_BENCH_EINVAL;
 #ifdef PMI_BENCH_STANDALONE
-    if (allocator == PMI_BENCH_PYMALLOC || allocator == PMI_BENCH_GLUE) return -2;
-#endif
-#ifdef PMI_BENCH_STANDALONE
+    if (allocator == PMI_BENCH_PYMALLOC || allocator == PMI_BENCH_GLUE) return PMI_BENCH_EINVAL;
     return run_kind(allocator, pattern, (mi_heap_t*)heap, size, param, ops, seed);
 #else
     /* mi_malloc uses the main heap: a walk of it, or a fork, waits for the kernel to finish */
@@ -492,18 +526,25 @@ double pmi_bench_run(int pattern, int allocator, void* heap, size_t size, size_t
 }
 
 #ifndef PMI_BENCH_STANDALONE
+/* Why a pymimalloc heap that is not open cannot run a kernel, as a PMI_BENCH_E* status. */
+static double not_open(pmi_heap_t* heap) {
+    return pmi_heap_state(heap) == PMI_STATE_FROZEN ? PMI_BENCH_EFROZEN : PMI_BENCH_ECLOSED;
+}
+
 double pmi_bench_run_in(int pattern, pmi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
-    if (pmi_heap_enter(heap) != PMI_OK) return -3;
+    const int status = pmi_heap_enter(heap);
+    if (status != PMI_OK) return status == PMI_EFROZEN ? PMI_BENCH_EFROZEN : PMI_BENCH_ECLOSED;
     const double ns = pmi_bench_run(pattern, PMI_BENCH_HEAP, pmi_heap_raw(heap), size, param, ops, seed);
     pmi_heap_leave(heap);
     return ns;
 }
 
 double pmi_bench_run_glue(int pattern, pmi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
-    const int state = pmi_heap_state(heap);
-    if (state != PMI_STATE_OPEN) return -3;
+    if (pmi_heap_state(heap) != PMI_STATE_OPEN) return not_open(heap);
     const double ns = pmi_bench_run(pattern, PMI_BENCH_GLUE, (void*)heap, size, param, ops, seed);
     records_free_all();
-    return ns == -1 && pmi_heap_state(heap) != PMI_STATE_OPEN ? -3 : ns;  /* closed or frozen meanwhile */
+    /* an allocation refused because another thread closed or froze the heap meanwhile says so */
+    if (ns == PMI_BENCH_ENOMEM && pmi_heap_state(heap) != PMI_STATE_OPEN) return not_open(heap);
+    return ns;
 }
 #endif

@@ -556,15 +556,15 @@ static void pmi_defer(pmi_heap_t* h, void* data, size_t size) {
     pmi_heap_drop(h, &h->pending);
 }
 
-/* Free `data` of heap `h`, counted as `size` bytes (PMI_USABLE: its usable size, numpy's data), or defer it
+/* Free `data` of heap `h`, counted as `size` bytes (PMI_BY_USABLE_SIZE: its usable size, numpy's data), or defer it
    while the heap is frozen. */
-#define PMI_USABLE ((size_t)-1)
+#define PMI_BY_USABLE_SIZE ((size_t)-1)
 static void pmi_release_data(pmi_heap_t* h, void* data, size_t size) {
     if (!pmi_enter_free(h)) {
-        pmi_defer(h, data, size == PMI_USABLE ? mi_usable_size(data) : size);  /* alive, heap frozen: safe */
+        pmi_defer(h, data, size == PMI_BY_USABLE_SIZE ? mi_usable_size(data) : size);  /* alive, heap frozen: safe */
         return;
     }
-    if (size == PMI_USABLE) size = mi_usable_size(data);
+    if (size == PMI_BY_USABLE_SIZE) size = mi_usable_size(data);
     mi_free(data);
     const bool closed = pmi_count_free(h, size);
     pmi_leave(h);
@@ -615,7 +615,7 @@ void* pmi_data_realloc(pmi_heap_t* h, void* p, size_t size) {
 }
 
 void pmi_data_free(pmi_heap_t* h, void* p) {
-    if (p != NULL) pmi_release_data(h, p, PMI_USABLE);
+    if (p != NULL) pmi_release_data(h, p, PMI_BY_USABLE_SIZE);
 }
 
 void pmi_heap_ref(pmi_heap_t* h) { atomic_fetch_add(&h->refs, 1); }
@@ -660,7 +660,7 @@ static bool pmi_grow(void** array, size_t* capacity, size_t count, size_t item) 
 
 typedef struct pmi_walk_state_s {
     pmi_walk_t* walk;
-    size_t area_capacity, block_capacity, area_capacity2;
+    size_t area_capacity, block_capacity, block_area_capacity;
 } pmi_walk_state_t;
 
 static bool pmi_walk_visitor(const mi_heap_t* heap, const mi_heap_area_t* area, void* block, size_t block_size, void* arg) {
@@ -679,7 +679,7 @@ static bool pmi_walk_visitor(const mi_heap_t* heap, const mi_heap_area_t* area, 
         return true;
     }
     if (!pmi_grow((void**)&w->blocks, &st->block_capacity, w->block_count, sizeof(uintptr_t))) goto oom;
-    if (!pmi_grow((void**)&w->block_area, &st->area_capacity2, w->block_count, sizeof(size_t))) goto oom;
+    if (!pmi_grow((void**)&w->block_area, &st->block_area_capacity, w->block_count, sizeof(size_t))) goto oom;
     w->blocks[w->block_count] = (uintptr_t)block;
     w->block_area[w->block_count] = w->area_count - 1;
     w->block_count++;

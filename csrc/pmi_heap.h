@@ -29,7 +29,7 @@
  *     thread's free may unmap; they hold a read lock that mimalloc's own munmap and mprotect take for
  *     writing (pmi_mimalloc.c routes them through pmi_os_unmap_begin/end).
  *
- * No include guards: cffi's cdef parser reads this file as it is.
+ * No include guards: it is part of cffi's cdef (build_ffi.py), which takes only constant #defines.
  */
 
 /* status codes returned by pmi_heap_close and friends; _core.py turns them into exceptions */

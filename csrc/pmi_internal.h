@@ -1,5 +1,5 @@
 /* Shared between pymimalloc's C files only; not part of the cdef. Include after pmi_heap.h, which has no
-   include guards (cffi reads it as it is). */
+   include guards (it is part of cffi's cdef). */
 #ifndef PMI_INTERNAL_H
 #define PMI_INTERNAL_H
 #include <stdatomic.h>

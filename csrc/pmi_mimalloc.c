@@ -275,7 +275,7 @@ mi_decl_noinline void pmi_theap_ensure_slow(mi_heap_t* heap) {
  * v3.4.3 asks the kernel for transparent huge pages on every arena it maps (madvise MADV_HUGEPAGE; option
  * allow_thp, on by default). Under the common THP setting "madvise", each first touch of an arena then faults
  * in 2 MiB at once: a process that imported pymimalloc started 6 MiB bigger, and one that called install()
- * 16 MiB bigger (issue 18). Turning the option off in the environment (MIMALLOC_ALLOW_THP=0) would make
+ * 16 MiB bigger. Turning the option off in the environment (MIMALLOC_ALLOW_THP=0) would make
  * mimalloc disable THP for the whole process as it starts (prctl PR_SET_THP_DISABLE: the C library's
  * malloc, numpy, every other library), a change a Python program did not ask for. So pymimalloc sets the
  * option to 0 itself, after mimalloc has started (its prctl decision is behind it) and before the first

@@ -4,5 +4,5 @@
  * HeapBase._numpy_handler(), pmi_python.c):
  *   _numpy_call_with(capsule, func, *args, **kwargs) -> func(*args, **kwargs) with the handler set
  * Returns 0, or -1 if numpy's C API cannot be imported (its Python error is then printed).
- * No include guards: cffi's cdef parser reads this file as it is. */
+ * No include guards: it is part of cffi's cdef (build_ffi.py), which takes only constant #defines. */
 int pmi_numpy_install(void);

@@ -49,15 +49,33 @@ except ModuleNotFoundError as error:  # pragma: no cover - exercised in a subpro
     if error.name != __package__ + "._mimalloc":
         raise
     raise _compiled_module_missing() from None
-# PYMIMALLOC_INSTALL loads the installed compiled module at start (pymimalloc/_startup.py): a source folder
-# imported later must not run on it unless it has a compiled module of its own (an in-place build, whose
-# name the installed one already took: the same sources, built twice)
-_compiled_file = str(getattr(sys.modules[__name__.rpartition(".")[0] + "._mimalloc"], "__file__", ""))
-_here = os.path.dirname(os.path.abspath(__file__))
-if os.path.dirname(os.path.abspath(_compiled_file)) != _here and not any(
-    name.startswith("_mimalloc") and name.endswith((".so", ".pyd")) for name in os.listdir(_here)
-):
-    raise _compiled_module_missing()
+
+
+def _refuse_another_versions_module() -> None:
+    """ImportError unless the compiled module was built for this version of the Python files.
+
+    They differ when a checkout's version changed since its in-place build, or when Python imported a
+    checkout's source folder after PYMIMALLOC_INSTALL loaded the installed compiled module at start
+    (pymimalloc/_startup.py). Checked before any other call into the module: its functions may differ too.
+    """
+    from ._version import __version__
+
+    try:
+        built_for = ffi.string(lib.pmi_package_version()).decode()
+    except AttributeError:  # built before the module recorded its version
+        built_for = "an older version"
+    if built_for != __version__:
+        compiled = getattr(sys.modules[__package__ + "._mimalloc"], "__file__", "?")
+        raise ImportError(
+            f"pymimalloc {__version__} (its Python files in {os.path.dirname(__file__)}) found a compiled module "
+            f"built for pymimalloc {built_for} ({compiled}). Rebuild it: in a checkout, `pip install -e .` (or "
+            "`python setup.py build_ext --inplace`); otherwise reinstall pymimalloc. If Python imported a "
+            "checkout's source folder (the current directory) instead of the installed package, run from "
+            "another directory."
+        )
+
+
+_refuse_another_versions_module()
 
 #: Largest request mimalloc accepts, in bytes (PTRDIFF_MAX); larger requests raise MemoryError.
 MAX_SIZE: Final[int] = 2 ** (8 * ffi.sizeof("size_t") - 1) - 1
@@ -459,25 +477,40 @@ def collect_all(force: bool) -> None:
 
 
 # -- benchmark kernels (csrc/pmi_bench.h) -----------------------------------------------------------------
-ENOMEM: Final[int] = lib.PMI_ENOMEM
 #: the allocators the kernels run over, by the name the report uses
 BENCH_ALLOCATORS: Final[dict[str, int]] = {
     "heap": lib.PMI_BENCH_HEAP, "pymimalloc": lib.PMI_BENCH_GLUE, "mimalloc": lib.PMI_BENCH_MIMALLOC,
     "pymalloc": lib.PMI_BENCH_PYMALLOC, "glibc": lib.PMI_BENCH_GLIBC,
 }
-#: the kernels' patterns, by name
+#: the kernels' patterns (csrc/pmi_bench.h's table), by name: their numbers and what one ns figure counts
 BENCH_PATTERNS: Final[dict[str, int]] = {
-    "pair": lib.PMI_PATTERN_PAIR, "batch": lib.PMI_PATTERN_BATCH, "ring": lib.PMI_PATTERN_RING,
-    "workset": lib.PMI_PATTERN_WORKSET, "realloc": lib.PMI_PATTERN_REALLOC, "calloc": lib.PMI_PATTERN_CALLOC,
-    "memset": lib.PMI_PATTERN_MEMSET, "xthread": lib.PMI_PATTERN_XTHREAD, "larson": lib.PMI_PATTERN_LARSON,
+    ffi.string(lib.pmi_bench_pattern(code).name).decode(): code for code in range(lib.PMI_PATTERN_COUNT)
+}
+BENCH_PATTERN_OPS: Final[dict[str, str]] = {
+    ffi.string(lib.pmi_bench_pattern(code).name).decode(): ffi.string(lib.pmi_bench_pattern(code).op).decode()
+    for code in range(lib.PMI_PATTERN_COUNT)
+}
+#: what a kernel's negative result means, as the glue's status of the same meaning (raised by ``check``)
+_BENCH_FAILURES: Final[dict[int, int]] = {
+    lib.PMI_BENCH_ENOMEM: lib.PMI_ENOMEM, lib.PMI_BENCH_ECLOSED: lib.PMI_ECLOSED, lib.PMI_BENCH_EFROZEN: lib.PMI_EFROZEN,
 }
 
 
-def bench_run(pattern: int, allocator: str, heap: Any, size: int, param: int, ops: int, seed: int) -> float:
-    """One kernel run in C: ns per operation, or a negative value (-1 out of memory; see pmi_bench.h).
-    ``heap`` (a Heap) is used by the "heap" and "pymimalloc" allocators."""
+def bench_run(pattern: int, allocator: str, heap: Any, size: int, param: int, ops: int, seed: int, what: str) -> float:
+    """One kernel run in C: ns per operation. ``heap`` (a Heap) is used by the "heap" and "pymimalloc" allocators.
+
+    Raises MemoryError if the allocator ran out of memory, ValueError if the heap is closed or the kernel
+    refused its arguments, RuntimeError if the heap is frozen; ``what`` names the run in the message.
+    """
     if allocator == "heap":
-        return float(lib.pmi_bench_run_in(pattern, _ptr(heap), size, param, ops, seed))
-    if allocator == "pymimalloc":
-        return float(lib.pmi_bench_run_glue(pattern, _ptr(heap), size, param, ops, seed))
-    return float(lib.pmi_bench_run(pattern, BENCH_ALLOCATORS[allocator], ffi.NULL, size, param, ops, seed))
+        ns = float(lib.pmi_bench_run_in(pattern, _ptr(heap), size, param, ops, seed))
+    elif allocator == "pymimalloc":
+        ns = float(lib.pmi_bench_run_glue(pattern, _ptr(heap), size, param, ops, seed))
+    else:
+        ns = float(lib.pmi_bench_run(pattern, BENCH_ALLOCATORS[allocator], ffi.NULL, size, param, ops, seed))
+    if ns < 0:
+        if ns == lib.PMI_BENCH_EINVAL:
+            raise ValueError(f"{what}: the kernel refused its arguments (pattern {pattern}, size {size}, "
+                             f"param {param}, ops {ops})")
+        check(_BENCH_FAILURES.get(int(ns), int(ns)), what)
+    return ns

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pathlib
 import random
 import subprocess
 import threading
@@ -12,13 +13,31 @@ import pytest
 
 import pymimalloc
 from childproc import run_program
-from pymimalloc._core import lib
 from threads import run_threads
 
 
-def test_c_stress_kernel_finds_no_corruption() -> None:
-    # threads recreated each round, blocks moved between threads, heaps deleted rounds later
-    assert lib.pmi_stress_run(8, 12, 20000, 42) == 0
+def _c_program(name: str, directory: pathlib.Path, flags: list[str]) -> pathlib.Path:
+    """tests/c/<name>.c compiled against the mimalloc tree the module was built from, with ``flags``."""
+    from test_build import REPO as repo, build_ffi  # the build script, loaded once by test_build
+
+    root, _ = build_ffi.locate_source()
+    program = directory / name
+    built = subprocess.run([*build_ffi.compiler_command(), *flags, f"-I{root / 'include'}", f"-I{root / 'src'}",
+                            f"-I{repo / 'csrc'}", str(repo / "tests" / "c" / f"{name}.c"), "-o", str(program),
+                            "-lpthread"], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    return program
+
+
+def test_c_stress_program_finds_no_corruption(tmp_path: pathlib.Path) -> None:
+    """Threads recreated each round, blocks moved between threads, heaps deleted rounds later: tests/c/pmi_stress.c,
+    compiled with the flags and defines the module was built with (its debug and secure levels, its sanitizers),
+    at -O1, which compiles faster."""
+    info = pymimalloc.build_info()
+    flags = [flag for flag in info["cflags"] if not flag.startswith(("-flto", "-O"))] + ["-O1"]
+    program = _c_program("pmi_stress", tmp_path, flags + [f"-D{name}={value}" for name, value in info["defines"].items()])
+    result = subprocess.run([str(program), "8", "12", "20000", "42"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "0 corrupted blocks", result.stdout + result.stderr
 
 
 def _fill(block: pymimalloc.Block, tag: int) -> None:
@@ -122,23 +141,11 @@ def test_coexists_with_pyarrows_own_mimalloc() -> None:
     assert result.stdout.split() == [str(5 * sum(range(100000))), "mimalloc"]
 
 
-def test_a_thread_never_gets_a_dead_threads_theap(tmp_path) -> None:
+def test_a_thread_never_gets_a_dead_threads_theap(tmp_path: pathlib.Path) -> None:
     """mimalloc v3.4.3 copies never-written bytes when a thread's table of heap slots grows past 16
     (threadlocal.c:90 with alloc.c:399-408): a slot a dead thread left there handed its freed theap to
     a new thread. csrc/pmi_mimalloc.c zeroes the table's tail; this C program plants such a slot."""
-    import importlib.util
-    import pathlib
-
-    repo = pathlib.Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("build_ffi", repo / "build_ffi.py")
-    assert spec is not None and spec.loader is not None
-    build_ffi = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build_ffi)
-    root, _ = build_ffi.locate_source()
-    program = tmp_path / "stale_tls_slot"
-    subprocess.run(["cc", "-O1", "-std=gnu11", "-DNDEBUG", f"-I{root / 'include'}", f"-I{root / 'src'}",
-                    f"-I{repo / 'csrc'}", str(repo / "tests" / "c" / "stale_tls_slot.c"), "-o", str(program),
-                    "-lpthread"], check=True, capture_output=True, text=True)
+    program = _c_program("stale_tls_slot", tmp_path, ["-O1", "-std=gnu11", "-DNDEBUG"])
     result = subprocess.run([str(program)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip().endswith("clean"), result.stdout + result.stderr
 

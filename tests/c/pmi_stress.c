@@ -1,12 +1,30 @@
-/* A multi-threaded stress kernel; see pmi_stress.h. */
+/* A multi-threaded stress test of mimalloc's heaps in the shape of mimalloc's test-stress, written for
+ * pymimalloc and run by tests/test_reliability.py: each round starts `threads` new threads; they allocate
+ * from a set of shared heaps, hand blocks to each other through a shared transfer array, free blocks other
+ * threads allocated, and check every block's contents (a pattern derived from its address) before freeing
+ * it. Heaps are replaced as rounds go on and deleted (mi_heap_delete) a few rounds later, while blocks from
+ * them are still live.
+ *
+ * Compiled against csrc/pmi_mimalloc.c (the module's single unit of mimalloc) with the defines the module
+ * was built with, as its own program: it uses raw mimalloc heaps, which the module never hands out.
+ * Usage: pmi_stress THREADS ROUNDS ITERATIONS SEED. Prints the number of corrupted blocks found and exits 0
+ * when there are none; exits 1 on corruption, 2 if out of memory or on bad arguments. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <mimalloc.h>
-#include "pmi_stress.h"
+/* the glue's brackets around munmap, mprotect and thread exit (csrc/pmi_mimalloc.c): nothing to exclude here */
+void pmi_os_unmap_begin(void) {}
+void pmi_os_unmap_end(void) {}
+void pmi_thread_exit_begin(void) {}
+void pmi_thread_exit_end(void) {}
+void pmi_world_enter(void) {}
+void pmi_world_leave(void) {}
+bool pmi_world_held(void) { return false; }
+#include "pmi_mimalloc.c"
 
 #define PMI_HEAPS      4       /* shared heaps in use at any time */
 #define PMI_KEEP       3       /* rounds a replaced heap lives on before it is deleted */
@@ -107,14 +125,10 @@ static long pmi_stress_rounds(int threads, int rounds, int iterations, uint64_t 
     return result;
 }
 
-void pmi_world_enter(void);  /* pmi_internal.h */
-void pmi_world_leave(void);
-
-/* The kernel uses raw mimalloc heaps, outside pymimalloc's wrappers: it runs inside a world bracket, so a
-   walk of the main heap or a fork waits for it. */
-long pmi_stress_run(int threads, int rounds, int iterations, uint64_t seed) {
-    pmi_world_enter();
-    const long result = pmi_stress_rounds(threads, rounds, iterations, seed);
-    pmi_world_leave();
-    return result;
+int main(int argc, char** argv) {
+    if (argc != 5) { fprintf(stderr, "usage: %s THREADS ROUNDS ITERATIONS SEED\n", argv[0]); return 2; }
+    const long corrupt = pmi_stress_rounds(atoi(argv[1]), atoi(argv[2]), atoi(argv[3]), strtoull(argv[4], NULL, 10));
+    if (corrupt < 0) { fprintf(stderr, "out of memory, or bad arguments\n"); return 2; }
+    printf("%ld corrupted blocks\n", corrupt);
+    return corrupt == 0 ? 0 : 1;
 }
