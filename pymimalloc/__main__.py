@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import pathlib
+import shlex
 import sys
 import time
 import zipfile
@@ -93,13 +94,16 @@ def _bench_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=5, help="repeats per measurement (median; default 5)")
     parser.add_argument("--ratios", action="store_true", help="also print each allocator's time / pymalloc's")
     parser.add_argument("--json", metavar="PATH", type=_output_path, help="also write machine-readable results")
-    parser.add_argument("--plot", metavar="PATH", type=_output_path, help="also write a PNG chart (needs matplotlib)")
+    parser.add_argument("--plot", metavar="PATH", type=_output_path,
+                        help="also write a PNG heatmap of each time / the best default's (needs matplotlib)")
+    parser.add_argument("--markdown", metavar="PATH", type=_output_path,
+                        help="also write a Markdown page of the run: both tables, the legend, and the --plot chart")
     return parser
 
 
 def bench_main(argv: list[str]) -> int:
     from .bench import plan, run_suite
-    from .bench.report import PlotUnavailable, write_json, write_plot, write_table
+    from .bench.report import PlotUnavailable, write_json, write_markdown, write_plot, write_table
 
     parser = _bench_parser(argparse.ArgumentParser(prog="python -m pymimalloc bench"))
     args = parser.parse_args(argv)
@@ -132,6 +136,10 @@ def bench_main(argv: list[str]) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
         print(f"wrote {args.plot}")
+    if args.markdown:
+        plot = os.path.relpath(os.path.abspath(args.plot), os.path.dirname(os.path.abspath(args.markdown))) if args.plot else ""
+        write_markdown(suite, args.markdown, " ".join(["python -m pymimalloc bench", shlex.join(argv)]), plot)
+        print(f"wrote {args.markdown}")
     return 0
 
 

@@ -12,14 +12,14 @@ from typing import Any, TextIO
 
 from ..build import build_info
 from ..options import options
-from .kernels import ALLOCATORS, PATTERNS, Suite, format_size
+from .kernels import ALLOCATORS, PATTERNS, Case, Measurement, Suite, format_size
 
 #: What each allocator column measures: the legend under every table (lines of at most 86 characters).
 LEGEND = {
     "heap": ("a pymimalloc Heap, called from C (mi_heap_malloc): mimalloc in a heap of your own",),
     "pymimalloc": ("the same Heap through the bookkeeping every Block pays: its record, live counters",
                    "and tracemalloc hooks. A Block also pays Python's call (about 40 ns), as bytearray()",
-                   "does; the README's \"From Python\" compares those (heap.malloc vs bytearray, numpy)"),
+                   "does; docs/benchmarks.md, \"From Python\", compares those (heap.malloc vs bytearray)"),
     "mimalloc": ("mimalloc's default heap (mi_malloc), as a C program linked with mimalloc gets it",),
     "pymalloc": ("CPython's object allocator (PyObject_Malloc, GIL held), bare: no Python object made",),
     "glibc": ("the C library's malloc",),
@@ -111,34 +111,105 @@ def to_json(suite: Suite) -> dict[str, Any]:
     }
 
 
+def from_json(data: dict[str, Any]) -> Suite:
+    """The Suite a ``--json`` file holds (to draw or tabulate a saved run again)."""
+    measurements = [
+        Measurement(Case(r["pattern"], r["size"], r["param"]), r["allocator"], r["ns_per_op"], r["min_ns"],
+                    r["max_ns"], tuple(r["samples"]))
+        for r in data["results"]
+    ]
+    return Suite(measurements, data["repeat"], data["quick"])
+
+
 def write_json(suite: Suite, path: str) -> None:
     with open(path, "w") as f:
         json.dump(to_json(suite), f, indent=1)
         f.write("\n")
 
 
+def write_markdown(suite: Suite, path: str, command: str, plot: str = "") -> None:
+    """A Markdown page of the run: what ran where, ns per operation, each time over the best default's
+    (the heatmap's numbers), the legend and the summary. ``plot``: a chart to show, relative to ``path``."""
+    info, build = machine(), build_info()
+    allocators = _allocators(suite)
+    table = suite.by_case()
+    ratios = best_default_ratios(suite)
+    with open(path, "w") as out:
+        print("# pymimalloc bench: the full table\n", file=out)
+        print(f"`{command}`, {datetime.date.today()}, {info['cpu']}, {info['cores']} cores, Python {info['python']}, "
+              f"pymimalloc built with `{' '.join(build['cflags'])}`. Median of {suite.repeat} runs.\n", file=out)
+        if plot:
+            print(f"![time over the best default, per pattern, size and allocator]({plot})\n", file=out)
+        print("## ns per operation (lower is faster)\n", file=out)
+        _print_table(["case", *allocators], [
+            [case.label] + [f"{by_alloc[a].median_ns:,.1f}" for a in allocators] for case, by_alloc in table.items()
+        ], out)
+        print(f"\n## time / the best default's (the faster of {' and '.join(DEFAULTS)}; below 1: faster)\n",
+              file=out)
+        _print_table(["case", *allocators], [
+            [case.label] + [_ratio_label(by_alloc[a]) if a in by_alloc else "" for a in allocators]
+            for case, by_alloc in ratios.items()
+        ], out)
+        print("\n## Columns and rows\n", file=out)
+        for name in allocators:
+            print(f"- `{name}`: " + " ".join(LEGEND[name]), file=out)
+        for name, pattern in PATTERNS.items():
+            if any(case.pattern == name for case in table):
+                print(f"- `{name}`: one operation is {pattern.op}", file=out)
+        print(f"\n{summary(suite)}", file=out)
+
+
 class PlotUnavailable(RuntimeError):
     """matplotlib is not installed."""
 
 
-def _panels(suite: Suite) -> dict[str, list[Any]]:
-    """Cases grouped into chart panels: one per pattern and parameter; unsized patterns share one."""
-    panels: dict[str, list[Any]] = {}
-    for case in suite.by_case():
+#: The allocators the heatmap divides by: Python's two defaults. Each cell is a time over the faster of them.
+DEFAULTS = ("pymalloc", "glibc")
+#: Fixed colour limits of the heatmap: ratios beyond 1/8 and 8 take the end colours. The colormap is
+#: diverging and centred at 1.0 on a log scale (blue: faster than the best default, red: slower).
+RATIO_LIMITS = (1 / 8, 8.0)
+COLORMAP = "RdBu_r"
+
+
+def best_default_ratios(suite: Suite) -> dict[Any, dict[str, float]]:
+    """Each allocator's median time over the best default's (the faster of pymalloc and glibc) in that case.
+
+    Cases without either default are left out.
+    """
+    ratios: dict[Any, dict[str, float]] = {}
+    for case, by_alloc in suite.by_case().items():
+        defaults = [by_alloc[d].median_ns for d in DEFAULTS if d in by_alloc]
+        if defaults:
+            best = min(defaults)
+            ratios[case] = {a: m.median_ns / best for a, m in by_alloc.items()}
+    return ratios
+
+
+def _heatmap_grid(suite: Suite) -> tuple[list[str], list[tuple[str, list[Any]]]]:
+    """Columns (sizes, then "own sizes" for patterns that pick their own) and rows: one per pattern and
+    parameter, each with its case per column (None where it was not run)."""
+    cases = list(best_default_ratios(suite))
+    sizes = sorted({c.size for c in cases if c.size})
+    columns = [format_size(s) for s in sizes] + (["own sizes"] if any(not c.size for c in cases) else [])
+    rows: dict[str, list[Any]] = {}
+    for case in cases:
         pattern = PATTERNS[case.pattern]
-        if not pattern.sized:
-            key = "other patterns"
-        elif pattern.param_name:
-            key = f"{case.pattern} {pattern.param_name}={case.param}"
-        else:
-            key = case.pattern
-        panels.setdefault(key, []).append(case)
-    return panels
+        name = f"{case.pattern} {pattern.param_name}={case.param}" if pattern.param_name else case.pattern
+        row = rows.setdefault(name, [None] * len(columns))
+        row[sizes.index(case.size) if case.size else len(columns) - 1] = case
+    return columns, list(rows.items())
+
+
+def _ratio_label(ratio: float) -> str:
+    return f"{ratio:.2f}" if ratio < 10 else f"{ratio:.0f}"
 
 
 def write_plot(suite: Suite, path: str, title: str = "") -> None:
-    """A PNG chart of ns/op per allocator: one panel per pattern, sizes on the x axis (log-log).
+    """A PNG heatmap: one row per pattern and allocator, one column per size; each cell is that
+    allocator's time over the best default's (the faster of pymalloc and glibc), printed in the cell.
 
+    The colours are fixed, so charts of different runs compare at a glance: a diverging colormap centred
+    at 1.0 on a log scale, clipped at RATIO_LIMITS, and the allocators always in the same order.
     Raises PlotUnavailable without matplotlib.
     """
     try:
@@ -146,42 +217,44 @@ def write_plot(suite: Suite, path: str, title: str = "") -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
+        from matplotlib.colors import LogNorm  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         raise PlotUnavailable(
             "--plot needs matplotlib, an optional extra: pip install 'pymimalloc[plot]' (or pip install matplotlib)"
         ) from None
-    table = suite.by_case()
-    panels = _panels(suite)
-    allocators = [a for a in ALLOCATORS if any(a in row for row in table.values())]
-    columns = min(4, len(panels))
-    rows = (len(panels) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.3 * rows), squeeze=False)
-    for ax, (name, cases) in zip(axes.flat, panels.items()):
-        sized = all(case.size for case in cases)
-        xs = [case.size for case in cases] if sized else list(range(len(cases)))
-        for allocator in allocators:
-            medians = [table[c][allocator].median_ns for c in cases]
-            errors = [[m - table[c][allocator].min_ns for c, m in zip(cases, medians)],
-                      [table[c][allocator].max_ns - m for c, m in zip(cases, medians)]]
-            ax.errorbar(xs, medians, yerr=errors, marker="o", markersize=3, capsize=2, label=allocator,
-                        linestyle="-" if sized else "none")
-        ax.set_yscale("log")
-        if sized:
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(xs)
-            ax.set_xticklabels([format_size(x) for x in xs], rotation=45, fontsize=7)
-        else:
-            ax.set_xticks(xs)
-            ax.set_xticklabels([c.label for c in cases], rotation=20, fontsize=7)
-        ax.set_title(f"{name}: ns per {PATTERNS[cases[0].pattern].op}" if sized else name, fontsize=8)
-        ax.tick_params(axis="y", labelsize=7)
-        ax.grid(True, which="major", alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    ratios = best_default_ratios(suite)
+    columns, groups = _heatmap_grid(suite)
+    allocators = _allocators(suite)
+    cells = [[ratios[c][a] if c is not None and a in ratios[c] else float("nan") for c in cases]
+             for _, cases in groups for a in allocators]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * len(columns) + 2.2, 0.9 + 0.19 * len(cells)))
+    norm = LogNorm(vmin=RATIO_LIMITS[0], vmax=RATIO_LIMITS[1], clip=True)
+    image = ax.imshow(cells, cmap=COLORMAP, norm=norm, aspect="auto", interpolation="none")
+    for y, row in enumerate(cells):
+        for x, ratio in enumerate(row):
+            if ratio == ratio:  # not NaN
+                dark = abs(norm(ratio) - 0.5) > 0.3
+                ax.text(x, y, _ratio_label(ratio), ha="center", va="center", fontsize=6.5,
+                        color="white" if dark else "black")
+    ax.set_xticks(range(len(columns)), columns, fontsize=7)
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(len(cells)), [a for _ in groups for a in allocators], fontsize=6.5)
+    for index, (name, _) in enumerate(groups):
+        middle = index * len(allocators) + (len(allocators) - 1) / 2
+        ax.annotate(name, (0, middle), xycoords=("axes fraction", "data"), xytext=(-46, 0),
+                    textcoords="offset points", ha="right", va="center", fontsize=7.5, fontweight="bold")
+        if index:
+            ax.axhline(index * len(allocators) - 0.5, color="black", linewidth=0.8)
+    ax.tick_params(axis="y", pad=2, length=0)
+    bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, extend="both")
+    ticks = [0.125, 0.25, 0.5, 1, 2, 4, 8]
+    bar.ax.minorticks_off()
+    bar.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
+    bar.ax.tick_params(labelsize=7)
+    bar.set_label("time / best default's (below 1: faster)", fontsize=7)
     info = machine()
-    fig.suptitle(title or f"pymimalloc bench: ns/op, median of {suite.repeat} (bars: range); "
-                          f"{info['cpu']}, {info['cores']} cores, Python {info['python']}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.suptitle(title or f"pymimalloc bench: time / the faster of pymalloc and glibc, median of {suite.repeat}; "
+                          f"{info['cpu']}, {info['cores']} cores, Python {info['python']}", fontsize=8.5)
+    fig.subplots_adjust(left=0.27, right=0.92, top=1 - 0.7 / fig.get_figheight(), bottom=0.15 / fig.get_figheight())
+    fig.savefig(path, dpi=110)
     plt.close(fig)
