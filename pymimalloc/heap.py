@@ -243,7 +243,7 @@ class Heap(ProcessLocal, HeapArrays, _core.HeapBase):
         """Close the heap; live blocks stay valid until their owners free them (as :meth:`close`).
 
         Unlike :meth:`close` it raises ValueError if the heap is already closed. mimalloc's own
-        ``mi_heap_delete`` is never called: in v3.4.3 it mishandles pages outside an arena (see the README).
+        ``mi_heap_delete`` is never called: in v3.4.3 it mishandles pages outside an arena (docs/reliability.md, "Never crash").
         """
         _core.check(_core.heap_close(self, _core.CLOSE_AUTO), "delete")
         self._unregister()

@@ -21,7 +21,7 @@ __all__ = ["Options", "options", "PRESETS", "REFUSED"]
 
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 
-#: Named option sets, measured in benchmarks/ (see the README's "Benchmarks" section).
+#: Named option sets, measured in benchmarks/ (docs/benchmarks.md).
 #: "fifo": ``page_full_retain=-1`` stops mimalloc v3.4.3 from abandoning full pages of medium blocks
 #: (over 10 KiB) to the arena and reclaiming them on free, which costs a clock read and, once the purge
 #: delay expires, page faults on every page turnover. It halves the cost of a FIFO ring of 16-256 KiB

@@ -151,7 +151,7 @@ def test_arrays_freed_in_other_threads() -> None:
     first, second = arrays[:mid], arrays[mid:]
     del arrays
     run_threads(first.clear)
-    heap.close()  # second still alive: handed to the main heap
+    heap.close()  # second still alive: the heap is destroyed when its last array is freed
     run_threads(second.clear)
     gc.collect()
     assert (heap.live_blocks, heap.live_bytes) == (0, 0)

@@ -1,4 +1,4 @@
-"""Threads, fork, a C stress kernel, and another mimalloc in the same process."""
+"""Threads, fork, C stress programs, and another mimalloc in the same process."""
 from __future__ import annotations
 
 import functools
