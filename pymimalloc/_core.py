@@ -88,36 +88,37 @@ BUILD_INFO: Final[dict[str, Any]] = json.loads(ffi.string(lib.pmi_build_info()).
 BUILD_INFO["compiler"] = ffi.string(lib.pmi_compiler()).decode()
 
 
+#: The one table from the C glue's status codes (csrc/pmi_heap.h) to exceptions: each code, one meaning.
+_STATUS_EXCEPTIONS: Final[dict[int, tuple[type[Exception], str]]] = {
+    lib.PMI_ECLOSED: (ValueError, "the heap is closed"),
+    lib.PMI_EBUSY: (BufferError, "blocks or arrays allocated from this heap are still in use"),
+    lib.PMI_EMAIN: (ValueError, "the main heap cannot be closed"),
+    lib.PMI_EFROZEN: (
+        RuntimeError,
+        "the heap is frozen by a visit or snapshot in progress; it refuses allocations and frees until that ends",
+    ),
+    lib.PMI_EPINNED: (
+        RuntimeError,
+        "the heap is in use as a thread's default heap, as numpy's allocator or for a thread's Python objects "
+        "(python_objects()); leave that with-block first",
+    ),
+    lib.PMI_ENOMEM: (MemoryError, "out of memory"),
+    lib.PMI_ENOTHOOKED: (RuntimeError, "the allocator hook is not in place (an internal error in pymimalloc)"),
+    lib.PMI_ETARGETS: (RuntimeError, "more than 1024 heaps hold Python objects at once; close some first"),
+    lib.PMI_EDEBUGHOOKS: (
+        RuntimeError,
+        "CPython's debug hooks serve its allocator (PYTHONMALLOC=debug, -X dev, or a debug build of Python). "
+        "pymimalloc does not put mimalloc under or over them: their checks would miss every new block. Run "
+        "without them (for example PYTHONMALLOC=pymalloc) to use mimalloc.",
+    ),
+}
+
+
 def _raise(status: int, what: str) -> NoReturn:
-    if status == lib.PMI_ECLOSED:
-        raise ValueError(f"{what}: the heap is closed")
-    if status == lib.PMI_EBUSY:
-        raise BufferError(f"{what}: blocks or arrays allocated from this heap are still in use")
-    if status == lib.PMI_EMAIN:
-        raise ValueError(f"{what}: the main heap cannot be closed")
-    if status == lib.PMI_EFROZEN:
-        raise RuntimeError(
-            f"{what}: the heap is frozen by a visit or snapshot in progress; it refuses allocations and "
-            "frees until that ends"
-        )
-    if status == lib.PMI_EPINNED:
-        raise RuntimeError(
-            f"{what}: the heap is in use as a thread's default heap, as numpy's allocator or for a thread's "
-            "Python objects (python_objects()); leave that with-block first"
-        )
-    if status == lib.PMI_ENOMEM:
-        raise MemoryError(f"{what}: out of memory")
-    if status == lib.PMI_ENOTHOOKED:
-        raise RuntimeError(f"{what}: the allocator hook is not in place (an internal error in pymimalloc)")
-    if status == lib.PMI_ETARGETS:
-        raise RuntimeError(f"{what}: more than 1024 heaps hold Python objects at once; close some first")
-    if status == lib.PMI_EDEBUGHOOKS:
-        raise RuntimeError(
-            f"{what}: CPython's debug hooks serve its allocator (PYTHONMALLOC=debug, -X dev, or a debug build "
-            "of Python). pymimalloc does not put mimalloc under or over them: their checks would miss every "
-            "new block. Run without them (for example PYTHONMALLOC=pymalloc) to use mimalloc."
-        )
-    raise RuntimeError(f"{what}: unexpected status {status} from pymimalloc's C glue")
+    exception, message = _STATUS_EXCEPTIONS.get(
+        status, (RuntimeError, f"unexpected status {status} from pymimalloc's C glue")
+    )
+    raise exception(f"{what}: {message}")
 
 
 def check(status: int, what: str) -> int:

@@ -16,14 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-/* the glue's brackets around munmap, mprotect and thread exit (csrc/pmi_mimalloc.c): nothing to exclude here */
-void pmi_os_unmap_begin(void) {}
-void pmi_os_unmap_end(void) {}
-void pmi_thread_exit_begin(void) {}
-void pmi_thread_exit_end(void) {}
-void pmi_world_enter(void) {}
-void pmi_world_leave(void) {}
-bool pmi_world_held(void) { return false; }
+#include "pmi_glue_stubs.h"
 #include "pmi_mimalloc.c"
 
 #define PMI_HEAPS      4       /* shared heaps in use at any time */

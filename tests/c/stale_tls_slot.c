@@ -10,14 +10,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdint.h>
-void pmi_os_unmap_begin(void) {}
-void pmi_os_unmap_end(void) {}
-void pmi_thread_exit_begin(void) {}
-void pmi_thread_exit_end(void) {}
-#include <stdbool.h>
-void pmi_world_enter(void) {}
-void pmi_world_leave(void) {}
-bool pmi_world_held(void) { return false; }
+#include "pmi_glue_stubs.h"
 #include "pmi_mimalloc.c"
 
 #define NH 24
