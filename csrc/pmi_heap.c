@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/membarrier.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -19,14 +23,18 @@
 #include "pmi_heap.h"
 #include "pmi_internal.h"
 
-/* One thread's share of a heap's counters, alone on its cache line. `active` goes up and down in one
-   thread, so it is never negative; the live counts go up where a block is allocated and down where it is
-   freed, so one stripe may be negative while the sum is not. */
-#define PMI_STRIPES 16
+/* One thread slot's share of a heap's counters, alone on its cache line, written by the slot's owner only
+   (the last stripe: by every thread without a slot, with locked instructions; see pmi_heap.h). `active`
+   goes up and down in one thread, so it is never negative; the live counts go up where a block is
+   allocated and down where it is freed, so one stripe may be negative while the sum is not. */
+#define PMI_OWNED 16
+#define PMI_STRIPES (PMI_OWNED + 1)
 typedef struct pmi_stripe_s {
     atomic_intptr_t active;        /* calls in flight that use the heap */
     atomic_intptr_t live_blocks;   /* blocks and array data alive, deferred frees included */
     atomic_intptr_t live_bytes;
+    atomic_intptr_t peak_bytes;    /* the highest live_bytes this stripe reached */
+    atomic_intptr_t total_blocks;  /* allocations counted here, ever */
 } __attribute__((aligned(64))) pmi_stripe_t;
 
 struct pmi_heap_s {
@@ -78,38 +86,154 @@ static void pmi_on_error(int err, void* arg) {
 long pmi_error_count(void) { return atomic_load(&pmi_errors); }
 int pmi_error_last(void) { return atomic_load(&pmi_last_error); }
 
-/* -- stripes --------------------------------------------------------------------------------------- */
+/* -- fences (the two sides of the bracket handshake, see pmi_heap.h) --------------------------------- */
 
-static atomic_uint pmi_stripe_next;
-static __thread unsigned pmi_stripe_of_thread;  /* 1 + the stripe this thread counts in; 0 = not chosen yet */
+#ifndef PMI_ASYMMETRIC_FENCE
+#define PMI_ASYMMETRIC_FENCE 1
+#endif
+static int pmi_fences = PMI_FENCE_BUILD;  /* chosen by pmi_fences_choose while no other thread brackets */
+static void* pmi_fence_page;              /* the mprotect fallback's page */
 
-/* The calling thread's stripe: threads take stripes in turn, so up to PMI_STRIPES threads never share. */
-static inline pmi_stripe_t* pmi_stripe(pmi_heap_t* h) {
-    unsigned slot = pmi_stripe_of_thread;
-    if (__builtin_expect(slot == 0, 0)) {
-        slot = 1 + atomic_fetch_add_explicit(&pmi_stripe_next, 1, memory_order_relaxed) % PMI_STRIPES;
-        pmi_stripe_of_thread = slot;
+static long pmi_membarrier(int cmd) { return syscall(__NR_membarrier, cmd, 0, 0); }
+
+/* At pmi_init, and in a forked child: the process's registration, or seq_cst fences if the kernel says no. */
+static void pmi_fences_choose(void) {
+#if PMI_ASYMMETRIC_FENCE
+    const long supported = pmi_membarrier(MEMBARRIER_CMD_QUERY);
+    if (pmi_fence_page == NULL) {  /* the fallback's page, made now so that the fallback cannot fail */
+        void* page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        pmi_fence_page = (page == MAP_FAILED ? NULL : page);
     }
-    return &h->stripes[slot - 1];
+    const bool ok = pmi_fence_page != NULL && supported > 0 && (supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED)
+                    && pmi_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0
+                    && pmi_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0;
+    pmi_fences = ok ? PMI_FENCE_MEMBARRIER : PMI_FENCE_SEQ_CST;
+#endif
+}
+
+int pmi_fence_mode(void) { return pmi_fences; }
+
+/* The caller's side: after its store to its own stripe, before it loads a flag. */
+static inline void pmi_light_fence(void) {
+#if PMI_ASYMMETRIC_FENCE
+    if (__builtin_expect(pmi_fences == PMI_FENCE_MEMBARRIER, 1)) {
+        atomic_signal_fence(memory_order_seq_cst);
+        return;
+    }
+#endif
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* folly's fallback for a registered membarrier that fails after all: changing a touched page's protection
+   makes the kernel shoot down the TLB of every CPU that runs this process, a full barrier on each. */
+static void pmi_heavy_fallback(void) {
+    (void)mprotect(pmi_fence_page, 4096, PROT_READ | PROT_WRITE);
+    *(volatile char*)pmi_fence_page = 0;
+    (void)mprotect(pmi_fence_page, 4096, PROT_READ);
+}
+
+/* The waiter's side: after it stored its flag, before it reads anyone's stripe. */
+static void pmi_heavy_fence(void) {
+    atomic_thread_fence(memory_order_seq_cst);
+#if PMI_ASYMMETRIC_FENCE
+    if (pmi_fences == PMI_FENCE_MEMBARRIER && pmi_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0) {
+        static pthread_mutex_t fallback_lock = PTHREAD_MUTEX_INITIALIZER;
+        pthread_mutex_lock(&fallback_lock);
+        pmi_heavy_fallback();
+        pthread_mutex_unlock(&fallback_lock);
+    }
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
+/* -- thread slots and stripes ---------------------------------------------------------------------- */
+
+static atomic_uint pmi_slots_taken;             /* bit i: slot i has an owner */
+static __thread unsigned pmi_slot_of_thread;    /* 1 + this thread's slot (PMI_OWNED: the shared one); 0: none yet */
+static pthread_key_t pmi_slot_key;              /* its destructor gives the slot back at thread exit */
+static bool pmi_slot_key_made;
+
+static void pmi_slot_give_back(void* unused) {
+    (void)unused;
+    const unsigned slot = pmi_slot_of_thread - 1;
+    pmi_slot_of_thread = 0;
+    /* release: this thread's last stores to its stripes come before the next owner's first */
+    if (slot < PMI_OWNED) atomic_fetch_and_explicit(&pmi_slots_taken, ~(1u << slot), memory_order_release);
+}
+
+/* A thread's first glue call: the lowest free slot, or the shared stripe if all are taken. A glue call
+   from a later key destructor takes a slot again (pthread calls the destructors again); one taken in the
+   last round is kept for good, which only leaves one slot fewer to own. */
+static __attribute__((noinline)) unsigned pmi_slot_take(void) {
+    unsigned taken = atomic_load_explicit(&pmi_slots_taken, memory_order_relaxed);
+    unsigned slot = PMI_OWNED;
+    while (taken != (1u << PMI_OWNED) - 1) {
+        const unsigned candidate = (unsigned)__builtin_ctz(~taken);
+        if (atomic_compare_exchange_weak_explicit(&pmi_slots_taken, &taken, taken | (1u << candidate),
+                                                  memory_order_acquire, memory_order_relaxed)) {
+            slot = candidate;
+            break;
+        }
+    }
+    if (slot < PMI_OWNED && (!pmi_slot_key_made || pthread_setspecific(pmi_slot_key, (void*)1) != 0)) {
+        atomic_fetch_and_explicit(&pmi_slots_taken, ~(1u << slot), memory_order_release);  /* no exit hook */
+        slot = PMI_OWNED;
+    }
+    pmi_slot_of_thread = slot + 1;
+    return slot;
+}
+
+static inline unsigned pmi_slot(void) {
+    const unsigned slot = pmi_slot_of_thread;
+    return __builtin_expect(slot != 0, 1) ? slot - 1 : pmi_slot_take();
+}
+
+/* Add to a counter of the calling thread's stripe: a plain load and store where the thread owns it. */
+static inline intptr_t pmi_add(unsigned slot, atomic_intptr_t* counter, intptr_t delta, memory_order order) {
+    if (__builtin_expect(slot < PMI_OWNED, 1)) {
+        const intptr_t value = atomic_load_explicit(counter, memory_order_relaxed) + delta;
+        atomic_store_explicit(counter, value, order);
+        return value;
+    }
+    return atomic_fetch_add(counter, delta) + delta;  /* the shared stripe: locked, and a full barrier */
+}
+
+/* Into a bracket (the caller's side of the handshake) and out of it. */
+static inline void pmi_bracket_in(unsigned slot, atomic_intptr_t* active) {
+    if (__builtin_expect(slot < PMI_OWNED, 1)) {
+        pmi_add(slot, active, 1, memory_order_relaxed);
+        pmi_light_fence();
+    }
+    else atomic_fetch_add(active, 1);
+}
+
+static inline void pmi_bracket_out(unsigned slot, atomic_intptr_t* active) {
+    pmi_add(slot, active, -1, memory_order_release);
 }
 
 /* Calls in flight on the heap, all threads. Zero means none: each stripe's count is never negative, and a
-   bracket that starts after its stripe was read sees whatever flag the caller raised before reading. */
+   bracket that starts after its stripe was read sees whatever flag the caller raised before the heavy fence. */
 static intptr_t pmi_active_sum(pmi_heap_t* h) {
     intptr_t sum = 0;
-    for (int i = 0; i < PMI_STRIPES; i++) sum += atomic_load(&h->stripes[i].active);
+    for (int i = 0; i < PMI_STRIPES; i++) sum += atomic_load_explicit(&h->stripes[i].active, memory_order_acquire);
     return sum;
 }
 
-static void pmi_wait_drained(pmi_heap_t* h) {
+/* Wait for brackets to drain. The caller raised its flag before, and issued the heavy fence since. */
+static void pmi_wait_drained_fenced(pmi_heap_t* h) {
     while (pmi_active_sum(h) != 0) sched_yield();
 }
 
+static void pmi_wait_drained(pmi_heap_t* h) {
+    pmi_heavy_fence();
+    pmi_wait_drained_fenced(h);
+}
+
 /* On a closed heap the sum only falls (nothing allocates), and it is read no earlier than each stripe's
-   own decrements, so a sum of zero is exact: the last free sees it (see pmi_heap_try_release). */
+   own decrements (the caller fenced: see pmi_heap_try_release), so a sum of zero is exact. */
 static intptr_t pmi_live_sum(pmi_heap_t* h) {
     intptr_t sum = 0;
-    for (int i = 0; i < PMI_STRIPES; i++) sum += atomic_load(&h->stripes[i].live_blocks);
+    for (int i = 0; i < PMI_STRIPES; i++) sum += atomic_load_explicit(&h->stripes[i].live_blocks, memory_order_acquire);
     return sum;
 }
 
@@ -133,9 +257,10 @@ static void pmi_registry_remove(pmi_heap_t* h) {
 /* Stop the world: every bracket in flight drains and new ones wait. Caller holds pmi_world_lock. */
 static void pmi_world_stop(void) {
     atomic_fetch_add(&pmi_world_stopped, 1);
+    pmi_heavy_fence();
     pthread_mutex_lock(&pmi_registry_lock);
     for (pmi_heap_t* h = pmi_registry; h != NULL; h = h->next) {
-        pmi_wait_drained(h);
+        pmi_wait_drained_fenced(h);
     }
     pthread_mutex_unlock(&pmi_registry_lock);
 }
@@ -144,44 +269,66 @@ static void pmi_world_resume(void) { atomic_fetch_sub(&pmi_world_stopped, 1); }
 
 /* -- brackets -------------------------------------------------------------------------------------- */
 
-static inline void pmi_leave(pmi_heap_t* h) { atomic_fetch_sub(&pmi_stripe(h)->active, 1); }
+/* The hot paths read the thread's slot once (a TLS read is a call under the dynamic TLS model) and pass it
+   down: the `_at` functions take it. */
+static inline void pmi_leave_at(pmi_heap_t* h, unsigned slot) { pmi_bracket_out(slot, &h->stripes[slot].active); }
+static inline void pmi_leave(pmi_heap_t* h) { pmi_leave_at(h, pmi_slot()); }
 
-/* For allocation and collection: PMI_OK inside the bracket, or why not. Waits out a close that is still
-   deciding (it may be refused) and a stopped world; fails at once on a closed or frozen heap. */
-static int pmi_enter_alloc(pmi_heap_t* h) {
-    atomic_intptr_t* active = &pmi_stripe(h)->active;
+static inline bool pmi_may_allocate(pmi_heap_t* h) {
+    return atomic_load(&h->state) == PMI_STATE_OPEN && !atomic_load(&h->closing) && !atomic_load(&h->frozen)
+           && !atomic_load(&pmi_world_stopped);
+}
+
+static __attribute__((noinline)) int pmi_enter_alloc_slow(pmi_heap_t* h, unsigned slot) {
+    atomic_intptr_t* active = &h->stripes[slot].active;
     for (;;) {
-        atomic_fetch_add(active, 1);
-        if (atomic_load(&h->state) == PMI_STATE_OPEN && !atomic_load(&h->closing) && !atomic_load(&h->frozen)
-            && !atomic_load(&pmi_world_stopped)) return PMI_OK;
-        atomic_fetch_sub(active, 1);
+        pmi_bracket_out(slot, active);
         if (atomic_load(&h->state) != PMI_STATE_OPEN) return PMI_ECLOSED;
         if (atomic_load(&h->frozen)) return PMI_EFROZEN;
         sched_yield();
+        pmi_bracket_in(slot, active);
+        if (pmi_may_allocate(h)) return PMI_OK;
+    }
+}
+
+/* For allocation and collection: PMI_OK inside the bracket, or why not. Waits out a close that is still
+   deciding (it may be refused) and a stopped world; fails at once on a closed or frozen heap. */
+static inline int pmi_enter_alloc_at(pmi_heap_t* h, unsigned slot) {
+    pmi_bracket_in(slot, &h->stripes[slot].active);
+    if (__builtin_expect(pmi_may_allocate(h), 1)) return PMI_OK;
+    return pmi_enter_alloc_slow(h, slot);
+}
+static int pmi_enter_alloc(pmi_heap_t* h) { return pmi_enter_alloc_at(h, pmi_slot()); }
+
+static __attribute__((noinline)) bool pmi_enter_free_slow(pmi_heap_t* h, unsigned slot) {
+    atomic_intptr_t* active = &h->stripes[slot].active;
+    for (;;) {
+        pmi_bracket_out(slot, active);
+        if (atomic_load(&h->frozen)) return false;
+        sched_yield();
+        pmi_bracket_in(slot, active);
+        if (!atomic_load(&h->frozen) && !atomic_load(&pmi_world_stopped)) return true;
     }
 }
 
 /* For frees and for growing a block that outlived its heap: the heap may be closed (its mimalloc heap
    lives while anything in it does). false if frozen: the caller defers. */
-static bool pmi_enter_free(pmi_heap_t* h) {
-    atomic_intptr_t* active = &pmi_stripe(h)->active;
-    for (;;) {
-        atomic_fetch_add(active, 1);
-        if (!atomic_load(&h->frozen) && !atomic_load(&pmi_world_stopped)) return true;
-        atomic_fetch_sub(active, 1);
-        if (atomic_load(&h->frozen)) return false;
-        sched_yield();
-    }
+static inline bool pmi_enter_free_at(pmi_heap_t* h, unsigned slot) {
+    pmi_bracket_in(slot, &h->stripes[slot].active);
+    if (__builtin_expect(!atomic_load(&h->frozen) && !atomic_load(&pmi_world_stopped), 1)) return true;
+    return pmi_enter_free_slow(h, slot);
 }
+static bool pmi_enter_free(pmi_heap_t* h) { return pmi_enter_free_at(h, pmi_slot()); }
 
 /* For process-wide calls and our meta heap: only a stopped world holds them back. */
 static __thread int pmi_world_depth;  /* world brackets this thread holds */
 void pmi_world_enter(void) {
-    atomic_intptr_t* active = &pmi_stripe(pmi_main_wrapper)->active;
+    const unsigned slot = pmi_slot();
+    atomic_intptr_t* active = &pmi_main_wrapper->stripes[slot].active;
     for (;;) {
-        atomic_fetch_add(active, 1);
+        pmi_bracket_in(slot, active);
         if (!atomic_load(&pmi_world_stopped)) { pmi_world_depth++; return; }
-        atomic_fetch_sub(active, 1);
+        pmi_bracket_out(slot, active);
         sched_yield();
     }
 }
@@ -225,6 +372,11 @@ static void pmi_fork_child(void) {
     for (pmi_heap_t* h = pmi_registry; h != NULL; h = h->next) {
         for (int i = 0; i < PMI_STRIPES; i++) atomic_store(&h->stripes[i].active, 0);
     }
+    /* The other threads' slots died with them (their counts stay, as at a thread exit); this thread keeps
+       its own. membarrier's registration is the process's: the child asks for its own, alone. */
+    const unsigned slot = pmi_slot_of_thread - 1;
+    atomic_store(&pmi_slots_taken, slot < PMI_OWNED ? 1u << slot : 0u);
+    pmi_fences_choose();
     pthread_rwlock_init(&pmi_unmap_lock, NULL);
     pthread_rwlock_init(&pmi_exit_lock, NULL);
     for (pmi_heap_t* h = pmi_registry; h != NULL; h = h->next) pthread_mutex_init(&h->lock, NULL);
@@ -308,6 +460,8 @@ const char* pmi_refused_why(size_t i) { return i < PMI_REFUSED_COUNT ? pmi_refus
 
 int pmi_init(void) {
     if (pmi_meta_heap != NULL) return PMI_OK;
+    pmi_fences_choose();  /* before any glue call: no thread is inside a bracket yet */
+    pmi_slot_key_made = (pthread_key_create(&pmi_slot_key, &pmi_slot_give_back) == 0);
     pmi_refused_put_back();  /* first: before anything below allocates */
     pmi_thp_default();  /* before mimalloc maps its first arena (pmi_mimalloc.c says why) */
     mi_register_error(&pmi_on_error, NULL);
@@ -340,7 +494,10 @@ static void pmi_heap_drop(pmi_heap_t* h, atomic_intptr_t* count) {
     bool dead = false;
     if (!h->is_main && atomic_load(&h->released) && atomic_load(&h->refs) == 0 && atomic_load(&h->pending) == 0
         && !atomic_load(&h->dead)) {
-        pmi_wait_drained(h);  /* a free that saw the heap closed raises `pending` before it leaves */
+        /* A free that saw the heap closed raises `pending` before it leaves (a release store). Its bracket
+           is visible here without a heavy fence: `released` was set by a thread that read this free's live
+           count (an acquire of its release store, which came after the bracket's). */
+        pmi_wait_drained_fenced(h);
         dead = (atomic_load(&h->pending) == 0);
         if (dead) atomic_store(&h->dead, 1);
     }
@@ -382,8 +539,13 @@ pmi_heap_t* pmi_heap_main_handle(void) {
 /* Destroy the mimalloc heap once it is closed and nothing in it is alive. Called by the closer and by
    whoever frees the last live block; the exchange on `released` lets exactly one of them do it. Every
    free has finished with mimalloc before it lowers live_blocks, so nothing else uses the heap now. */
-static bool pmi_heap_try_release(pmi_heap_t* h) {
-    if (h->is_main || atomic_load(&h->state) != PMI_STATE_CLOSED || pmi_live_sum(h) != 0) return false;
+static bool pmi_heap_try_release(pmi_heap_t* h, bool closer) {
+    if (h->is_main || atomic_load(&h->state) != PMI_STATE_CLOSED) return false;
+    /* The closer stored `state`: frees that did not see it are the light side of the handshake. A free that
+       saw it is here too, and a seq_cst fence orders it against the other such frees. */
+    if (closer) pmi_heavy_fence();
+    else atomic_thread_fence(memory_order_seq_cst);
+    if (pmi_live_sum(h) != 0) return false;
     if (atomic_exchange(&h->released, 1) != 0) return false;
     pthread_mutex_lock(&pmi_world_lock);  /* not during a walk, heap creation or fork */
     /* nor while a thread that used the heap exits: mimalloc's thread-done still updates the statistics of
@@ -413,7 +575,7 @@ int pmi_heap_close(pmi_heap_t* h, int mode) {
         atomic_store(&h->closing, 0);
     }
     pthread_mutex_unlock(&h->lock);
-    if (status == PMI_DEFERRED && pmi_heap_try_release(h)) status = PMI_DESTROYED;
+    if (status == PMI_DEFERRED && pmi_heap_try_release(h, true)) status = PMI_DESTROYED;
     return status;
 }
 
@@ -433,12 +595,18 @@ uintptr_t pmi_heap_id(pmi_heap_t* h) { return (uintptr_t)h->heap; }
 static size_t pmi_stripes_sum(pmi_heap_t* h, size_t offset) {
     intptr_t sum = 0;
     for (int i = 0; i < PMI_STRIPES; i++) {
-        sum += atomic_load_explicit((atomic_intptr_t*)((char*)&h->stripes[i] + offset), memory_order_relaxed);
+        sum += atomic_load_explicit((atomic_intptr_t*)((char*)&h->stripes[i] + offset), memory_order_acquire);
     }
     return sum < 0 ? 0 : (size_t)sum;  /* a free counted before its allocation was read: see pmi_heap.h */
 }
 size_t pmi_heap_live_blocks(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, live_blocks)); }
 size_t pmi_heap_live_bytes(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, live_bytes)); }
+size_t pmi_heap_total_blocks(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, total_blocks)); }
+size_t pmi_heap_peak_bytes(pmi_heap_t* h) {
+    const size_t peak = pmi_stripes_sum(h, offsetof(pmi_stripe_t, peak_bytes));
+    const size_t live = pmi_heap_live_bytes(h);
+    return peak < live ? live : peak;  /* a stripe's negative share can make the sum of peaks the lower */
+}
 
 int pmi_heap_collect(pmi_heap_t* h, bool force) {
     const int status = pmi_enter_alloc(h);
@@ -466,24 +634,34 @@ static inline void pmi_untrack(void* p) {
 }
 
 /* Inside a bracket: count a new block (or array data) of `size` bytes in the calling thread's stripe. */
-static inline void pmi_count_alloc(pmi_heap_t* h, size_t size) {
-    pmi_stripe_t* s = pmi_stripe(h);
-    atomic_fetch_add_explicit(&s->live_blocks, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->live_bytes, (intptr_t)size, memory_order_relaxed);
+static inline void pmi_count_peak(unsigned slot, pmi_stripe_t* s, intptr_t bytes) {
+    intptr_t peak = atomic_load_explicit(&s->peak_bytes, memory_order_relaxed);
+    if (__builtin_expect(bytes <= peak, 1)) return;
+    if (slot < PMI_OWNED) atomic_store_explicit(&s->peak_bytes, bytes, memory_order_relaxed);
+    else while (bytes > peak && !atomic_compare_exchange_weak(&s->peak_bytes, &peak, bytes)) {}
 }
 
-static inline void pmi_count_resize(pmi_heap_t* h, size_t old_size, size_t new_size) {
-    atomic_fetch_add_explicit(&pmi_stripe(h)->live_bytes, (intptr_t)new_size - (intptr_t)old_size, memory_order_relaxed);
+static inline void pmi_count_alloc(pmi_heap_t* h, unsigned slot, size_t size) {
+    pmi_stripe_t* s = &h->stripes[slot];
+    pmi_add(slot, &s->total_blocks, 1, memory_order_relaxed);
+    pmi_add(slot, &s->live_blocks, 1, memory_order_relaxed);
+    pmi_count_peak(slot, s, pmi_add(slot, &s->live_bytes, (intptr_t)size, memory_order_relaxed));
+}
+
+static inline void pmi_count_resize(pmi_heap_t* h, unsigned slot, size_t old_size, size_t new_size) {
+    pmi_stripe_t* s = &h->stripes[slot];
+    pmi_count_peak(slot, s, pmi_add(slot, &s->live_bytes, (intptr_t)new_size - (intptr_t)old_size, memory_order_relaxed));
 }
 
 /* Inside a bracket, once mimalloc freed the memory: count it out. true if the heap is closed: the caller
    then holds `pending` (so `h` outlives the bracket) and must call pmi_heap_finish once it left it. The
-   decrement comes before the load of `state`, and a close stores `state` before it adds the live counts
-   up, so either this free sees the heap closed or the close sees this free (pmi_heap_try_release). */
-static inline bool pmi_count_free(pmi_heap_t* h, size_t size) {
-    pmi_stripe_t* s = pmi_stripe(h);
-    atomic_fetch_sub_explicit(&s->live_bytes, (intptr_t)size, memory_order_relaxed);
-    atomic_fetch_sub(&s->live_blocks, 1);
+   decrement, a light fence, then the load of `state`; a close stores `state`, a heavy fence, then adds the
+   live counts up: either this free sees the heap closed or the close sees this free (pmi_heap.h). */
+static inline bool pmi_count_free(pmi_heap_t* h, unsigned slot, size_t size) {
+    pmi_stripe_t* s = &h->stripes[slot];
+    pmi_add(slot, &s->live_bytes, -(intptr_t)size, memory_order_relaxed);
+    pmi_add(slot, &s->live_blocks, -1, memory_order_release);  /* after mimalloc's free: see pmi_heap_drop */
+    if (__builtin_expect(slot < PMI_OWNED, 1)) pmi_light_fence();  /* the shared stripe's add was a barrier */
     if (__builtin_expect(atomic_load(&h->state) != PMI_STATE_CLOSED, 1)) return false;
     atomic_fetch_add(&h->pending, 1);
     return true;
@@ -492,7 +670,7 @@ static inline bool pmi_count_free(pmi_heap_t* h, size_t size) {
 /* After a free on a closed heap: release its mimalloc heap if that was the last block, then drop `pending`
    (which may free the wrapper: `h` is gone afterwards). */
 static void pmi_heap_finish(pmi_heap_t* h) {
-    (void)pmi_heap_try_release(h);
+    (void)pmi_heap_try_release(h, false);
     pmi_heap_drop(h, &h->pending);
 }
 
@@ -510,13 +688,14 @@ static inline pmi_block_t* pmi_record_fill(pmi_block_t* b, pmi_heap_t* h, void* 
 }
 
 pmi_block_t* pmi_block_alloc(pmi_heap_t* h, pmi_block_t* into, size_t size, size_t alignment, bool zero) {
-    const int status = pmi_enter_alloc(h);
+    const unsigned slot = pmi_slot();
+    const int status = pmi_enter_alloc_at(h, slot);
     if (status != PMI_OK) { pmi_last_failure = status; return NULL; }
     void* p;
     if (alignment == 0) p = (zero ? mi_heap_zalloc(h->heap, size) : mi_heap_malloc(h->heap, size));
     else p = (zero ? mi_heap_zalloc_aligned(h->heap, size, alignment) : mi_heap_malloc_aligned(h->heap, size, alignment));
-    if (p != NULL) pmi_count_alloc(h, size);
-    pmi_leave(h);
+    if (p != NULL) pmi_count_alloc(h, slot, size);
+    pmi_leave_at(h, slot);
     if (p == NULL) { pmi_last_failure = PMI_ENOMEM; return NULL; }
     pmi_track(p, size);
     return pmi_record_fill(into, h, p, size);
@@ -526,11 +705,12 @@ pmi_block_t* pmi_block_realloc(pmi_block_t* from, pmi_block_t* into, size_t size
     pmi_heap_t* h = from->owner;
     void* const data = from->data;
     if (data == NULL) { pmi_last_failure = PMI_ECLOSED; return NULL; }
-    const int status = pmi_enter_alloc(h);
+    const unsigned slot = pmi_slot();
+    const int status = pmi_enter_alloc_at(h, slot);
     if (status != PMI_OK) { pmi_last_failure = status; return NULL; }
     void* p = mi_heap_realloc(h->heap, data, size);
-    if (p != NULL) pmi_count_resize(h, from->size, size);
-    pmi_leave(h);
+    if (p != NULL) pmi_count_resize(h, slot, from->size, size);
+    pmi_leave_at(h, slot);
     if (p == NULL) { pmi_last_failure = PMI_ENOMEM; return NULL; }
     from->data = NULL;
     pmi_untrack(data);
@@ -560,14 +740,15 @@ static void pmi_defer(pmi_heap_t* h, void* data, size_t size) {
    while the heap is frozen. */
 #define PMI_BY_USABLE_SIZE ((size_t)-1)
 static void pmi_release_data(pmi_heap_t* h, void* data, size_t size) {
-    if (!pmi_enter_free(h)) {
+    const unsigned slot = pmi_slot();
+    if (!pmi_enter_free_at(h, slot)) {
         pmi_defer(h, data, size == PMI_BY_USABLE_SIZE ? mi_usable_size(data) : size);  /* alive, heap frozen: safe */
         return;
     }
     if (size == PMI_BY_USABLE_SIZE) size = mi_usable_size(data);
     mi_free(data);
-    const bool closed = pmi_count_free(h, size);
-    pmi_leave(h);
+    const bool closed = pmi_count_free(h, slot, size);
+    pmi_leave_at(h, slot);
     if (closed) pmi_heap_finish(h);
 }
 
@@ -596,26 +777,46 @@ static void pmi_release_deferred(pmi_heap_t* h) {
       numpy traces array data in tracemalloc itself (domain 389047), so these do not. -------------- */
 
 void* pmi_data_alloc(pmi_heap_t* h, size_t size, bool zero) {
-    if (pmi_enter_alloc(h) != PMI_OK) return NULL;  /* closed or frozen: numpy reports MemoryError */
+    const unsigned slot = pmi_slot();
+    if (pmi_enter_alloc_at(h, slot) != PMI_OK) return NULL;  /* closed or frozen: numpy reports MemoryError */
     void* p = (zero ? mi_heap_zalloc(h->heap, size) : mi_heap_malloc(h->heap, size));
-    if (p != NULL) pmi_count_alloc(h, mi_usable_size(p));
-    pmi_leave(h);
+    if (p != NULL) pmi_count_alloc(h, slot, mi_usable_size(p));
+    pmi_leave_at(h, slot);
     return p;
 }
 
 void* pmi_data_realloc(pmi_heap_t* h, void* p, size_t size) {
     if (p == NULL) return pmi_data_alloc(h, size, false);
     /* `p` is alive, so the mimalloc heap is too, even if the heap was closed since */
-    if (!pmi_enter_free(h)) return NULL;  /* frozen */
+    const unsigned slot = pmi_slot();
+    if (!pmi_enter_free_at(h, slot)) return NULL;  /* frozen */
     const size_t old_usable = mi_usable_size(p);
     void* q = mi_heap_realloc(h->heap, p, size);
-    if (q != NULL) pmi_count_resize(h, old_usable, mi_usable_size(q));
-    pmi_leave(h);
+    if (q != NULL) pmi_count_resize(h, slot, old_usable, mi_usable_size(q));
+    pmi_leave_at(h, slot);
     return q;
 }
 
 void pmi_data_free(pmi_heap_t* h, void* p) {
     if (p != NULL) pmi_release_data(h, p, PMI_BY_USABLE_SIZE);
+}
+
+size_t pmi_page_block_usable(const mi_page_t* page, const void* block);  /* pmi_mimalloc.c */
+
+/* pmi_release_data for a live block at the start of `page`'s block `p`, counted by its usable size as
+   pmi_data_alloc counted it: the page found once by the hook serves both the size and the free (mi_usable_size
+   and mi_free would each look it up again). The block is alive, so its page is. */
+void pmi_object_free(pmi_heap_t* h, struct mi_page_s* page, void* p) {
+    const unsigned slot = pmi_slot();
+    const size_t size = pmi_page_block_usable(page, p);
+    if (!pmi_enter_free_at(h, slot)) {
+        pmi_defer(h, p, size);  /* alive, heap frozen: safe */
+        return;
+    }
+    pmi_page_free(page, p);
+    const bool closed = pmi_count_free(h, slot, size);
+    pmi_leave_at(h, slot);
+    if (closed) pmi_heap_finish(h);
 }
 
 void pmi_heap_ref(pmi_heap_t* h) { atomic_fetch_add(&h->refs, 1); }
@@ -754,7 +955,8 @@ void pmi_meta_free(void* p) {
 int pmi_heap_enter(pmi_heap_t* h) { return pmi_enter_alloc(h); }
 int pmi_heap_enter_read(pmi_heap_t* h) {  /* reading a heap's statistics: a frozen heap may be read */
     if (!pmi_enter_free(h)) {  /* frozen: its counters are still safe to read */
-        atomic_fetch_add(&pmi_stripe(h)->active, 1);  /* a freeze already waited for brackets; this one only reads */
+        const unsigned slot = pmi_slot();  /* a freeze already waited for brackets; this one only reads */
+        pmi_bracket_in(slot, &h->stripes[slot].active);
     }
     if (atomic_load(&h->state) == PMI_STATE_OPEN) return PMI_OK;
     pmi_leave(h);
@@ -788,8 +990,6 @@ uintptr_t pmi_heap_of(uintptr_t address) {
     return heap;
 }
 
-size_t pmi_page_block_usable(const mi_page_t* page, const void* block);  /* pmi_mimalloc.c */
-
 size_t pmi_usable_size(uintptr_t address) {
     size_t usable = 0;
     pthread_rwlock_rdlock(&pmi_unmap_lock);
@@ -811,6 +1011,14 @@ size_t pmi_usable_size(uintptr_t address) {
 void pmi_collect(bool force) {
     pmi_world_enter();
     mi_collect(force);
+    pmi_world_leave();
+}
+
+void pmi_stats_reset(void) {
+    pmi_world_enter();
+    mi_stats_reset();
+    mi_stats_t* main_stats = &mi_heap_main()->stats;
+    if (main_stats->size != sizeof(mi_stats_t)) mi_stats_header_init(main_stats);
     pmi_world_leave();
 }
 

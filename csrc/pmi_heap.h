@@ -10,9 +10,17 @@
  *     the glue only fills it in. pmi_block_release frees the block (mi_free); Python calls it exactly
  *     once, when the Block is freed or deallocated, so memory is freed only when no Python object can
  *     reach it any more.
- *   - The live counts and the brackets are striped: every thread counts in one of PMI_STRIPES cache lines
- *     of the heap, chosen once per thread, so threads allocating from one heap do not bounce one line.
- *     Readers add the stripes up (see pmi_heap_live_blocks for what that means while others allocate).
+ *   - The live counts, the peak and the brackets are striped by thread, and a stripe has one writer: a
+ *     thread takes one of PMI_OWNED slots for its life (the same slot in every heap: stripe i of each heap
+ *     is slot i's cache line) and writes its stripes with plain loads and stores, no locked instruction.
+ *     Threads beyond PMI_OWNED share one last stripe and write it with locked read-modify-writes, as every
+ *     thread once did. A slot goes back when its thread exits (a pthread key's destructor) and the next
+ *     thread to take it carries on from the counts it holds: nothing needs folding, since a heap's counts
+ *     are only ever the sum of its stripes, and the hand-over (a release and an acquire on the slot
+ *     bitmap) orders the old owner's last stores before the new owner's first. A fork leaves the child
+ *     only the forking thread's slot. Stripes may go negative (a block freed by another thread than the
+ *     one that allocated it); readers add them up (see pmi_heap_live_blocks for what that means while
+ *     others allocate).
  *   - Closing waits for allocations in flight (any thread) to finish and then refuses new ones. If
  *     nothing allocated from the heap is alive, the mimalloc heap is destroyed at once (all its memory
  *     released). Otherwise it is destroyed by whichever thread frees the last live block. pymimalloc never
@@ -20,8 +28,35 @@
  *
  * Who may touch mimalloc when
  *   - Every call that uses a heap is bracketed by that heap's `active` count. Closing, freezing, a walk of
- *     the main heap and fork wait for the brackets they care about to drain (a Dekker handshake on
- *     sequentially consistent atomics: either the waiter sees the bracket, or the caller sees the flag).
+ *     the main heap and fork wait for the brackets they care about to drain: a Dekker handshake in which
+ *     either the waiter sees the bracket, or the caller sees the flag. The two sides are asymmetric:
+ *       caller (light, every allocation and free):  active += 1 (a plain store to its own stripe);
+ *                                                     light fence; load the flags; if one is up:
+ *                                                     active -= 1 and back off.
+ *       leaving:                                     active -= 1 with a release store (what the call did
+ *                                                     to the heap is visible to whoever reads the 0).
+ *       waiter (heavy, close/freeze/walk/fork):      store the flag; heavy fence; add up `active` of
+ *                                                     every stripe (acquire loads) until it reads 0.
+ *     The light fence is only a compiler barrier and the heavy fence is membarrier(2)'s
+ *     MEMBARRIER_CMD_PRIVATE_EXPEDITED, registered at pmi_init (the pattern of liburcu's "memb" flavour and
+ *     folly's asymmetricHeavyBarrier): the kernel makes every running thread of the process execute a full
+ *     barrier, and a thread that is not running passed one when it was switched out, so after the heavy
+ *     fence each caller's store is visible to the waiter, or that caller's flag load comes after the fence
+ *     and sees the flag. Where the kernel refuses membarrier (no such call, a seccomp filter), pmi_init
+ *     chooses seq_cst fences on both sides instead (an mfence per bracket, still no locked instruction
+ *     on the line); the choice is made once, before any other thread can be inside a bracket, and made
+ *     again in a forked child, which is alone (registration belongs to a process: the child asks the
+ *     kernel again). If a registered membarrier ever fails, the heavy fence falls back to an mprotect
+ *     that makes the kernel interrupt every CPU running the process (folly's fallback), never to nothing.
+ *     Built with PMI_ASYMMETRIC_FENCE=0 (benchmarks/tsan.py does: ThreadSanitizer cannot model membarrier),
+ *     both sides are seq_cst fences. pmi_fence_mode() says which protocol runs.
+ *   - The same handshake orders a free against a close: the free lowers its stripe's live count (release),
+ *     light fence, then loads `state`; the close stores `state`, heavy fence, then adds the live counts up.
+ *     Either the close sees the free, or the free sees the heap closed and finishes it itself. Frees that
+ *     see it closed take the slow path (pmi_heap_finish), which issues a seq_cst fence before adding up,
+ *     so two last frees in two threads cannot both miss each other.
+ *   - Counters and brackets are never written from a signal handler (a plain read-modify-write
+ *     interrupted by another on the same word would lose one); mimalloc is not async-signal-safe either.
  *   - One process-wide "world" mutex serialises what changes mimalloc's set of heaps or walks one: heap
  *     creation and destruction, walks, and fork. Thread exits (mimalloc's thread-done, which abandons a
  *     thread's pages) take an exit lock that walks hold exclusively.
@@ -90,6 +125,17 @@ uintptr_t   pmi_heap_id(pmi_heap_t* heap);       /* the mi_heap_t address, as mi
    heap; meanwhile a sum may miss what those threads do during the read (never more than that). */
 size_t      pmi_heap_live_blocks(pmi_heap_t* heap);
 size_t      pmi_heap_live_bytes(pmi_heap_t* heap);
+/* The highest live_bytes each thread's stripe reached, added up: exact while one thread allocates from and
+   frees into the heap, otherwise never below the true peak (a block freed by another thread than the one
+   that allocated it raises the allocating stripe's peak and lowers only the other's count). */
+size_t      pmi_heap_peak_bytes(pmi_heap_t* heap);
+size_t      pmi_heap_total_blocks(pmi_heap_t* heap);  /* allocations ever made (blocks, arrays, objects) */
+/* Which bracket protocol runs (see the ownership model): PMI_FENCE_MEMBARRIER, PMI_FENCE_SEQ_CST (the kernel
+   refused membarrier) or PMI_FENCE_BUILD (built with PMI_ASYMMETRIC_FENCE=0: seq_cst fences, for TSan) */
+#define PMI_FENCE_BUILD      0
+#define PMI_FENCE_SEQ_CST    1
+#define PMI_FENCE_MEMBARRIER 2
+int         pmi_fence_mode(void);
 int         pmi_heap_collect(pmi_heap_t* heap, bool force);
 int         pmi_heap_contains(pmi_heap_t* heap, uintptr_t address);  /* 1, 0, or PMI_ECLOSED */
 
@@ -152,6 +198,9 @@ size_t    pmi_usable_size(uintptr_t address);
 
 /* Process-wide calls, bracketed so that fork and walks of the main heap wait for them. */
 void      pmi_collect(bool force);
+/* mi_stats_reset, then the main heap's statistics header again: the reset merges the main heap's statistics
+   into the process's and zeroes them, header included, after which mi_heap_stats_get_json refuses them */
+void      pmi_stats_reset(void);
 int       pmi_arena_reserve(size_t size, bool commit, bool allow_large, void** arena_id);
 int       pmi_arena_known(void* arena_id);        /* 1 if pmi_arena_reserve made this id (heaps go only there) */
 size_t    pmi_arena_max_size(void);              /* the largest arena mimalloc v3 manages as one (bytes) */

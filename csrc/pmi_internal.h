@@ -44,6 +44,8 @@ void       pmi_thp_default(void);  /* at import: no transparent huge pages unles
 void*      pmi_data_alloc(pmi_heap_t* heap, size_t size, bool zero);
 void*      pmi_data_realloc(pmi_heap_t* heap, void* p, size_t size);
 void       pmi_data_free(pmi_heap_t* heap, void* p);
+/* The same for a Python object's block whose page the caller looked up (pmi_allocator.c): no more lookups */
+void       pmi_object_free(pmi_heap_t* heap, struct mi_page_s* page, void* p);
 
 #ifdef Py_PYTHON_H
 /* The pymimalloc._mimalloc module (a new reference), and adding functions to it (see pmi_python.c for the one

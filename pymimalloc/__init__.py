@@ -18,10 +18,11 @@ from .block import Block, good_size, usable_size
 from .build import build_info, mimalloc_version
 from .collection import CollectResult, collect, collecting
 from .options import options
-from .stats import ProcessInfo, print_stats, process_info, reset_stats, stats
+from .stats import HeapStats, ProcessInfo, format_size, print_stats, process_info, reset_stats, stats
 from ._core import HeapScope
 from .heap import Heap, default_heap, heap_of, main_heap, malloc
 from .visit import Area, BlockInfo, Snapshot
+from .measure import Measurement, measure
 
 __all__ = [
     "__version__",
@@ -36,7 +37,11 @@ __all__ = [
     "Snapshot",
     "build_info",
     "CollectResult",
+    "HeapStats",
+    "Measurement",
+    "measure",
     "ProcessInfo",
+    "format_size",
     "collect",
     "collecting",
     "default_heap",

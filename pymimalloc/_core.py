@@ -330,6 +330,27 @@ def heap_live_bytes(heap: Any) -> int:
     return int(lib.pmi_heap_live_bytes(_ptr(heap)))
 
 
+def heap_peak_bytes(heap: Any) -> int:
+    """The highest live_bytes, exact while one thread allocated and freed (else never below the truth)."""
+    return int(lib.pmi_heap_peak_bytes(_ptr(heap)))
+
+
+def heap_total_blocks(heap: Any) -> int:
+    """Allocations ever counted in the heap (blocks, array data, Python objects)."""
+    return int(lib.pmi_heap_total_blocks(_ptr(heap)))
+
+
+#: the glue's bracket protocol, by pmi_fence_mode() (see csrc/pmi_heap.h)
+FENCE_MODES: Final[dict[int, str]] = {lib.PMI_FENCE_BUILD: "seq_cst (built for TSan)",
+                                      lib.PMI_FENCE_SEQ_CST: "seq_cst", lib.PMI_FENCE_MEMBARRIER: "membarrier"}
+
+
+def fence_mode() -> str:
+    """Which bracket handshake this process runs: "membarrier", "seq_cst" (the kernel refused it), or
+    "seq_cst (built for TSan)"."""
+    return FENCE_MODES[int(lib.pmi_fence_mode())]
+
+
 def heap_contains(heap: Any, address: int) -> bool:
     return bool(check(lib.pmi_heap_contains(_ptr(heap), address), "contains"))
 
@@ -470,7 +491,7 @@ def refused_report() -> list[str]:
 
 
 def stats_reset() -> None:
-    lib.mi_stats_reset()
+    lib.pmi_stats_reset()
 
 
 def collect_all(force: bool) -> None:

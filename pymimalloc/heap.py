@@ -21,6 +21,7 @@ from ._validate import MAX_SIZE, as_alignment, as_size
 from .allocator import hook_for_python_objects
 from .arrays import HeapArrays, empty_slow, zeros_slow
 from .block import Block, address_of
+from .stats import HeapStats, heap_stats
 from .visit import Area, BlockInfo, Snapshot, VisitCallback, visit, walk
 
 if TYPE_CHECKING:
@@ -141,8 +142,16 @@ class Heap(ProcessLocal, HeapArrays, _core.HeapBase):
         if state != _core.STATE_OPEN:
             _core.check(_core.EFROZEN if state == _core.STATE_FROZEN else _core.ECLOSED, "cannot allocate")
 
-    def stats(self) -> dict[str, Any]:
-        """This heap's statistics as a dict (``mi_heap_stats_get_json``). ValueError if closed."""
+    def stats(self) -> HeapStats:
+        """This heap's figures (:class:`HeapStats`): pymimalloc's exact live, peak and allocation counts, and
+        the page counts mimalloc keeps in every build. ``print(heap.stats())`` reads as tracemalloc's sizes do
+        (``1.2 MiB``). ValueError if closed."""
+        return heap_stats(self, self.mimalloc_stats())
+
+    def mimalloc_stats(self) -> dict[str, Any]:
+        """mimalloc's own statistics of this heap as a dict (``mi_heap_stats_get_json``). A release build
+        keeps only some of them (pages, abandoned pages, huge blocks, page searches); the rest (requested
+        bytes, size bins) read 0 unless built with ``PYMIMALLOC_DEBUG``. ValueError if closed."""
         text = _core.heap_stats_json(self)
         if text is None:
             self._check_usable()  # closed or frozen says so; otherwise mimalloc ran out of memory

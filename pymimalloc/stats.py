@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from . import _core
 
-__all__ = ["ProcessInfo", "print_stats", "process_info", "reset_stats", "stats"]
+__all__ = ["HeapStats", "ProcessInfo", "format_size", "heap_stats", "print_stats", "process_info", "reset_stats", "stats"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -33,6 +33,73 @@ class ProcessInfo:
     peak_commit: int
     page_faults: int
     reserved: int
+
+
+def format_size(size: int) -> str:
+    """A byte count as tracemalloc prints one: "512 B", "1.2 MiB", "10 KiB" (3 to 4 significant digits)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 100 and unit != "B":
+            return f"{value:.1f} {unit}"
+        if abs(value) < 10 * 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HeapStats:
+    """One heap's figures at one moment. Sizes in bytes. Every field is counted in every build: nothing
+    here is a zero that only means "not counted".
+
+    pymimalloc's own exact counters (the glue counts every block, array data and Python object):
+
+    - ``live_blocks``, ``live_bytes``: alive now (Blocks by requested size; numpy data and Python objects by
+      mimalloc's usable size), as :attr:`Heap.live_blocks` and :attr:`Heap.live_bytes`;
+    - ``peak_live_bytes``: the highest ``live_bytes`` (pyarrow's ``max_memory()``). Exact while one thread
+      allocates from and frees into the heap; with several, each thread's own high-water marks added up, so
+      never below the true peak (a block freed by another thread than the one that allocated it can make
+      it higher);
+    - ``allocations``: blocks ever allocated (pyarrow's ``num_allocations()``).
+
+    mimalloc's counters that release builds keep too (``mi_heap_stats_get_json``; its other counters, such
+    as requested bytes and size bins, are compiled in only with ``MI_STAT`` in checked builds):
+
+    - ``pages``, ``peak_pages``: pages the heap holds, now and at most;
+    - ``pages_abandoned``: full pages given back to the arena (see the README's FIFO ring);
+    - ``huge_bytes``: bytes in blocks too big for a shared page (over 512 KiB in v3), now.
+    """
+
+    live_blocks: int
+    live_bytes: int
+    peak_live_bytes: int
+    allocations: int
+    pages: int
+    peak_pages: int
+    pages_abandoned: int
+    huge_bytes: int
+
+    def __str__(self) -> str:
+        return (f"{self.live_blocks:,} live blocks, {format_size(self.live_bytes)} "
+                f"(peak {format_size(self.peak_live_bytes)}); {self.allocations:,} allocations; "
+                f"{self.pages:,} pages (peak {self.peak_pages:,}), {self.pages_abandoned:,} abandoned; "
+                f"huge blocks {format_size(self.huge_bytes)}")
+
+
+def heap_stats(heap: Any, mimalloc: dict[str, Any]) -> HeapStats:
+    """HeapStats of ``heap`` from pymimalloc's counters and ``mimalloc``, its mi_heap_stats_get_json dict."""
+
+    def counter(name: str, field: str) -> int:
+        value = mimalloc.get(name, {})
+        return int(value.get(field, 0)) if isinstance(value, dict) else 0
+
+    live_bytes = _core.heap_live_bytes(heap)
+    return HeapStats(live_blocks=_core.heap_live_blocks(heap), live_bytes=live_bytes,
+                     peak_live_bytes=max(_core.heap_peak_bytes(heap), live_bytes),
+                     allocations=_core.heap_total_blocks(heap),
+                     pages=counter("pages", "current"), peak_pages=counter("pages", "peak"),
+                     pages_abandoned=counter("pages_abandoned", "total"),
+                     huge_bytes=counter("malloc_huge", "current"))
 
 
 def _kernel_rss(fallback: tuple[int, int]) -> tuple[int, int]:

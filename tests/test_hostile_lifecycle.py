@@ -20,5 +20,6 @@ def test_reinitialising_a_live_heap_raises_and_keeps_it_working() -> None:
 
 
 def test_main_heap_stats_returns_a_dict() -> None:
-    stats = pymimalloc.main_heap().stats()
+    stats = pymimalloc.main_heap().mimalloc_stats()
     assert isinstance(stats, dict)
+    assert pymimalloc.main_heap().stats().pages >= 0

@@ -104,7 +104,7 @@ def test_fifo_preset_changes_what_mimalloc_does_with_full_medium_pages() -> None
         with pymimalloc.options.override(**values):
             heap = pymimalloc.Heap()
             lib.pmi_bench_run_in(lib.PMI_PATTERN_RING, _core.handle(heap), 16384, 0, 20000, 1)
-            stats = heap.stats()
+            stats = heap.mimalloc_stats()
             heap.close()
         return int(stats["pages_abandoned"]["total"])
 

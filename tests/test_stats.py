@@ -19,7 +19,7 @@ def test_stats_and_heap_stats_are_dicts(heap: pymimalloc.Heap) -> None:
     stats = pymimalloc.stats()
     assert stats["mimalloc_version"] == 30403 and "process" in stats
     block = heap.malloc(1000)
-    heap_stats = heap.stats()
+    heap_stats = heap.mimalloc_stats()
     assert heap_stats["mimalloc_version"] == 30403
     block.free()
     heap.close()

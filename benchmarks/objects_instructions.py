@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Instructions of python_objects() against plain install() on one allocation-heavy workload, in one run.
+
+    python benchmarks/objects_instructions.py [--reps 2] [--modes install,objects]
+
+The workload of benchmarks/instructions.py (json, pickle, deepcopy, str churn) runs under callgrind once with
+``--reps`` repetitions and once with none, in each mode, and the difference is the workload's ``Ir`` alone:
+
+``install``      ``pymimalloc.install()``: Python's objects in Python's own mimalloc heap
+``objects``      the same, with the work inside ``with heap.python_objects():`` of one fresh Heap (every
+                 object goes through the glue: brackets, live counters)
+``plain``        no install(): CPython's pymalloc
+``measure``      no install(); the work inside ``with pymimalloc.measure():``
+``tracemalloc``  no install(); the work between tracemalloc.start() and stop() (one frame)
+``memray``       no install(); the work inside ``memray.Tracker`` (if memray is installed)
+
+Ratios are to the first mode given. For measure() against tracemalloc: ``--modes plain,measure,tracemalloc``.
+
+valgrind cannot run AVX-512: on a CPU that has it, build with ``CFLAGS=-mno-avx512f`` first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import instructions  # noqa: E402  (the shared workload and callgrind parser)
+
+PRELUDE = r'''
+import contextlib, os, sys, tempfile
+mode = sys.argv[1]
+import pymimalloc
+if mode in ("install", "objects"):
+    pymimalloc.install()
+def scope():
+    if mode == "objects":
+        return pymimalloc.Heap().python_objects()
+    if mode == "measure":
+        return pymimalloc.measure()
+    if mode == "tracemalloc":
+        return tracing()
+    if mode == "memray":
+        import memray
+        return memray.Tracker(os.path.join(tempfile.mkdtemp(), "trace.bin"))
+    return contextlib.nullcontext()
+@contextlib.contextmanager
+def tracing():
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        yield
+    finally:
+        tracemalloc.stop()
+'''
+
+
+def workload() -> str:
+    """instructions.WORKLOAD with its install step replaced and its loop run inside scope()."""
+    body = instructions.WORKLOAD
+    body = body.replace('if mode == "install":\n    import pymimalloc\n    pymimalloc.install()\n', "")
+    body = body.replace("for _ in range(reps):\n    work()", "with scope():\n    for _ in range(reps):\n        work()")
+    if "with scope():" not in body:
+        sys.exit("instructions.WORKLOAD changed shape: update objects_instructions.workload()")
+    return PRELUDE + body
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--modes", default="install,objects")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed")
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    for name in ("PYTHONMALLOC", "PYMIMALLOC_INSTALL"):
+        env.pop(name, None)
+    modes = args.modes.split(",")
+    rows = {}
+    with tempfile.TemporaryDirectory(prefix="pmi-objinstr.") as tmp:
+        out = pathlib.Path(tmp)
+        script = out / "workload.py"
+        script.write_text(workload())
+        for mode in modes:
+            # instructions.measure passes "plain" for any mode but "install": run valgrind ourselves
+            full = run(mode, args.reps, script, out, env)
+            empty = run(mode, 0, script, out, env)
+            rows[mode] = {key: full[key] - empty[key] for key in full}
+            print(f"  measured {mode}", file=sys.stderr, flush=True)
+    base = rows[modes[0]]["Ir"]
+    print(f"workload x{args.reps}; {sys.version.split()[0]}")
+    print(f"| mode | Ir | ÷ {modes[0]} | malloc+calloc calls | Ir/pair (malloc+free) |")
+    print("|---|---:|---:|---:|---:|")
+    for mode in modes:
+        row = rows[mode]
+        pair = (row["malloc_ir"] + row["free_ir"]) / max(row["malloc_calls"], 1)
+        print(f"| {mode} | {row['Ir']:,} | {row['Ir'] / base:.3f} | {row['malloc_calls']:,} | {pair:.1f} |")
+
+
+def run(mode: str, reps: int, script: pathlib.Path, out: pathlib.Path, env: dict[str, str]) -> dict[str, int]:
+    profile = out / f"callgrind.{mode}.{reps}"
+    cmd = ["valgrind", "--tool=callgrind", "--aspace-minaddr=0x200000000", "--compress-strings=no",
+           "--compress-pos=no", f"--callgrind-out-file={profile}", sys.executable, str(script), mode, str(reps)]
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{mode}: valgrind failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return instructions.parse_callgrind(profile)
+
+
+if __name__ == "__main__":
+    main()
