@@ -95,18 +95,33 @@ def parse_callgrind(path: pathlib.Path) -> dict[str, int]:
     return row
 
 
-def measure(python: str, mode: str, reps: int, script: pathlib.Path, out: pathlib.Path, env: dict[str, str]) -> dict[str, int]:
+def measure(python: str, mode: str, reps: int, script: pathlib.Path, out: pathlib.Path, env: dict[str, str],
+            script_mode: str | None = None) -> dict[str, int]:
+    """One callgrind run of ``script`` with ``reps`` repetitions; ``script_mode`` is the script's first argument
+    (by default "install" for the install mode and "plain" for any other)."""
     profile = out / f"callgrind.{mode}.{reps}"
+    if script_mode is None:
+        script_mode = "install" if mode == "install" else "plain"
     # valgrind maps the client's memory low by default, so pymalloc's objects got addresses below 2**30 and
     # every id() was a one-digit int: dicts keyed by id() (deepcopy's memo, json's circular-reference check)
     # hashed 5x cheaper than natively, where mmap's addresses need two digits, as mimalloc's do under
     # valgrind too. From 8 GiB up (the highest start valgrind takes) ids have two digits, as they do natively.
     cmd = ["valgrind", "--tool=callgrind", "--aspace-minaddr=0x200000000", "--compress-strings=no", "--compress-pos=no",
-           f"--callgrind-out-file={profile}", python, str(script), "install" if mode == "install" else "plain", str(reps)]
+           f"--callgrind-out-file={profile}", python, str(script), script_mode, str(reps)]
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         sys.exit(f"{mode}: valgrind failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return parse_callgrind(profile)
+
+
+def workload_counts(python: str, mode: str, reps: int, script: pathlib.Path, out: pathlib.Path, env: dict[str, str],
+                    script_mode: str | None = None) -> dict[str, int]:
+    """The counts of the workload alone: a run with ``reps`` repetitions less a run with none (start-up,
+    imports and install() cancel)."""
+    full = measure(python, mode, reps, script, out, env, script_mode)
+    empty = measure(python, mode, 0, script, out, env, script_mode)
+    print(f"  measured {mode}", file=sys.stderr, flush=True)
+    return {key: full[key] - empty[key] for key in full}
 
 
 def cpu_seconds(python: str, mode: str, reps: int, script: pathlib.Path, env: dict[str, str]) -> float:
@@ -138,10 +153,7 @@ def main() -> None:
         script.write_text(WORKLOAD)
         rows = {}
         for mode, python, env in modes:
-            full = measure(python, mode, args.reps, script, out, env)
-            empty = measure(python, mode, 0, script, out, env)
-            rows[mode] = {key: full[key] - empty[key] for key in full}
-            print(f"  measured {mode}", file=sys.stderr, flush=True)
+            rows[mode] = workload_counts(python, mode, args.reps, script, out, env)
         cpu: dict[str, list[float]] = {mode: [] for mode, _, _ in modes}
         for run in range(args.cpu_runs):
             order = modes if run % 2 == 0 else modes[::-1]

@@ -25,7 +25,6 @@ import argparse
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -87,11 +86,7 @@ def main() -> None:
         script = out / "workload.py"
         script.write_text(workload())
         for mode in modes:
-            # instructions.measure passes "plain" for any mode but "install": run valgrind ourselves
-            full = run(mode, args.reps, script, out, env)
-            empty = run(mode, 0, script, out, env)
-            rows[mode] = {key: full[key] - empty[key] for key in full}
-            print(f"  measured {mode}", file=sys.stderr, flush=True)
+            rows[mode] = instructions.workload_counts(sys.executable, mode, args.reps, script, out, env, script_mode=mode)
     base = rows[modes[0]]["Ir"]
     print(f"workload x{args.reps}; {sys.version.split()[0]}")
     print(f"| mode | Ir | ÷ {modes[0]} | malloc+calloc calls | Ir/pair (malloc+free) |")
@@ -100,16 +95,6 @@ def main() -> None:
         row = rows[mode]
         pair = (row["malloc_ir"] + row["free_ir"]) / max(row["malloc_calls"], 1)
         print(f"| {mode} | {row['Ir']:,} | {row['Ir'] / base:.3f} | {row['malloc_calls']:,} | {pair:.1f} |")
-
-
-def run(mode: str, reps: int, script: pathlib.Path, out: pathlib.Path, env: dict[str, str]) -> dict[str, int]:
-    profile = out / f"callgrind.{mode}.{reps}"
-    cmd = ["valgrind", "--tool=callgrind", "--aspace-minaddr=0x200000000", "--compress-strings=no",
-           "--compress-pos=no", f"--callgrind-out-file={profile}", sys.executable, str(script), mode, str(reps)]
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"{mode}: valgrind failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return instructions.parse_callgrind(profile)
 
 
 if __name__ == "__main__":
