@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pathlib
+import site
 
 import pymimalloc
 from childproc import run, run_program
@@ -28,11 +29,20 @@ def test_main_json() -> None:
 
 
 def test_importing_the_source_folder_without_the_compiled_module_says_why() -> None:
+    """A checkout's source folder (the current directory, first on the path) with no compiled module of its own
+    is refused with a message that says why, unless a compiled module of the same version is loaded already
+    (PYMIMALLOC_INSTALL loads the installed one at start): then the two are one version and it works. A module
+    of another version is refused (tests/test_compiled_version.py). An in-place build is always importable."""
     repo = pathlib.Path(__file__).resolve().parent.parent
-    if list((repo / "pymimalloc").glob("_mimalloc*.so")):
-        # an in-place (editable) build: the source folder is importable and must work
-        result = run(["-c", "import pymimalloc"], cwd=repo)
-        assert result.returncode == 0, result.stderr
-    else:
-        result = run(["-c", "import pymimalloc"], cwd=repo)
-        assert "imported the source folder of a checkout" in result.stderr
+    for install in ("", "1"):
+        result = run(["-c", "import pymimalloc, sys; print(sys.modules['pymimalloc'].__file__)"], cwd=repo,
+                     env={"PYMIMALLOC_INSTALL": install})
+        in_place = bool(list((repo / "pymimalloc").glob("_mimalloc*.so")))
+        loaded_at_start = install == "1" and any(
+            (pathlib.Path(folder) / "pymimalloc.pth").exists() for folder in site.getsitepackages()
+        )
+        if in_place or loaded_at_start:
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.strip() == str(repo / "pymimalloc" / "__init__.py")
+        else:
+            assert "imported the source folder of a checkout" in result.stderr, (install, result.stderr)
