@@ -24,7 +24,7 @@
  *   - Closing waits for allocations in flight (any thread) to finish and then refuses new ones. If
  *     nothing allocated from the heap is alive, the mimalloc heap is destroyed at once (all its memory
  *     released). Otherwise it is destroyed by whichever thread frees the last live block. pymimalloc never
- *     calls mi_heap_delete: in v3.4.3 it mishandles pages that live outside an arena (see the README).
+ *     calls mi_heap_delete: in v3.4.3 it mishandles pages that live outside an arena (docs/reliability.md).
  *
  * Who may touch mimalloc when
  *   - Every call that uses a heap is bracketed by that heap's `active` count. Closing, freezing, a walk of

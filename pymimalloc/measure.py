@@ -14,7 +14,7 @@ with the last of it. Sizes are mimalloc's usable sizes (a 40-byte request takes 
 What it does not see: other threads and tasks, memory that is not a Python object or buffer (the C
 library's malloc, numpy's array data unless numpy allocates through Python, mmap), and memory freed from
 objects made before the block. tracemalloc sees all Python allocations with a traceback each; memray sees
-every allocation of the process, native ones too. See the README for what each costs.
+every allocation of the process, native ones too. docs/allocator.md compares what each costs.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ class HeapStats:
     as requested bytes and size bins, are compiled in only with ``MI_STAT`` in checked builds):
 
     - ``pages``, ``peak_pages``: pages the heap holds, now and at most;
-    - ``pages_abandoned``: full pages given back to the arena (see the README's FIFO ring);
+    - ``pages_abandoned``: full pages given back to the arena (docs/benchmarks.md, the FIFO ring);
     - ``huge_bytes``: bytes in blocks too big for a shared page (over 512 KiB in v3), now.
     """
 
