@@ -602,6 +602,14 @@ static size_t pmi_stripes_sum(pmi_heap_t* h, size_t offset) {
 size_t pmi_heap_live_blocks(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, live_blocks)); }
 size_t pmi_heap_live_bytes(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, live_bytes)); }
 size_t pmi_heap_total_blocks(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, total_blocks)); }
+int pmi_heap_peak_exact(pmi_heap_t* h) {
+    int counting = 0;  /* stripes that ever counted a block in or out */
+    for (int i = 0; i < PMI_STRIPES; i++) {
+        counting += atomic_load_explicit(&h->stripes[i].total_blocks, memory_order_acquire) != 0
+                    || atomic_load_explicit(&h->stripes[i].live_bytes, memory_order_acquire) != 0;
+    }
+    return counting <= 1;
+}
 size_t pmi_heap_peak_bytes(pmi_heap_t* h) {
     const size_t peak = pmi_stripes_sum(h, offsetof(pmi_stripe_t, peak_bytes));
     const size_t live = pmi_heap_live_bytes(h);

@@ -125,10 +125,13 @@ uintptr_t   pmi_heap_id(pmi_heap_t* heap);       /* the mi_heap_t address, as mi
    heap; meanwhile a sum may miss what those threads do during the read (never more than that). */
 size_t      pmi_heap_live_blocks(pmi_heap_t* heap);
 size_t      pmi_heap_live_bytes(pmi_heap_t* heap);
-/* The highest live_bytes each thread's stripe reached, added up: exact while one thread allocates from and
-   frees into the heap, otherwise never below the true peak (a block freed by another thread than the one
-   that allocated it raises the allocating stripe's peak and lowers only the other's count). */
+/* The highest live_bytes each thread's stripe reached, added up: exact while pmi_heap_peak_exact says so. */
 size_t      pmi_heap_peak_bytes(pmi_heap_t* heap);
+/* 1 while pmi_heap_peak_bytes is exact: at most one thread's stripe ever counted a block in or out (the same
+   thread, or threads that had the same slot one after another). 0 once a second stripe did: then the sum of
+   peaks may be far above the true peak (a block allocated in one thread and freed in another only ever
+   raises the first stripe's count), so it says nothing exact. */
+int         pmi_heap_peak_exact(pmi_heap_t* heap);
 size_t      pmi_heap_total_blocks(pmi_heap_t* heap);  /* allocations ever made (blocks, arrays, objects) */
 /* Which bracket protocol runs (see the ownership model): PMI_FENCE_MEMBARRIER, PMI_FENCE_SEQ_CST (the kernel
    refused membarrier) or PMI_FENCE_BUILD (built with PMI_ASYMMETRIC_FENCE=0: seq_cst fences, for TSan) */

@@ -104,7 +104,11 @@ _STATUS_EXCEPTIONS: Final[dict[int, tuple[type[Exception], str]]] = {
     ),
     lib.PMI_ENOMEM: (MemoryError, "out of memory"),
     lib.PMI_ENOTHOOKED: (RuntimeError, "the allocator hook is not in place (an internal error in pymimalloc)"),
-    lib.PMI_ETARGETS: (RuntimeError, "more than 1024 heaps hold Python objects at once; close some first"),
+    lib.PMI_ETARGETS: (
+        RuntimeError,
+        "more than 1024 heaps hold Python objects at once (a closed heap, or a finished measure(), counts until "
+        "the last of its objects is freed); free those objects first",
+    ),
     lib.PMI_EDEBUGHOOKS: (
         RuntimeError,
         "CPython's debug hooks serve its allocator (PYTHONMALLOC=debug, -X dev, or a debug build of Python). "
@@ -330,9 +334,13 @@ def heap_live_bytes(heap: Any) -> int:
     return int(lib.pmi_heap_live_bytes(_ptr(heap)))
 
 
-def heap_peak_bytes(heap: Any) -> int:
-    """The highest live_bytes, exact while one thread allocated and freed (else never below the truth)."""
-    return int(lib.pmi_heap_peak_bytes(_ptr(heap)))
+def heap_peak_bytes(heap: Any) -> int | None:
+    """The highest live_bytes the heap reached, or None once a second thread allocated from or freed into it
+    (its threads' own high-water marks then add up to no exact figure; see pmi_heap.h)."""
+    h = _ptr(heap)
+    if not lib.pmi_heap_peak_exact(h):
+        return None
+    return max(int(lib.pmi_heap_peak_bytes(h)), int(lib.pmi_heap_live_bytes(h)))
 
 
 def heap_total_blocks(heap: Any) -> int:

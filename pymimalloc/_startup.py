@@ -93,7 +93,9 @@ def main() -> None:
             from pymimalloc import install
 
             with warnings.catch_warnings():  # at start nothing of the program was traced yet: nothing is lost
-                warnings.filterwarnings("ignore", "pymimalloc.install.. restarted tracemalloc", RuntimeWarning)
+                warnings.filterwarnings(
+                    "ignore", "pymimalloc.install.. put pymimalloc.s allocator hook in place", RuntimeWarning
+                )
                 install(domains)
     except (ValueError, RuntimeError, MemoryError, ImportError, OSError) as error:
         print(f"pymimalloc: not installed as Python's allocator: {error}", file=sys.stderr)

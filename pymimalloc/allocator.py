@@ -27,7 +27,10 @@ are untouched.
 
 from __future__ import annotations
 
+import os
+import sys
 import tracemalloc
+import types
 import warnings
 from collections.abc import Iterable
 
@@ -68,10 +71,20 @@ def install(domains: Iterable[str] = ("mem", "obj"), raw: bool = False) -> None:
     ValueError or TypeError for a bad domain, RuntimeError under CPython's debug hooks, MemoryError if
     mimalloc cannot make its heap. Memory allocated before stays with its allocator until it is freed.
     """
-    _hook(_mask_of(domains, raw), route=True)
+    _hook(_mask_of(domains, raw), route=True, who="pymimalloc.install()")
 
 
-def _hook(mask: int, route: bool) -> None:
+def _caller_stacklevel() -> int:
+    """The stacklevel of the first frame outside pymimalloc, for a warning that names the user's line."""
+    package = os.path.dirname(__file__)
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and os.path.dirname(frame.f_code.co_filename) == package:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _hook(mask: int, route: bool, who: str) -> None:
     """Hook the domains in ``mask`` (routing them if ``route``), with tracemalloc restarted above the new hooks."""
     with _lock:
         hooked, routed = _core.allocator_state()
@@ -87,10 +100,11 @@ def _hook(mask: int, route: bool) -> None:
                 tracemalloc.start(frames)
     if restart:
         warnings.warn(
-            "pymimalloc.install() restarted tracemalloc beneath itself, so that it sees mimalloc's blocks: "
-            "the traces taken before are gone. Call install() before tracemalloc.start() to keep them.",
+            f"{who} put pymimalloc's allocator hook in place and restarted tracemalloc beneath it, so that it sees "
+            "mimalloc's blocks: the traces taken before are gone. Call it (or pymimalloc.install()) before "
+            "tracemalloc.start() to keep them.",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=_caller_stacklevel(),
         )
 
 
@@ -116,4 +130,4 @@ def hooked() -> tuple[str, ...]:
 
 def hook_for_python_objects() -> None:
     """Put the hook in front of the "mem" and "obj" domains (not routing them), for ``Heap.python_objects()``."""
-    _hook(_core.ALLOCATOR_DOMAINS["mem"] | _core.ALLOCATOR_DOMAINS["obj"], route=False)
+    _hook(_core.ALLOCATOR_DOMAINS["mem"] | _core.ALLOCATOR_DOMAINS["obj"], route=False, who="Heap.python_objects()")

@@ -136,11 +136,11 @@ class Heap(ProcessLocal, HeapArrays, _core.HeapBase):
         if self.closed:
             raise ValueError("the heap is closed")
 
-    def _check_usable(self) -> None:
-        """Raise ValueError if closed, RuntimeError if frozen by a visit or snapshot."""
+    def _check_usable(self, what: str = "cannot allocate") -> None:
+        """Raise ValueError if closed, RuntimeError if frozen by a visit or snapshot; ``what`` starts the message."""
         state = _core.heap_state(self)
         if state != _core.STATE_OPEN:
-            _core.check(_core.EFROZEN if state == _core.STATE_FROZEN else _core.ECLOSED, "cannot allocate")
+            _core.check(_core.EFROZEN if state == _core.STATE_FROZEN else _core.ECLOSED, what)
 
     def stats(self) -> HeapStats:
         """This heap's figures (:class:`HeapStats`): pymimalloc's exact live, peak and allocation counts, and
@@ -154,7 +154,7 @@ class Heap(ProcessLocal, HeapArrays, _core.HeapBase):
         bytes, size bins) read 0 unless built with ``PYMIMALLOC_DEBUG``. ValueError if closed."""
         text = _core.heap_stats_json(self)
         if text is None:
-            self._check_usable()  # closed or frozen says so; otherwise mimalloc ran out of memory
+            self._check_usable("stats")  # closed or frozen says so; otherwise mimalloc ran out of memory
             raise MemoryError("mimalloc could not produce heap statistics")
         return json.loads(text)  # type: ignore[no-any-return]
 

@@ -11,9 +11,14 @@ allocates inside the block comes from that heap, whose exact counters say what i
 (``allocations``). The heap is closed on exit; what the block kept stays valid, and the heap's memory goes
 with the last of it. Sizes are mimalloc's usable sizes (a 40-byte request takes a 48-byte block).
 
-What it does not see: other threads and tasks, memory that is not a Python object or buffer (the C
-library's malloc, numpy's array data unless numpy allocates through Python, mmap), and memory freed from
-objects made before the block. tracemalloc sees all Python allocations with a traceback each; memray sees
+What it does not see: other threads and tasks; memory that is not a Python object or buffer (the C
+library's malloc, numpy's array data unless numpy allocates through Python, mmap); objects CPython hands out
+again from its own free lists (floats, lists, dicts, tuples recently freed: no allocation happens); objects
+made before the block, even when they grow inside it (a list's new item array comes from the heap that
+serves the list's realloc, its old one); and, in a nested ``measure()`` (or ``python_objects()``), what the
+inner block allocates, which the inner one counts. ``peak`` is None once another thread freed some of the
+block's objects. While more than 1024 heaps that ever held Python objects still have some alive (a
+measurement whose objects are kept counts until the last of them goes), a new one raises RuntimeError. tracemalloc sees all Python allocations with a traceback each; memray sees
 every allocation of the process, native ones too. docs/allocator.md compares what each costs.
 """
 
@@ -42,7 +47,7 @@ class Measurement:
     def __init__(self) -> None:
         self._heap: Heap | None = None
         self._scope: HeapScope | None = None
-        self._final: tuple[int, int, int, int] | None = None
+        self._final: tuple[int, int | None, int, int] | None = None
         self._used = False
 
     def __enter__(self) -> Measurement:
@@ -73,12 +78,12 @@ class Measurement:
             heap.close()  # what the block kept stays valid; the memory goes with the last of it
 
     @staticmethod
-    def _figures(heap: Heap) -> tuple[int, int, int, int]:
+    def _figures(heap: Heap) -> tuple[int, int | None, int, int]:
         """The heap's exact counters, read without building anything in the heap (no statistics dict)."""
-        live = _core.heap_live_bytes(heap)
-        return (live, max(live, _core.heap_peak_bytes(heap)), _core.heap_live_blocks(heap), _core.heap_total_blocks(heap))
+        return (_core.heap_live_bytes(heap), _core.heap_peak_bytes(heap), _core.heap_live_blocks(heap),
+                _core.heap_total_blocks(heap))
 
-    def _now(self) -> tuple[int, int, int, int]:
+    def _now(self) -> tuple[int, int | None, int, int]:
         if self._final is not None:
             return self._final
         if self._heap is None:
@@ -91,8 +96,10 @@ class Measurement:
         return self._now()[0]
 
     @property
-    def peak(self) -> int:
-        """The most bytes of the block's objects alive at one time."""
+    def peak(self) -> int | None:
+        """The most bytes of the block's objects alive at one time; None if another thread freed some of them
+        (the garbage collector run from another thread, a queue's consumer): pymimalloc counts per thread,
+        and such frees leave no exact peak."""
         return self._now()[1]
 
     @property
@@ -115,7 +122,9 @@ class Measurement:
     def __str__(self) -> str:
         if self._heap is None:
             return repr(self)
-        return (f"kept {format_size(self.kept)} in {self.blocks:,} blocks, peak {format_size(self.peak)}, "
+        peak = self.peak
+        return (f"kept {format_size(self.kept)} in {self.blocks:,} blocks, "
+                f"peak {'unknown (freed in another thread)' if peak is None else format_size(peak)}, "
                 f"{self.allocations:,} allocations")
 
 

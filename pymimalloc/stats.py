@@ -56,10 +56,9 @@ class HeapStats:
 
     - ``live_blocks``, ``live_bytes``: alive now (Blocks by requested size; numpy data and Python objects by
       mimalloc's usable size), as :attr:`Heap.live_blocks` and :attr:`Heap.live_bytes`;
-    - ``peak_live_bytes``: the highest ``live_bytes`` (pyarrow's ``max_memory()``). Exact while one thread
-      allocates from and frees into the heap; with several, each thread's own high-water marks added up, so
-      never below the true peak (a block freed by another thread than the one that allocated it can make
-      it higher);
+    - ``peak_live_bytes``: the highest ``live_bytes`` (pyarrow's ``max_memory()``), exact, or None once a
+      second thread allocated from or freed into the heap: the counters are kept per thread, and a block
+      allocated in one thread and freed in another leaves no exact peak to report;
     - ``allocations``: blocks ever allocated (pyarrow's ``num_allocations()``).
 
     mimalloc's counters that release builds keep too (``mi_heap_stats_get_json``; its other counters, such
@@ -72,7 +71,7 @@ class HeapStats:
 
     live_blocks: int
     live_bytes: int
-    peak_live_bytes: int
+    peak_live_bytes: int | None
     allocations: int
     pages: int
     peak_pages: int
@@ -81,9 +80,13 @@ class HeapStats:
 
     def __str__(self) -> str:
         return (f"{self.live_blocks:,} live blocks, {format_size(self.live_bytes)} "
-                f"(peak {format_size(self.peak_live_bytes)}); {self.allocations:,} allocations; "
+                f"(peak {_peak_text(self.peak_live_bytes)}); {self.allocations:,} allocations; "
                 f"{self.pages:,} pages (peak {self.peak_pages:,}), {self.pages_abandoned:,} abandoned; "
                 f"huge blocks {format_size(self.huge_bytes)}")
+
+
+def _peak_text(peak: int | None) -> str:
+    return "unknown: several threads" if peak is None else format_size(peak)
 
 
 def heap_stats(heap: Any, mimalloc: dict[str, Any]) -> HeapStats:
@@ -95,7 +98,7 @@ def heap_stats(heap: Any, mimalloc: dict[str, Any]) -> HeapStats:
 
     live_bytes = _core.heap_live_bytes(heap)
     return HeapStats(live_blocks=_core.heap_live_blocks(heap), live_bytes=live_bytes,
-                     peak_live_bytes=max(_core.heap_peak_bytes(heap), live_bytes),
+                     peak_live_bytes=_core.heap_peak_bytes(heap),
                      allocations=_core.heap_total_blocks(heap),
                      pages=counter("pages", "current"), peak_pages=counter("pages", "peak"),
                      pages_abandoned=counter("pages_abandoned", "total"),

@@ -8,6 +8,8 @@ import threading
 import pytest
 
 import pymimalloc
+from childproc import run_program
+from threads import run_threads
 
 
 def test_heap_stats_are_exact_and_typed() -> None:
@@ -125,3 +127,32 @@ def test_measure_exits_cleanly_on_an_exception() -> None:
             table = {n: [n] for n in range(100)}
             raise KeyError("boom")
     assert m.blocks >= 100 and table[99] == [99]
+
+
+def test_peak_is_none_once_another_thread_frees_into_the_heap() -> None:
+    """A block allocated in one thread and freed in another only ever raises the first thread's counts: the sum
+    of per-thread peaks would then be far above the truth, so the peak says it is unknown instead."""
+    heap = pymimalloc.Heap()
+    for _ in range(20):
+        batch = [heap.malloc(50_000) for _ in range(20)]  # 1 MB alive at a time
+        run_threads(batch.clear)                            # freed in another thread
+    stats = heap.stats()
+    assert (stats.live_blocks, stats.live_bytes, stats.allocations) == (0, 0, 400)
+    assert stats.peak_live_bytes is None and "unknown" in str(stats)
+    heap.close()
+    with pymimalloc.measure() as m:
+        kept = [str(n) * 10 for n in range(1000)]
+        run_threads(kept.clear)
+    assert m.peak is None and "unknown" in str(m) and m.blocks < 1000
+
+
+def test_stats_of_a_closed_heap_name_the_call() -> None:
+    heap = pymimalloc.Heap()
+    heap.close()
+    with pytest.raises(ValueError, match="^stats: the heap is closed$"):
+        heap.stats()
+
+
+def test_python_objects_restarting_tracemalloc_names_itself_and_the_callers_line() -> None:
+    result = run_program("allocator_tracemalloc_restart_warning.py")
+    assert result.stdout.split() == ["ok"]
