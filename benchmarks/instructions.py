@@ -124,6 +124,16 @@ def workload_counts(python: str, mode: str, reps: int, script: pathlib.Path, out
     return {key: full[key] - empty[key] for key in full}
 
 
+def valgrind_environment() -> dict[str, str]:
+    """This environment with hash seed 0 and no allocator choice of its own; exits if valgrind is missing."""
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed")
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    for name in ("PYTHONMALLOC", "PYMIMALLOC_INSTALL"):
+        env.pop(name, None)
+    return env
+
+
 def cpu_seconds(python: str, mode: str, reps: int, script: pathlib.Path, env: dict[str, str]) -> float:
     proc = subprocess.run([python, str(script), "install" if mode == "install" else "plain", str(reps), "time"],
                           env=env, stdout=subprocess.PIPE, text=True, check=True)
@@ -137,11 +147,7 @@ def main() -> None:
                         help="a CPython 3.13 for the built-in mimalloc ('' to skip)")
     parser.add_argument("--cpu-runs", type=int, default=0, help="also time each mode N times, interleaved")
     args = parser.parse_args()
-    if shutil.which("valgrind") is None:
-        sys.exit("valgrind is not installed")
-    base_env = dict(os.environ, PYTHONHASHSEED="0")
-    for name in ("PYTHONMALLOC", "PYMIMALLOC_INSTALL"):
-        base_env.pop(name, None)
+    base_env = valgrind_environment()
     modes: list[tuple[str, str, dict[str, str]]] = [
         ("pymalloc", sys.executable, base_env), ("install", sys.executable, base_env)]
     if args.py313 and os.path.exists(args.py313):

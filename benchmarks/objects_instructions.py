@@ -22,9 +22,7 @@ valgrind cannot run AVX-512: on a CPU that has it, build with ``CFLAGS=-mno-avx5
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
-import shutil
 import sys
 import tempfile
 
@@ -74,11 +72,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--modes", default="install,objects")
     args = parser.parse_args()
-    if shutil.which("valgrind") is None:
-        sys.exit("valgrind is not installed")
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    for name in ("PYTHONMALLOC", "PYMIMALLOC_INSTALL"):
-        env.pop(name, None)
+    env = instructions.valgrind_environment()
     modes = args.modes.split(",")
     rows = {}
     with tempfile.TemporaryDirectory(prefix="pmi-objinstr.") as tmp:
