@@ -338,9 +338,7 @@ def heap_peak_bytes(heap: Any) -> int | None:
     """The highest live_bytes the heap reached, or None once a second thread allocated from or freed into it
     (its threads' own high-water marks then add up to no exact figure; see pmi_heap.h)."""
     h = _ptr(heap)
-    if not lib.pmi_heap_peak_exact(h):
-        return None
-    return max(int(lib.pmi_heap_peak_bytes(h)), int(lib.pmi_heap_live_bytes(h)))
+    return int(lib.pmi_heap_peak_bytes(h)) if lib.pmi_heap_peak_exact(h) else None  # C: never below live_bytes
 
 
 def heap_total_blocks(heap: Any) -> int:

@@ -96,8 +96,7 @@ def heap_stats(heap: Any, mimalloc: dict[str, Any]) -> HeapStats:
         value = mimalloc.get(name, {})
         return int(value.get(field, 0)) if isinstance(value, dict) else 0
 
-    live_bytes = _core.heap_live_bytes(heap)
-    return HeapStats(live_blocks=_core.heap_live_blocks(heap), live_bytes=live_bytes,
+    return HeapStats(live_blocks=_core.heap_live_blocks(heap), live_bytes=_core.heap_live_bytes(heap),
                      peak_live_bytes=_core.heap_peak_bytes(heap),
                      allocations=_core.heap_total_blocks(heap),
                      pages=counter("pages", "current"), peak_pages=counter("pages", "peak"),
