@@ -30,7 +30,7 @@ heap = pymimalloc.Heap()
 for _ in range(rounds):
     for name, pattern, size, param, n in cases:
         for kind in ("heap", "pymimalloc"):
-            ns = _core.bench_run(_core.BENCH_PATTERNS[pattern], kind, heap, size, param, n, 1)
+            ns = _core.bench_run(_core.BENCH_PATTERNS[pattern], kind, heap, size, param, n, 1, name)
             key = name + "|" + kind
             best[key] = min(best.get(key, ns), ns)
 print(json.dumps(best))
