@@ -35,6 +35,7 @@ typedef struct pmi_stripe_s {
     atomic_intptr_t live_bytes;
     atomic_intptr_t peak_bytes;    /* the highest live_bytes this stripe reached */
     atomic_intptr_t total_blocks;  /* allocations counted here, ever */
+    atomic_intptr_t counted;       /* 1 once this stripe counted anything (pmi_heap_peak_exact) */
 } __attribute__((aligned(64))) pmi_stripe_t;
 
 struct pmi_heap_s {
@@ -602,12 +603,11 @@ static size_t pmi_stripes_sum(pmi_heap_t* h, size_t offset) {
 size_t pmi_heap_live_blocks(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, live_blocks)); }
 size_t pmi_heap_live_bytes(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, live_bytes)); }
 size_t pmi_heap_total_blocks(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, total_blocks)); }
+/* A stripe's own mark, not its counts: a stripe that only grew and shrank blocks of other threads (Block.realloc,
+   numpy's realloc) or freed as much as it grew may read all zeros and still hold a peak of its own. */
 int pmi_heap_peak_exact(pmi_heap_t* h) {
-    int counting = 0;  /* stripes that ever counted a block in or out */
-    for (int i = 0; i < PMI_STRIPES; i++) {
-        counting += atomic_load_explicit(&h->stripes[i].total_blocks, memory_order_acquire) != 0
-                    || atomic_load_explicit(&h->stripes[i].live_bytes, memory_order_acquire) != 0;
-    }
+    int counting = 0;  /* stripes that ever counted a block in, out, or resized */
+    for (int i = 0; i < PMI_STRIPES; i++) counting += atomic_load_explicit(&h->stripes[i].counted, memory_order_acquire) != 0;
     return counting <= 1;
 }
 size_t pmi_heap_peak_bytes(pmi_heap_t* h) {
@@ -642,6 +642,11 @@ static inline void pmi_untrack(void* p) {
 }
 
 /* Inside a bracket: count a new block (or array data) of `size` bytes in the calling thread's stripe. */
+static inline void pmi_count_mark(pmi_stripe_t* s) {
+    if (__builtin_expect(atomic_load_explicit(&s->counted, memory_order_relaxed) == 0, 0))
+        atomic_store_explicit(&s->counted, 1, memory_order_relaxed);  /* only ever 0 -> 1: any writer may */
+}
+
 static inline void pmi_count_peak(unsigned slot, pmi_stripe_t* s, intptr_t bytes) {
     intptr_t peak = atomic_load_explicit(&s->peak_bytes, memory_order_relaxed);
     if (__builtin_expect(bytes <= peak, 1)) return;
@@ -651,6 +656,7 @@ static inline void pmi_count_peak(unsigned slot, pmi_stripe_t* s, intptr_t bytes
 
 static inline void pmi_count_alloc(pmi_heap_t* h, unsigned slot, size_t size) {
     pmi_stripe_t* s = &h->stripes[slot];
+    pmi_count_mark(s);
     pmi_add(slot, &s->total_blocks, 1, memory_order_relaxed);
     pmi_add(slot, &s->live_blocks, 1, memory_order_relaxed);
     pmi_count_peak(slot, s, pmi_add(slot, &s->live_bytes, (intptr_t)size, memory_order_relaxed));
@@ -658,6 +664,7 @@ static inline void pmi_count_alloc(pmi_heap_t* h, unsigned slot, size_t size) {
 
 static inline void pmi_count_resize(pmi_heap_t* h, unsigned slot, size_t old_size, size_t new_size) {
     pmi_stripe_t* s = &h->stripes[slot];
+    pmi_count_mark(s);
     pmi_count_peak(slot, s, pmi_add(slot, &s->live_bytes, (intptr_t)new_size - (intptr_t)old_size, memory_order_relaxed));
 }
 
@@ -667,6 +674,7 @@ static inline void pmi_count_resize(pmi_heap_t* h, unsigned slot, size_t old_siz
    live counts up: either this free sees the heap closed or the close sees this free (pmi_heap.h). */
 static inline bool pmi_count_free(pmi_heap_t* h, unsigned slot, size_t size) {
     pmi_stripe_t* s = &h->stripes[slot];
+    pmi_count_mark(s);
     pmi_add(slot, &s->live_bytes, -(intptr_t)size, memory_order_relaxed);
     pmi_add(slot, &s->live_blocks, -1, memory_order_release);  /* after mimalloc's free: see pmi_heap_drop */
     if (__builtin_expect(slot < PMI_OWNED, 1)) pmi_light_fence();  /* the shared stripe's add was a barrier */
@@ -808,6 +816,7 @@ void* pmi_data_realloc(pmi_heap_t* h, void* p, size_t size) {
 void pmi_data_free(pmi_heap_t* h, void* p) {
     if (p != NULL) pmi_release_data(h, p, PMI_BY_USABLE_SIZE);
 }
+
 
 size_t pmi_page_block_usable(const mi_page_t* page, const void* block);  /* pmi_mimalloc.c */
 

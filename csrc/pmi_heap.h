@@ -127,8 +127,8 @@ size_t      pmi_heap_live_blocks(pmi_heap_t* heap);
 size_t      pmi_heap_live_bytes(pmi_heap_t* heap);
 /* The highest live_bytes each thread's stripe reached, added up: exact while pmi_heap_peak_exact says so. */
 size_t      pmi_heap_peak_bytes(pmi_heap_t* heap);
-/* 1 while pmi_heap_peak_bytes is exact: at most one thread's stripe ever counted a block in or out (the same
-   thread, or threads that had the same slot one after another). 0 once a second stripe did: then the sum of
+/* 1 while pmi_heap_peak_bytes is exact: at most one thread's stripe ever counted a block in, out or resized (the
+   same thread, or threads that had the same slot one after another). 0 once a second stripe did: then the sum of
    peaks may be far above the true peak (a block allocated in one thread and freed in another only ever
    raises the first stripe's count), so it says nothing exact. */
 int         pmi_heap_peak_exact(pmi_heap_t* heap);

@@ -146,6 +146,21 @@ def test_peak_is_none_once_another_thread_frees_into_the_heap() -> None:
     assert m.peak is None and "unknown" in str(m) and m.blocks < 1000
 
 
+def test_peak_is_none_once_another_thread_only_resized() -> None:
+    """A thread that only grew and shrank another thread's block leaves its counts at zero, yet its peak is
+    added in: 100 bytes freed, a block grown by 100 and shrunk again read 300 as the peak of a heap that never
+    held more than 200 (the stripe was judged by its counts; it now carries a mark of its own)."""
+    heap = pymimalloc.Heap()
+    grown = heap.malloc(100)
+    kept = heap.malloc(100)
+    kept.free()
+    resized: list[pymimalloc.Block] = []
+    run_threads(lambda: resized.append(heap.realloc(heap.realloc(grown, 200), 100)))
+    stats = heap.stats()
+    assert (stats.live_blocks, stats.live_bytes, stats.allocations) == (1, 100, 2)
+    assert stats.peak_live_bytes is None
+
+
 def test_stats_of_a_closed_heap_name_the_call() -> None:
     heap = pymimalloc.Heap()
     heap.close()

@@ -116,6 +116,24 @@ class Allocation:
         return bool((self.obj == self.fill).all())  # type: ignore[attr-defined]
 
 
+class Counts:
+    """The model of one heap's exact counters (``heap.stats()``): what its Blocks add up to, the highest that
+    reached, and which threads counted anything in it (the peak is exact only while one thread did)."""
+
+    def __init__(self, heap: pymimalloc.Heap) -> None:
+        self.heap = heap
+        self.live_blocks = self.live_bytes = self.peak = self.allocations = 0
+        self.threads: set[int] = set()  # `where` of every thread that allocated, resized or freed here
+        self.tracked = True  # False once something the model does not count allocated here (arrays, defaults)
+
+    def add(self, where: int, blocks: int, nbytes: int, allocations: int = 0) -> None:
+        self.threads.add(where)
+        self.live_blocks += blocks
+        self.live_bytes += nbytes
+        self.allocations += allocations
+        self.peak = max(self.peak, self.live_bytes)
+
+
 class PymimallocMachine(RuleBasedStateMachine):
     heaps = Bundle("heaps")
     allocations = Bundle("allocations")
@@ -135,6 +153,7 @@ class PymimallocMachine(RuleBasedStateMachine):
         self.objects: list[tuple[pymimalloc.Heap, Any, int]] = []  # python_objects() blocks held: heap, cm, thread
         self.closed_objects: set[int] = set()
         self.installed = pymimalloc.installed()
+        self.counts: dict[int, Counts] = {}  # id(heap) -> the model of its counters
         self.options_before = dict(pymimalloc.options)
 
     # -- helpers ------------------------------------------------------------------------------------
@@ -161,26 +180,42 @@ class PymimallocMachine(RuleBasedStateMachine):
         held = [*self.live.values(), *self.orphans, *(a for a, _ in self.deferred)]
         return any(a.heap is heap for a in held)
 
+    def _counts(self, heap: pymimalloc.Heap) -> Counts:
+        if id(heap) not in self.counts:
+            self.counts[id(heap)] = Counts(heap)
+        return self.counts[id(heap)]
+
+    def _untracked(self, heap: pymimalloc.Heap) -> None:
+        """Something the model does not count allocates from ``heap`` from now on (numpy data, default blocks)."""
+        self._counts(heap).tracked = False
+
+    def _freed(self, allocation: Allocation, where: int) -> None:
+        """A Block's memory went back in thread ``where`` (arrays: their heaps are not tracked)."""
+        self._counts(allocation.heap).add(where, -1, -allocation.size)
+
     def _forget(self, allocation: Allocation) -> None:
-        """The allocation's last reference goes: freed now, kept by views, or deferred by a freeze."""
+        """The allocation's last reference goes: freed now (in this thread), kept by views, or deferred by a
+        freeze."""
         del self.live[id(allocation)]
         if allocation.views:
             self.orphans.append(allocation)
         elif self._frozen(allocation.heap):
             self.deferred.append((allocation, allocation.address))
+        else:
+            self._freed(allocation, 0)
         allocation.obj = None
 
     # -- heaps ------------------------------------------------------------------------------------
     @rule(target=heaps)
     def new_heap(self) -> pymimalloc.Heap:
-        return pymimalloc.Heap()
+        return self._counts(pymimalloc.Heap()).heap
 
     @rule(target=heaps)
     def new_heap_in_arena(self) -> pymimalloc.Heap:
         global _ARENA
         if _ARENA is None:  # one for all runs: mimalloc never gives an arena back, and has a fixed number
             _ARENA = pymimalloc.Arena(1 << 30)  # address space only: never full in a run of 40 steps
-        return pymimalloc.Heap(arena=_ARENA)
+        return self._counts(pymimalloc.Heap(arena=_ARENA)).heap
 
     @rule(heap=heaps, where=WHERE, how=st.sampled_from(["close", "destroy", "delete"]))
     def close(self, heap: pymimalloc.Heap, where: int, how: str) -> None:
@@ -247,6 +282,7 @@ class PymimallocMachine(RuleBasedStateMachine):
         allocation = Allocation(heap, block, size, self._next_fill())
         block.view[:] = bytes([allocation.fill]) * size
         self.live[id(allocation)] = allocation
+        self._counts(heap).add(where, 1, size, allocations=1)
         return allocation
 
     @rule(target=allocations, heap=heaps, n=st.integers(0, 5000), where=WHERE,
@@ -257,6 +293,7 @@ class PymimallocMachine(RuleBasedStateMachine):
                 self._in(where, lambda: heap.zeros(n))
             return None
         fill = self._next_fill()
+        self._untracked(heap)
 
         def make() -> np.ndarray:
             if how == "zeros":
@@ -300,6 +337,7 @@ class PymimallocMachine(RuleBasedStateMachine):
         keep = min(size, allocation.size)
         assert bytes(grown.view[:keep]) == bytes([allocation.fill]) * keep
         grown.view[:] = bytes([allocation.fill]) * size
+        self._counts(heap).add(where, 0, size - allocation.size)
         allocation.obj, allocation.size = grown, size
 
     @rule(allocation=allocations, where=WHERE, how=st.sampled_from(["view", "memoryview", "numpy"]))
@@ -328,6 +366,8 @@ class PymimallocMachine(RuleBasedStateMachine):
                 self.orphans.remove(allocation)
                 if self._frozen(allocation.heap):
                     self.deferred.append((allocation, -1))  # its address went with the Block; counted only
+                else:
+                    self._freed(allocation, 0)
 
     @rule(allocation=consumes(allocations), where=WHERE)
     def free(self, allocation: Allocation | None, where: int) -> None:
@@ -343,6 +383,7 @@ class PymimallocMachine(RuleBasedStateMachine):
                     self._in(where, obj.free)
             else:
                 self._in(where, obj.free)
+                self._freed(allocation, where)
                 obj.free()  # idempotent
                 with pytest.raises(ValueError):
                     obj.view
@@ -395,6 +436,7 @@ class PymimallocMachine(RuleBasedStateMachine):
         assert twin.address != block.address and twin.heap is heap and bytes(twin.view) == bytes(block.view)
         twin_model = Allocation(heap, twin, allocation.size, allocation.fill)
         self.live[id(twin_model)] = twin_model
+        self._counts(heap).add(0, 1, allocation.size, allocations=1)
 
     # -- state held across steps, in the thread that took it -------------------------------------------
     @rule(heap=heaps, where=WHERE)
@@ -418,7 +460,10 @@ class PymimallocMachine(RuleBasedStateMachine):
         assert snap.stale
         if not self._frozen(heap):
             assert not heap.frozen
-            self.deferred = [(a, addr) for a, addr in self.deferred if a.heap is not heap]  # freed at the thaw
+            for allocation, _ in self.deferred:
+                if allocation.heap is heap:
+                    self._freed(allocation, where)  # freed at the thaw, by the thread that thawed
+            self.deferred = [(a, addr) for a, addr in self.deferred if a.heap is not heap]
 
     @rule(heap=heaps, where=WHERE)
     def enter_default(self, heap: pymimalloc.Heap, where: int) -> None:
@@ -429,6 +474,7 @@ class PymimallocMachine(RuleBasedStateMachine):
             return
         assert self._in(where, manager.__enter__) is heap
         assert self._in(where, pymimalloc.default_heap) is heap
+        self._untracked(heap)  # malloc_from_the_default allocates from it
         self.defaults.append((heap, manager, where))
 
     @rule(index=INDEX, where=WHERE)
@@ -467,6 +513,7 @@ class PymimallocMachine(RuleBasedStateMachine):
                 self._in(where, manager.__enter__)
             return
         self._in(where, manager.__enter__)
+        self._untracked(heap)  # numpy allocates that thread's arrays from it
         self.numpy_pins.append((heap, manager, where))
 
     @rule(index=INDEX)
@@ -568,6 +615,7 @@ class PymimallocMachine(RuleBasedStateMachine):
             self.closed.add(id(heap))
         for allocation in freed:
             del self.live[id(allocation)]
+            self._freed(allocation, 2)  # the freer ran in worker 2
             allocation.obj = None
 
     @rule(heap=heaps)
@@ -780,6 +828,21 @@ class PymimallocMachine(RuleBasedStateMachine):
                 assert i >= 0 and address < walked[i][0] + max(walked[i][1], 1), hex(address)
             orphaned = sum(1 for a in self.orphans if a.heap is heap)
             assert len(walked) == len(expected) + orphaned + counted.get(key, 0)
+
+    @invariant()
+    def counters_are_what_the_model_says(self) -> None:
+        """heap.stats() of every open heap that only Blocks used: the live counts exact, and the peak exact
+        while one thread counted, None once a second one did (a sum of per-thread peaks is no peak)."""
+        for model in self.counts.values():
+            if not self._open(model.heap) or not model.tracked:
+                continue
+            stats = model.heap.stats()
+            assert (stats.live_blocks, stats.live_bytes, stats.allocations) == \
+                (model.live_blocks, model.live_bytes, model.allocations), (stats, vars(model))
+            if len(model.threads) > 1:
+                assert stats.peak_live_bytes is None, (stats, vars(model))
+            else:
+                assert stats.peak_live_bytes == model.peak, (stats, vars(model))
 
     @invariant()
     def contents_match_their_patterns(self) -> None:
