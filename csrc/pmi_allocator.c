@@ -233,7 +233,7 @@ static inline void* pmi_python_realloc(void* ptr, size_t size) {
 
 /* MEM and OBJ: this thread's chosen heap first, if it takes the block */
 static inline void* pmi_target_malloc(pmi_heap_t* target, size_t size, bool zero) {
-    return pmi_data_alloc(target, pmi_at_least(size), zero);
+    return zero ? pmi_data_alloc(target, pmi_at_least(size), true) : pmi_object_malloc(target, pmi_at_least(size));
 }
 
 static void* pmi_target_calloc(pmi_heap_t* target, size_t nelem, size_t elsize) {

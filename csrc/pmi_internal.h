@@ -33,6 +33,9 @@ mi_heap_t* pmi_page_owner(const struct mi_page_s* page);
 void       pmi_page_free(struct mi_page_s* page, void* p);
 void*      pmi_fast_malloc(mi_heap_t* heap, size_t size);  /* mi_heap_malloc, inlined likewise */
 void*      pmi_heap_malloc_slow(mi_heap_t* heap, size_t size);  /* all of it but that fast path */
+/* mi_heap_malloc, and the block's size as the glue counts it (pmi_page_block_usable) in *counted; inlined likewise */
+void*      pmi_fast_malloc_counted(mi_heap_t* heap, size_t size, size_t* counted);
+size_t     pmi_page_block_usable(const struct mi_page_s* page, const void* block);
 void       pmi_free_purge_now(void* p);  /* mi_free, and a page of p's own back to the OS now (pmi_mimalloc.c) */
 /* Before a thread's first allocation from `heap` outside any bracket (pmi_mimalloc.c says why) */
 void       pmi_theap_ensure(mi_heap_t* heap);
@@ -44,7 +47,9 @@ void       pmi_thp_default(void);  /* at import: no transparent huge pages unles
 void*      pmi_data_alloc(pmi_heap_t* heap, size_t size, bool zero);
 void*      pmi_data_realloc(pmi_heap_t* heap, void* p, size_t size);
 void       pmi_data_free(pmi_heap_t* heap, void* p);
-/* The same for a Python object's block whose page the caller looked up (pmi_allocator.c): no more lookups */
+/* The same for Python objects (pmi_allocator.c): mimalloc's fast path inlined (and pmi_object_malloc itself, by
+   link-time optimisation), and a free whose page the caller looked up: no more lookups */
+void*      pmi_object_malloc(pmi_heap_t* heap, size_t size);
 void       pmi_object_free(pmi_heap_t* heap, struct mi_page_s* page, void* p);
 
 #ifdef Py_PYTHON_H

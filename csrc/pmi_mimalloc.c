@@ -176,6 +176,8 @@ mi_heap_t* pmi_page_owner(const struct mi_page_s* page);
 void pmi_page_free(struct mi_page_s* page, void* p);
 void* pmi_fast_malloc(mi_heap_t* heap, size_t size);
 void* pmi_heap_malloc_slow(mi_heap_t* heap, size_t size);
+void* pmi_fast_malloc_counted(mi_heap_t* heap, size_t size, size_t* counted);
+void* pmi_heap_malloc_counted_slow(mi_heap_t* heap, size_t size, size_t* counted);
 void pmi_theap_ensure(mi_heap_t* heap);
 void pmi_world_enter(void);
 void pmi_world_leave(void);
@@ -220,6 +222,35 @@ PMI_HOOK_INLINE void* pmi_fast_malloc(mi_heap_t* heap, size_t size) {
   return pmi_heap_malloc_slow(heap, size);
 }
 
+/* For python_objects() (pmi_object_malloc in pmi_heap.c): mi_heap_malloc, and the size the glue counts for the
+ * block (pmi_page_block_usable, what mi_usable_size says) in `*counted`, read from the page the fast path took
+ * the block from rather than found again in the page map. A block mimalloc's fast path hands out is the head of
+ * the free list of the theap's direct page for its size, so when that list is not empty the page is known
+ * before the call. Guarded builds may divert any small block to a guard page: they take the slow path. */
+PMI_HOOK_INLINE void* pmi_fast_malloc_counted(mi_heap_t* heap, size_t size, size_t* counted) {
+#if !MI_GUARDED
+  mi_theap_t* const theap = _mi_theap_cached();
+  if mi_likely(theap != NULL && _mi_theap_heap(theap) == heap && size <= MI_SMALL_SIZE_MAX) {
+#if MI_PADDING
+    const size_t asked = (size == 0 ? sizeof(void*) : size) + MI_PADDING_SIZE;  /* as the fast path does */
+#else
+    const size_t asked = size;
+#endif
+    mi_page_t* const page = _mi_theap_get_free_small_page(theap, asked);
+    if mi_likely(page->free != NULL) {
+      void* const p = mi_theap_malloc_small_zero_nonnull(theap, size, false, NULL);
+      *counted = pmi_page_block_usable(page, p);
+      return p;
+    }
+  }
+#endif
+  return pmi_heap_malloc_counted_slow(heap, size, counted);
+}
+mi_decl_noinline void* pmi_heap_malloc_counted_slow(mi_heap_t* heap, size_t size, size_t* counted) {
+  void* const p = mi_heap_malloc(heap, size);
+  *counted = (p != NULL ? pmi_page_block_usable(_mi_ptr_page(p), p) : 0);
+  return p;
+}
 /* everything of pmi_fast_malloc but its fast path, in a function of its own: nothing the fast path holds
  * is needed after a call, so the hook's malloc saves no register and keeps no frame */
 mi_decl_noinline void* pmi_heap_malloc_slow(mi_heap_t* heap, size_t size) {
