@@ -258,7 +258,7 @@ static void* pmi_owned_realloc(mi_heap_t* owner, void* ptr, size_t size) {
     return q;
 }
 
-static void pmi_owned_free(mi_heap_t* owner, struct mi_page_s* page, void* ptr) {
+static inline __attribute__((always_inline)) void pmi_owned_free(mi_heap_t* owner, struct mi_page_s* page, void* ptr) {
     pmi_heap_t* h = pmi_target_of(owner);
     if (h != NULL) pmi_object_free(h, page, ptr);
     else pmi_page_free(page, ptr);

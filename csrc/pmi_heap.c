@@ -35,7 +35,7 @@ typedef struct pmi_stripe_s {
     atomic_intptr_t live_bytes;
     atomic_intptr_t peak_bytes;    /* the highest live_bytes this stripe reached */
     atomic_intptr_t total_blocks;  /* allocations counted here, ever */
-    atomic_intptr_t counted;       /* 1 once this stripe counted anything (pmi_heap_peak_exact) */
+    atomic_intptr_t touched;       /* 1 once this stripe counted a free or a resize (pmi_heap_peak_exact) */
 } __attribute__((aligned(64))) pmi_stripe_t;
 
 struct pmi_heap_s {
@@ -603,11 +603,15 @@ static size_t pmi_stripes_sum(pmi_heap_t* h, size_t offset) {
 size_t pmi_heap_live_blocks(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, live_blocks)); }
 size_t pmi_heap_live_bytes(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, live_bytes)); }
 size_t pmi_heap_total_blocks(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, total_blocks)); }
-/* A stripe's own mark, not its counts: a stripe that only grew and shrank blocks of other threads (Block.realloc,
-   numpy's realloc) or freed as much as it grew may read all zeros and still hold a peak of its own. */
+/* A stripe that allocated says so by its total; one that only freed or resized blocks of other threads
+   (Block.realloc, numpy's realloc) by its own mark, not its live counts: they may be back at zero while it
+   still holds a peak of its own. */
 int pmi_heap_peak_exact(pmi_heap_t* h) {
     int counting = 0;  /* stripes that ever counted a block in, out, or resized */
-    for (int i = 0; i < PMI_STRIPES; i++) counting += atomic_load_explicit(&h->stripes[i].counted, memory_order_acquire) != 0;
+    for (int i = 0; i < PMI_STRIPES; i++) {
+        counting += atomic_load_explicit(&h->stripes[i].total_blocks, memory_order_acquire) != 0
+                    || atomic_load_explicit(&h->stripes[i].touched, memory_order_acquire) != 0;
+    }
     return counting <= 1;
 }
 size_t pmi_heap_peak_bytes(pmi_heap_t* h) {
@@ -643,8 +647,8 @@ static inline void pmi_untrack(void* p) {
 
 /* Inside a bracket: count a new block (or array data) of `size` bytes in the calling thread's stripe. */
 static inline void pmi_count_mark(pmi_stripe_t* s) {
-    if (__builtin_expect(atomic_load_explicit(&s->counted, memory_order_relaxed) == 0, 0))
-        atomic_store_explicit(&s->counted, 1, memory_order_relaxed);  /* only ever 0 -> 1: any writer may */
+    if (__builtin_expect(atomic_load_explicit(&s->touched, memory_order_relaxed) == 0, 0))
+        atomic_store_explicit(&s->touched, 1, memory_order_relaxed);  /* only ever 0 -> 1: any writer may */
 }
 
 static inline void pmi_count_peak(unsigned slot, pmi_stripe_t* s, intptr_t bytes) {
@@ -656,8 +660,7 @@ static inline void pmi_count_peak(unsigned slot, pmi_stripe_t* s, intptr_t bytes
 
 static inline void pmi_count_alloc(pmi_heap_t* h, unsigned slot, size_t size) {
     pmi_stripe_t* s = &h->stripes[slot];
-    pmi_count_mark(s);
-    pmi_add(slot, &s->total_blocks, 1, memory_order_relaxed);
+    pmi_add(slot, &s->total_blocks, 1, memory_order_relaxed);  /* marks the stripe as counting by itself */
     pmi_add(slot, &s->live_blocks, 1, memory_order_relaxed);
     pmi_count_peak(slot, s, pmi_add(slot, &s->live_bytes, (intptr_t)size, memory_order_relaxed));
 }
@@ -833,7 +836,7 @@ void pmi_data_free(pmi_heap_t* h, void* p) {
 /* pmi_release_data for a live block at the start of `page`'s block `p`, counted by its usable size as
    pmi_data_alloc counted it: the page found once by the hook serves both the size and the free (mi_usable_size
    and mi_free would each look it up again). The block is alive, so its page is. */
-void pmi_object_free(pmi_heap_t* h, struct mi_page_s* page, void* p) {
+inline __attribute__((always_inline)) void pmi_object_free(pmi_heap_t* h, struct mi_page_s* page, void* p) {
     const unsigned slot = pmi_slot();
     const size_t size = pmi_page_block_usable(page, p);
     if (!pmi_enter_free_at(h, slot)) {
