@@ -335,8 +335,8 @@ def heap_live_bytes(heap: Any) -> int:
 
 
 def heap_peak_bytes(heap: Any) -> int | None:
-    """The highest live_bytes the heap reached, or None once a second thread allocated from or freed into it
-    (its threads' own high-water marks then add up to no exact figure; see pmi_heap.h)."""
+    """The highest live_bytes the heap reached, or None once a second thread allocated from, freed into or resized
+    in it (its threads' own high-water marks then add up to no exact figure; see pmi_heap.h)."""
     h = _ptr(heap)
     return int(lib.pmi_heap_peak_bytes(h)) if lib.pmi_heap_peak_exact(h) else None  # C: never below live_bytes
 

@@ -57,8 +57,8 @@ class HeapStats:
     - ``live_blocks``, ``live_bytes``: alive now (Blocks by requested size; numpy data and Python objects by
       mimalloc's usable size), as :attr:`Heap.live_blocks` and :attr:`Heap.live_bytes`;
     - ``peak_live_bytes``: the highest ``live_bytes`` (pyarrow's ``max_memory()``), exact, or None once a
-      second thread allocated from or freed into the heap: the counters are kept per thread, and a block
-      allocated in one thread and freed in another leaves no exact peak to report;
+      second thread allocated from, freed into or resized a block of the heap: the counters are kept per
+      thread, and a block allocated in one thread and freed in another leaves no exact peak to report;
     - ``allocations``: blocks ever allocated (pyarrow's ``num_allocations()``).
 
     mimalloc's counters that release builds keep too (``mi_heap_stats_get_json``; its other counters, such
