@@ -134,8 +134,12 @@ def valgrind_environment() -> dict[str, str]:
     return env
 
 
-def cpu_seconds(python: str, mode: str, reps: int, script: pathlib.Path, env: dict[str, str]) -> float:
-    proc = subprocess.run([python, str(script), "install" if mode == "install" else "plain", str(reps), "time"],
+def cpu_seconds(python: str, mode: str, reps: int, script: pathlib.Path, env: dict[str, str],
+                script_mode: str | None = None) -> float:
+    """Process CPU time of the workload's repetitions alone, in one fresh process (no valgrind). ``script_mode``
+    is what the script is told (objects_instructions.py's modes); by default "install" or "plain"."""
+    told = script_mode or ("install" if mode == "install" else "plain")
+    proc = subprocess.run([python, str(script), told, str(reps), "time"],
                           env=env, stdout=subprocess.PIPE, text=True, check=True)
     return float(proc.stdout.split()[-1])
 

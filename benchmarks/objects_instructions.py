@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Instructions of python_objects() against plain install() on one allocation-heavy workload, in one run.
 
-    python benchmarks/objects_instructions.py [--reps 2] [--modes install,objects]
+    python benchmarks/objects_instructions.py [--reps 2] [--modes install,objects] [--cpu-runs 0]
 
 The workload of benchmarks/instructions.py (json, pickle, deepcopy, str churn) runs under callgrind once with
 ``--reps`` repetitions and once with none, in each mode, and the difference is the workload's ``Ir`` alone:
@@ -15,6 +15,9 @@ The workload of benchmarks/instructions.py (json, pickle, deepcopy, str churn) r
 ``memray``       no install(); the work inside ``memray.Tracker`` (if memray is installed)
 
 Ratios are to the first mode given. For measure() against tracemalloc: ``--modes plain,measure,tracemalloc``.
+``--cpu-runs N`` also times the work (process CPU time, no valgrind) N times per mode, modes interleaved and
+their order reversed every other run, and reports each mode's median CPU time and the median of its paired
+ratios to the first mode (noisy on a shared machine: read it beside the instructions).
 
 valgrind cannot run AVX-512: on a CPU that has it, build with ``CFLAGS=-mno-avx512f`` first.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import statistics
 import sys
 import tempfile
 
@@ -71,6 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--modes", default="install,objects")
+    parser.add_argument("--cpu-runs", type=int, default=0, help="also time each mode N times, interleaved")
     args = parser.parse_args()
     env = instructions.valgrind_environment()
     modes = args.modes.split(",")
@@ -81,14 +86,23 @@ def main() -> None:
         script.write_text(workload())
         for mode in modes:
             rows[mode] = instructions.workload_counts(sys.executable, mode, args.reps, script, out, env, script_mode=mode)
+        cpu: dict[str, list[float]] = {mode: [] for mode in modes}
+        for run in range(args.cpu_runs):
+            for mode in (modes if run % 2 == 0 else modes[::-1]):
+                cpu[mode].append(instructions.cpu_seconds(sys.executable, mode, args.reps, script, env, script_mode=mode))
     base = rows[modes[0]]["Ir"]
+    timed = " CPU s (median) | ÷ {0} (median of pairs) |".format(modes[0]) if args.cpu_runs else ""
     print(f"workload x{args.reps}; {sys.version.split()[0]}")
-    print(f"| mode | Ir | ÷ {modes[0]} | malloc+calloc calls | Ir/pair (malloc+free) |")
-    print("|---|---:|---:|---:|---:|")
+    print(f"| mode | Ir | ÷ {modes[0]} | malloc+calloc calls | Ir/pair (malloc+free) |{timed}")
+    print("|---|---:|---:|---:|---:|" + ("---:|---:|" if args.cpu_runs else ""))
     for mode in modes:
         row = rows[mode]
         pair = (row["malloc_ir"] + row["free_ir"]) / max(row["malloc_calls"], 1)
-        print(f"| {mode} | {row['Ir']:,} | {row['Ir'] / base:.3f} | {row['malloc_calls']:,} | {pair:.1f} |")
+        line = f"| {mode} | {row['Ir']:,} | {row['Ir'] / base:.3f} | {row['malloc_calls']:,} | {pair:.1f} |"
+        if args.cpu_runs:
+            ratios = [a / b for a, b in zip(cpu[mode], cpu[modes[0]])]
+            line += f" {statistics.median(cpu[mode]):.3f} | {statistics.median(ratios):.3f} |"
+        print(line)
 
 
 if __name__ == "__main__":
