@@ -755,16 +755,21 @@ static void pmi_defer(pmi_heap_t* h, void* data, size_t size) {
     pmi_heap_drop(h, &h->pending);
 }
 
+/* The size the glue counts for a live block of numpy's data or a Python object: its usable size, by the one
+   function every count in and out uses (pmi_page_block_usable; in an ASan build that is the whole block, where
+   mi_usable_size would decode the padding: counted in by one and out by the other, the counts would drift). */
+static inline size_t pmi_counted_size(const void* p) { return pmi_page_block_usable(_mi_ptr_page(p), p); }
+
 /* Free `data` of heap `h`, counted as `size` bytes (PMI_BY_USABLE_SIZE: its usable size, numpy's data), or defer it
    while the heap is frozen. */
 #define PMI_BY_USABLE_SIZE ((size_t)-1)
 static void pmi_release_data(pmi_heap_t* h, void* data, size_t size) {
     const unsigned slot = pmi_slot();
     if (!pmi_enter_free_at(h, slot)) {
-        pmi_defer(h, data, size == PMI_BY_USABLE_SIZE ? mi_usable_size(data) : size);  /* alive, heap frozen: safe */
+        pmi_defer(h, data, size == PMI_BY_USABLE_SIZE ? pmi_counted_size(data) : size);  /* alive, heap frozen: safe */
         return;
     }
-    if (size == PMI_BY_USABLE_SIZE) size = mi_usable_size(data);
+    if (size == PMI_BY_USABLE_SIZE) size = pmi_counted_size(data);
     mi_free(data);
     const bool closed = pmi_count_free(h, slot, size);
     pmi_leave_at(h, slot);
@@ -799,7 +804,7 @@ void* pmi_data_alloc(pmi_heap_t* h, size_t size, bool zero) {
     const unsigned slot = pmi_slot();
     if (pmi_enter_alloc_at(h, slot) != PMI_OK) return NULL;  /* closed or frozen: numpy reports MemoryError */
     void* p = (zero ? mi_heap_zalloc(h->heap, size) : mi_heap_malloc(h->heap, size));
-    if (p != NULL) pmi_count_alloc(h, slot, mi_usable_size(p));
+    if (p != NULL) pmi_count_alloc(h, slot, pmi_counted_size(p));
     pmi_leave_at(h, slot);
     return p;
 }
@@ -809,9 +814,9 @@ void* pmi_data_realloc(pmi_heap_t* h, void* p, size_t size) {
     /* `p` is alive, so the mimalloc heap is too, even if the heap was closed since */
     const unsigned slot = pmi_slot();
     if (!pmi_enter_free_at(h, slot)) return NULL;  /* frozen */
-    const size_t old_usable = mi_usable_size(p);
+    const size_t old_usable = pmi_counted_size(p);
     void* q = mi_heap_realloc(h->heap, p, size);
-    if (q != NULL) pmi_count_resize(h, slot, old_usable, mi_usable_size(q));
+    if (q != NULL) pmi_count_resize(h, slot, old_usable, pmi_counted_size(q));
     pmi_leave_at(h, slot);
     return q;
 }

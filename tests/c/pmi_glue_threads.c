@@ -360,7 +360,8 @@ static void park_block(rng_t* r, pmi_block_t* b) {
     if (old != NULL) consume_block(r, old);
 }
 
-/* -- numpy's raw data path (pmi_data_alloc / realloc / free) ---------------------------------------- */
+/* -- numpy's raw data path (pmi_data_alloc / realloc / free), and the allocator hook's path for Python
+      objects in a chosen heap (pmi_object_malloc / pmi_object_free), which counts them the same way ------- */
 
 typedef struct {
     pmi_heap_t* heap;  /* a counted reference, as numpy's handler capsule holds */
@@ -376,8 +377,9 @@ static data_item_t* data_alloc(rng_t* r, pmi_heap_t* h) {
     pmi_heap_ref(h);
     const size_t size = pick_small_size(r) + 1;
     const bool zero = below(r, 3) == 0;
-    void* p = pmi_data_alloc(h, size, zero);
-    if (p == NULL) {  /* closed or frozen: numpy raises MemoryError */
+    /* a Python object's block (the hook under python_objects()), or numpy's data */
+    void* p = (!zero && below(r, 2) == 0) ? pmi_object_malloc(h, size) : pmi_data_alloc(h, size, zero);
+    if (p == NULL) {  /* closed or frozen: numpy raises MemoryError; the hook goes to Python's own heap */
         const int state = pmi_heap_state(h);
         (void)state;  /* may have changed since: no check possible beyond "not a crash" */
         pmi_heap_unref_public(h);
@@ -397,7 +399,8 @@ static data_item_t* data_alloc(rng_t* r, pmi_heap_t* h) {
 }
 
 static void data_release(data_item_t* d) {
-    pmi_data_free(d->heap, d->p);
+    if (((uintptr_t)d->p >> 4) & 1) pmi_object_free(d->heap, pmi_page_of(d->p), d->p);  /* as the hook frees */
+    else pmi_data_free(d->heap, d->p);
     pmi_heap_unref_public(d->heap);  /* the capsule goes */
     free(d);
     count(C_DATA_FREE);
