@@ -837,7 +837,6 @@ void pmi_data_free(pmi_heap_t* h, void* p) {
     if (p != NULL) pmi_release_data(h, p, PMI_BY_USABLE_SIZE);
 }
 
-
 /* pmi_release_data for a live block at the start of `page`'s block `p`, counted by its usable size as
    pmi_data_alloc counted it: the page found once by the hook serves both the size and the free (mi_usable_size
    and mi_free would each look it up again). The block is alive, so its page is. */
