@@ -12,6 +12,8 @@ top-level module of this project), which installs mimalloc as Python's allocator
 
 from __future__ import annotations
 
+import json
+import os
 import pathlib
 import shutil
 import sys
@@ -29,6 +31,8 @@ MIMALLOC_LICENSE = "LICENSE.mimalloc"
 # site-packages/pymimalloc.pth imports the top-level module _pymimalloc_startup (py-modules in pyproject.toml),
 # so that Python's start does not import the whole pymimalloc package
 PTH = "pymimalloc.pth"
+# what else changes the objects: the compiler and its flags from the environment (distutils reads them)
+COMPILER_VARIABLES = ("CC", "CFLAGS", "CPPFLAGS", "LDFLAGS", "LDSHARED", "ARCHFLAGS")
 
 
 class BuildPy(build_py):
@@ -49,16 +53,32 @@ class BuildPy(build_py):
 
 
 class BuildExtension(build_ext):
+    """build_ext, and a build of another configuration than the last one in this build folder compiles everything.
+
+    pip builds a checkout in place, and setuptools skips what looks up to date by file times alone: after a build
+    with other options (``PYMIMALLOC_DEBUG``, ``CFLAGS``, another mimalloc tree) the old objects were kept and the
+    build said "compiled in 0 s". So the configuration is written next to the objects, and a change forces a full
+    compile."""
+
     def run(self) -> None:
         root, origin = build_ffi.locate_source()  # cached: the tree cffi_modules compiles
         options = build_ffi.compile_options()
+        stamp = pathlib.Path(self.build_temp) / "pymimalloc-configuration.json"
+        configuration = json.dumps({"options": options, "source": str(root), "origin": origin,
+                                    "environment": {name: os.environ.get(name, "") for name in COMPILER_VARIABLES}},
+                                   sort_keys=True, default=str)
+        if not stamp.is_file() or stamp.read_text() != configuration:
+            self.force = True
         build_ffi.say(
             f"compiling mimalloc {build_ffi.mimalloc_version(root)} ({origin['source']}) and pymimalloc's C glue "
             f"for {'this machine only (-march=native)' if options['native'] else 'CPU ' + str(options['target'])}, "
             f"MI_DEBUG={options['debug']} MI_SECURE={options['secure']}; 15 s to a minute"
+            + ("" if self.force else " (objects of the same configuration are reused)")
         )
         started = time.monotonic()
         super().run()
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(configuration)
         build_ffi.say(f"compiled in {time.monotonic() - started:.0f} s")
 
 

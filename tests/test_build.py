@@ -242,3 +242,25 @@ def test_release_builds_carry_no_debug_info() -> None:
     assert ".text" in sections  # the listing works
     has_debug_info = ".debug_info" in sections
     assert has_debug_info == (pymimalloc.build_info()["debug"] > 0)
+
+
+def test_a_build_of_another_configuration_compiles_everything_again(tmp_path: pathlib.Path) -> None:
+    """pip builds a checkout in place and setuptools judges objects by file times alone: a second build with other
+    flags kept the first build's objects and said "compiled in 0 s". The build folder now remembers its
+    configuration: the same one reuses the objects, another compiles all of them again."""
+    folders = ["--build-lib", str(tmp_path / "lib"), "--build-temp", str(tmp_path / "temp")]
+    environment = {name: value for name, value in os.environ.items() if name not in ("CFLAGS", "CPPFLAGS", "CC")}
+
+    def build(**variables: str) -> str:
+        result = subprocess.run([sys.executable, "setup.py", "build_ext", *folders], cwd=REPO, capture_output=True,
+                                text=True, env={**environment, **variables}, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout + result.stderr
+
+    def compiled(output: str) -> int:
+        return sum(1 for line in output.splitlines() if line.startswith(("gcc ", "cc ")) and " -c " in line)
+
+    assert compiled(build()) >= 2  # the first build compiles mimalloc's unit and the glue
+    assert compiled(build(CPPFLAGS="-DPMI_BUILD_PROBE=1")) >= 2  # another configuration: all again
+    again = build(CPPFLAGS="-DPMI_BUILD_PROBE=1")
+    assert compiled(again) == 0 and "reused" in again  # the same one: nothing
