@@ -127,6 +127,9 @@ class Counts:
         self.live_blocks = self.live_bytes = self.peak = self.allocations = 0
         self.threads: set[int] = set()  # `where` of every thread that allocated, resized or freed here
         self.tracked = True  # False once something the model does not count allocated here (arrays, defaults)
+        # numpy may make and free temporaries in the heap while it makes an array (heap.full's fill value): then
+        # the allocations and the peak the model knows are only lower bounds; the live counts stay exact
+        self.temporaries = False
 
     def add(self, where: int, blocks: int, nbytes: int, allocations: int = 0) -> None:
         self.threads.add(where)
@@ -317,6 +320,7 @@ class PymimallocMachine(RuleBasedStateMachine):
         allocation = Allocation(heap, arr, n, fill)
         self.live[id(allocation)] = allocation
         self._counts(heap).add(where, 1, allocation.counted, allocations=1)
+        self._counts(heap).temporaries = True
         return allocation
 
     @rule(allocation=allocations, size=SIZES, where=WHERE)
@@ -843,11 +847,14 @@ class PymimallocMachine(RuleBasedStateMachine):
             if not self._open(model.heap) or not model.tracked:
                 continue
             stats = model.heap.stats()
-            assert (stats.live_blocks, stats.live_bytes, stats.allocations) == \
-                (model.live_blocks, model.live_bytes, model.allocations), (stats, vars(model))
+            assert (stats.live_blocks, stats.live_bytes) == (model.live_blocks, model.live_bytes), (stats, vars(model))
             if len(model.threads) > 1:
                 assert stats.peak_live_bytes is None, (stats, vars(model))
+            elif model.temporaries:
+                assert stats.allocations >= model.allocations, (stats, vars(model))
+                assert stats.peak_live_bytes is not None and stats.peak_live_bytes >= model.peak, (stats, vars(model))
             else:
+                assert stats.allocations == model.allocations, (stats, vars(model))
                 assert stats.peak_live_bytes == model.peak, (stats, vars(model))
 
     @invariant()
