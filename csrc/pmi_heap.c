@@ -800,13 +800,30 @@ static void pmi_release_deferred(pmi_heap_t* h) {
 /* -- raw data for numpy (NEP 49); counted by usable size, since numpy's realloc gives no old size.
       numpy traces array data in tracemalloc itself (domain 389047), so these do not. -------------- */
 
-void* pmi_data_alloc(pmi_heap_t* h, size_t size, bool zero) {
+/* One body for numpy's data and Python objects (pmi_object_malloc, the hook's MEM and OBJ domains under
+   python_objects()): an uninitialised block goes through mimalloc's fast path inlined, with its counted size read
+   from the page it came from; a zeroed one through mi_heap_zalloc. NULL if the heap is closed or frozen (numpy
+   reports MemoryError; the hook goes to Python's own heap) or out of memory. */
+static inline __attribute__((always_inline)) void* pmi_counted_alloc(pmi_heap_t* h, size_t size, bool zero) {
     const unsigned slot = pmi_slot();
-    if (pmi_enter_alloc_at(h, slot) != PMI_OK) return NULL;  /* closed or frozen: numpy reports MemoryError */
-    void* p = (zero ? mi_heap_zalloc(h->heap, size) : mi_heap_malloc(h->heap, size));
-    if (p != NULL) pmi_count_alloc(h, slot, pmi_counted_size(p));
+    if (pmi_enter_alloc_at(h, slot) != PMI_OK) return NULL;
+    size_t counted = 0;
+    void* p;
+    if (zero) {
+        p = mi_heap_zalloc(h->heap, size);
+        if (p != NULL) counted = pmi_counted_size(p);
+    }
+    else p = pmi_fast_malloc_counted(h->heap, size, &counted);
+    if (p != NULL) pmi_count_alloc(h, slot, counted);
     pmi_leave_at(h, slot);
     return p;
+}
+
+void* pmi_data_alloc(pmi_heap_t* h, size_t size, bool zero) { return pmi_counted_alloc(h, size, zero); }
+
+/* inlined into the hook by link-time optimisation */
+inline __attribute__((always_inline)) void* pmi_object_malloc(pmi_heap_t* h, size_t size) {
+    return pmi_counted_alloc(h, size, false);
 }
 
 void* pmi_data_realloc(pmi_heap_t* h, void* p, size_t size) {
@@ -819,18 +836,6 @@ void* pmi_data_realloc(pmi_heap_t* h, void* p, size_t size) {
     if (q != NULL) pmi_count_resize(h, slot, old_usable, pmi_counted_size(q));
     pmi_leave_at(h, slot);
     return q;
-}
-
-/* pmi_data_alloc for a Python object (the hook's MEM and OBJ domains, under python_objects()): the same bracket
-   and counts, with mimalloc's fast path inlined and the block's size read from the page it came from. */
-inline __attribute__((always_inline)) void* pmi_object_malloc(pmi_heap_t* h, size_t size) {
-    const unsigned slot = pmi_slot();
-    if (pmi_enter_alloc_at(h, slot) != PMI_OK) return NULL;  /* closed or frozen: the hook goes elsewhere */
-    size_t counted;
-    void* const p = pmi_fast_malloc_counted(h->heap, size, &counted);
-    if (p != NULL) pmi_count_alloc(h, slot, counted);
-    pmi_leave_at(h, slot);
-    return p;
 }
 
 void pmi_data_free(pmi_heap_t* h, void* p) {

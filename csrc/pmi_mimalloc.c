@@ -222,8 +222,9 @@ PMI_HOOK_INLINE void* pmi_fast_malloc(mi_heap_t* heap, size_t size) {
   return pmi_heap_malloc_slow(heap, size);
 }
 
-/* For python_objects() (pmi_object_malloc in pmi_heap.c): mi_heap_malloc, and the size the glue counts for the
- * block (pmi_page_block_usable, as every count in and out of the glue) in `*counted`, read from the page the fast path took
+/* For the glue's counted blocks (pmi_counted_alloc in pmi_heap.c: Python objects, numpy data): mi_heap_malloc,
+ * and the size the glue counts for the block (pmi_page_block_usable, as every count in and out of the glue) in
+ * `*counted`, read from the page the fast path took
  * the block from rather than found again in the page map. A block mimalloc's fast path hands out is the head of
  * the free list of the theap's direct page for its size, so when that list is not empty the page is known
  * before the call. Guarded builds may divert any small block to a guard page: they take the slow path. */
