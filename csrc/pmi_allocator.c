@@ -104,44 +104,54 @@ static pmi_heap_t* pmi_context_target(void) {
     return target;
 }
 
-/* What pmi_context_target last found in this thread, and what it depended on: the thread state, its current
+/* What pmi_context_target last found in this thread (pmi_thread.objects_*), and what it depended on: the thread state, its current
    context and that context's version (CPython bumps context_ver whenever a ContextVar is set or a context
    entered or left in the thread), and pmi_objects_epoch, bumped whenever a python_objects() block starts or
    stops holding its heap (it may stop from another thread, or in a dealloc). While all four are unchanged,
    the answer is too: a hit costs a few compares instead of a ContextVar lookup per allocation. */
 static atomic_uint_fast64_t pmi_objects_epoch;
-static __thread struct {
-    PyThreadState* tstate;
-    PyObject*      context;
-    uint64_t       version;
-    uint64_t       epoch;
-    pmi_heap_t*    target;
-} pmi_target_cache;
 
 void pmi_objects_changed(void) { atomic_fetch_add_explicit(&pmi_objects_epoch, 1, memory_order_release); }
 
-static __attribute__((noinline)) pmi_heap_t* pmi_context_target_refresh(PyThreadState* ts, uint64_t epoch) {
+static __attribute__((noinline)) pmi_heap_t* pmi_context_target_refresh(pmi_thread_t* me, PyThreadState* ts, uint64_t epoch) {
     PyObject* const context = ts->context;
     const uint64_t version = ts->context_ver;
     pmi_heap_t* const target = pmi_context_target();
-    pmi_target_cache.tstate = ts;
-    pmi_target_cache.context = context;
-    pmi_target_cache.version = version;
-    pmi_target_cache.epoch = epoch;
-    pmi_target_cache.target = target;
+    me->objects_tstate = ts;
+    me->objects_context = context;
+    me->objects_version = version;
+    me->objects_epoch = epoch;
+    me->objects_target = target;
     return target;
 }
 
-static inline pmi_heap_t* pmi_thread_target(void) {
-    if (atomic_load_explicit(&pmi_objects_held, memory_order_relaxed) == 0) return NULL;
+/* The heap of this thread's python_objects() block, if any; `me` is &pmi_thread (found once by the caller, and
+   passed on to the glue's allocation). Only once some block holds a heap somewhere (pmi_objects_held). */
+static inline pmi_heap_t* pmi_thread_target(pmi_thread_t* me) {
     PyThreadState* const ts = PMI_TSTATE();
     if (ts == NULL) return NULL;  /* a thread state being torn down */
     const uint64_t epoch = atomic_load_explicit(&pmi_objects_epoch, memory_order_acquire);
-    if (pmi_target_cache.tstate == ts && pmi_target_cache.context == ts->context
-        && pmi_target_cache.version == ts->context_ver && pmi_target_cache.epoch == epoch) {
-        return pmi_target_cache.target;
+    if (me->objects_tstate == ts && me->objects_context == ts->context
+        && me->objects_version == ts->context_ver && me->objects_epoch == epoch) {
+        return me->objects_target;
     }
-    return pmi_context_target_refresh(ts, epoch);
+    return pmi_context_target_refresh(me, ts, epoch);
+}
+/* pmi_thread_target's cache alone, for the hook's common case: PMI_TARGET_UNKNOWN where the cache does not hold
+   (the caller then takes the path that calls pmi_thread_target) */
+#define PMI_TARGET_UNKNOWN ((pmi_heap_t*)1)
+static inline pmi_heap_t* pmi_thread_target_cached(pmi_thread_t* me) {
+    PyThreadState* const ts = PMI_TSTATE();
+    if (ts == NULL) return NULL;
+    const uint64_t epoch = atomic_load_explicit(&pmi_objects_epoch, memory_order_acquire);
+    if (me->objects_tstate == ts && me->objects_context == ts->context
+        && me->objects_version == ts->context_ver && me->objects_epoch == epoch) {
+        return me->objects_target;
+    }
+    return PMI_TARGET_UNKNOWN;
+}
+static inline bool pmi_objects_anywhere(void) {
+    return atomic_load_explicit(&pmi_objects_held, memory_order_relaxed) != 0;
 }
 
 /* The pymimalloc heap whose mimalloc heap is `raw`, if it ever held Python objects. Entries are written
@@ -154,6 +164,24 @@ static pmi_heap_t* pmi_target_of(const mi_heap_t* raw) {
         }
     }
     return NULL;
+}
+
+/* Bumped whenever an entry leaves the table (before its heap is destroyed, under the world lock that also
+   serialises creating a heap that may reuse the address): a thread's cached owner (pmi_thread.owner_*) holds only
+   while the generation it was found in is still current. It starts at 1, so a thread's cache, zero until its first
+   such free, never holds. */
+static atomic_uint_fast64_t pmi_targets_generation = 1;
+
+/* pmi_target_of for a free, through this thread's cache of the last answer: a free of a chosen heap's object
+   costs a few compares rather than a scan of the table. `me` is &pmi_thread. */
+static __attribute__((noinline)) pmi_heap_t* pmi_target_of_refresh(pmi_thread_t* me, const mi_heap_t* raw, uint64_t generation) {
+    pmi_heap_t* const h = pmi_target_of(raw);
+    if (h != NULL) {
+        me->owner_raw = raw;
+        me->owner_wrapper = h;
+        me->owner_generation = generation;
+    }
+    return h;
 }
 
 /* With the GIL held. false if the table is full. */
@@ -176,6 +204,7 @@ static void pmi_allocator_forget(mi_heap_t* raw) {
         mi_heap_t* expected = raw;
         (void)atomic_compare_exchange_strong(&pmi_targets[i].raw, &expected, NULL);
     }
+    atomic_fetch_add_explicit(&pmi_targets_generation, 1, memory_order_release);
 }
 
 /* -- the hook's allocations -------------------------------------------------------------------------- */
@@ -211,12 +240,23 @@ static inline void* pmi_mi_calloc(size_t nelem, size_t elsize) {
 #ifndef PMI_GROW_ROOM
 #define PMI_GROW_ROOM 4096
 #endif
+/* The size to ask for first when a block of `usable` bytes is resized to `size` (at least PMI_MIN_BLOCK): `size`
+   with the room above if the block must move to grow, else `size` itself. Python's heap and the heaps that hold
+   Python objects (python_objects(): an objects heap once moved every growth without room, and copied 7x the
+   bytes, benchmarks/objects_instructions.py) grow by the same rule. */
+static inline size_t pmi_grow_size(size_t size, size_t usable) {
+    size_t roomy;
+    if (size < PMI_GROW_ROOM || size <= usable) return size;
+    if (__builtin_add_overflow(size, size >= PMI_DOUBLE_ROOM ? size : size / 2, &roomy)) return size;
+    return roomy;
+}
+
 static inline void* pmi_python_realloc(void* ptr, size_t size) {
     size = pmi_at_least(size);
     pmi_theap_ensure(pmi_python_heap);  /* a block of another thread may be this thread's first use */
-    size_t roomy;
     const size_t usable = mi_usable_size(ptr);
-    if (size >= PMI_GROW_ROOM && size > usable && !__builtin_add_overflow(size, size >= PMI_DOUBLE_ROOM ? size : size / 2, &roomy)) {
+    const size_t roomy = pmi_grow_size(size, usable);
+    if (roomy != size) {
         if (usable > PMI_PURGE_MOVED) {  /* a page of its own: moved, its memory goes back to the OS at once */
             void* q = mi_heap_malloc(pmi_python_heap, roomy);
             if (q == NULL) q = mi_heap_malloc(pmi_python_heap, size);
@@ -232,14 +272,14 @@ static inline void* pmi_python_realloc(void* ptr, size_t size) {
 }
 
 /* MEM and OBJ: this thread's chosen heap first, if it takes the block */
-static inline void* pmi_target_malloc(pmi_heap_t* target, size_t size, bool zero) {
-    return zero ? pmi_data_alloc(target, pmi_at_least(size), true) : pmi_object_malloc(target, pmi_at_least(size));
+static inline void* pmi_target_malloc(pmi_heap_t* target, pmi_thread_t* me, size_t size, bool zero) {
+    return zero ? pmi_data_alloc(target, pmi_at_least(size), true) : pmi_object_malloc(target, me, pmi_at_least(size));
 }
 
 static void* pmi_target_calloc(pmi_heap_t* target, size_t nelem, size_t elsize) {
     size_t total;
     if (__builtin_mul_overflow(nelem, elsize, &total)) return NULL;
-    void* p = pmi_target_malloc(target, total, true);
+    void* p = pmi_target_malloc(target, NULL, total, true);
     return p != NULL ? p : pmi_mi_calloc(nelem, elsize);
 }
 
@@ -247,7 +287,10 @@ static void* pmi_target_calloc(pmi_heap_t* target, size_t nelem, size_t elsize) 
 static void* pmi_owned_realloc(mi_heap_t* owner, void* ptr, size_t size) {
     pmi_heap_t* h = pmi_target_of(owner);
     if (h == NULL) return mi_realloc(ptr, pmi_at_least(size));  /* not given out by this hook */
-    void* q = pmi_data_realloc(h, ptr, pmi_at_least(size));
+    size = pmi_at_least(size);
+    const size_t roomy = pmi_grow_size(size, mi_usable_size(ptr));
+    void* q = pmi_data_realloc(h, ptr, roomy);
+    if (q == NULL && roomy != size) q = pmi_data_realloc(h, ptr, size);
     if (q != NULL) return q;
     /* frozen by a walk (or out of memory there): move it to Python's heap, and let the glue defer the free */
     q = pmi_mi_malloc(size);
@@ -258,10 +301,27 @@ static void* pmi_owned_realloc(mi_heap_t* owner, void* ptr, size_t size) {
     return q;
 }
 
-static inline __attribute__((always_inline)) void pmi_owned_free(mi_heap_t* owner, struct mi_page_s* page, void* ptr) {
-    pmi_heap_t* h = pmi_target_of(owner);
-    if (h != NULL) pmi_object_free(h, page, ptr);
-    else pmi_page_free(page, ptr);
+/* A free of a block on a page of a heap other than Python's own. The common case inline (the heap this thread
+   freed into last, still in the table), everything else in a function of its own, so that the common case calls
+   nothing but in tail position and saves no register. */
+static __attribute__((noinline)) void pmi_owned_free_slow(struct mi_page_s* page, void* ptr) {
+    pmi_thread_t* const me = pmi_thread_self();
+    const mi_heap_t* const owner = pmi_page_owner(page);
+    pmi_heap_t* const h = pmi_target_of_refresh(me, owner, atomic_load_explicit(&pmi_targets_generation, memory_order_acquire));
+    if (h != NULL) pmi_object_free(h, me, page, ptr);
+    else pmi_page_free(page, ptr);  /* not given out by this hook */
+}
+
+static inline __attribute__((always_inline)) void pmi_owned_free(struct mi_page_s* page, void* ptr) {
+    pmi_thread_t* const me = pmi_thread_self();
+    const uint64_t generation = atomic_load_explicit(&pmi_targets_generation, memory_order_acquire);
+    /* Never a hit before this thread's first such free: its cache says generation 0. A page of the main heap says
+       NULL (pmi_page_in) and never matches what the cache holds (the main heap's address), so it takes the slow path. */
+    if (__builtin_expect(pmi_page_in(page, me->owner_raw) && me->owner_generation == generation, 1)) {
+        pmi_object_free(me->owner_wrapper, me, page, ptr);
+        return;
+    }
+    pmi_owned_free_slow(page, ptr);
 }
 
 /* Whether a block on this mimalloc page may belong to a heap other than Python's own (a python_objects()
@@ -270,7 +330,7 @@ static inline __attribute__((always_inline)) void pmi_owned_free(mi_heap_t* owne
    target heap's block got it after the entry was written (the GIL orders MEM and OBJ, and a RAW block is
    never a target's), so it sees pmi_targets_high above 0. */
 static inline bool pmi_maybe_target(const struct mi_page_s* page) {
-    return atomic_load_explicit(&pmi_targets_high, memory_order_acquire) != 0 && pmi_page_owner(page) != pmi_python_heap;
+    return atomic_load_explicit(&pmi_targets_high, memory_order_acquire) != 0 && !pmi_page_in(page, pmi_python_heap);
 }
 
 /* The hook's four functions for one domain. RAW brackets its mimalloc calls and has no chosen heaps
@@ -281,13 +341,29 @@ static inline bool pmi_maybe_target(const struct mi_page_s* page) {
    mimalloc's own fast path. */
 #define PMI_LIKELY(x) __builtin_expect(!!(x), 1)
 #define PMI_DOMAIN_FUNCTIONS(name, domain, bit, enter, leave, targets)                                         \
-    static __attribute__((noinline)) void* pmi_##name##_malloc_other(size_t size) {                            \
-        pmi_heap_t* const target = (targets) ? pmi_thread_target() : NULL;                                     \
+    static __attribute__((noinline, unused)) void* pmi_##name##_malloc_chosen(size_t size) {                   \
+        pmi_thread_t* const me = pmi_thread_self();                                                            \
+        pmi_heap_t* const target = pmi_thread_target(me);                                                      \
         if (target != NULL) {                                                                                  \
-            void* p = pmi_target_malloc(target, size, false);                                                  \
+            void* p = pmi_target_malloc(target, me, size, false);                                              \
             if (p != NULL) return p;                                                                           \
         }                                                                                                      \
         else if (!(atomic_load_explicit(&pmi_routed, memory_order_relaxed) & (bit)))                           \
+            return pmi_previous[domain].malloc(pmi_previous[domain].ctx, size);                                \
+        enter; void* p = pmi_mi_malloc(size); leave;                                                           \
+        return p;                                                                                              \
+    }                                                                                                          \
+    static __attribute__((noinline)) void* pmi_##name##_malloc_other(size_t size) {                            \
+        if ((targets) && pmi_objects_anywhere()) {                                                             \
+            pmi_thread_t* const me = pmi_thread_self();                                                        \
+            pmi_heap_t* const target = pmi_thread_target_cached(me);                                           \
+            if (target != NULL && target != PMI_TARGET_UNKNOWN) {                                              \
+                void* p = pmi_object_malloc_fast(target, me, pmi_at_least(size));                              \
+                if (p != NULL) return p;                                                                       \
+            }                                                                                                  \
+            if (target != NULL) return pmi_##name##_malloc_chosen(size);                                       \
+        }                                                                                                      \
+        if (!(atomic_load_explicit(&pmi_routed, memory_order_relaxed) & (bit)))                                \
             return pmi_previous[domain].malloc(pmi_previous[domain].ctx, size);                                \
         enter; void* p = pmi_mi_malloc(size); leave;                                                           \
         return p;                                                                                              \
@@ -302,7 +378,7 @@ static inline bool pmi_maybe_target(const struct mi_page_s* page) {
     }                                                                                                          \
     static void* pmi_##name##_calloc(void* ctx, size_t nelem, size_t elsize) {                                 \
         (void)ctx;                                                                                             \
-        pmi_heap_t* const target = (targets) ? pmi_thread_target() : NULL;                                     \
+        pmi_heap_t* const target = (targets) && pmi_objects_anywhere() ? pmi_thread_target(pmi_thread_self()) : NULL; \
         if (target != NULL) return pmi_target_calloc(target, nelem, elsize);                                   \
         if (!(atomic_load_explicit(&pmi_routed, memory_order_relaxed) & (bit)))                                \
             return pmi_previous[domain].calloc(pmi_previous[domain].ctx, nelem, elsize);                       \
@@ -317,22 +393,24 @@ static inline bool pmi_maybe_target(const struct mi_page_s* page) {
         enter; void* p = pmi_python_realloc(ptr, size); leave;                                                 \
         return p;                                                                                              \
     }                                                                                                          \
-    static __attribute__((noinline)) void pmi_##name##_free_other(struct mi_page_s* page, void* ptr) {         \
-        if (page == NULL) {                                                                                    \
-            if (ptr != NULL) pmi_previous[domain].free(pmi_previous[domain].ctx, ptr);                         \
-            return;                                                                                            \
-        }                                                                                                      \
-        if (pmi_maybe_target(page)) { pmi_owned_free(pmi_page_owner(page), page, ptr); return; }               \
-        enter; pmi_page_free(page, ptr); leave;                                                                \
+    static __attribute__((noinline)) void pmi_##name##_free_other(void* ptr) {                                 \
+        if (ptr != NULL) pmi_previous[domain].free(pmi_previous[domain].ctx, ptr);                             \
+    }                                                                                                          \
+    static __attribute__((noinline)) void pmi_##name##_free_owned(struct mi_page_s* page, void* ptr) {         \
+        pmi_owned_free(page, ptr);                                                                             \
     }                                                                                                          \
     static void pmi_##name##_free(void* ctx, void* ptr) {                                                      \
         (void)ctx;                                                                                             \
         struct mi_page_s* const page = pmi_page_of(ptr);                                                       \
-        if (PMI_LIKELY(page != NULL && atomic_load_explicit(&pmi_targets_high, memory_order_acquire) == 0)) {  \
-            enter; pmi_page_free(page, ptr); leave;                                                            \
+        if (PMI_LIKELY(page != NULL)) {                                                                        \
+            if (PMI_LIKELY(!pmi_maybe_target(page))) {                                                         \
+                enter; pmi_page_free(page, ptr); leave;                                                        \
+                return;                                                                                        \
+            }                                                                                                  \
+            pmi_##name##_free_owned(page, ptr);                                                                \
             return;                                                                                            \
         }                                                                                                      \
-        pmi_##name##_free_other(page, ptr);                                                                    \
+        pmi_##name##_free_other(ptr);                                                                          \
     }
 
 PMI_DOMAIN_FUNCTIONS(raw, PYMEM_DOMAIN_RAW, PMI_DOMAIN_RAW, pmi_world_enter(), pmi_world_leave(), false)

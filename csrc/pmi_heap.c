@@ -45,9 +45,7 @@ struct pmi_heap_s {
     atomic_intptr_t   refs;          /* the Python handle + one per numpy handler */
     atomic_intptr_t   pending;       /* threads finishing off a closed heap outside a bracket (pmi_heap_hold) */
     atomic_int        dead;          /* 1 once pmi_heap_drop decided to free the wrapper */
-    atomic_int        state;         /* PMI_STATE_OPEN or PMI_STATE_CLOSED */
-    atomic_int        closing;       /* 1 while a close decides: allocations wait for its outcome */
-    atomic_int        frozen;        /* 1 while freeze_depth > 0 */
+    atomic_int        flags;         /* PMI_HEAP_* below: one load tells a call whether the heap refuses it */
     atomic_int        released;      /* 1 once mi_heap_destroy ran (exactly one thread sets it) */
     atomic_intptr_t   pins;          /* as_default(), numpy_allocator() and python_objects() blocks holding it */
     _Atomic(pmi_block_t*) deferred;  /* records released while frozen (a lock-free stack) */
@@ -56,6 +54,15 @@ struct pmi_heap_s {
     pmi_heap_t*       next;          /* the registry of wrappers, guarded by pmi_registry_lock */
     pmi_heap_t*       prev;
 };
+
+#define PMI_HEAP_CLOSED  1  /* closed, for good */
+#define PMI_HEAP_CLOSING 2  /* a close decides: allocations wait for its outcome */
+#define PMI_HEAP_FROZEN  4  /* freeze_depth > 0 */
+static inline int  pmi_flags(pmi_heap_t* h) { return atomic_load(&h->flags); }
+static inline bool pmi_is_closed(pmi_heap_t* h) { return (pmi_flags(h) & PMI_HEAP_CLOSED) != 0; }
+static inline bool pmi_is_frozen(pmi_heap_t* h) { return (pmi_flags(h) & PMI_HEAP_FROZEN) != 0; }
+static inline void pmi_flag_raise(pmi_heap_t* h, int flag) { atomic_fetch_or(&h->flags, flag); }
+static inline void pmi_flag_lower(pmi_heap_t* h, int flag) { atomic_fetch_and(&h->flags, ~flag); }
 
 /* -- process-wide locks (see pmi_heap.h) ----------------------------------------------------------- */
 
@@ -150,14 +157,14 @@ static void pmi_heavy_fence(void) {
 /* -- thread slots and stripes ---------------------------------------------------------------------- */
 
 static atomic_uint pmi_slots_taken;             /* bit i: slot i has an owner */
-static __thread unsigned pmi_slot_of_thread;    /* 1 + this thread's slot (PMI_OWNED: the shared one); 0: none yet */
+__thread pmi_thread_t pmi_thread;
 static pthread_key_t pmi_slot_key;              /* its destructor gives the slot back at thread exit */
 static bool pmi_slot_key_made;
 
 static void pmi_slot_give_back(void* unused) {
     (void)unused;
-    const unsigned slot = pmi_slot_of_thread - 1;
-    pmi_slot_of_thread = 0;
+    const unsigned slot = pmi_thread.slot_plus_one - 1;
+    pmi_thread.slot_plus_one = 0;
     /* release: this thread's last stores to its stripes come before the next owner's first */
     if (slot < PMI_OWNED) atomic_fetch_and_explicit(&pmi_slots_taken, ~(1u << slot), memory_order_release);
 }
@@ -180,14 +187,16 @@ static __attribute__((noinline)) unsigned pmi_slot_take(void) {
         atomic_fetch_and_explicit(&pmi_slots_taken, ~(1u << slot), memory_order_release);  /* no exit hook */
         slot = PMI_OWNED;
     }
-    pmi_slot_of_thread = slot + 1;
+    pmi_thread.slot_plus_one = slot + 1;
     return slot;
 }
 
-static inline unsigned pmi_slot(void) {
-    const unsigned slot = pmi_slot_of_thread;
+/* This thread's slot; `me` is &pmi_thread, for callers that found it already (one thread-local lookup) */
+static inline unsigned pmi_slot_in(pmi_thread_t* me) {
+    const unsigned slot = me->slot_plus_one;
     return __builtin_expect(slot != 0, 1) ? slot - 1 : pmi_slot_take();
 }
+static inline unsigned pmi_slot(void) { return pmi_slot_in(&pmi_thread); }
 
 /* Add to a counter of the calling thread's stripe: a plain load and store where the thread owns it. */
 static inline intptr_t pmi_add(unsigned slot, atomic_intptr_t* counter, intptr_t delta, memory_order order) {
@@ -276,16 +285,19 @@ static inline void pmi_leave_at(pmi_heap_t* h, unsigned slot) { pmi_bracket_out(
 static inline void pmi_leave(pmi_heap_t* h) { pmi_leave_at(h, pmi_slot()); }
 
 static inline bool pmi_may_allocate(pmi_heap_t* h) {
-    return atomic_load(&h->state) == PMI_STATE_OPEN && !atomic_load(&h->closing) && !atomic_load(&h->frozen)
-           && !atomic_load(&pmi_world_stopped);
+    return (pmi_flags(h) | atomic_load(&pmi_world_stopped)) == 0;
+}
+
+static inline bool pmi_may_free(pmi_heap_t* h) {
+    return ((pmi_flags(h) & PMI_HEAP_FROZEN) | atomic_load(&pmi_world_stopped)) == 0;
 }
 
 static __attribute__((noinline)) int pmi_enter_alloc_slow(pmi_heap_t* h, unsigned slot) {
     atomic_intptr_t* active = &h->stripes[slot].active;
     for (;;) {
         pmi_bracket_out(slot, active);
-        if (atomic_load(&h->state) != PMI_STATE_OPEN) return PMI_ECLOSED;
-        if (atomic_load(&h->frozen)) return PMI_EFROZEN;
+        if (pmi_is_closed(h)) return PMI_ECLOSED;
+        if (pmi_is_frozen(h)) return PMI_EFROZEN;
         sched_yield();
         pmi_bracket_in(slot, active);
         if (pmi_may_allocate(h)) return PMI_OK;
@@ -305,10 +317,10 @@ static __attribute__((noinline)) bool pmi_enter_free_slow(pmi_heap_t* h, unsigne
     atomic_intptr_t* active = &h->stripes[slot].active;
     for (;;) {
         pmi_bracket_out(slot, active);
-        if (atomic_load(&h->frozen)) return false;
+        if (pmi_is_frozen(h)) return false;
         sched_yield();
         pmi_bracket_in(slot, active);
-        if (!atomic_load(&h->frozen) && !atomic_load(&pmi_world_stopped)) return true;
+        if (pmi_may_free(h)) return true;
     }
 }
 
@@ -316,26 +328,25 @@ static __attribute__((noinline)) bool pmi_enter_free_slow(pmi_heap_t* h, unsigne
    lives while anything in it does). false if frozen: the caller defers. */
 static inline bool pmi_enter_free_at(pmi_heap_t* h, unsigned slot) {
     pmi_bracket_in(slot, &h->stripes[slot].active);
-    if (__builtin_expect(!atomic_load(&h->frozen) && !atomic_load(&pmi_world_stopped), 1)) return true;
+    if (__builtin_expect(pmi_may_free(h), 1)) return true;
     return pmi_enter_free_slow(h, slot);
 }
 static bool pmi_enter_free(pmi_heap_t* h) { return pmi_enter_free_at(h, pmi_slot()); }
 
 /* For process-wide calls and our meta heap: only a stopped world holds them back. */
-static __thread int pmi_world_depth;  /* world brackets this thread holds */
 void pmi_world_enter(void) {
     const unsigned slot = pmi_slot();
     atomic_intptr_t* active = &pmi_main_wrapper->stripes[slot].active;
     for (;;) {
         pmi_bracket_in(slot, active);
-        if (!atomic_load(&pmi_world_stopped)) { pmi_world_depth++; return; }
+        if (!atomic_load(&pmi_world_stopped)) { pmi_thread.world_depth++; return; }
         pmi_bracket_out(slot, active);
         sched_yield();
     }
 }
 
-void pmi_world_leave(void) { pmi_world_depth--; pmi_leave(pmi_main_wrapper); }
-bool pmi_world_held(void) { return pmi_world_depth > 0; }
+void pmi_world_leave(void) { pmi_thread.world_depth--; pmi_leave(pmi_main_wrapper); }
+bool pmi_world_held(void) { return pmi_thread.world_depth > 0; }
 
 /* -- thread exits, fork and unmapping (hooks called from pmi_mimalloc.c and pthread_atfork) --------- */
 
@@ -375,7 +386,7 @@ static void pmi_fork_child(void) {
     }
     /* The other threads' slots died with them (their counts stay, as at a thread exit); this thread keeps
        its own. membarrier's registration is the process's: the child asks for its own, alone. */
-    const unsigned slot = pmi_slot_of_thread - 1;
+    const unsigned slot = pmi_thread.slot_plus_one - 1;
     atomic_store(&pmi_slots_taken, slot < PMI_OWNED ? 1u << slot : 0u);
     pmi_fences_choose();
     pthread_rwlock_init(&pmi_unmap_lock, NULL);
@@ -541,7 +552,7 @@ pmi_heap_t* pmi_heap_main_handle(void) {
    whoever frees the last live block; the exchange on `released` lets exactly one of them do it. Every
    free has finished with mimalloc before it lowers live_blocks, so nothing else uses the heap now. */
 static bool pmi_heap_try_release(pmi_heap_t* h, bool closer) {
-    if (h->is_main || atomic_load(&h->state) != PMI_STATE_CLOSED) return false;
+    if (h->is_main || !pmi_is_closed(h)) return false;
     /* The closer stored `state`: frees that did not see it are the light side of the handshake. A free that
        saw it is here too, and a seq_cst fence orders it against the other such frees. */
     if (closer) pmi_heavy_fence();
@@ -564,16 +575,16 @@ int pmi_heap_close(pmi_heap_t* h, int mode) {
     if (h->is_main) return PMI_EMAIN;
     pthread_mutex_lock(&h->lock);
     int status;
-    if (atomic_load(&h->state) == PMI_STATE_CLOSED) status = PMI_ECLOSED;
+    if (pmi_is_closed(h)) status = PMI_ECLOSED;
     else if (h->freeze_depth > 0) status = PMI_EFROZEN;
     else {
-        atomic_store(&h->closing, 1);
+        pmi_flag_raise(h, PMI_HEAP_CLOSING);
         pmi_wait_drained(h);
         /* Nothing can allocate now: allocations wait for this decision. The live count can only fall. */
         if (atomic_load(&h->pins) != 0) status = PMI_EPINNED;
         else if (mode == PMI_CLOSE_DESTROY && pmi_live_sum(h) != 0) status = PMI_EBUSY;
-        else { atomic_store(&h->state, PMI_STATE_CLOSED); status = PMI_DEFERRED; }
-        atomic_store(&h->closing, 0);
+        else { pmi_flag_raise(h, PMI_HEAP_CLOSED); status = PMI_DEFERRED; }
+        pmi_flag_lower(h, PMI_HEAP_CLOSING);
     }
     pthread_mutex_unlock(&h->lock);
     if (status == PMI_DEFERRED && pmi_heap_try_release(h, true)) status = PMI_DESTROYED;
@@ -581,13 +592,14 @@ int pmi_heap_close(pmi_heap_t* h, int mode) {
 }
 
 void pmi_heap_release(pmi_heap_t* h) {
-    if (!h->is_main && atomic_load(&h->state) == PMI_STATE_OPEN) (void)pmi_heap_close(h, PMI_CLOSE_AUTO);
+    if (!h->is_main && !pmi_is_closed(h)) (void)pmi_heap_close(h, PMI_CLOSE_AUTO);
     pmi_heap_unref(h);
 }
 
 int pmi_heap_state(pmi_heap_t* h) {
-    if (atomic_load(&h->state) == PMI_STATE_CLOSED) return PMI_STATE_CLOSED;
-    return atomic_load(&h->frozen) ? PMI_STATE_FROZEN : PMI_STATE_OPEN;
+    const int flags = pmi_flags(h);
+    if (flags & PMI_HEAP_CLOSED) return PMI_STATE_CLOSED;
+    return (flags & PMI_HEAP_FROZEN) ? PMI_STATE_FROZEN : PMI_STATE_OPEN;
 }
 
 int pmi_heap_is_main(pmi_heap_t* h) { return h->is_main; }
@@ -629,7 +641,7 @@ int pmi_heap_collect(pmi_heap_t* h, bool force) {
 }
 
 int pmi_heap_contains(pmi_heap_t* h, uintptr_t address) {
-    if (atomic_load(&h->state) != PMI_STATE_OPEN) return PMI_ECLOSED;
+    if (pmi_is_closed(h)) return PMI_ECLOSED;
     return pmi_heap_of(address) == (uintptr_t)h->heap ? 1 : 0;  /* compares addresses; never reads h->heap */
 }
 
@@ -675,13 +687,17 @@ static inline void pmi_count_resize(pmi_heap_t* h, unsigned slot, size_t old_siz
    then holds `pending` (so `h` outlives the bracket) and must call pmi_heap_finish once it left it. The
    decrement, a light fence, then the load of `state`; a close stores `state`, a heavy fence, then adds the
    live counts up: either this free sees the heap closed or the close sees this free (pmi_heap.h). */
-static inline bool pmi_count_free(pmi_heap_t* h, unsigned slot, size_t size) {
+static inline void pmi_count_out(pmi_heap_t* h, unsigned slot, size_t size) {
     pmi_stripe_t* s = &h->stripes[slot];
     pmi_count_mark(s);
     pmi_add(slot, &s->live_bytes, -(intptr_t)size, memory_order_relaxed);
     pmi_add(slot, &s->live_blocks, -1, memory_order_release);  /* after mimalloc's free: see pmi_heap_drop */
+}
+
+static inline bool pmi_count_free(pmi_heap_t* h, unsigned slot, size_t size) {
+    pmi_count_out(h, slot, size);
     if (__builtin_expect(slot < PMI_OWNED, 1)) pmi_light_fence();  /* the shared stripe's add was a barrier */
-    if (__builtin_expect(atomic_load(&h->state) != PMI_STATE_CLOSED, 1)) return false;
+    if (__builtin_expect(!pmi_is_closed(h), 1)) return false;
     atomic_fetch_add(&h->pending, 1);
     return true;
 }
@@ -693,10 +709,9 @@ static void pmi_heap_finish(pmi_heap_t* h) {
     pmi_heap_drop(h, &h->pending);
 }
 
-/* Why this thread's last allocation failed: read right after the failure, whatever the heap did since. */
-static __thread int pmi_last_failure;
-
-int pmi_allocation_failure(void) { return pmi_last_failure; }
+/* Why this thread's last allocation failed (pmi_thread.last_failure): read right after the failure, whatever the
+   heap did since. */
+int pmi_allocation_failure(void) { return pmi_thread.last_failure; }
 
 static inline pmi_block_t* pmi_record_fill(pmi_block_t* b, pmi_heap_t* h, void* data, size_t size) {
     b->data = data;
@@ -709,13 +724,13 @@ static inline pmi_block_t* pmi_record_fill(pmi_block_t* b, pmi_heap_t* h, void* 
 pmi_block_t* pmi_block_alloc(pmi_heap_t* h, pmi_block_t* into, size_t size, size_t alignment, bool zero) {
     const unsigned slot = pmi_slot();
     const int status = pmi_enter_alloc_at(h, slot);
-    if (status != PMI_OK) { pmi_last_failure = status; return NULL; }
+    if (status != PMI_OK) { pmi_thread.last_failure = status; return NULL; }
     void* p;
     if (alignment == 0) p = (zero ? mi_heap_zalloc(h->heap, size) : mi_heap_malloc(h->heap, size));
     else p = (zero ? mi_heap_zalloc_aligned(h->heap, size, alignment) : mi_heap_malloc_aligned(h->heap, size, alignment));
     if (p != NULL) pmi_count_alloc(h, slot, size);
     pmi_leave_at(h, slot);
-    if (p == NULL) { pmi_last_failure = PMI_ENOMEM; return NULL; }
+    if (p == NULL) { pmi_thread.last_failure = PMI_ENOMEM; return NULL; }
     pmi_track(p, size);
     return pmi_record_fill(into, h, p, size);
 }
@@ -723,14 +738,14 @@ pmi_block_t* pmi_block_alloc(pmi_heap_t* h, pmi_block_t* into, size_t size, size
 pmi_block_t* pmi_block_realloc(pmi_block_t* from, pmi_block_t* into, size_t size) {
     pmi_heap_t* h = from->owner;
     void* const data = from->data;
-    if (data == NULL) { pmi_last_failure = PMI_ECLOSED; return NULL; }
+    if (data == NULL) { pmi_thread.last_failure = PMI_ECLOSED; return NULL; }
     const unsigned slot = pmi_slot();
     const int status = pmi_enter_alloc_at(h, slot);
-    if (status != PMI_OK) { pmi_last_failure = status; return NULL; }
+    if (status != PMI_OK) { pmi_thread.last_failure = status; return NULL; }
     void* p = mi_heap_realloc(h->heap, data, size);
     if (p != NULL) pmi_count_resize(h, slot, from->size, size);
     pmi_leave_at(h, slot);
-    if (p == NULL) { pmi_last_failure = PMI_ENOMEM; return NULL; }
+    if (p == NULL) { pmi_thread.last_failure = PMI_ENOMEM; return NULL; }
     from->data = NULL;
     pmi_untrack(data);
     pmi_track(p, size);
@@ -751,7 +766,7 @@ static void pmi_defer(pmi_heap_t* h, void* data, size_t size) {
     pmi_block_t* head = atomic_load(&h->deferred);
     do { b->next_deferred = head; } while (!atomic_compare_exchange_weak(&h->deferred, &head, b));
     /* If the heap thawed meanwhile, nobody else will look at the list again: drain it. */
-    if (!atomic_load(&h->frozen)) pmi_release_deferred(h);
+    if (!pmi_is_frozen(h)) pmi_release_deferred(h);
     pmi_heap_drop(h, &h->pending);
 }
 
@@ -804,8 +819,8 @@ static void pmi_release_deferred(pmi_heap_t* h) {
    python_objects()): an uninitialised block goes through mimalloc's fast path inlined, with its counted size read
    from the page it came from; a zeroed one through mi_heap_zalloc. NULL if the heap is closed or frozen (numpy
    reports MemoryError; the hook goes to Python's own heap) or out of memory. */
-static inline __attribute__((always_inline)) void* pmi_counted_alloc(pmi_heap_t* h, size_t size, bool zero) {
-    const unsigned slot = pmi_slot();
+static inline __attribute__((always_inline)) void* pmi_counted_alloc(pmi_heap_t* h, pmi_thread_t* me, size_t size, bool zero) {
+    const unsigned slot = pmi_slot_in(me);
     if (pmi_enter_alloc_at(h, slot) != PMI_OK) return NULL;
     size_t counted = 0;
     void* p;
@@ -819,11 +834,38 @@ static inline __attribute__((always_inline)) void* pmi_counted_alloc(pmi_heap_t*
     return p;
 }
 
-void* pmi_data_alloc(pmi_heap_t* h, size_t size, bool zero) { return pmi_counted_alloc(h, size, zero); }
+void* pmi_data_alloc(pmi_heap_t* h, size_t size, bool zero) { return pmi_counted_alloc(h, &pmi_thread, size, zero); }
 
-/* inlined into the hook by link-time optimisation */
-inline __attribute__((always_inline)) void* pmi_object_malloc(pmi_heap_t* h, size_t size) {
-    return pmi_counted_alloc(h, size, false);
+/* Python objects (the hook's MEM and OBJ domains under python_objects(); inlined into the hook by link-time
+   optimisation). The common case first, which neither waits nor calls out of line: this thread owns a stripe,
+   neither the heap nor the world refuses, and mimalloc's fast path has a block. Where any of that fails, nothing
+   was done and the whole glue runs (pmi_object_malloc_slow): the compiler then keeps the common case free of
+   what only the rare one needs (measured with benchmarks/objects_instructions.py). */
+static __attribute__((noinline)) void* pmi_object_malloc_slow(pmi_heap_t* h, size_t size) {
+    return pmi_counted_alloc(h, &pmi_thread, size, false);
+}
+
+inline __attribute__((always_inline)) void* pmi_object_malloc_fast(pmi_heap_t* h, pmi_thread_t* me, size_t size) {
+    const unsigned slot = me->slot_plus_one - 1u;  /* no slot yet: 0 - 1 wraps, above PMI_OWNED */
+    if (__builtin_expect(slot < PMI_OWNED, 1)) {
+        pmi_bracket_in(slot, &h->stripes[slot].active);
+        if (__builtin_expect(pmi_may_allocate(h), 1)) {
+            size_t counted;
+            void* const p = pmi_fast_malloc_small_counted(h->heap, size, &counted);
+            if (__builtin_expect(p != NULL, 1)) {
+                pmi_count_alloc(h, slot, counted);
+                pmi_leave_at(h, slot);
+                return p;
+            }
+        }
+        pmi_leave_at(h, slot);
+    }
+    return NULL;
+}
+
+inline __attribute__((always_inline)) void* pmi_object_malloc(pmi_heap_t* h, pmi_thread_t* me, size_t size) {
+    void* const p = pmi_object_malloc_fast(h, me, size);
+    return p != NULL ? p : pmi_object_malloc_slow(h, size);
 }
 
 void* pmi_data_realloc(pmi_heap_t* h, void* p, size_t size) {
@@ -845,7 +887,7 @@ void pmi_data_free(pmi_heap_t* h, void* p) {
 /* pmi_release_data for a live block at the start of `page`'s block `p`, counted by its usable size as
    pmi_data_alloc counted it: the page found once by the hook serves both the size and the free (mi_usable_size
    and mi_free would each look it up again). The block is alive, so its page is. */
-inline __attribute__((always_inline)) void pmi_object_free(pmi_heap_t* h, struct mi_page_s* page, void* p) {
+static __attribute__((noinline)) void pmi_object_free_slow(pmi_heap_t* h, struct mi_page_s* page, void* p) {
     const unsigned slot = pmi_slot();
     const size_t size = pmi_page_block_usable(page, p);
     if (!pmi_enter_free_at(h, slot)) {
@@ -858,6 +900,32 @@ inline __attribute__((always_inline)) void pmi_object_free(pmi_heap_t* h, struct
     if (closed) pmi_heap_finish(h);
 }
 
+/* Its common case, as pmi_object_malloc's: an owned stripe, a heap that does not refuse (frozen, or the world
+   stopped) and mimalloc's free that calls nothing (pmi_page_free_local); else the whole glue. `me` is &pmi_thread. */
+inline __attribute__((always_inline)) void pmi_object_free(pmi_heap_t* h, pmi_thread_t* me, struct mi_page_s* page, void* p) {
+    const unsigned slot = me->slot_plus_one - 1u;
+    if (__builtin_expect(slot < PMI_OWNED, 1)) {
+        pmi_bracket_in(slot, &h->stripes[slot].active);
+        /* Whether the heap is closed is read once, here, rather than after the count as pmi_count_free does: with
+           no close deciding (no CLOSING) when this bracket began, a close that starts now waits for the bracket
+           before it decides, and adds up the live counts after it, so the heap stays as it was read until this
+           free has left (pmi_heap.h). A close deciding now: the whole glue. */
+        const int flags = pmi_flags(h);
+        const size_t size = pmi_page_block_usable(page, p);
+        if (__builtin_expect(((flags & (PMI_HEAP_FROZEN | PMI_HEAP_CLOSING)) | atomic_load(&pmi_world_stopped)) == 0, 1)
+            && __builtin_expect(pmi_page_free_local(page, p), 1)) {
+            pmi_count_out(h, slot, size);
+            const bool closed = (flags & PMI_HEAP_CLOSED) != 0;
+            if (closed) atomic_fetch_add(&h->pending, 1);  /* as pmi_count_free: `h` outlives the bracket */
+            pmi_leave_at(h, slot);
+            if (closed) pmi_heap_finish(h);
+            return;
+        }
+        pmi_leave_at(h, slot);
+    }
+    pmi_object_free_slow(h, page, p);
+}
+
 void pmi_heap_ref(pmi_heap_t* h) { atomic_fetch_add(&h->refs, 1); }
 void pmi_heap_unref_public(pmi_heap_t* h) { pmi_heap_unref(h); }
 
@@ -866,9 +934,9 @@ void pmi_heap_unref_public(pmi_heap_t* h) { pmi_heap_unref(h); }
 int pmi_heap_freeze(pmi_heap_t* h) {
     int status = PMI_OK;
     pthread_mutex_lock(&h->lock);
-    if (atomic_load(&h->state) == PMI_STATE_CLOSED) status = PMI_ECLOSED;
+    if (pmi_is_closed(h)) status = PMI_ECLOSED;
     else if (h->freeze_depth++ == 0) {
-        atomic_store(&h->frozen, 1);
+        pmi_flag_raise(h, PMI_HEAP_FROZEN);
         pmi_wait_drained(h);
     }
     pthread_mutex_unlock(&h->lock);
@@ -879,7 +947,7 @@ void pmi_heap_thaw(pmi_heap_t* h) {
     bool thawed = false;
     pthread_mutex_lock(&h->lock);
     if (h->freeze_depth > 0 && --h->freeze_depth == 0) {
-        atomic_store(&h->frozen, 0);
+        pmi_flag_lower(h, PMI_HEAP_FROZEN);
         thawed = true;
     }
     pthread_mutex_unlock(&h->lock);
@@ -997,7 +1065,7 @@ int pmi_heap_enter_read(pmi_heap_t* h) {  /* reading a heap's statistics: a froz
         const unsigned slot = pmi_slot();  /* a freeze already waited for brackets; this one only reads */
         pmi_bracket_in(slot, &h->stripes[slot].active);
     }
-    if (atomic_load(&h->state) == PMI_STATE_OPEN) return PMI_OK;
+    if (!pmi_is_closed(h)) return PMI_OK;
     pmi_leave(h);
     return PMI_ECLOSED;
 }
@@ -1009,7 +1077,7 @@ mi_heap_t* pmi_heap_raw(pmi_heap_t* h) { return h->heap; }
 
 static int pmi_heap_pin_if(pmi_heap_t* h, bool frozen_ok) {
     pthread_mutex_lock(&h->lock);  /* a close decides under this lock: it sees the pin, or we see it closed */
-    const int status = (atomic_load(&h->state) == PMI_STATE_CLOSED ? PMI_ECLOSED
+    const int status = (pmi_is_closed(h) ? PMI_ECLOSED
                         : (h->freeze_depth > 0 && !frozen_ok) ? PMI_EFROZEN : PMI_OK);
     if (status == PMI_OK) atomic_fetch_add(&h->pins, 1);
     pthread_mutex_unlock(&h->lock);

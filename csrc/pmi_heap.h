@@ -50,11 +50,18 @@
  *     that makes the kernel interrupt every CPU running the process (folly's fallback), never to nothing.
  *     Built with PMI_ASYMMETRIC_FENCE=0 (benchmarks/tsan.py does: ThreadSanitizer cannot model membarrier),
  *     both sides are seq_cst fences. pmi_fence_mode() says which protocol runs.
+ *   - A heap's refusals are bits of one word (`flags`: closed, closing, frozen), so a call tests them, and
+ *     the stopped world, with one load of each.
  *   - The same handshake orders a free against a close: the free lowers its stripe's live count (release),
- *     light fence, then loads `state`; the close stores `state`, heavy fence, then adds the live counts up.
- *     Either the close sees the free, or the free sees the heap closed and finishes it itself. Frees that
- *     see it closed take the slow path (pmi_heap_finish), which issues a seq_cst fence before adding up,
- *     so two last frees in two threads cannot both miss each other.
+ *     light fence, then loads the closed flag; the close raises it, heavy fence, then adds the live counts
+ *     up. Either the close sees the free, or the free sees the heap closed and finishes it itself. Frees
+ *     that see it closed take the slow path (pmi_heap_finish), which issues a seq_cst fence before adding
+ *     up, so two last frees in two threads cannot both miss each other.
+ *     A free of a Python object (pmi_object_free, the hook's hottest glue call) instead reads the closed
+ *     flag once, with the others, at the start of its bracket, and needs no second fence: if no close was
+ *     deciding then (no `closing` flag), a close that starts later raises `closing` and waits for this
+ *     bracket before it decides and adds up, so the flag cannot change while the free is inside. A free
+ *     that sees `closing` takes the general path above.
  *   - Counters and brackets are never written from a signal handler (a plain read-modify-write
  *     interrupted by another on the same word would lose one); mimalloc is not async-signal-safe either.
  *   - One process-wide "world" mutex serialises what changes mimalloc's set of heaps or walks one: heap

@@ -5,7 +5,36 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <mimalloc.h>
+
+/* Everything pymimalloc keeps per thread, in one thread-local (defined in pmi_heap.c). A module loaded with
+   dlopen finds each thread-local through a call (a TLS descriptor, -mtls-dialect=gnu2): with one variable, a hot
+   path makes one such call for all of ours (measured: 4 instructions per call saved, on every allocation and
+   free of an objects heap). */
+typedef struct pmi_thread_s {
+    unsigned    slot_plus_one;   /* 1 + this thread's stripe slot (PMI_OWNED: the shared one); 0: none yet */
+    int         world_depth;     /* world brackets this thread holds */
+    int         last_failure;    /* why this thread's last Block allocation failed */
+    /* pmi_allocator.c: what its python_objects() lookup last found in this thread, and what that depended on */
+    void*       objects_tstate;
+    void*       objects_context;
+    uint64_t    objects_version;
+    uint64_t    objects_epoch;
+    pmi_heap_t* objects_target;
+    /* pmi_allocator.c: the heap whose object this thread last freed, while no heap left its table since */
+    const void* owner_raw;
+    pmi_heap_t* owner_wrapper;
+    uint64_t    owner_generation;
+} pmi_thread_t;
+extern __thread pmi_thread_t pmi_thread;
+/* &pmi_thread, found once: the compiler otherwise treats the address as a constant and finds it again (another
+   descriptor call) wherever it is used, rather than keep it in a register (the empty asm hides where it came from) */
+static inline pmi_thread_t* pmi_thread_self(void) {
+    pmi_thread_t* me = &pmi_thread;
+    __asm__("" : "+r"(me));
+    return me;
+}
 
 void*      pmi_meta_realloc(void* p, size_t size);  /* our private meta heap (never a user's heap) */
 void       pmi_meta_free(void* p);
@@ -30,11 +59,14 @@ void       pmi_heap_unref_public(pmi_heap_t* heap);
 struct mi_page_s;
 struct mi_page_s* pmi_page_of(const void* p);
 mi_heap_t* pmi_page_owner(const struct mi_page_s* page);
+bool       pmi_page_in(const struct mi_page_s* page, const mi_heap_t* heap);  /* heap: not the main heap */
 void       pmi_page_free(struct mi_page_s* page, void* p);
+bool       pmi_page_free_local(struct mi_page_s* page, void* p);  /* its calling-free common case, or false */
 void*      pmi_fast_malloc(mi_heap_t* heap, size_t size);  /* mi_heap_malloc, inlined likewise */
 void*      pmi_heap_malloc_slow(mi_heap_t* heap, size_t size);  /* all of it but that fast path */
 /* mi_heap_malloc, and the block's size as the glue counts it (pmi_page_block_usable) in *counted; inlined likewise */
 void*      pmi_fast_malloc_counted(mi_heap_t* heap, size_t size, size_t* counted);
+void*      pmi_fast_malloc_small_counted(mi_heap_t* heap, size_t size, size_t* counted);  /* its fast path alone, or NULL */
 size_t     pmi_page_block_usable(const struct mi_page_s* page, const void* block);
 void       pmi_free_purge_now(void* p);  /* mi_free, and a page of p's own back to the OS now (pmi_mimalloc.c) */
 /* Before a thread's first allocation from `heap` outside any bracket (pmi_mimalloc.c says why) */
@@ -49,8 +81,9 @@ void*      pmi_data_realloc(pmi_heap_t* heap, void* p, size_t size);
 void       pmi_data_free(pmi_heap_t* heap, void* p);
 /* The same for Python objects (pmi_allocator.c): mimalloc's fast path inlined (and pmi_object_malloc itself, by
    link-time optimisation), and a free whose page the caller looked up: no more lookups */
-void*      pmi_object_malloc(pmi_heap_t* heap, size_t size);
-void       pmi_object_free(pmi_heap_t* heap, struct mi_page_s* page, void* p);
+void*      pmi_object_malloc(pmi_heap_t* heap, pmi_thread_t* me, size_t size);  /* me: &pmi_thread */
+void*      pmi_object_malloc_fast(pmi_heap_t* heap, pmi_thread_t* me, size_t size);  /* its common case, or NULL */
+void       pmi_object_free(pmi_heap_t* heap, pmi_thread_t* me, struct mi_page_s* page, void* p);
 
 #ifdef Py_PYTHON_H
 /* The pymimalloc._mimalloc module (a new reference), and adding functions to it (see pmi_python.c for the one

@@ -173,10 +173,13 @@ size_t pmi_page_block_usable(const mi_page_t* page, const void* block) {
 #define PMI_HOOK_INLINE inline __attribute__((always_inline))
 struct mi_page_s* pmi_page_of(const void* p);
 mi_heap_t* pmi_page_owner(const struct mi_page_s* page);
+bool pmi_page_in(const struct mi_page_s* page, const mi_heap_t* heap);
 void pmi_page_free(struct mi_page_s* page, void* p);
+bool pmi_page_free_local(struct mi_page_s* page, void* p);
 void* pmi_fast_malloc(mi_heap_t* heap, size_t size);
 void* pmi_heap_malloc_slow(mi_heap_t* heap, size_t size);
 void* pmi_fast_malloc_counted(mi_heap_t* heap, size_t size, size_t* counted);
+void* pmi_fast_malloc_small_counted(mi_heap_t* heap, size_t size, size_t* counted);
 void* pmi_heap_malloc_counted_slow(mi_heap_t* heap, size_t size, size_t* counted);
 void pmi_theap_ensure(mi_heap_t* heap);
 void pmi_world_enter(void);
@@ -200,9 +203,22 @@ PMI_HOOK_INLINE mi_page_t* pmi_page_of(const void* p) {
 }
 
 mi_heap_t* pmi_page_owner(const mi_page_t* page) { return mi_page_heap(page); }  /* as mi_heap_of */
+/* whether `page` is of `heap`, which is not the main heap (whose pages say NULL): one load, no call */
+PMI_HOOK_INLINE bool pmi_page_in(const mi_page_t* page, const mi_heap_t* heap) { return page->heap == heap; }
 
 /* `page` is not NULL */
 PMI_HOOK_INLINE void pmi_page_free(mi_page_t* page, void* p) { mi_free_ex(p, NULL, page); }
+
+/* mi_free_ex's first case alone, and only where it calls nothing: a block of a page this thread owns, that is
+   neither full nor holds aligned blocks (mi_free_ex's own test), and is not its page's last live block (whose free
+   retires the page). false, with nothing done, otherwise: the caller then frees through pmi_page_free. With no call
+   left in it, a caller's common case needs no saved registers (the glue's free of a Python object). */
+PMI_HOOK_INLINE bool pmi_page_free_local(mi_page_t* page, void* p) {
+  if mi_unlikely((_mi_prim_thread_id() ^ mi_page_xthread_id(page)) != 0 || page->used <= 1) return false;
+  mi_free_block_local(page, mi_validate_block_from_ptr(page, p), false /* was guarded */, true /* track stats */,
+                      false /* not full: the test above */);
+  return true;
+}
 
 /* mi_heap_malloc, with everything but its fast path (a small block from this thread's theap of `heap`, found
  * through mimalloc's cache of the last theap used) out of line, so that the hook's malloc saves no register. */
@@ -227,8 +243,9 @@ PMI_HOOK_INLINE void* pmi_fast_malloc(mi_heap_t* heap, size_t size) {
  * `*counted`, read from the page the fast path took
  * the block from rather than found again in the page map. A block mimalloc's fast path hands out is the head of
  * the free list of the theap's direct page for its size, so when that list is not empty the page is known
- * before the call. Guarded builds may divert any small block to a guard page: they take the slow path. */
-PMI_HOOK_INLINE void* pmi_fast_malloc_counted(mi_heap_t* heap, size_t size, size_t* counted) {
+ * before the call. Guarded builds may divert any small block to a guard page: they take the slow path.
+ * pmi_fast_malloc_small_counted is that fast path alone: NULL, with nothing done, where it does not apply. */
+PMI_HOOK_INLINE void* pmi_fast_malloc_small_counted(mi_heap_t* heap, size_t size, size_t* counted) {
 #if !MI_GUARDED
   mi_theap_t* const theap = _mi_theap_cached();
   if mi_likely(theap != NULL && _mi_theap_heap(theap) == heap && size <= MI_SMALL_SIZE_MAX) {
@@ -244,8 +261,14 @@ PMI_HOOK_INLINE void* pmi_fast_malloc_counted(mi_heap_t* heap, size_t size, size
       return p;
     }
   }
+#else
+  (void)heap; (void)size; (void)counted;
 #endif
-  return pmi_heap_malloc_counted_slow(heap, size, counted);
+  return NULL;
+}
+PMI_HOOK_INLINE void* pmi_fast_malloc_counted(mi_heap_t* heap, size_t size, size_t* counted) {
+  void* const p = pmi_fast_malloc_small_counted(heap, size, counted);
+  return p != NULL ? p : pmi_heap_malloc_counted_slow(heap, size, counted);
 }
 mi_decl_noinline void* pmi_heap_malloc_counted_slow(mi_heap_t* heap, size_t size, size_t* counted) {
   void* const p = mi_heap_malloc(heap, size);

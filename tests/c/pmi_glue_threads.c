@@ -378,7 +378,7 @@ static data_item_t* data_alloc(rng_t* r, pmi_heap_t* h) {
     const size_t size = pick_small_size(r) + 1;
     const bool zero = below(r, 3) == 0;
     /* a Python object's block (the hook under python_objects()), or numpy's data */
-    void* p = (!zero && below(r, 2) == 0) ? pmi_object_malloc(h, size) : pmi_data_alloc(h, size, zero);
+    void* p = (!zero && below(r, 2) == 0) ? pmi_object_malloc(h, pmi_thread_self(), size) : pmi_data_alloc(h, size, zero);
     if (p == NULL) {  /* closed or frozen: numpy raises MemoryError; the hook goes to Python's own heap */
         const int state = pmi_heap_state(h);
         (void)state;  /* may have changed since: no check possible beyond "not a crash" */
@@ -399,7 +399,7 @@ static data_item_t* data_alloc(rng_t* r, pmi_heap_t* h) {
 }
 
 static void data_release(data_item_t* d) {
-    if (((uintptr_t)d->p >> 4) & 1) pmi_object_free(d->heap, pmi_page_of(d->p), d->p);  /* as the hook frees */
+    if (((uintptr_t)d->p >> 4) & 1) pmi_object_free(d->heap, pmi_thread_self(), pmi_page_of(d->p), d->p);  /* as the hook frees */
     else pmi_data_free(d->heap, d->p);
     pmi_heap_unref_public(d->heap);  /* the capsule goes */
     free(d);
