@@ -197,3 +197,9 @@ def test_new_threads_first_objects_while_the_main_heap_is_walked() -> None:
 
 def test_a_growing_buffer_keeps_its_contents_and_leaves_no_resident_copies() -> None:
     assert _program("allocator_growth_leaves_no_copies.py").split() == ["ok"]
+
+
+def test_python_objects_in_heaps_one_after_another_and_a_growing_buffer() -> None:
+    # the hook caches the heap a thread last freed an object into; a new heap at a destroyed one's address must
+    # not be served by that memory. And a chosen heap's blocks once grew without room: every growth moved
+    assert _program("allocator_python_objects_in_turn.py").split() == ["ok"]
