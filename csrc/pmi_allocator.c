@@ -73,13 +73,19 @@ static struct {
    table altogether (pmi_maybe_target), so it means "some heap ever held Python objects", not "is active". */
 static atomic_int pmi_targets_high;
 static atomic_int pmi_objects_held;      /* python_objects() scopes held anywhere: while 0, allocations look no further */
-/* The domains whose malloc takes the common case: routed, and for MEM and OBJ no python_objects() scope held
-   anywhere. One load decides it, so the hook's malloc is a leaf function down to mimalloc's fast path.
-   Written with the GIL held (pmi_fast_update), after every change of pmi_routed or pmi_objects_held. */
-static atomic_int pmi_fast;
+/* For each domain (indexed by PyMemAllocatorDomain), the heap its malloc's common case serves: Python's heap while
+   the domain is routed and, for MEM and OBJ, no python_objects() scope is held anywhere; NULL otherwise. One
+   load gives both the decision and the heap that mimalloc's fast path compares with its cached theap's (NULL
+   must not reach that compare: a theap not yet set up says NULL). The hook's malloc is a leaf function down to
+   mimalloc's fast path. Written with the GIL held (pmi_fast_update), after every change of pmi_routed or
+   pmi_objects_held. */
+static _Atomic(mi_heap_t*) pmi_fast_heap[3];
 static void pmi_fast_update(void) {
     const int held = atomic_load(&pmi_objects_held) != 0 ? (PMI_DOMAIN_MEM | PMI_DOMAIN_OBJ) : 0;
-    atomic_store(&pmi_fast, atomic_load(&pmi_routed) & ~held);
+    const int fast = atomic_load(&pmi_routed) & ~held;
+    atomic_store(&pmi_fast_heap[PYMEM_DOMAIN_RAW], (fast & PMI_DOMAIN_RAW) ? pmi_python_heap : NULL);
+    atomic_store(&pmi_fast_heap[PYMEM_DOMAIN_MEM], (fast & PMI_DOMAIN_MEM) ? pmi_python_heap : NULL);
+    atomic_store(&pmi_fast_heap[PYMEM_DOMAIN_OBJ], (fast & PMI_DOMAIN_OBJ) ? pmi_python_heap : NULL);
 }
 
 #if PY_VERSION_HEX >= 0x030D0000
@@ -368,11 +374,17 @@ static inline bool pmi_maybe_target(const struct mi_page_s* page) {
         enter; void* p = pmi_mi_malloc(size); leave;                                                           \
         return p;                                                                                              \
     }                                                                                                          \
+    static __attribute__((noinline)) void* pmi_##name##_malloc_miss(size_t size) {                             \
+        enter; void* p = pmi_heap_malloc_slow(pmi_python_heap, pmi_at_least(size)); leave;                    \
+        return p;                                                                                              \
+    }                                                                                                          \
     static void* pmi_##name##_malloc(void* ctx, size_t size) {                                                 \
         (void)ctx;                                                                                             \
-        if (PMI_LIKELY(atomic_load_explicit(&pmi_fast, memory_order_relaxed) & (bit))) {                      \
-            enter; void* p = pmi_mi_malloc(size); leave;                                                       \
-            return p;                                                                                          \
+        mi_heap_t* const heap = atomic_load_explicit(&pmi_fast_heap[domain], memory_order_relaxed);           \
+        if (PMI_LIKELY(heap != NULL)) {                                                                        \
+            enter; void* const p = pmi_fast_malloc_small(heap, pmi_at_least(size)); leave;                     \
+            if (PMI_LIKELY(p != NULL)) return p;                                                               \
+            return pmi_##name##_malloc_miss(size);                                                             \
         }                                                                                                      \
         return pmi_##name##_malloc_other(size);                                                                \
     }                                                                                                          \

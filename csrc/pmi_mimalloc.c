@@ -177,6 +177,7 @@ bool pmi_page_in(const struct mi_page_s* page, const mi_heap_t* heap);
 void pmi_page_free(struct mi_page_s* page, void* p);
 bool pmi_page_free_local(struct mi_page_s* page, void* p);
 void* pmi_fast_malloc(mi_heap_t* heap, size_t size);
+void* pmi_fast_malloc_small(mi_heap_t* heap, size_t size);
 void* pmi_heap_malloc_slow(mi_heap_t* heap, size_t size);
 void* pmi_fast_malloc_counted(mi_heap_t* heap, size_t size, size_t* counted);
 void* pmi_fast_malloc_small_counted(mi_heap_t* heap, size_t size, size_t* counted);
@@ -225,6 +226,21 @@ PMI_HOOK_INLINE bool pmi_page_free_local(mi_page_t* page, void* p) {
 void pmi_theap_ensure_slow(mi_heap_t* heap);
 PMI_HOOK_INLINE void pmi_theap_ensure(mi_heap_t* heap) {
   if mi_unlikely(_mi_heap_theap_peek(heap) == NULL) pmi_theap_ensure_slow(heap);
+}
+
+/* pmi_fast_malloc's fast path alone: a small block from this thread's theap of `heap` (mimalloc's own refill, when
+   the page's free list is empty, is a tail call), or NULL where it does not apply, with nothing done (or out of
+   memory: the caller's slow path then tries again). `heap` is not NULL: a theap not yet set up says NULL for its
+   heap. */
+PMI_HOOK_INLINE void* pmi_fast_malloc_small(mi_heap_t* heap, size_t size) {
+  mi_theap_t* const theap = _mi_theap_cached();
+#if MI_THEAP_INITASNULL
+  if mi_unlikely(theap == NULL) return NULL;
+#endif
+  if mi_likely(_mi_theap_heap(theap) == heap && size <= MI_SMALL_SIZE_MAX) {
+    return mi_theap_malloc_small_zero_nonnull(theap, size, false, NULL);
+  }
+  return NULL;
 }
 
 PMI_HOOK_INLINE void* pmi_fast_malloc(mi_heap_t* heap, size_t size) {
