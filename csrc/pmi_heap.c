@@ -721,7 +721,28 @@ static inline pmi_block_t* pmi_record_fill(pmi_block_t* b, pmi_heap_t* h, void* 
     return b;
 }
 
+/* pmi_block_alloc's common case, as pmi_object_malloc_fast's: NULL, with nothing done, where it does not apply */
+static inline __attribute__((always_inline)) void* pmi_block_alloc_fast(pmi_heap_t* h, size_t size) {
+    const unsigned slot = pmi_thread_self()->slot_plus_one - 1u;
+    if (__builtin_expect(slot >= PMI_OWNED, 0)) return NULL;
+    void* p = NULL;
+    pmi_bracket_in(slot, &h->stripes[slot].active);
+    if (__builtin_expect(pmi_may_allocate(h), 1)) {
+        p = pmi_fast_malloc_small(h->heap, size);
+        if (__builtin_expect(p != NULL, 1)) pmi_count_alloc(h, slot, size);
+    }
+    pmi_leave_at(h, slot);
+    return p;
+}
+
 pmi_block_t* pmi_block_alloc(pmi_heap_t* h, pmi_block_t* into, size_t size, size_t alignment, bool zero) {
+    if (alignment == 0 && !zero) {
+        void* const p = pmi_block_alloc_fast(h, size);
+        if (__builtin_expect(p != NULL, 1)) {
+            pmi_track(p, size);
+            return pmi_record_fill(into, h, p, size);
+        }
+    }
     const unsigned slot = pmi_slot();
     const int status = pmi_enter_alloc_at(h, slot);
     if (status != PMI_OK) { pmi_thread.last_failure = status; return NULL; }
@@ -775,10 +796,46 @@ static void pmi_defer(pmi_heap_t* h, void* data, size_t size) {
    mi_usable_size would decode the padding: counted in by one and out by the other, the counts would drift). */
 static inline size_t pmi_counted_size(const void* p) { return pmi_page_block_usable(_mi_ptr_page(p), p); }
 
-/* Free `data` of heap `h`, counted as `size` bytes (PMI_BY_USABLE_SIZE: its usable size, numpy's data), or defer it
-   while the heap is frozen. */
 #define PMI_BY_USABLE_SIZE ((size_t)-1)
-static void pmi_release_data(pmi_heap_t* h, void* data, size_t size) {
+
+/* The common case of every glue free (a Block, numpy's data, a Python object), which neither waits nor calls out of
+   line: this thread owns a stripe, the heap neither is frozen nor has a close deciding, the world runs, and mimalloc's
+   free of the block calls nothing (pmi_page_free_local). Frees the block at the start of `page`'s block `p` and
+   counts it out as `size` bytes (PMI_BY_USABLE_SIZE: its usable size), or returns false with nothing done: the caller
+   then takes the whole glue. `me` is &pmi_thread.
+   Whether the heap is closed is read once, at the start of the bracket, rather than after the count as
+   pmi_count_free does: with no close deciding (no CLOSING) when the bracket began, a close that starts later waits
+   for the bracket before it decides, and adds up the live counts after it, so the heap stays as it was read until
+   this free has left (pmi_heap.h). */
+static inline __attribute__((always_inline)) bool pmi_release_fast(pmi_heap_t* h, pmi_thread_t* me, struct mi_page_s* page,
+                                                                   void* p, size_t size) {
+    const unsigned slot = me->slot_plus_one - 1u;  /* no slot yet: 0 - 1 wraps, above PMI_OWNED */
+    if (__builtin_expect(slot >= PMI_OWNED, 0)) return false;
+    pmi_bracket_in(slot, &h->stripes[slot].active);
+    const int flags = pmi_flags(h);
+    const size_t counted = (size == PMI_BY_USABLE_SIZE ? pmi_page_block_usable(page, p) : size);
+    if (__builtin_expect(((flags & (PMI_HEAP_FROZEN | PMI_HEAP_CLOSING)) | atomic_load(&pmi_world_stopped)) == 0, 1)
+        && __builtin_expect(pmi_page_free_local(page, p), 1)) {
+        pmi_count_out(h, slot, counted);
+        const bool closed = (flags & PMI_HEAP_CLOSED) != 0;
+        if (closed) atomic_fetch_add(&h->pending, 1);  /* as pmi_count_free: `h` outlives the bracket */
+        pmi_leave_at(h, slot);
+        if (closed) pmi_heap_finish(h);
+        return true;
+    }
+    pmi_leave_at(h, slot);
+    return false;
+}
+
+/* Free `data` of heap `h`, counted as `size` bytes (PMI_BY_USABLE_SIZE: its usable size, numpy's data), or defer it
+   while the heap is frozen. The common case first (pmi_release_fast). */
+static __attribute__((noinline)) void pmi_release_data_slow(pmi_heap_t* h, void* data, size_t size);
+static inline void pmi_release_data(pmi_heap_t* h, void* data, size_t size) {
+    if (__builtin_expect(!pmi_release_fast(h, pmi_thread_self(), _mi_ptr_page(data), data, size), 0))
+        pmi_release_data_slow(h, data, size);
+}
+
+static __attribute__((noinline)) void pmi_release_data_slow(pmi_heap_t* h, void* data, size_t size) {
     const unsigned slot = pmi_slot();
     if (!pmi_enter_free_at(h, slot)) {
         pmi_defer(h, data, size == PMI_BY_USABLE_SIZE ? pmi_counted_size(data) : size);  /* alive, heap frozen: safe */
@@ -900,30 +957,9 @@ static __attribute__((noinline)) void pmi_object_free_slow(pmi_heap_t* h, struct
     if (closed) pmi_heap_finish(h);
 }
 
-/* Its common case, as pmi_object_malloc's: an owned stripe, a heap that does not refuse (frozen, or the world
-   stopped) and mimalloc's free that calls nothing (pmi_page_free_local); else the whole glue. `me` is &pmi_thread. */
+/* Its common case first (pmi_release_fast), else the whole glue. `me` is &pmi_thread. */
 inline __attribute__((always_inline)) void pmi_object_free(pmi_heap_t* h, pmi_thread_t* me, struct mi_page_s* page, void* p) {
-    const unsigned slot = me->slot_plus_one - 1u;
-    if (__builtin_expect(slot < PMI_OWNED, 1)) {
-        pmi_bracket_in(slot, &h->stripes[slot].active);
-        /* Whether the heap is closed is read once, here, rather than after the count as pmi_count_free does: with
-           no close deciding (no CLOSING) when this bracket began, a close that starts now waits for the bracket
-           before it decides, and adds up the live counts after it, so the heap stays as it was read until this
-           free has left (pmi_heap.h). A close deciding now: the whole glue. */
-        const int flags = pmi_flags(h);
-        const size_t size = pmi_page_block_usable(page, p);
-        if (__builtin_expect(((flags & (PMI_HEAP_FROZEN | PMI_HEAP_CLOSING)) | atomic_load(&pmi_world_stopped)) == 0, 1)
-            && __builtin_expect(pmi_page_free_local(page, p), 1)) {
-            pmi_count_out(h, slot, size);
-            const bool closed = (flags & PMI_HEAP_CLOSED) != 0;
-            if (closed) atomic_fetch_add(&h->pending, 1);  /* as pmi_count_free: `h` outlives the bracket */
-            pmi_leave_at(h, slot);
-            if (closed) pmi_heap_finish(h);
-            return;
-        }
-        pmi_leave_at(h, slot);
-    }
-    pmi_object_free_slow(h, page, p);
+    if (__builtin_expect(!pmi_release_fast(h, me, page, p, PMI_BY_USABLE_SIZE), 0)) pmi_object_free_slow(h, page, p);
 }
 
 void pmi_heap_ref(pmi_heap_t* h) { atomic_fetch_add(&h->refs, 1); }

@@ -212,10 +212,13 @@ PMI_HOOK_INLINE void pmi_page_free(mi_page_t* page, void* p) { mi_free_ex(p, NUL
 
 /* mi_free_ex's first case alone, and only where it calls nothing: a block of a page this thread owns, that is
    neither full nor holds aligned blocks (mi_free_ex's own test), and is not its page's last live block (whose free
-   retires the page). false, with nothing done, otherwise: the caller then frees through pmi_page_free. With no call
+   retires the page) unless the page is retired already. false, with nothing done, otherwise: the caller then frees through pmi_page_free. With no call
    left in it, a caller's common case needs no saved registers (the glue's free of a Python object). */
 PMI_HOOK_INLINE bool pmi_page_free_local(mi_page_t* page, void* p) {
-  if mi_unlikely((_mi_prim_thread_id() ^ mi_page_xthread_id(page)) != 0 || page->used <= 1) return false;
+  if mi_unlikely((_mi_prim_thread_id() ^ mi_page_xthread_id(page)) != 0) return false;
+  /* the last live block of a page retired already (retire_expire set: a page that one block is allocated from and
+     freed to over and over) frees without a call too */
+  if mi_unlikely(page->used <= 1 && page->retire_expire == 0) return false;
   mi_free_block_local(page, mi_validate_block_from_ptr(page, p), false /* was guarded */, true /* track stats */,
                       false /* not full: the test above */);
   return true;
