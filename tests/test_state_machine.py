@@ -364,10 +364,11 @@ class PymimallocMachine(RuleBasedStateMachine):
     @rule(allocation=allocations)
     def release_views(self, allocation: Allocation | None) -> None:
         if allocation is not None:
-            for view in allocation.views:
+            while allocation.views:
+                view = allocation.views.pop()
                 if isinstance(view, memoryview):
                     view.release()
-            allocation.views.clear()  # the numpy arrays go with their last reference
+                del view  # the numpy arrays go with their last reference (a loop variable kept one alive)
             if isinstance(allocation.obj, pymimalloc.Block) and not allocation.obj.freed:
                 assert allocation.obj.exports == 0
             if allocation in self.orphans:
