@@ -5,7 +5,8 @@
  *   - new allocations come from one mimalloc heap of their own (pmi_python_heap, never closed or walked
  *     by pymimalloc), rounded up to 16 bytes: CPython promises 16-byte alignment, and mimalloc gives it
  *     to every block of 16 bytes or more (its 8-byte size class is the only one that is not); a
- *     zero-byte request is a distinct 16-byte block;
+ *     zero-byte request is a distinct 16-byte block. Blocks above PMI_TO_PREVIOUS (512 KiB) are the previous
+ *     allocator's, as pymalloc leaves them to the C library, which grows them without copies (see there);
  *   - free and realloc look the pointer up in mimalloc's page map once (pmi_page_of, the lookup mi_free
  *     itself does): a block on a mimalloc page goes to mimalloc, through that page (pmi_page_free), and
  *     anything else (allocated before the hook, or while the domain was not routed) goes to the previous
@@ -229,20 +230,16 @@ static inline void* pmi_mi_calloc(size_t nelem, size_t elsize) {
    about 9 times over its final size, where the C library's realloc extends in place or remaps. So a block
    of PMI_GROW_ROOM bytes or more that must move to grow gets half as much again: the next few growths stay
    in place (mimalloc keeps a block whose new size fits its usable size, down to half of it). Smaller blocks
-   move cheaply and are many, so they get no room. From PMI_DOUBLE_ROOM bytes up a moving block gets as much
-   again (twice its size): the C library grows such blocks without copying (mremap), and every copy here
-   also leaves the old block's pages resident until mimalloc purges them. Measured with
-   benchmarks/instructions.py --reps 3 (build CFLAGS=-mno-avx512f), one and a half times at every size
-   against twice from 256 KiB: 711 -> 456 instructions per realloc (the copies: valgrind counts a byte per
-   instruction of glibc's rep movsb), the workload 1.032 -> 1.023x pymalloc's instructions, and its peak
-   RSS 35.1 -> 33.0 MiB, and 31.0 MiB with moved pages purged at once (below; pymalloc 23.7). Untouched room
-   costs no RSS. */
-/* Blocks above this many bytes have a mimalloc page of their own (MI_LARGE_MAX_OBJ_SIZE in v3.4.3): when one moves to
-   grow, its old page is purged at once (pmi_free_purge_now), as the C library's mremap leaves nothing behind. */
-#define PMI_PURGE_MOVED (512 * 1024)
-#ifndef PMI_DOUBLE_ROOM
-#define PMI_DOUBLE_ROOM (256 * 1024)
-#endif
+   move cheaply and are many, so they get no room. Measured with benchmarks/instructions.py --reps 3, one and a
+   half times at every size against twice from 256 KiB: 711 -> 456 instructions per realloc (the copies:
+   valgrind counts a byte per instruction of glibc's rep movsb), the workload 1.032 -> 1.023x pymalloc's
+   instructions. Untouched room costs no RSS.
+   Blocks above PMI_TO_PREVIOUS bytes are the previous allocator's (pymalloc hands them to the C library, whose
+   realloc remaps such blocks without copying, and whose free unmaps them): a malloc or calloc of more, and a
+   block that must move to grow beyond it, go there. mimalloc cannot grow a block in place: a growing buffer of
+   96 MiB was copied each time it moved (9 blocks of the workload above copied 6.7 million bytes), and each
+   copy left its old pages resident until purged. pymimalloc's own heaps keep mimalloc's blocks of every size. */
+#define PMI_TO_PREVIOUS (512 * 1024)
 #ifndef PMI_GROW_ROOM
 #define PMI_GROW_ROOM 4096
 #endif
@@ -253,25 +250,25 @@ static inline void* pmi_mi_calloc(size_t nelem, size_t elsize) {
 static inline size_t pmi_grow_size(size_t size, size_t usable) {
     size_t roomy;
     if (size < PMI_GROW_ROOM || size <= usable) return size;
-    if (__builtin_add_overflow(size, size >= PMI_DOUBLE_ROOM ? size : size / 2, &roomy)) return size;
+    if (__builtin_add_overflow(size, size / 2, &roomy)) return size;
     return roomy;
 }
 
-static inline void* pmi_python_realloc(void* ptr, size_t size) {
+/* A block of Python's heap resized to `size` bytes; `previous` is the domain's previous allocator. */
+static inline void* pmi_python_realloc(const PyMemAllocatorEx* previous, void* ptr, size_t size) {
     size = pmi_at_least(size);
     pmi_theap_ensure(pmi_python_heap);  /* a block of another thread may be this thread's first use */
     const size_t usable = mi_usable_size(ptr);
     const size_t roomy = pmi_grow_size(size, usable);
-    if (roomy != size) {
-        if (usable > PMI_PURGE_MOVED) {  /* a page of its own: moved, its memory goes back to the OS at once */
-            void* q = mi_heap_malloc(pmi_python_heap, roomy);
-            if (q == NULL) q = mi_heap_malloc(pmi_python_heap, size);
+    if (roomy != size) {  /* it must move to grow */
+        if (roomy > PMI_TO_PREVIOUS) {  /* to the previous allocator, which grows it without copies from now on */
+            void* const q = previous->malloc(previous->ctx, size);
             if (q == NULL) return NULL;
             memcpy(q, ptr, usable);
-            pmi_free_purge_now(ptr);
+            pmi_free_purge_now(ptr);  /* a page of its own goes back to the OS now, as the C library's would */
             return q;
         }
-        void* q = mi_heap_realloc(pmi_python_heap, ptr, roomy);
+        void* const q = mi_heap_realloc(pmi_python_heap, ptr, roomy);
         if (q != NULL) return q;
     }
     return mi_heap_realloc(pmi_python_heap, ptr, size);
@@ -347,6 +344,12 @@ static inline bool pmi_maybe_target(const struct mi_page_s* page) {
    mimalloc's own fast path. */
 #define PMI_LIKELY(x) __builtin_expect(!!(x), 1)
 #define PMI_DOMAIN_FUNCTIONS(name, domain, bit, enter, leave, targets)                                         \
+    static inline void* pmi_##name##_python_malloc(size_t size) {  /* Python's heap, or the previous allocator */ \
+        if (__builtin_expect(size > PMI_TO_PREVIOUS, 0))                                                       \
+            return pmi_previous[domain].malloc(pmi_previous[domain].ctx, size);                                \
+        enter; void* p = pmi_mi_malloc(size); leave;                                                           \
+        return p;                                                                                              \
+    }                                                                                                          \
     static __attribute__((noinline, unused)) void* pmi_##name##_malloc_chosen(size_t size) {                   \
         pmi_thread_t* const me = pmi_thread_self();                                                            \
         pmi_heap_t* const target = pmi_thread_target(me);                                                      \
@@ -356,8 +359,7 @@ static inline bool pmi_maybe_target(const struct mi_page_s* page) {
         }                                                                                                      \
         else if (!(atomic_load_explicit(&pmi_routed, memory_order_relaxed) & (bit)))                           \
             return pmi_previous[domain].malloc(pmi_previous[domain].ctx, size);                                \
-        enter; void* p = pmi_mi_malloc(size); leave;                                                           \
-        return p;                                                                                              \
+        return pmi_##name##_python_malloc(size);                                                               \
     }                                                                                                          \
     static __attribute__((noinline)) void* pmi_##name##_malloc_other(size_t size) {                            \
         if ((targets) && pmi_objects_anywhere()) {                                                             \
@@ -371,10 +373,11 @@ static inline bool pmi_maybe_target(const struct mi_page_s* page) {
         }                                                                                                      \
         if (!(atomic_load_explicit(&pmi_routed, memory_order_relaxed) & (bit)))                                \
             return pmi_previous[domain].malloc(pmi_previous[domain].ctx, size);                                \
-        enter; void* p = pmi_mi_malloc(size); leave;                                                           \
-        return p;                                                                                              \
+        return pmi_##name##_python_malloc(size);                                                               \
     }                                                                                                          \
     static __attribute__((noinline)) void* pmi_##name##_malloc_miss(size_t size) {                             \
+        if (__builtin_expect(size > PMI_TO_PREVIOUS, 0))                                                       \
+            return pmi_previous[domain].malloc(pmi_previous[domain].ctx, size);                                \
         enter; void* p = pmi_heap_malloc_slow(pmi_python_heap, pmi_at_least(size)); leave;                    \
         return p;                                                                                              \
     }                                                                                                          \
@@ -394,6 +397,10 @@ static inline bool pmi_maybe_target(const struct mi_page_s* page) {
         if (target != NULL) return pmi_target_calloc(target, nelem, elsize);                                   \
         if (!(atomic_load_explicit(&pmi_routed, memory_order_relaxed) & (bit)))                                \
             return pmi_previous[domain].calloc(pmi_previous[domain].ctx, nelem, elsize);                       \
+        size_t total;                                                                                          \
+        if (__builtin_mul_overflow(nelem, elsize, &total)) return NULL;                                        \
+        if (__builtin_expect(total > PMI_TO_PREVIOUS, 0))                                                      \
+            return pmi_previous[domain].calloc(pmi_previous[domain].ctx, nelem, elsize);                       \
         enter; void* p = pmi_mi_calloc(nelem, elsize); leave;                                                  \
         return p;                                                                                              \
     }                                                                                                          \
@@ -402,7 +409,7 @@ static inline bool pmi_maybe_target(const struct mi_page_s* page) {
         struct mi_page_s* const page = pmi_page_of(ptr);                                                       \
         if (page == NULL) return pmi_previous[domain].realloc(pmi_previous[domain].ctx, ptr, size);            \
         if (pmi_maybe_target(page)) return pmi_owned_realloc(pmi_page_owner(page), ptr, size);                 \
-        enter; void* p = pmi_python_realloc(ptr, size); leave;                                                 \
+        enter; void* p = pmi_python_realloc(&pmi_previous[domain], ptr, size); leave;                          \
         return p;                                                                                              \
     }                                                                                                          \
     static __attribute__((noinline)) void pmi_##name##_free_other(void* ptr) {                                 \
