@@ -254,24 +254,20 @@ static inline size_t pmi_grow_size(size_t size, size_t usable) {
     return roomy;
 }
 
-/* A block of Python's heap resized to `size` bytes; `previous` is the domain's previous allocator. */
-static inline void* pmi_python_realloc(const PyMemAllocatorEx* previous, void* ptr, size_t size) {
+/* A block of Python's heap, on `page`, resized to `size` bytes; `previous` is the domain's previous allocator. */
+static inline void* pmi_python_realloc(const PyMemAllocatorEx* previous, struct mi_page_s* page, void* ptr, size_t size) {
     size = pmi_at_least(size);
     pmi_theap_ensure(pmi_python_heap);  /* a block of another thread may be this thread's first use */
-    const size_t usable = mi_usable_size(ptr);
+    const size_t usable = pmi_page_usable(page, ptr);
     const size_t roomy = pmi_grow_size(size, usable);
-    if (roomy != size) {  /* it must move to grow */
-        if (roomy > PMI_TO_PREVIOUS) {  /* to the previous allocator, which grows it without copies from now on */
-            void* const q = previous->malloc(previous->ctx, size);
-            if (q == NULL) return NULL;
-            memcpy(q, ptr, usable);
-            pmi_free_purge_now(ptr);  /* a page of its own goes back to the OS now, as the C library's would */
-            return q;
-        }
-        void* const q = mi_heap_realloc(pmi_python_heap, ptr, roomy);
-        if (q != NULL) return q;
+    if (roomy != size && roomy > PMI_TO_PREVIOUS) {  /* to the previous allocator, which grows it without copies */
+        void* const q = previous->malloc(previous->ctx, size);
+        if (q == NULL) return NULL;
+        memcpy(q, ptr, usable);
+        pmi_free_purge_now(ptr);  /* a page of its own goes back to the OS now, as the C library's would */
+        return q;
     }
-    return mi_heap_realloc(pmi_python_heap, ptr, size);
+    return pmi_page_realloc(pmi_python_heap, page, ptr, size, roomy);
 }
 
 /* MEM and OBJ: this thread's chosen heap first, if it takes the block */
@@ -409,7 +405,7 @@ static inline bool pmi_maybe_target(const struct mi_page_s* page) {
         struct mi_page_s* const page = pmi_page_of(ptr);                                                       \
         if (page == NULL) return pmi_previous[domain].realloc(pmi_previous[domain].ctx, ptr, size);            \
         if (pmi_maybe_target(page)) return pmi_owned_realloc(pmi_page_owner(page), ptr, size);                 \
-        enter; void* p = pmi_python_realloc(&pmi_previous[domain], ptr, size); leave;                          \
+        enter; void* p = pmi_python_realloc(&pmi_previous[domain], page, ptr, size); leave;                    \
         return p;                                                                                              \
     }                                                                                                          \
     static __attribute__((noinline)) void pmi_##name##_free_other(void* ptr) {                                 \

@@ -61,6 +61,9 @@ struct mi_page_s* pmi_page_of(const void* p);
 mi_heap_t* pmi_page_owner(const struct mi_page_s* page);
 bool       pmi_page_in(const struct mi_page_s* page, const mi_heap_t* heap);  /* heap: not the main heap */
 void       pmi_page_free(struct mi_page_s* page, void* p);
+size_t     pmi_page_usable(const struct mi_page_s* page, const void* p);  /* mi_usable_size, page known */
+/* mi_heap_realloc of `p` on `page` of `heap` to `size` bytes, asking `want` (>= size) if it must move */
+void*      pmi_page_realloc(mi_heap_t* heap, struct mi_page_s* page, void* p, size_t size, size_t want);
 bool       pmi_page_free_local(struct mi_page_s* page, void* p);  /* its calling-free common case, or false */
 void*      pmi_fast_malloc(mi_heap_t* heap, size_t size);  /* mi_heap_malloc, inlined likewise */
 void*      pmi_fast_malloc_small(mi_heap_t* heap, size_t size);  /* its fast path alone, or NULL */
