@@ -28,6 +28,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "exact_block_sizes: the test asserts mimalloc's unpadded block sizes, which a memory-checker build changes",
     )
+    config.addinivalue_line(
+        "markers",
+        "c_library_memory: the test measures the C library's malloc, which a memory checker replaces with its own",
+    )
 
 
 # MI_TRACK_ASAN / MI_TRACK_VALGRIND pad and poison every block, so usable sizes and walks differ from a plain
@@ -39,9 +43,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not _MEMORY_CHECKER_BUILD:
         return
     skip = pytest.mark.skip(reason="memory-checker build: mimalloc pads every block")
+    # AddressSanitizer's malloc keeps freed blocks in a quarantine (256 MiB) and never remaps
+    skip_c_library = pytest.mark.skip(reason="memory-checker build: the checker's malloc replaces the C library's")
     for item in items:
         if item.get_closest_marker("exact_block_sizes") is not None:
             item.add_marker(skip)
+        if item.get_closest_marker("c_library_memory") is not None:
+            item.add_marker(skip_c_library)
 
 
 @pytest.fixture(autouse=True)
