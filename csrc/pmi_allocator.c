@@ -132,20 +132,8 @@ static __attribute__((noinline)) pmi_heap_t* pmi_context_target_refresh(pmi_thre
     return target;
 }
 
-/* The heap of this thread's python_objects() block, if any; `me` is &pmi_thread (found once by the caller, and
-   passed on to the glue's allocation). Only once some block holds a heap somewhere (pmi_objects_held). */
-static inline pmi_heap_t* pmi_thread_target(pmi_thread_t* me) {
-    PyThreadState* const ts = PMI_TSTATE();
-    if (ts == NULL) return NULL;  /* a thread state being torn down */
-    const uint64_t epoch = atomic_load_explicit(&pmi_objects_epoch, memory_order_acquire);
-    if (me->objects_tstate == ts && me->objects_context == ts->context
-        && me->objects_version == ts->context_ver && me->objects_epoch == epoch) {
-        return me->objects_target;
-    }
-    return pmi_context_target_refresh(me, ts, epoch);
-}
-/* pmi_thread_target's cache alone, for the hook's common case: PMI_TARGET_UNKNOWN where the cache does not hold
-   (the caller then takes the path that calls pmi_thread_target) */
+/* What pmi_thread_target would answer from this thread's cache alone (NULL for a thread state being torn down), or
+   PMI_TARGET_UNKNOWN where the cache does not hold: the hook's common case asks this first */
 #define PMI_TARGET_UNKNOWN ((pmi_heap_t*)1)
 static inline pmi_heap_t* pmi_thread_target_cached(pmi_thread_t* me) {
     PyThreadState* const ts = PMI_TSTATE();
@@ -156,6 +144,13 @@ static inline pmi_heap_t* pmi_thread_target_cached(pmi_thread_t* me) {
         return me->objects_target;
     }
     return PMI_TARGET_UNKNOWN;
+}
+/* The heap of this thread's python_objects() block, if any; `me` is &pmi_thread (found once by the caller, and
+   passed on to the glue's allocation). Only once some block holds a heap somewhere (pmi_objects_held). */
+static inline pmi_heap_t* pmi_thread_target(pmi_thread_t* me) {
+    pmi_heap_t* const cached = pmi_thread_target_cached(me);
+    if (cached != PMI_TARGET_UNKNOWN) return cached;
+    return pmi_context_target_refresh(me, PMI_TSTATE(), atomic_load_explicit(&pmi_objects_epoch, memory_order_acquire));
 }
 static inline bool pmi_objects_anywhere(void) {
     return atomic_load_explicit(&pmi_objects_held, memory_order_relaxed) != 0;
