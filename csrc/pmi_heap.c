@@ -481,6 +481,7 @@ int pmi_init(void) {
     if (pmi_meta_heap == NULL) return PMI_ENOMEM;
     pmi_main_wrapper = (pmi_heap_t*)mi_heap_zalloc_aligned(pmi_meta_heap, sizeof(pmi_heap_t), 64);
     if (pmi_main_wrapper == NULL) return PMI_ENOMEM;
+    pmi_arenas_bin_first_chunk();  /* mimalloc has mapped its first arena now (pmi_mimalloc.c says why) */
     pthread_mutex_init(&pmi_main_wrapper->lock, NULL);
     pmi_main_wrapper->heap = mi_heap_main();
     /* v3.4.3 never writes the size and version header of the main heap's statistics (init.c sets up the

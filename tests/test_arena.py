@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 import pymimalloc
+from childproc import run_program
 
 MIB = 1 << 20
 
@@ -57,3 +58,8 @@ def test_arena_contains_foreign_addresses_is_false() -> None:
     for address in (0, 1, -1, 2**64, arena.address + arena.size):
         assert address not in arena
     assert arena.address in arena
+
+
+def test_freed_slices_are_taken_again_before_new_memory_is_committed() -> None:
+    result = run_program("arena_reuses_freed_slices.py", env={"MIMALLOC_PURGE_DELAY": "-1"}, timeout=120)
+    assert result.stdout.startswith("ok ")

@@ -1,0 +1,23 @@
+"""Memory freed in the first 32 MiB of mimalloc's first arena is taken again before new memory is committed.
+
+Run with MIMALLOC_PURGE_DELAY=-1 (nothing is decommitted, so the committed figure shows reuse exactly). The
+first round fills more than one 32 MiB chunk with small blocks, the second asks for the same again: it must
+find the first round's slices. v3.4.3 alone looked in the second chunk first and committed up to 15 MiB more
+(pmi_mimalloc.c, "the first chunk of an arena")."""
+
+import pymimalloc
+
+MIB = 1 << 20
+BLOCK = 1024
+COUNT = 48 * MIB // BLOCK
+
+with pymimalloc.Heap() as heap:
+    blocks = [heap.malloc(BLOCK) for _ in range(COUNT)]
+    del blocks
+    after_first = pymimalloc.process_info().current_commit
+    blocks = [heap.malloc(BLOCK) for _ in range(COUNT)]
+    del blocks
+    after_second = pymimalloc.process_info().current_commit
+grown = (after_second - after_first) / MIB
+assert grown < 4, f"the second round committed {grown:.1f} MiB more"
+print(f"ok {grown:.1f}")
