@@ -11,7 +11,8 @@ benchmark's set-up and its first loop cancel. Counts are exact and immune to a b
 to within 3e-7 for pymalloc and install(); CPython 3.13's built-in mimalloc moved by 0.16%).
 
 Modes: ``pymalloc`` (nothing set), ``pymimalloc`` (``PYMIMALLOC_INSTALL=1``: the target needs a pymimalloc wheel,
-whose .pth installs it at start), ``builtin-mimalloc`` (``PYTHONMALLOC=mimalloc``, 3.13+). The environment is
+whose .pth installs it at start), ``builtin-mimalloc`` (``PYTHONMALLOC=mimalloc``, 3.13+). A mode may add
+variables after ``+``: ``pymimalloc+MIMALLOC_PURGE_DELAY=10+MIMALLOC_ARENA_RESERVE=256MiB``. The environment is
 cleared to PATH, HOME and LANG, with hash seed 0. Results are kept in ``--out`` as they come (a rerun skips what
 is there) and printed as a table of ratios to the first mode. valgrind cannot run AVX-512: on a CPU that has
 it, build the wheel with ``CFLAGS=-mno-avx512f``.
@@ -40,17 +41,28 @@ def benchmark_folder(python: str) -> pathlib.Path:
     return pathlib.Path(out) / "data-files" / "benchmarks"
 
 
+def worker(python: str, folder: pathlib.Path, name: str, mode: str, loops: int, tmp: str) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of one pyperf worker running ``loops`` outer loops of benchmark ``name`` in
+    ``mode`` (a name of MODE_ENVIRONMENT, then any ``+NAME=VALUE``), writing its result into folder ``tmp``."""
+    directory, extra = SCRIPTS.get(name, ("bm_" + name, []))
+    base, *added = mode.split("+")
+    variables = {**MODE_ENVIRONMENT[base], **dict(item.split("=", 1) for item in added)}
+    environment = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
+    environment.update(PYTHONHASHSEED="0", **variables)
+    command = [python, str(folder / directory / "run_benchmark.py"), *extra, "--worker",
+               "--loops", str(loops), "--values", "1", "--warmups", "0",
+               "--inherit-environ=" + ",".join(["PYMIMALLOC_INSTALL", "PYTHONMALLOC", *variables]),
+               "-o", str(pathlib.Path(tmp) / "out.json")]
+    return command, environment
+
+
 def instructions(python: str, folder: pathlib.Path, name: str, mode: str, loops: int) -> int:
     """Ir of one pyperf worker running ``loops`` outer loops of benchmark ``name`` in ``mode``."""
-    directory, extra = SCRIPTS.get(name, ("bm_" + name, []))
-    environment = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
-    environment.update(PYTHONHASHSEED="0", **MODE_ENVIRONMENT[mode])
     with tempfile.TemporaryDirectory() as tmp:
         log = pathlib.Path(tmp) / "valgrind.log"
+        command, environment = worker(python, folder, name, mode, loops, tmp)
         command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-                   f"--log-file={log}", python, str(folder / directory / "run_benchmark.py"), *extra, "--worker",
-                   "--loops", str(loops), "--values", "1", "--warmups", "0",
-                   "--inherit-environ=PYMIMALLOC_INSTALL,PYTHONMALLOC", "-o", str(pathlib.Path(tmp) / "out.json")]
+                   f"--log-file={log}", *command]
         proc = subprocess.run(command, env=environment, capture_output=True, text=True, cwd=tmp)
         text = log.read_text() if log.exists() else ""
         found = re.search(r"I\s+refs:\s+([\d,]+)", text)

@@ -7,7 +7,8 @@
 Each benchmark's ``run_benchmark.py`` runs as one pyperf worker with ``N`` outer loops (``name=N``), in each mode
 in turn (the order alternates between runs), ``--runs`` times. A worker's peak RSS is the kernel's
 ``ru_maxrss`` for it (from ``os.wait4``), in MiB; the table shows medians and the difference from the first
-mode. Modes, environment and the benchmark scripts are those of ``pyperf_instructions.py``.
+mode. Modes (``+NAME=VALUE`` adds a variable), environment and the benchmark scripts are those of
+``pyperf_instructions.py``.
 """
 
 from __future__ import annotations
@@ -21,18 +22,13 @@ import sys
 import tempfile
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from pyperf_instructions import MODE_ENVIRONMENT, SCRIPTS, benchmark_folder  # noqa: E402
+from pyperf_instructions import benchmark_folder, worker  # noqa: E402
 
 
 def peak_rss_mib(python: str, folder: pathlib.Path, name: str, mode: str, loops: int) -> float:
     """Peak RSS, in MiB, of one pyperf worker running ``loops`` outer loops of benchmark ``name`` in ``mode``."""
-    directory, extra = SCRIPTS.get(name, ("bm_" + name, []))
-    environment = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
-    environment.update(PYTHONHASHSEED="0", **MODE_ENVIRONMENT[mode])
     with tempfile.TemporaryDirectory() as tmp:
-        command = [python, str(folder / directory / "run_benchmark.py"), *extra, "--worker",
-                   "--loops", str(loops), "--values", "1", "--warmups", "0",
-                   "--inherit-environ=PYMIMALLOC_INSTALL,PYTHONMALLOC", "-o", str(pathlib.Path(tmp) / "out.json")]
+        command, environment = worker(python, folder, name, mode, loops, tmp)
         proc = subprocess.Popen(command, env=environment, cwd=tmp, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         assert proc.stderr is not None

@@ -1179,6 +1179,7 @@ int pmi_arena_reserve(size_t size, bool commit, bool allow_large, void** arena_i
     if (atomic_load(&pmi_arena_count) < PMI_ARENAS_MAX) {
         pmi_world_enter();
         err = mi_reserve_os_memory_ex(size, commit, allow_large, true /* exclusive */, (mi_arena_id_t*)arena_id);
+        if (err == 0) pmi_arenas_bin_first_chunk();  /* its chunk 0 too (pmi_mimalloc.c) */
         pmi_world_leave();
         if (err == 0) {
             pmi_arenas[atomic_load(&pmi_arena_count)] = *arena_id;

@@ -377,8 +377,9 @@ mi_decl_noinline void pmi_theap_ensure_slow(mi_heap_t* heap) {
  * delay (1 s) while new pages are committed in chunk 1: pyperformance's float worker peaked 13 MiB above
  * pymalloc's with install() (its second loop reused almost nothing of its first), against 2 MiB with one loop.
  * Giving chunk 0 the small bin, which every page size searches first, makes freed memory there the first
- * choice again. Called at import, once mimalloc has mapped its first arena; arenas mapped later (past the
- * first GiB) keep mimalloc's behaviour. */
+ * choice again. Called at import, once mimalloc has mapped its first arena, and after each Arena is reserved
+ * (a heap in it has the same two chunks); arenas mimalloc maps later by itself, past the first GiB, keep
+ * mimalloc's behaviour. Idempotent: a chunk that has a bin keeps it. */
 void pmi_arenas_bin_first_chunk(void);
 void pmi_arenas_bin_first_chunk(void) {
   mi_subproc_t* subproc = _mi_subproc_main();

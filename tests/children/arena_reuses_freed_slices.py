@@ -1,9 +1,12 @@
-"""Memory freed in the first 32 MiB of mimalloc's first arena is taken again before new memory is committed.
+"""Memory freed in the first 32 MiB of an arena is taken again before new memory is committed.
 
-Run with MIMALLOC_PURGE_DELAY=-1 (nothing is decommitted, so the committed figure shows reuse exactly). The
-first round fills more than one 32 MiB chunk with small blocks, the second asks for the same again: it must
-find the first round's slices. v3.4.3 alone looked in the second chunk first and committed up to 15 MiB more
+Run with MIMALLOC_PURGE_DELAY=-1 (nothing is decommitted, so the committed figure shows reuse exactly), and
+"arena" as argument for a heap in an Arena of its own (else a heap in mimalloc's first arena). The first round
+fills more than one 32 MiB chunk with small blocks, the second asks for the same again: it must find the
+first round's slices. v3.4.3 alone looked in the second chunk first and committed up to 15 MiB more
 (pmi_mimalloc.c, "the first chunk of an arena")."""
+
+import sys
 
 import pymimalloc
 
@@ -11,8 +14,10 @@ MIB = 1 << 20
 BLOCK = 1024
 COUNT = 48 * MIB // BLOCK
 
-with pymimalloc.Heap() as heap:
+arena = pymimalloc.Arena(128 * MIB) if sys.argv[1:] == ["arena"] else None
+with pymimalloc.Heap(arena=arena) as heap:
     blocks = [heap.malloc(BLOCK) for _ in range(COUNT)]
+    assert arena is None or all(block in arena for block in blocks[::1000])
     del blocks
     after_first = pymimalloc.process_info().current_commit
     blocks = [heap.malloc(BLOCK) for _ in range(COUNT)]
