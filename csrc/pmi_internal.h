@@ -77,8 +77,8 @@ void       pmi_free_purge_now(void* p);  /* mi_free, and a page of p's own back 
 void       pmi_theap_ensure(mi_heap_t* heap);
 bool       pmi_world_held(void);                    /* this thread holds a world bracket now */
 
-void       pmi_thp_default(void);
-void       pmi_arenas_bin_first_chunk(void);  /* at import: chunk 0 of each arena searched first (pmi_mimalloc.c) */  /* at import: no transparent huge pages unless MIMALLOC_ALLOW_THP says so */
+void       pmi_thp_default(void);  /* at import: no transparent huge pages unless MIMALLOC_ALLOW_THP says so */
+void       pmi_arenas_bin_first_chunk(void);  /* at import and per Arena: freed memory in chunk 0 found first */
 
 /* Array data for numpy's handler: counted in the heap by usable size; deferred while frozen. */
 void*      pmi_data_alloc(pmi_heap_t* heap, size_t size, bool zero);

@@ -373,8 +373,8 @@ mi_decl_noinline void pmi_theap_ensure_slow(mi_heap_t* heap) {
  * v3.4.3 finds free slices for a page chunk by chunk (32 MiB each), and looks first at chunks that have a size
  * bin (the bin of the page that took a chunk's slice 0), then at chunks that have none. An arena's chunk 0
  * starts with the arena's own metadata, so no page ever takes its slice 0 and it never gets a bin: as soon as
- * the second chunk has one, every thread looks there first. Memory freed in chunk 0 then waits for the purge
- * delay (1 s) while new pages are committed in chunk 1: pyperformance's float worker peaked 13 MiB above
+ * another chunk has one, that chunk is searched before chunk 0. Memory freed in chunk 0 then waits for the
+ * purge delay (1 s) while new pages are committed in chunk 1: pyperformance's float worker peaked 13 MiB above
  * pymalloc's with install() (its second loop reused almost nothing of its first), against 2 MiB with one loop.
  * Giving chunk 0 the small bin, which every page size searches first, makes freed memory there the first
  * choice again. Called at import, once mimalloc has mapped its first arena, and after each Arena is reserved
