@@ -2,18 +2,24 @@
 """The glue's cost against a raw heap, on the C kernels, as the best of interleaved runs (a noisy machine).
 
     python benchmarks/glue_pair.py [--rounds 15] [--ops 2000000] [--tree DIR ...]
+    python benchmarks/glue_pair.py --instructions [--ops 200000] [--tree DIR ...]
 
 Runs pymimalloc.bench's kernels (pair 64 B, larson with 1 and 2 threads) over a Heap called from C
 (``heap``: mi_heap_malloc/mi_free) and through the glue a Block uses (``pymimalloc``: pmi_block_alloc and
 pmi_block_release: brackets, live counters, tracemalloc hooks), alternating, and prints the lowest ns per
 operation of each and their ratio. ``--tree`` adds another checkout's build (its package directory is put
 first on sys.path in a child process), so two commits compare in one run.
+
+``--instructions`` counts instead of timing (valgrind's cachegrind ``Ir``, exact on a noisy machine): each
+single-threaded case and kind runs in a child under cachegrind with ``--ops`` operations and with a tenth of
+them, and the difference divided by the difference in operations is the instructions per operation.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 
@@ -36,14 +42,52 @@ for _ in range(rounds):
 print(json.dumps(best))
 '''
 
+ONE = r'''
+import sys
+sys.path.insert(0, sys.argv[1]) if sys.argv[1] else None
+import pymimalloc
+from pymimalloc import _core
+pattern, kind, param, ops = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+_core.bench_run(_core.BENCH_PATTERNS[pattern], kind, pymimalloc.Heap(), 64, param, ops, 1, pattern)
+'''
+SINGLE_THREADED = [("pair 64 B", "pair", 0), ("larson threads=1", "larson", 1)]
+
+
+def instructions(tree: str, pattern: str, kind: str, param: int, ops: int) -> int:
+    """Ir of a child that runs ``ops`` operations of one kernel."""
+    proc = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                           sys.executable, "-c", ONE, tree, pattern, kind, str(param), str(ops)],
+                          check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    found = re.search(r"I\s+refs:\s+([\d,]+)", proc.stderr)
+    if found is None:
+        raise SystemExit(proc.stderr[-2000:])
+    return int(found.group(1).replace(",", ""))
+
+
+def instructions_per_op(trees: list[str], ops: int) -> None:
+    print("| tree | case | heap Ir/op | glue Ir/op | glue/heap |")
+    print("|---|---|---:|---:|---:|")
+    for tree in trees:
+        for name, pattern, param in SINGLE_THREADED:
+            per_op = {kind: (instructions(tree, pattern, kind, param, ops)
+                             - instructions(tree, pattern, kind, param, ops // 10)) / (ops - ops // 10)
+                      for kind in ("heap", "pymimalloc")}
+            print(f"| {tree or 'this tree'} | {name} | {per_op['heap']:.1f} | {per_op['pymimalloc']:.1f} | "
+                  f"{per_op['pymimalloc'] / per_op['heap']:.2f} |", flush=True)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--ops", type=int, default=2_000_000)
+    parser.add_argument("--ops", type=int, help="operations per run (default 2,000,000; 200,000 with --instructions)")
     parser.add_argument("--tree", action="append", default=[], help="another checkout to compare (its root)")
+    parser.add_argument("--instructions", action="store_true", help="count instructions per operation instead")
     args = parser.parse_args()
     trees = [""] + args.tree
+    if args.instructions:
+        instructions_per_op(trees, args.ops or 200_000)
+        return
+    args.ops = args.ops or 2_000_000
     results = {}
     for tree in trees:  # one child per tree; each interleaves its own kinds, the trees run back to back
         out = subprocess.run([sys.executable, "-c", CHILD, tree, str(args.rounds), str(args.ops)],
