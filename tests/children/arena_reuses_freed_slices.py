@@ -3,7 +3,7 @@
 Run with MIMALLOC_PURGE_DELAY=-1 (nothing is decommitted, so the committed figure shows reuse exactly), and
 "arena" as argument for a heap in an Arena of its own (else a heap in mimalloc's first arena). The first round
 fills more than one 32 MiB chunk with small blocks, the second asks for the same again: it must find the
-first round's slices. v3.4.3 alone looked in the second chunk first and committed up to 15 MiB more
+first round's slices. v3.4.3 alone looked in the second chunk first and committed up to 24 MiB more
 (pmi_mimalloc.c, "the first chunk of an arena")."""
 
 import sys
