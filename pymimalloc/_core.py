@@ -10,7 +10,6 @@ Checks of user input live in ``_validate.py``, process-local bases and fork-safe
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -84,8 +83,9 @@ _ADDRESS_LIMIT: Final[int] = 2 ** (8 * ffi.sizeof("uintptr_t"))
 MIMALLOC_VERSION: Final[str] = "{}.{}.{}".format(
     lib.MI_MALLOC_VERSION // 10000, lib.MI_MALLOC_VERSION // 100 % 100, lib.MI_MALLOC_VERSION % 100
 )
-BUILD_INFO: Final[dict[str, Any]] = json.loads(ffi.string(lib.pmi_build_info()).decode())
-BUILD_INFO["compiler"] = ffi.string(lib.pmi_compiler()).decode()
+#: How the module was built, as JSON (build.py parses it) and the compiler as it names itself
+BUILD_INFO_JSON: Final[str] = ffi.string(lib.pmi_build_info()).decode()
+COMPILER: Final[str] = ffi.string(lib.pmi_compiler()).decode()
 
 
 #: The one table from the C glue's status codes (csrc/pmi_heap.h) to exceptions: each code, one meaning.

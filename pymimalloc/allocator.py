@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import os
 import sys
-import tracemalloc
 import types
 import warnings
 from collections.abc import Iterable
+
+# tracemalloc's own functions, from the C module its Python module re-exports them from (as _startup.py does):
+# importing tracemalloc.py would load pickle, linecache and tokenize into every program that calls install()
+import _tracemalloc
 
 from . import _core
 from ._process import fork_safe_lock
@@ -43,6 +46,13 @@ __all__ = ["install", "uninstall", "installed", "hooked", "DOMAINS"]
 DOMAINS: tuple[str, ...] = tuple(_core.ALLOCATOR_DOMAINS)
 
 _lock = fork_safe_lock()
+
+
+def warn_refused_options() -> None:
+    """A RuntimeWarning for each option set through the environment that mimalloc's start put back (C, pmi_init),
+    said once. ``import pymimalloc`` calls it: loading the compiled module (``_core``) starts mimalloc."""
+    for message in _core.refused_report():
+        warnings.warn(message, RuntimeWarning, stacklevel=_caller_stacklevel())
 
 
 def _mask_of(domains: Iterable[str], raw: bool) -> int:
@@ -89,15 +99,15 @@ def _hook(mask: int, route: bool, who: str) -> None:
     with _lock:
         hooked, routed = _core.allocator_state()
         _core.allocator_check(mask, "install")  # refuse before tracemalloc is touched: its traces stay
-        restart = bool(mask & ~hooked) and tracemalloc.is_tracing()
-        frames = tracemalloc.get_traceback_limit()
+        restart = bool(mask & ~hooked) and _tracemalloc.is_tracing()
+        frames = _tracemalloc.get_traceback_limit()
         try:
             if restart:
-                tracemalloc.stop()
+                _tracemalloc.stop()
             _core.allocator_hook(mask | (routed if route else 0), route)
         finally:
             if restart:
-                tracemalloc.start(frames)
+                _tracemalloc.start(frames)
     if restart:
         warnings.warn(
             f"{who} put pymimalloc's allocator hook in place and restarted tracemalloc beneath it, so that it sees "

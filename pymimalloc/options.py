@@ -8,9 +8,7 @@ deprecated options are left out. Options are process-wide. Sizes marked "KiB" by
 from __future__ import annotations
 
 import contextlib
-import difflib
 import re
-import warnings
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 
@@ -51,7 +49,6 @@ class Options(ProcessLocal, Mapping[str, int]):
     def __init__(self) -> None:
         self._index = _read_names()
         self._lock = fork_safe_lock()
-        self._put_back_refused()
         #: the values at import (compiled defaults, as adjusted by MIMALLOC_* environment variables)
         self.defaults: Mapping[str, int] = MappingProxyType({name: self[name] for name in self._index})
 
@@ -63,6 +60,8 @@ class Options(ProcessLocal, Mapping[str, int]):
 
     def _unknown(self, name: object) -> str:
         """Why ``name`` is refused: the closest name if one is close (a typo), else every name."""
+        import difflib  # only for this message: not loaded with the options
+
         close = difflib.get_close_matches(name, self._index, n=1) if isinstance(name, str) else []
         if close:
             return f"{name!r} is not a mimalloc option; did you mean {close[0]!r}?"
@@ -88,11 +87,6 @@ class Options(ProcessLocal, Mapping[str, int]):
         if name == "max_vabits" and value != self[name]:  # MIMALLOC_MAX_VABITS is refused too (_core.py)
             raise ValueError(f"option {name!r} is read once, when mimalloc starts, and pymimalloc does not support it")
         _core.option_set(option, int(value))
-
-    @staticmethod
-    def _put_back_refused() -> None:
-        for message in _core.refused_report():  # what mimalloc's start put back (C, pmi_init), said once
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._index)
