@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 from ._core import BUILD_INFO_JSON, COMPILER, MIMALLOC_VERSION
 
 __all__ = ["build_info", "mimalloc_version"]
-
-_BUILD_INFO: dict[str, Any] = {**json.loads(BUILD_INFO_JSON), "compiler": COMPILER}
 
 #: The mimalloc version compiled in, from MI_MALLOC_VERSION (for example "3.4.3").
 mimalloc_version: str = MIMALLOC_VERSION
@@ -28,4 +25,4 @@ def build_info() -> dict[str, Any]:
     ``debug`` (MI_DEBUG level) and ``secure`` (MI_SECURE level); ``compiler`` (the compiler
     as it names itself, with its version, such as ``gcc 12.2.0``), ``python`` and ``numpy_headers``.
     """
-    return copy.deepcopy(_BUILD_INFO)
+    return {**json.loads(BUILD_INFO_JSON), "compiler": COMPILER}  # parsed again: every call gets its own

@@ -1,0 +1,43 @@
+"""``import pymimalloc`` loads no module of the standard library that only a rare path needs: tracemalloc.py (and the
+pickle, linecache and tokenize it brings) for install()'s check of tracemalloc, difflib for a misspelt option's
+message. Run in a fresh interpreter, where nothing is loaded yet."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+RARE_PATHS_ONLY = ["tracemalloc", "pickle", "difflib"]
+
+
+def test_import_and_install_load_no_module_of_a_rare_path() -> None:
+    code = ("import sys, pymimalloc\npymimalloc.install()\npymimalloc.build_info()\n"
+            f"print(sorted(m for m in {RARE_PATHS_ONLY!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_forked_child_uses_every_name_while_another_thread_was_reaching_one() -> None:
+    """Every public name is bound by ``import pymimalloc`` itself. Were one imported at first use, a child forked
+    while another thread imported it would wait forever for that module's import lock (CPython keeps it held in
+    the child); this is how the lazy version of the package was found to hang."""
+    code = (
+        "import os, signal, threading, time, pymimalloc\n"
+        "names = sorted(pymimalloc.__all__)\n"
+        "t = threading.Thread(target=lambda: [getattr(pymimalloc, n) for n in names])\n"
+        "t.start()\n"
+        "time.sleep(0.002)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    signal.alarm(20)\n"
+        "    [getattr(pymimalloc, n) for n in names]\n"
+        "    with pymimalloc.Heap() as heap:\n"
+        "        heap.malloc(8)\n"
+        "    os._exit(0)\n"
+        "t.join()\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
