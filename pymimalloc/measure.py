@@ -61,6 +61,9 @@ class Measurement:
         try:
             scope.__enter__()
         except BaseException:
+            # an interrupt may arrive as __enter__ returns, once the scope holds the heap: let go of it first
+            # (nothing if it never held it), or the close would fail and replace the interrupt
+            scope.__exit__(None, None, None)
             heap.close()
             raise
         self._heap, self._scope = heap, scope

@@ -134,6 +134,29 @@ def test_an_interrupt_anywhere_in_a_block_leaves_the_heap_usable(name: str) -> N
     assert n > 5  # the sweep did cover the block's bytecodes
 
 
+def test_an_interrupt_anywhere_in_measure_is_what_propagates_and_nothing_stays_held() -> None:
+    """measure() makes its heap and scope itself: an interrupt at any point of its with-block, entering and
+    leaving included, must come out as itself (not as the close of a heap its scope still pins) and hold nothing."""
+    kept = []
+
+    def driver() -> None:
+        with pymimalloc.measure():
+            kept.append([str(i) for i in range(3)])
+
+    n = 0
+    while True:
+        fired = _interrupted_at(n, driver, driver.__code__)  # any other exception fails the test here
+        gc.collect()
+        assert _core.python_objects_heap_in_context() is None, f"interrupted at bytecode {n}"
+        if not fired:
+            break
+        n += 1
+    assert n > 5
+    with pymimalloc.measure() as m:
+        kept.append(bytearray(1000))
+    assert m.kept >= 1000
+
+
 @pytest.mark.parametrize("name", sorted(WALKS))
 def test_an_interrupt_anywhere_in_a_walk_leaves_the_heap_unfrozen(name: str) -> None:
     walk = WALKS[name]
