@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import _core
+from ._process import ProcessLocal
 from .stats import format_size
 
 if TYPE_CHECKING:
@@ -38,11 +39,12 @@ if TYPE_CHECKING:
 __all__ = ["Measurement", "measure"]
 
 
-class Measurement:
+class Measurement(ProcessLocal):
     """What one ``with measure():`` block allocated. Read live inside the block; frozen at its end.
     Sizes in bytes."""
 
     __slots__ = ("_heap", "_scope", "_final", "_used")
+    _unshareable_why = "it holds its own heap and with-block; read its figures (kept, peak, blocks, allocations)"
 
     def __init__(self) -> None:
         self._heap: Heap | None = None

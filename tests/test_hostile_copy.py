@@ -62,3 +62,20 @@ def test_records_copy_and_pickle_round_trip(heap: pymimalloc.Heap) -> None:
             restored = pickle.loads(pickle.dumps(record, protocol=protocol))
             assert type(restored) is type(record) and restored == record
     del blocks
+
+
+@pytest.mark.parametrize("operation", [copy.copy, copy.deepcopy, pickle.dumps], ids=["copy", "deepcopy", "pickle"])
+def test_a_measurement_refuses_copies_in_every_state(operation: Callable[[object], object]) -> None:
+    """A copy of a running measure() shared its heap and with-block: ending the copy ended the original, which then
+    missed what its block made next, silently (found by review). Not started, running or done, it refuses."""
+    fresh = pymimalloc.measure()
+    with pytest.raises(TypeError, match="^Measurement cannot be copied"):
+        operation(fresh)
+    with pymimalloc.measure() as running:
+        with pytest.raises(TypeError, match="^Measurement cannot be copied"):
+            operation(running)
+        kept = [bytearray(100) for _ in range(1000)]
+    assert running.blocks >= 1000
+    with pytest.raises(TypeError, match="^Measurement cannot be copied"):
+        operation(running)
+    del kept
