@@ -90,13 +90,21 @@ def main() -> None:
         if domains and not _install_early(domains):
             import warnings
 
-            from pymimalloc import install
-
-            with warnings.catch_warnings():  # at start nothing of the program was traced yet: nothing is lost
+            with warnings.catch_warnings(record=True) as caught:
+                # the options mimalloc's start put back: on stderr as the early path prints them, even under -W error
+                warnings.filterwarnings("always", "pymimalloc set mimalloc option", RuntimeWarning)
+                # at start nothing of the program was traced yet: nothing is lost
                 warnings.filterwarnings(
                     "ignore", "pymimalloc.install.. put pymimalloc.s allocator hook in place", RuntimeWarning
                 )
+                from pymimalloc import install
+
                 install(domains)
-    except (ValueError, RuntimeError, MemoryError, ImportError, OSError) as error:
+            for warning in caught:
+                if str(warning.message).startswith("pymimalloc set mimalloc option"):
+                    print(warning.message, file=sys.stderr)
+                else:  # anything else, as the filters outside would have shown it
+                    warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    except (ValueError, RuntimeError, MemoryError, ImportError, OSError, Warning) as error:
         print(f"pymimalloc: not installed as Python's allocator: {error}", file=sys.stderr)
 

@@ -49,6 +49,20 @@ def test_start_up_puts_a_refused_option_back_with_the_same_message(name: str) ->
     assert message in imported.stderr  # the warning's text, word for word
 
 
+@pytest.mark.skipif(not _pth_installed(), reason="pymimalloc.pth is not in site-packages")
+@pytest.mark.parametrize("name", sorted(BAD_VALUES))
+def test_start_up_through_the_package_says_so_on_stderr_even_under_w_error(name: str) -> None:
+    """tracemalloc tracing at start sends PYMIMALLOC_INSTALL through the package's import, whose RuntimeWarning
+    -W error made an exception: site printed a traceback and left Python's allocator alone (found by review)."""
+    env = {f"MIMALLOC_{name.upper()}": BAD_VALUES[name], "PYMIMALLOC_INSTALL": "1", "PYTHONTRACEMALLOC": "1"}
+    program = "import sys, pymimalloc; print('pymimalloc' in sys.modules, pymimalloc.installed())"
+    started = run(["-W", "error", "-c", program], env=env, timeout=60)
+    assert started.returncode == 0, describe(started.returncode) + started.stderr
+    assert started.stdout.split() == ["True", "('mem',", "'obj')"]
+    assert "Traceback" not in started.stderr and "Error processing line" not in started.stderr, started.stderr
+    assert started.stderr.startswith(f"pymimalloc set mimalloc option '{name}'"), started.stderr
+
+
 @pytest.mark.parametrize("flags", [["-X", "dev"], ["-X", "tracemalloc=5"]])
 def test_a_refused_install_keeps_tracemalloc_traces(flags: list[str]) -> None:
     env = {"PYTHONMALLOC": "debug"} if flags == ["-X", "tracemalloc=5"] else {}
