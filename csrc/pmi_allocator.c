@@ -464,12 +464,16 @@ static bool pmi_debug_hooks_serve(void) {
         if (name != NULL) return strstr(name, "debug") != NULL;
     }
     if (atomic_load(&pmi_hooked) != 0) return false;  /* checked when the first domain was hooked */
+    /* No name: a hook wraps the allocator (tracemalloc tracing, another library's). Look at what it hands out: the
+       debug hooks fill a new block with PYMEM_CLEANBYTE (0xCD). Only the block itself is read; the debug hooks'
+       guard bytes around it are outside the block for any other allocator (ASan reported the check that read them:
+       a heap-buffer-overflow under tracemalloc at start). Another allocator's 16 bytes are its own, unset. */
     PyMemAllocatorEx current;
     PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &current);
     unsigned char* p = current.malloc(current.ctx, 16);
     if (p == NULL) return false;
-    bool debug = (p[-1] == 0xFD);
-    for (int i = 16; i < 24 && debug; i++) debug = (p[i] == 0xFD);
+    bool debug = true;
+    for (int i = 0; i < 16 && debug; i++) debug = (p[i] == 0xCD);
     current.free(current.ctx, p);
     return debug;
 }
