@@ -20,6 +20,7 @@ import sys
 
 VARIABLE = "PYMIMALLOC_INSTALL"
 DOMAIN_BITS = {"raw": 1, "mem": 2, "obj": 4}  # csrc/pmi_allocator.h; checked against it by the tests
+REFUSED_PREFIX = "pymimalloc set mimalloc option"  # how each refused-option message starts (csrc/pmi_heap.c)
 
 
 def domains_from(value: str) -> tuple[str, ...]:
@@ -92,7 +93,7 @@ def main() -> None:
 
             with warnings.catch_warnings(record=True) as caught:
                 # the options mimalloc's start put back: on stderr as the early path prints them, even under -W error
-                warnings.filterwarnings("always", "pymimalloc set mimalloc option", RuntimeWarning)
+                warnings.filterwarnings("always", REFUSED_PREFIX, RuntimeWarning)
                 # at start nothing of the program was traced yet: nothing is lost
                 warnings.filterwarnings(
                     "ignore", "pymimalloc.install.. put pymimalloc.s allocator hook in place", RuntimeWarning
@@ -101,7 +102,7 @@ def main() -> None:
 
                 install(domains)
             for warning in caught:
-                if str(warning.message).startswith("pymimalloc set mimalloc option"):
+                if str(warning.message).startswith(REFUSED_PREFIX):
                     print(warning.message, file=sys.stderr)
                 else:  # anything else, as the filters outside would have shown it
                     warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
