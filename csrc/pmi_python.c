@@ -1020,10 +1020,21 @@ static PyMethodDef pmi_python_functions[] = {
     {NULL, NULL, 0, NULL},
 };
 
-int pmi_python_install(void) {
-    PyGILState_STATE gil = PyGILState_Ensure();  /* cffi released the GIL around this call */
+int pmi_python_install(uintptr_t caller_module) {
+    /* cffi released the GIL around this call. PyGILState_Ensure takes it with the thread state this thread
+       started in: the main interpreter's, even when the caller runs in a sub-interpreter. There the module
+       found below is not the caller's (or none: then nothing is imported), and nothing is done: the compiled
+       module's state (heaps, the allocator hook, these types) is the process's, and the main interpreter's. */
+    PyGILState_STATE gil = PyGILState_Ensure();
     int status = -1;
-    PyObject* module = pmi_module_get();
+    PyObject* name = PyUnicode_FromString("pymimalloc._mimalloc");
+    PyObject* module = name != NULL ? PyImport_GetModule(name) : NULL;
+    Py_XDECREF(name);
+    if (!PyErr_Occurred() && (uintptr_t)module != caller_module) {
+        Py_XDECREF(module);
+        PyGILState_Release(gil);
+        return PMI_PYTHON_EINTERPRETER;
+    }
     if (pmi_default_var == NULL) pmi_default_var = PyContextVar_New("pymimalloc_default_heap", NULL);
     if (pmi_objects_var == NULL) pmi_objects_var = PyContextVar_New("pymimalloc_python_objects", NULL);
     if (pmi_numpy_var == NULL) pmi_numpy_var = PyContextVar_New("pymimalloc_numpy_allocators", NULL);

@@ -139,8 +139,16 @@ if lib.pmi_init() != lib.PMI_OK:
     )
 
 # pymimalloc's own CPython types, from csrc/pmi_python.c (added to the compiled module here, once)
-if lib.pmi_python_install() != 0:
+_installed = lib.pmi_python_install(id(sys.modules[__package__ + "._mimalloc"]))
+if _installed == lib.PMI_PYTHON_EINTERPRETER:
+    raise ImportError(
+        "pymimalloc cannot be imported in a sub-interpreter: its compiled module keeps process-wide state "
+        "(mimalloc's heaps, the hook that serves Python's allocator, its C types) that belongs to the main "
+        "interpreter. Use pymimalloc from the main interpreter."
+    )
+if _installed != 0:
     raise ImportError("pymimalloc could not add its C types to its compiled module (see the message above)")
+del _installed
 from ._mimalloc import (  # noqa: E402  (``X as X``: re-exported to the package)
     SCOPE_DEFAULT as SCOPE_DEFAULT,
     SCOPE_FREEZE as SCOPE_FREEZE,

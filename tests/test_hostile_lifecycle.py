@@ -3,6 +3,8 @@ live heap, the main heap's statistics. Scenarios that could crash run in a child
 
 from __future__ import annotations
 
+import pytest
+
 import pymimalloc
 from childproc import run_program
 
@@ -23,3 +25,11 @@ def test_main_heap_stats_returns_a_dict() -> None:
     stats = pymimalloc.main_heap().mimalloc_stats()
     assert isinstance(stats, dict)
     assert pymimalloc.main_heap().stats().pages >= 0
+
+
+@pytest.mark.parametrize("order", ["main-first", "sub-first"])
+def test_import_in_a_sub_interpreter_says_why_it_is_refused(order: str) -> None:
+    result = run_program("subinterpreter_import.py", order)
+    if result.stdout.strip() == "SKIP":
+        pytest.skip("this Python has no module to make sub-interpreters with")
+    assert result.stdout.strip() == "OK", result.stdout

@@ -1,0 +1,52 @@
+"""`import pymimalloc` in a sub-interpreter raises an ImportError that says why, whether the main interpreter imported
+it first ("main-first") or not ("sub-first"), and leaves the main interpreter's pymimalloc working. Prints SKIP where
+this Python has no module to make sub-interpreters with. Legacy sub-interpreters (sharing the GIL) are the ones
+whose import reaches pymimalloc's code; isolated ones (3.12 and later) refuse a single-phase module themselves."""
+
+import sys
+
+try:
+    import _interpreters as interpreters  # 3.13
+
+    def make() -> object:
+        return interpreters.create("legacy")
+except ImportError:
+    try:
+        import _xxsubinterpreters as interpreters  # 3.11, 3.12
+    except ImportError:
+        print("SKIP")
+        raise SystemExit(0)
+
+    def make() -> object:
+        try:
+            return interpreters.create(isolated=False)  # 3.12
+        except TypeError:
+            return interpreters.create()  # 3.11: always legacy
+
+order = sys.argv[1]
+if order == "main-first":
+    import pymimalloc
+
+CODE = """
+try:
+    import pymimalloc
+except ImportError as error:
+    message = str(error)
+else:
+    message = "imported"
+"""
+for attempt in range(2):
+    interpreter = make()
+    try:
+        outcome = interpreters.run_string(interpreter, CODE + "\nassert 'sub-interpreter' in message, message\n")
+    finally:
+        interpreters.destroy(interpreter)
+    assert outcome is None, outcome  # 3.13 returns the exception's details instead of raising
+
+import pymimalloc  # noqa: E402
+
+with pymimalloc.Heap() as heap:
+    block = heap.malloc(64)
+    assert block in heap
+    block.free()
+print("OK")
