@@ -178,7 +178,10 @@ def run_main(argv: list[str]) -> int:
     install(raw=raw)
     try:
         _run_as_main(argv)
-    except Exception as error:  # SystemExit and KeyboardInterrupt go on to Python, which handles them as usual
+    except KeyboardInterrupt as interrupt:  # on to Python, whose exit then is SIGINT's; printed without our frames
+        _print_without_our_frames(interrupt, runpy_too=argv[0] != "-m")
+        raise
+    except Exception as error:  # SystemExit goes on to Python, which handles it as usual
         # Python prints the exception's own traceback (it ignores the argument when the exception has one)
         error.__traceback__ = _their_frames(error.__traceback__, runpy_too=argv[0] != "-m")
         sys.excepthook(type(error), error, error.__traceback__)
@@ -234,6 +237,22 @@ def _new_main_module(**names: object) -> dict[str, object]:
     main.__dict__.update(names)
     sys.modules["__main__"] = main
     return main.__dict__
+
+
+def _print_without_our_frames(interrupt: BaseException, runpy_too: bool) -> None:
+    """Have Python's top level print ``interrupt`` without the frames above the program's, as it prints a traceback
+    of ``python script.py``: sys.excepthook, when Python calls it for that exception, first drops them."""
+    shown = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        if value is interrupt:
+            while tb is not None and tb.tb_frame.f_code is not run_main.__code__:
+                tb = tb.tb_next  # python -m pymimalloc's own frames, down to run_main's
+            tb = _their_frames(tb.tb_next if tb is not None else None, runpy_too)
+            value.__traceback__ = tb
+        shown(kind, value, tb)
+
+    sys.excepthook = hook
 
 
 def _their_frames(tb: TracebackType | None, runpy_too: bool) -> TracebackType | None:

@@ -24,14 +24,17 @@ CASES = {
     "command with arguments": ["-c", "import sys; print(sys.argv, repr(sys.path[0]), __name__, __file__)", "a", "-b"],
     "command that raises": ["-c", "def f():\n    raise KeyError(1)\nf()"],
     "command that exits": ["-c", "import sys; sys.exit(3)"],
+    "command interrupted": ["-c", "import os, signal\ndef f():\n    os.kill(os.getpid(), signal.SIGINT)\nf()"],
     "command missing": ["-c"],
     "module": ["-m", "prog", "x"],
     "module that raises": ["-m", "prog", "fail"],
     "module that exits": ["-m", "prog", "exit"],
+    "module interrupted": ["-m", "prog", "interrupt"],
     "no such module": ["-m", "nosuchmod_pymimalloc"],
     "module missing": ["-m"],
     "script": ["prog.py", "x"],
     "script that raises": ["prog.py", "fail"],
+    "script interrupted": ["prog.py", "interrupt"],
     "no such script": ["nosuch.py"],
 }
 
@@ -46,7 +49,7 @@ def test_run_behaves_as_python(case: str, folder: pathlib.Path) -> None:
         assert run.stderr.splitlines()[0] == plain.stderr.splitlines()[0] == f"Argument expected for the {args[0]} option"
         return
     assert (run.returncode, run.stdout, run.stderr) == (plain.returncode, plain.stdout, plain.stderr)
-    if "raises" in case:
+    if "raises" in case or "interrupted" in case:
         assert "Traceback" in run.stderr and "pymimalloc" not in run.stderr
 
 

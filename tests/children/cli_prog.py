@@ -1,6 +1,9 @@
 """The script and module that tests/test_cli.py runs with python and with python -m pymimalloc run (copied into a
-fresh folder as prog.py): prints how it was started; raises or exits as its last argument says."""
+fresh folder as prog.py): prints how it was started; raises, exits or is interrupted (SIGINT) as its last argument
+says."""
 
+import os
+import signal
 import sys
 
 print(sys.argv, repr(sys.path[0]), __name__, __spec__ is None)
@@ -8,3 +11,5 @@ if sys.argv[-1] == "fail":
     {}.fail
 if sys.argv[-1] == "exit":
     sys.exit(7)
+if sys.argv[-1] == "interrupt":
+    os.kill(os.getpid(), signal.SIGINT)
