@@ -1021,16 +1021,19 @@ static PyMethodDef pmi_python_functions[] = {
 };
 
 int pmi_python_install(uintptr_t caller_module) {
-    /* cffi released the GIL around this call. PyGILState_Ensure takes it with the thread state this thread
-       started in: the main interpreter's, even when the caller runs in a sub-interpreter. There the module
-       found below is not the caller's (or none: then nothing is imported), and nothing is done: the compiled
-       module's state (heaps, the allocator hook, these types) is the process's, and the main interpreter's. */
+    /* cffi released the GIL around this call. In a sub-interpreter nothing is done: the compiled module's state
+       (heaps, the allocator hook, these types, the Python functions registered into it) is the process's, and
+       the main interpreter's. PyGILState_Ensure takes the GIL with the thread state this thread last bound: on
+       3.12 and later the caller's, whose interpreter then is not the main one; on 3.11 the one it started in,
+       the main interpreter's even for a sub-interpreter's caller, where the module found below then is not the
+       caller's (or none: nothing is imported). */
     PyGILState_STATE gil = PyGILState_Ensure();
     int status = -1;
     PyObject* name = PyUnicode_FromString("pymimalloc._mimalloc");
     PyObject* module = name != NULL ? PyImport_GetModule(name) : NULL;
     Py_XDECREF(name);
-    if (!PyErr_Occurred() && (uintptr_t)module != caller_module) {
+    if (!PyErr_Occurred()
+        && ((uintptr_t)module != caller_module || PyInterpreterState_Get() != PyInterpreterState_Main())) {
         Py_XDECREF(module);
         PyGILState_Release(gil);
         return PMI_PYTHON_EINTERPRETER;
