@@ -555,12 +555,11 @@ static PyMethodDef pmi_allocator_functions[] = {
     {NULL, NULL, 0, NULL},
 };
 
-int pmi_allocator_install(void) {
+int pmi_allocator_install(uintptr_t caller) {
     PyGILState_STATE gil = PyGILState_Ensure();  /* cffi released the GIL around this call */
-    PyObject* module = pmi_module_get();
-    const int status = (module != NULL && pmi_module_add_functions(module, pmi_allocator_functions) == 0) ? 0 : -1;
+    PyObject* module = pmi_module_get(caller);
+    const int status = pmi_module_status(module, module != NULL ? pmi_module_add_functions(module, pmi_allocator_functions) : -1);
     atomic_store(&pmi_heap_destroying, &pmi_allocator_forget);
-    if (status < 0) PyErr_Print();
     Py_XDECREF(module);
     PyGILState_Release(gil);
     return status;

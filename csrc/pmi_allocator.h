@@ -10,9 +10,10 @@
  * Python objects in a chosen heap are the python_objects() HeapScope's (pmi_python.c); the hook reads them.
  * A hook is never taken out again: memory it gave out may be freed at any later time, and only the hook
  * knows to hand it to mimalloc. Unrouting sends new allocations back to the previous allocator.
- * Returns 0, or -1 with the Python error printed.
+ * `module` is id() of the caller's pymimalloc._mimalloc. Returns 0, PMI_PYTHON_EINTERPRETER in a sub-interpreter
+ * (pmi_python.h), or -1 with the Python error printed.
  * No include guards: it is part of cffi's cdef (build_ffi.py), which takes only constant #defines. */
 #define PMI_DOMAIN_RAW 1   /* PyMem_RawMalloc and friends: called without the GIL */
 #define PMI_DOMAIN_MEM 2   /* PyMem_Malloc */
 #define PMI_DOMAIN_OBJ 4   /* PyObject_Malloc: Python objects */
-int pmi_allocator_install(void);
+int pmi_allocator_install(uintptr_t module);

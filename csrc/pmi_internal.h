@@ -91,10 +91,13 @@ void*      pmi_object_malloc_fast(pmi_heap_t* heap, pmi_thread_t* me, size_t siz
 void       pmi_object_free(pmi_heap_t* heap, pmi_thread_t* me, struct mi_page_s* page, void* p);
 
 #ifdef Py_PYTHON_H
-/* The pymimalloc._mimalloc module (a new reference), and adding functions to it (see pmi_python.c for the one
-   mechanism). */
-PyObject* pmi_module_get(void);
+/* The one mechanism that adds C functions and types to the compiled module (pmi_python.c explains it), for the
+   installers, with the GIL taken: the caller's pymimalloc._mimalloc (`caller`: its id()) as a new reference, NULL
+   with no error in a sub-interpreter; adding functions to it; and an installer's status: 0 if `module` was found
+   and `added` is 0, PMI_PYTHON_EINTERPRETER in a sub-interpreter, else -1 with the Python error printed. */
+PyObject* pmi_module_get(uintptr_t caller);
 int pmi_module_add_functions(PyObject* module, PyMethodDef* defs);
+int pmi_module_status(PyObject* module, int added);
 /* A new array with its data in the heap of numpy handler `capsule` (pmi_numpy.c); NotImplemented when
    numpy must make it itself. Usable once pmi_numpy_ready (numpy's C API imported). dtype and order may
    be NULL (float64, C order). */

@@ -185,13 +185,12 @@ static PyMethodDef pmi_numpy_methods[] = {
 };
 
 /* installed as every C object is: see pmi_python.c */
-int pmi_numpy_install(void) {
+int pmi_numpy_install(uintptr_t caller) {
     PyGILState_STATE gil = PyGILState_Ensure();  /* cffi released the GIL around this call */
-    int status = -1;
-    PyObject* module = pmi_module_get();
-    if (module != NULL && _import_array() >= 0) status = pmi_module_add_functions(module, pmi_numpy_methods);
+    PyObject* module = pmi_module_get(caller);
+    const int status = pmi_module_status(
+        module, module != NULL && _import_array() >= 0 ? pmi_module_add_functions(module, pmi_numpy_methods) : -1);
     if (status == 0) pmi_numpy_ready = true;
-    if (status < 0) PyErr_Print();
     Py_XDECREF(module);
     PyGILState_Release(gil);
     return status;

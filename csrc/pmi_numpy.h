@@ -5,4 +5,4 @@
  *   _numpy_call_with(capsule, func, *args, **kwargs) -> func(*args, **kwargs) with the handler set
  * Returns 0, or -1 if numpy's C API cannot be imported (its Python error is then printed).
  * No include guards: it is part of cffi's cdef (build_ffi.py), which takes only constant #defines. */
-int pmi_numpy_install(void);
+int pmi_numpy_install(uintptr_t module);  /* as pmi_allocator_install */

@@ -2,10 +2,12 @@
  *
  * How C objects that take Python objects reach Python (the one mechanism; pmi_numpy.c uses it too):
  *   cffi builds the extension module and owns its PyInit, and its cdef can only declare plain C. So every
- *   C file with Python-facing objects exposes one `int pmi_<name>_install(void)` through the cdef, which
- *   pymimalloc/_core.py (or arrays.py, for numpy) calls once. It finds the already-initialised
- *   pymimalloc._mimalloc module (pmi_module_get) and adds its types and functions to it with
- *   pmi_module_add_type() and pmi_module_add_functions() below. cffi releases the GIL around the call, so installing takes it first.
+ *   C file with Python-facing objects exposes one `int pmi_<name>_install(uintptr_t module)` through the cdef,
+ *   which pymimalloc/_core.py (or _startup.py) calls once with id() of its pymimalloc._mimalloc. cffi releases
+ *   the GIL around the call, so installing takes it first (PyGILState_Ensure). It finds the already-initialised
+ *   module (pmi_module_get) and adds its types and functions to it with pmi_module_add_type() and
+ *   pmi_module_add_functions() below; or, called in a sub-interpreter, does nothing and returns
+ *   PMI_PYTHON_EINTERPRETER (pmi_python.h).
  *
  * The GIL is held from the start to the end of every method here, and never released: that is what
  * makes a Block's `exports` count and its `record` consistent without any lock. It is safe to hold
@@ -23,15 +25,30 @@
 #include "pmi_python.h"
 #include "pmi_internal.h"
 
-PyObject* pmi_module_get(void) {
-    /* sys.modules first: at interpreter start (pymimalloc.pth) the compiled module is loaded without its
-       package, and importing it by name would import the whole pymimalloc package, its parent */
+PyObject* pmi_module_get(uintptr_t caller) {
+    /* From sys.modules only, where the caller's import put it (at interpreter start, pymimalloc.pth loads it
+       without its package; importing it by name would import the whole package, its parent).
+       Nothing in a sub-interpreter: the compiled module's state (heaps, the allocator hook, the C types, the
+       Python functions registered into it) is the process's, and the main interpreter's. PyGILState_Ensure
+       took the GIL with the thread state this thread last bound: on 3.12 and later the caller's, whose
+       interpreter then is not the main one; on 3.11 the one it started in, the main interpreter's even for
+       a sub-interpreter's caller, where the module found then is not the caller's (or none). */
     PyObject* name = PyUnicode_FromString("pymimalloc._mimalloc");
     if (name == NULL) return NULL;
     PyObject* module = PyImport_GetModule(name);
     Py_DECREF(name);
-    if (module == NULL && !PyErr_Occurred()) module = PyImport_ImportModule("pymimalloc._mimalloc");
+    if (module != NULL && ((uintptr_t)module != caller || PyInterpreterState_Get() != PyInterpreterState_Main())) {
+        Py_DECREF(module);
+        return NULL;
+    }
     return module;
+}
+
+int pmi_module_status(PyObject* module, int added) {
+    if (module == NULL && !PyErr_Occurred()) return PMI_PYTHON_EINTERPRETER;
+    if (module != NULL && added == 0) return 0;
+    PyErr_Print();
+    return -1;
 }
 
 int pmi_module_add_functions(PyObject* module, PyMethodDef* defs) {
@@ -1020,24 +1037,10 @@ static PyMethodDef pmi_python_functions[] = {
     {NULL, NULL, 0, NULL},
 };
 
-int pmi_python_install(uintptr_t caller_module) {
-    /* cffi released the GIL around this call. In a sub-interpreter nothing is done: the compiled module's state
-       (heaps, the allocator hook, these types, the Python functions registered into it) is the process's, and
-       the main interpreter's. PyGILState_Ensure takes the GIL with the thread state this thread last bound: on
-       3.12 and later the caller's, whose interpreter then is not the main one; on 3.11 the one it started in,
-       the main interpreter's even for a sub-interpreter's caller, where the module found below then is not the
-       caller's (or none: nothing is imported). */
-    PyGILState_STATE gil = PyGILState_Ensure();
-    int status = -1;
-    PyObject* name = PyUnicode_FromString("pymimalloc._mimalloc");
-    PyObject* module = name != NULL ? PyImport_GetModule(name) : NULL;
-    Py_XDECREF(name);
-    if (!PyErr_Occurred()
-        && ((uintptr_t)module != caller_module || PyInterpreterState_Get() != PyInterpreterState_Main())) {
-        Py_XDECREF(module);
-        PyGILState_Release(gil);
-        return PMI_PYTHON_EINTERPRETER;
-    }
+int pmi_python_install(uintptr_t caller) {
+    PyGILState_STATE gil = PyGILState_Ensure();  /* cffi released the GIL around this call */
+    int added = -1;
+    PyObject* module = pmi_module_get(caller);
     if (pmi_default_var == NULL) pmi_default_var = PyContextVar_New("pymimalloc_default_heap", NULL);
     if (pmi_objects_var == NULL) pmi_objects_var = PyContextVar_New("pymimalloc_python_objects", NULL);
     if (pmi_numpy_var == NULL) pmi_numpy_var = PyContextVar_New("pymimalloc_numpy_allocators", NULL);
@@ -1051,9 +1054,9 @@ int pmi_python_install(uintptr_t caller_module) {
         && PyModule_AddIntConstant(module, "SCOPE_OBJECTS", PMI_SCOPE_OBJECTS) == 0
         && PyModule_AddIntConstant(module, "SCOPE_NUMPY", PMI_SCOPE_NUMPY) == 0
         && PyModule_AddIntConstant(module, "SCOPE_FREEZE", PMI_SCOPE_FREEZE) == 0) {
-        status = 0;
+        added = 0;
     }
-    if (status < 0) PyErr_Print();
+    const int status = pmi_module_status(module, added);
     Py_XDECREF(module);
     PyGILState_Release(gil);
     return status;

@@ -139,7 +139,8 @@ if lib.pmi_init() != lib.PMI_OK:
     )
 
 # pymimalloc's own CPython types, from csrc/pmi_python.c (added to the compiled module here, once)
-_installed = lib.pmi_python_install(id(sys.modules[__package__ + "._mimalloc"]))
+_COMPILED_MODULE_ID: Final[int] = id(sys.modules[__package__ + "._mimalloc"])  # what the installers compare
+_installed = lib.pmi_python_install(_COMPILED_MODULE_ID)
 if _installed == lib.PMI_PYTHON_EINTERPRETER:
     raise ImportError(
         "pymimalloc cannot be imported in a sub-interpreter: its compiled module keeps process-wide state "
@@ -167,7 +168,7 @@ from ._mimalloc import (  # noqa: E402  (``X as X``: re-exported to the package)
 _set_status_raiser(_raise)  # C raises every status through this one table
 
 # mimalloc serving CPython's allocator domains (csrc/pmi_allocator.c), added to the compiled module the same way
-if lib.pmi_allocator_install() != 0:
+if lib.pmi_allocator_install(_COMPILED_MODULE_ID) != 0:
     raise ImportError("pymimalloc could not add its allocator hook to its compiled module (see the message above)")
 from ._mimalloc import _allocator_check, _allocator_hook, _allocator_route, _allocator_state  # noqa: E402
 
@@ -241,7 +242,7 @@ def numpy_functions() -> NumpyFunctions:
             if _numpy is None:
                 import numpy  # noqa: F401  (numpy must be importable before its C API is)
 
-                if lib.pmi_numpy_install() != 0:
+                if lib.pmi_numpy_install(_COMPILED_MODULE_ID) != 0:
                     raise ImportError("pymimalloc could not import numpy's C API (see the message above)")
                 from . import _mimalloc
 

@@ -64,7 +64,10 @@ def _install_early(domains: tuple[str, ...]) -> bool:
     status = lib.pmi_init()  # puts refused options back first, as `import pymimalloc` does (csrc/pmi_heap.c)
     for message in module.ffi.string(lib.pmi_refused_report()).decode("utf-8", "replace").splitlines():
         print(message, file=sys.stderr)  # the text pymimalloc.options warns with
-    if status != 0 or lib.pmi_allocator_install() != 0:
+    installed = lib.pmi_allocator_install(id(module))
+    if installed == lib.PMI_PYTHON_EINTERPRETER:
+        return True  # a sub-interpreter's start: the allocator is the process's, which the main interpreter's start served
+    if status != 0 or installed != 0:
         return False
     mask = 0
     for name in domains:

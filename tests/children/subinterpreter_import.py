@@ -1,5 +1,5 @@
 """`import pymimalloc` in a sub-interpreter raises an ImportError that says why, whether the main interpreter imported
-it first ("main-first") or not ("sub-first"), and leaves the main interpreter's pymimalloc working. Prints SKIP where
+it first ("main-first"; also "installed at start") or not ("sub-first"), and leaves the main interpreter's pymimalloc working. Prints SKIP where
 this Python has no module to make sub-interpreters with. Legacy sub-interpreters (sharing the GIL) are the ones
 whose import reaches pymimalloc's code; isolated ones (3.12 and later) refuse a single-phase module themselves."""
 
@@ -24,7 +24,7 @@ except ImportError:
             return interpreters.create()  # 3.11: always legacy
 
 order = sys.argv[1]
-if order == "main-first":
+if order != "sub-first":
     import pymimalloc
 
 CODE = """
