@@ -990,6 +990,115 @@ static PyTypeObject pmi_ScopeType = {
     .tp_getset = pmi_scope_getset,
 };
 
+/* -- OptionsScope: options.override()'s with-block ---------------------------------------------------- */
+
+/* Sets mimalloc options on __enter__ and puts the previous values back on __exit__, each in one call: Python
+   delivers an interrupt between calls, so none can leave some options set and others not, or skip the restore
+   (a with-block written in Python could be interrupted at the start of its __exit__). Python checked every name
+   and value first (pymimalloc/options.py); here only the index range is, since mimalloc asserts on it.
+   Single use. Exits restore in reverse order, so nested overrides of one option unwind as they were entered. */
+typedef struct {
+    PyObject_HEAD
+    PyObject* result;  /* what __enter__ returns (the Options mapping) */
+    int state;         /* 0: new, 1: entered, 2: left */
+    Py_ssize_t count;
+    mi_option_t index[_mi_option_last];
+    long value[_mi_option_last];
+    long previous[_mi_option_last];
+} pmi_OptionsScopeObject;
+
+static PyObject* pmi_options_scope_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
+    PyObject *result, *indices, *values;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "OptionsScope() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "OO!O!:OptionsScope", &result, &PyTuple_Type, &indices, &PyTuple_Type, &values))
+        return NULL;
+    const Py_ssize_t count = PyTuple_GET_SIZE(indices);
+    if (count != PyTuple_GET_SIZE(values) || count > (Py_ssize_t)_mi_option_last) {
+        PyErr_SetString(PyExc_ValueError, "OptionsScope(result, indices, values): as many values as indices, "
+                                          "at most one per option");
+        return NULL;
+    }
+    pmi_OptionsScopeObject* self = (pmi_OptionsScopeObject*)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const long index = PyLong_AsLong(PyTuple_GET_ITEM(indices, i));
+        const long value = PyLong_AsLong(PyTuple_GET_ITEM(values, i));
+        if (PyErr_Occurred()) { Py_DECREF(self); return NULL; }
+        if (index < 0 || index >= (long)_mi_option_last) {
+            PyErr_Format(PyExc_ValueError, "no mimalloc option has the index %ld", index);
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->index[i] = (mi_option_t)index;
+        self->value[i] = value;
+    }
+    self->count = count;
+    Py_INCREF(result);
+    self->result = result;
+    return (PyObject*)self;
+}
+
+static PyObject* pmi_options_scope_enter(PyObject* op, PyObject* unused) {
+    (void)unused;
+    pmi_OptionsScopeObject* self = (pmi_OptionsScopeObject*)op;
+    if (self->state != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "an options override is single-use: call options.override() again");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < self->count; i++) {
+        self->previous[i] = mi_option_get(self->index[i]);
+        mi_option_set(self->index[i], self->value[i]);
+    }
+    self->state = 1;
+    Py_INCREF(self->result);
+    return self->result;
+}
+
+static PyObject* pmi_options_scope_exit(PyObject* op, PyObject* const* args, Py_ssize_t nargs) {
+    (void)args; (void)nargs;
+    pmi_OptionsScopeObject* self = (pmi_OptionsScopeObject*)op;
+    if (self->state == 1) {
+        for (Py_ssize_t i = self->count; i-- > 0;) mi_option_set(self->index[i], self->previous[i]);
+        self->state = 2;
+    }
+    Py_RETURN_FALSE;
+}
+
+static void pmi_options_scope_dealloc(PyObject* op) {
+    pmi_OptionsScopeObject* self = (pmi_OptionsScopeObject*)op;
+    Py_XDECREF(self->result);  /* an entered block dropped without __exit__ keeps its options: it never ended */
+    Py_TYPE(op)->tp_free(op);
+}
+
+static PyObject* pmi_options_scope_repr(PyObject* op) {
+    pmi_OptionsScopeObject* self = (pmi_OptionsScopeObject*)op;
+    static const char* const states[] = {"new", "entered", "left"};
+    return PyUnicode_FromFormat("<pymimalloc.OptionsScope of %zd option(s), %s>", self->count, states[self->state]);
+}
+
+static PyMethodDef pmi_options_scope_methods[] = {
+    {"__enter__", pmi_options_scope_enter, METH_NOARGS, "__enter__($self, /)\n--\n\nSet the options; returns the options."},
+    {"__exit__", (PyCFunction)(void (*)(void))pmi_options_scope_exit, METH_FASTCALL,
+     "__exit__($self, exc_type=None, exc=None, tb=None, /)\n--\n\nPut the previous values back."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject pmi_OptionsScopeType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pymimalloc.OptionsScope",
+    .tp_basicsize = sizeof(pmi_OptionsScopeObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A single-use with-block that sets mimalloc options and puts the previous values back\n"
+              "(options.override()).",
+    .tp_new = pmi_options_scope_new,
+    .tp_dealloc = pmi_options_scope_dealloc,
+    .tp_repr = pmi_options_scope_repr,
+    .tp_methods = pmi_options_scope_methods,
+};
+
 /* -- module functions ------------------------------------------------------------------------------- */
 
 /* _default_heap(): the heap of the innermost as_default() block held in this context, or None */
@@ -1048,6 +1157,7 @@ int pmi_python_install(uintptr_t caller) {
         && pmi_module_add_type(module, "Block", &pmi_BlockType) == 0
         && pmi_module_add_type(module, "HeapBase", &pmi_HeapBaseType) == 0
         && pmi_module_add_type(module, "HeapScope", &pmi_ScopeType) == 0
+        && pmi_module_add_type(module, "OptionsScope", &pmi_OptionsScopeType) == 0
         && PyType_Ready(&pmi_EntryType) == 0
         && pmi_module_add_functions(module, pmi_python_functions) == 0
         && PyModule_AddIntConstant(module, "SCOPE_DEFAULT", PMI_SCOPE_DEFAULT) == 0

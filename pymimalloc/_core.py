@@ -158,6 +158,7 @@ from ._mimalloc import (  # noqa: E402  (``X as X``: re-exported to the package)
     Block as Block,
     HeapBase as HeapBase,
     HeapScope as HeapScope,
+    OptionsScope as OptionsScope,
     _default_heap,
     _heap_pointer,
     _python_objects_heap,

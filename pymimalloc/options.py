@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 
 from . import _core
-from ._process import ProcessLocal, fork_safe_lock
+from ._process import ProcessLocal
 
 __all__ = ["Options", "options", "PRESETS", "REFUSED"]
 
@@ -48,7 +48,6 @@ class Options(ProcessLocal, Mapping[str, int]):
 
     def __init__(self) -> None:
         self._index = _read_names()
-        self._lock = fork_safe_lock()
         #: the values at import (compiled defaults, as adjusted by MIMALLOC_* environment variables)
         self.defaults: Mapping[str, int] = MappingProxyType({name: self[name] for name in self._index})
 
@@ -76,8 +75,9 @@ class Options(ProcessLocal, Mapping[str, int]):
     def __getitem__(self, name: str) -> int:
         return _core.option_get(self._option(name))
 
-    def __setitem__(self, name: str, value: int) -> None:
-        """Set an option. KeyError for an unknown name, TypeError for a non-int value, ValueError out of range."""
+    def _checked(self, name: str, value: object) -> tuple[int, int]:
+        """(index, value) of a setting that may be made: KeyError for an unknown name, TypeError for a non-int
+        value, ValueError out of range or refused."""
         option = self._option(name)
         if not isinstance(value, int):  # bool is accepted: options such as show_errors are on/off
             raise TypeError(f"option {name!r} takes an int, not {type(value).__name__}")
@@ -86,7 +86,11 @@ class Options(ProcessLocal, Mapping[str, int]):
         self._check_allowed(name, int(value))
         if name == "max_vabits" and value != self[name]:  # MIMALLOC_MAX_VABITS is refused too (_core.py)
             raise ValueError(f"option {name!r} is read once, when mimalloc starts, and pymimalloc does not support it")
-        _core.option_set(option, int(value))
+        return option, int(value)
+
+    def __setitem__(self, name: str, value: int) -> None:
+        """Set an option. KeyError for an unknown name, TypeError for a non-int value, ValueError out of range."""
+        _core.option_set(*self._checked(name, value))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._index)
@@ -94,26 +98,15 @@ class Options(ProcessLocal, Mapping[str, int]):
     def __len__(self) -> int:
         return len(self._index)
 
-    @contextlib.contextmanager
-    def override(self, **values: int) -> Iterator[Options]:
-        """Set options for the ``with`` block and restore the previous values on exit, even on error.
+    def override(self, **values: int) -> contextlib.AbstractContextManager[Options]:
+        """Set options for the ``with`` block and restore the previous values on exit, even on error or interrupt.
 
-        All names and values are checked before any is set.
+        All names and values are checked here, before any is set. The block is single-use; entering sets all
+        the options in one call and leaving puts them all back in one (a C type), so a KeyboardInterrupt
+        cannot leave some set.
         """
-        for name, value in values.items():
-            self._option(name)
-            if not isinstance(value, int):
-                raise TypeError(f"option {name!r} takes an int, not {type(value).__name__}")
-            self._check_allowed(name, int(value))
-        with self._lock:
-            previous = {name: self[name] for name in values}
-        try:
-            for name, value in values.items():
-                self[name] = value
-            yield self
-        finally:
-            for name, value in previous.items():
-                self[name] = value
+        checked = [self._checked(name, value) for name, value in values.items()]
+        return _core.OptionsScope(self, tuple(index for index, _ in checked), tuple(value for _, value in checked))
 
     def preset(self, name: str) -> contextlib.AbstractContextManager[Options]:
         """``with options.preset("fifo"):`` applies a named set from :data:`PRESETS` for the block.

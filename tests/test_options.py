@@ -86,6 +86,24 @@ def test_override_restores_even_after_an_exception() -> None:
     assert options["purge_delay"] == delay  # nothing was set
 
 
+def test_an_override_is_single_use_and_leaving_twice_restores_once() -> None:
+    options = pymimalloc.options
+    delay = options["purge_delay"]
+    block = options.override(purge_delay=delay + 7)
+    assert "new" in repr(block)
+    with block as entered:
+        assert entered is options and options["purge_delay"] == delay + 7
+        options["purge_delay"] = delay + 8  # set inside the block: the block's exit still puts back its own before
+        assert "entered" in repr(block)
+    assert options["purge_delay"] == delay and "left" in repr(block)
+    with pytest.raises(RuntimeError, match="single-use"):
+        block.__enter__()
+    options["purge_delay"] = delay + 9
+    block.__exit__(None, None, None)  # left already: changes nothing
+    assert options["purge_delay"] == delay + 9
+    options["purge_delay"] = delay
+
+
 def test_presets_apply_and_restore() -> None:
     before = pymimalloc.options["page_full_retain"]
     with pymimalloc.options.preset("fifo"):

@@ -157,6 +157,28 @@ def test_an_interrupt_anywhere_in_measure_is_what_propagates_and_nothing_stays_h
     assert m.kept >= 1000
 
 
+def test_an_interrupt_anywhere_in_an_options_override_leaves_the_options_as_they_were() -> None:
+    """options.override() sets options for its block: an interrupt at any point, entering and leaving included,
+    must leave every option at its value from before (the block restored in Python code, which an interrupt at
+    the start of its __exit__ skipped)."""
+    options = pymimalloc.options
+    before = dict(options)
+    seen = []
+
+    def driver() -> None:
+        with options.override(purge_delay=before["purge_delay"] + 1234, page_max_candidates=1):
+            seen.append(options["purge_delay"])
+
+    n = 0
+    while True:
+        fired = _interrupted_at(n, driver, driver.__code__)
+        assert dict(options) == before, f"interrupted at bytecode {n}"
+        if not fired:
+            break
+        n += 1
+    assert n > 3 and seen[-1] == before["purge_delay"] + 1234
+
+
 @pytest.mark.parametrize("name", sorted(WALKS))
 def test_an_interrupt_anywhere_in_a_walk_leaves_the_heap_unfrozen(name: str) -> None:
     walk = WALKS[name]
