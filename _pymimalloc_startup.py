@@ -25,8 +25,9 @@ def _run() -> None:
             spec.loader.exec_module(module)
             module.main()
             return
-    print("pymimalloc: not installed as Python's allocator: pymimalloc is not installed in this interpreter",
-          file=sys.stderr)
+    if sys.stderr is not None:  # closed: print would write to stdout, into the program's output
+        print("pymimalloc: not installed as Python's allocator: pymimalloc is not installed in this interpreter",
+              file=sys.stderr)
 
 
 _run()

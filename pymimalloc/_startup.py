@@ -23,6 +23,13 @@ DOMAIN_BITS = {"raw": 1, "mem": 2, "obj": 4}  # csrc/pmi_allocator.h; checked ag
 REFUSED_PREFIX = "pymimalloc set mimalloc option"  # how each refused-option message starts (csrc/pmi_heap.c)
 
 
+def report(message: object) -> None:
+    """Say ``message`` on stderr; nothing if stderr is closed (``sys.stderr`` is None: print would use stdout,
+    into the program's output), as Python's own warnings do."""
+    if sys.stderr is not None:
+        print(message, file=sys.stderr)
+
+
 def domains_from(value: str) -> tuple[str, ...]:
     """The domains a ``PYMIMALLOC_INSTALL`` value asks for (empty: none). ValueError for a bad value."""
     value = value.strip().lower()
@@ -63,7 +70,7 @@ def _install_early(domains: tuple[str, ...]) -> bool:
     lib = module.lib
     status = lib.pmi_init()  # puts refused options back first, as `import pymimalloc` does (csrc/pmi_heap.c)
     for message in module.ffi.string(lib.pmi_refused_report()).decode("utf-8", "replace").splitlines():
-        print(message, file=sys.stderr)  # the text pymimalloc.options warns with
+        report(message)  # the text pymimalloc.options warns with
     installed = lib.pmi_allocator_install(id(module))
     if installed == lib.PMI_PYTHON_EINTERPRETER:
         return True  # a sub-interpreter's start: the allocator is the process's, which the main interpreter's start served
@@ -106,9 +113,9 @@ def main() -> None:
                 install(domains)
             for warning in caught:
                 if str(warning.message).startswith(REFUSED_PREFIX):
-                    print(warning.message, file=sys.stderr)
+                    report(warning.message)
                 else:  # anything else, as the filters outside would have shown it
                     warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     except (ValueError, RuntimeError, MemoryError, ImportError, OSError, Warning) as error:
-        print(f"pymimalloc: not installed as Python's allocator: {error}", file=sys.stderr)
+        report(f"pymimalloc: not installed as Python's allocator: {error}")
 

@@ -70,3 +70,24 @@ def test_a_refused_install_keeps_tracemalloc_traces(flags: list[str]) -> None:
                  drop=("PYMIMALLOC_INSTALL", "PYTHONMALLOC"))
     assert result.returncode == 0, describe(result.returncode) + result.stderr
     assert result.stdout.split() == ["True", "True", "True"], result.stdout + result.stderr
+
+
+@pytest.mark.skipif(not _pth_installed(), reason="pymimalloc.pth is not in site-packages")
+@pytest.mark.parametrize("case", ["a value it cannot honour", "a refused option", "a refused option, package path"])
+def test_start_up_says_nothing_on_stdout_when_stderr_is_closed(case: str) -> None:
+    """With stderr closed, sys.stderr is None and print(file=None) writes to stdout: the start-up's messages
+    went into the program's output (found by review). Python's own warnings are dropped then; so are ours."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYMIMALLOC_INSTALL="bogus" if case.startswith("a value") else "1")
+    if "option" in case:
+        env["MIMALLOC_DESTROY_ON_EXIT"] = "1"
+    flags = ["-X", "tracemalloc"] if "package" in case else []
+    program = [sys.executable, *flags, "-c", "import sys; sys.stdout.write('DATA\\n')"]
+    closed = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", *program], env=env, cwd=CHILDREN,
+                            stdout=subprocess.PIPE, text=True, timeout=60, check=False)
+    assert (closed.returncode, closed.stdout) == (0, "DATA\n")
+    shown = subprocess.run(program, env=env, cwd=CHILDREN, capture_output=True, text=True, timeout=60, check=False)
+    assert shown.stdout == "DATA\n" and "pymimalloc" in shown.stderr  # with stderr open, the message is there
