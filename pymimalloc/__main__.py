@@ -59,13 +59,20 @@ def info_main(as_json: bool) -> int:
     return 0
 
 
+#: the largest block size ``bench --size`` takes, in bytes: a batch pattern holds hundreds of such blocks at once
+BENCH_MAX_SIZE = 64 << 20
+
+
 def _size(text: str) -> int:
     units = {"k": 1024, "kib": 1024, "m": 1 << 20, "mib": 1 << 20, "b": 1, "": 1}
     number = text.rstrip("kKmMiIbB ")
     unit = text[len(number):].strip().lower()
     if not number.isdigit() or unit not in units:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 64, 16k, 1m)")
-    return int(number) * units[unit]
+    size = int(number) * units[unit]
+    if size > BENCH_MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large: a block size is at most {BENCH_MAX_SIZE >> 20}m")
+    return size
 
 
 def _output_path(text: str) -> str:

@@ -125,9 +125,11 @@ def test_bench_plot(tmp_path) -> None:
 
 
 def test_bench_rejects_bad_arguments() -> None:
-    for args in (["--pattern", "nope"], ["--size", "lots"], ["--repeat", "0"]):
+    for args in (["--pattern", "nope"], ["--size", "lots"], ["--repeat", "0"], ["--size", "9" * 20],
+                 ["--size", "65m"]):  # a huge size ended in an OverflowError or MemoryError traceback (review)
         result = _bench(*args)
-        assert result.returncode == 2 and result.stderr
+        assert result.returncode == 2 and "error: argument" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
