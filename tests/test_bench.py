@@ -128,7 +128,7 @@ def test_bench_rejects_bad_arguments() -> None:
     for args in (["--pattern", "nope"], ["--size", "lots"], ["--repeat", "0"], ["--size", "9" * 20],
                  ["--size", "65m"]):  # a huge size ended in an OverflowError or MemoryError traceback (review)
         result = _bench(*args)
-        assert result.returncode == 2 and "error: argument" in result.stderr, result.stderr
+        assert result.returncode == 2 and "error: " in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
 
 
