@@ -43,7 +43,8 @@ static void pmi_capsule_free(PyObject* capsule) {
 /* A new handler capsule for `heap` (pmi_internal.h); HeapBase keeps one per heap. */
 PyObject* pmi_numpy_handler_new(pmi_heap_t* heap) {
     if (!pmi_numpy_ready) {
-        PyErr_SetString(PyExc_RuntimeError, "numpy's C API is not imported yet (an internal error in pymimalloc)");
+        PyErr_SetString(PyExc_RuntimeError, "numpy's C API is not imported yet: use heap.numpy_allocator() (or "
+                                            "heap.empty(), heap.zeros()), which imports it");
         return NULL;
     }
     void* address = heap;

@@ -103,7 +103,10 @@ _STATUS_EXCEPTIONS: Final[dict[int, tuple[type[Exception], str]]] = {
         "(python_objects()); leave that with-block first",
     ),
     lib.PMI_ENOMEM: (MemoryError, "out of memory"),
-    lib.PMI_ENOTHOOKED: (RuntimeError, "the allocator hook is not in place (an internal error in pymimalloc)"),
+    lib.PMI_ENOTHOOKED: (
+        RuntimeError,
+        "mimalloc's hook is not in front of Python's allocator: use heap.python_objects(), which puts it in place",
+    ),
     lib.PMI_ETARGETS: (
         RuntimeError,
         "more than 1024 heaps hold Python objects at once (a closed heap, or a finished measure(), counts until "

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 
 import pymimalloc
+from childproc import run
 from pymimalloc import _core
 from threads import run_threads, threads_running
 
@@ -386,3 +387,24 @@ def test_the_c_methods_have_signatures() -> None:
     assert str(inspect.signature(pymimalloc.Heap.empty)) == "(self, /, shape, dtype=None, order='C')"
     assert str(inspect.signature(pymimalloc.Block.free)) == "(self, /)"
     assert "exc_type=None" in str(inspect.signature(pymimalloc.HeapScope.__exit__))
+
+
+def test_a_heap_scope_built_by_hand_says_which_method_to_use() -> None:
+    """HeapScope is public: built directly in a fresh process (no hook, numpy's C API not imported), entering it
+    names the method that prepares it, rather than "an internal error" (found by review)."""
+    program = "\n".join([
+        "import pymimalloc",
+        "from pymimalloc import _core",
+        "heap = pymimalloc.Heap()",
+        "for kind, method in ((_core.SCOPE_OBJECTS, 'python_objects'), (_core.SCOPE_NUMPY, 'numpy_allocator')):",
+        "    try:",
+        "        with pymimalloc.HeapScope(heap, kind):",
+        "            pass",
+        "    except RuntimeError as error:",
+        "        assert f'heap.{method}()' in str(error) and 'internal' not in str(error), error",
+        "    else:",
+        "        raise AssertionError(method + ' entered without its preparation')",
+        "print('OK')",
+    ])
+    result = run(["-c", program], timeout=60, drop=("PYMIMALLOC_INSTALL",))
+    assert (result.returncode, result.stdout) == (0, "OK\n"), result.stderr
