@@ -2,7 +2,7 @@
 
     python benchmarks/tsan.py                      # build, run ~8 s of threads, fail on any TSan report
     python benchmarks/tsan.py --selftest           # check that races in and under our glue are still reported
-    python benchmarks/tsan.py --debug 3 --seconds 4 --seed 7 --harness-args "--freed-lookups 0"
+    python benchmarks/tsan.py --debug 3 --seconds 4 --seed 7 --harness-args "--forks 0"
 
 The harness drives csrc/pmi_heap.c's protocol from many pthreads without Python (see its header comment).
 It is compiled with csrc/pmi_mimalloc.c (all of mimalloc, from the verified tree build_ffi.locate_source()
