@@ -99,7 +99,11 @@ static void pmi_fast_update(void) {
    tuple of them in a ContextVar). Called with the GIL held (MEM and OBJ domains). PyContextVar_Get neither
    allocates nor touches the error indicator when it finds the value, which it caches per thread state. */
 static pmi_heap_t* pmi_context_target(void) {
-    if (PMI_TSTATE() == NULL || pmi_objects_var == NULL) return NULL;  /* a thread state being torn down */
+    PyThreadState* const ts = PMI_TSTATE();
+    if (ts == NULL || pmi_objects_var == NULL) return NULL;  /* a thread state being torn down */
+    /* A sub-interpreter's objects are never routed: python_objects() blocks are the main interpreter's, and up
+       to 3.12 a ContextVar's cached value may answer for another interpreter's thread state of the same id. */
+    if (PyThreadState_GetInterpreter(ts) != PyInterpreterState_Main()) return NULL;
     PyObject* stack = NULL;
     if (PyContextVar_Get(pmi_objects_var, NULL, &stack) < 0 || stack == NULL) return NULL;
     pmi_heap_t* target = NULL;

@@ -466,6 +466,15 @@ const char* pmi_refused_report(void) {
 }
 
 size_t pmi_refused_count(void) { return PMI_REFUSED_COUNT; }
+
+const char* pmi_option_refusal(mi_option_t option, long value) {
+    for (size_t i = 0; i < PMI_REFUSED_COUNT; i++) {
+        if (pmi_refused[i].option == option && value != pmi_refused[i].safe) return pmi_refused[i].why;
+    }
+    if (option == mi_option_max_vabits && value != mi_option_get(option))
+        return "it is read once, when mimalloc starts, and pymimalloc does not support it";
+    return NULL;
+}
 const char* pmi_refused_name(size_t i) { return i < PMI_REFUSED_COUNT ? pmi_refused[i].name : NULL; }
 long pmi_refused_safe(size_t i) { return i < PMI_REFUSED_COUNT ? pmi_refused[i].safe : 0; }
 const char* pmi_refused_why(size_t i) { return i < PMI_REFUSED_COUNT ? pmi_refused[i].why : NULL; }

@@ -994,18 +994,48 @@ static PyTypeObject pmi_ScopeType = {
 
 /* Sets mimalloc options on __enter__ and puts the previous values back on __exit__, each in one call: Python
    delivers an interrupt between calls, so none can leave some options set and others not, or skip the restore
-   (a with-block written in Python could be interrupted at the start of its __exit__). Python checked every name
-   and value first (pymimalloc/options.py); here only the index range is, since mimalloc asserts on it.
-   Single use. Exits restore in reverse order, so nested overrides of one option unwind as they were entered. */
+   (a with-block written in Python could be interrupted at the start of its __exit__). Refused values are
+   refused here too (pmi_option_refusal), whoever builds the scope. Single use; an entered scope dropped without
+   __exit__ leaves as it is dropped.
+   Blocks may be left in any order (two generators, two threads): each option keeps the stack of the entries
+   that hold it, in the order they were entered. The top entry's leaving puts back the value from before it;
+   an entry below it leaving hands its saved value to the entry above, which puts it back in turn. Every
+   change runs with the GIL held. */
+typedef struct pmi_option_entry_s {
+    struct pmi_option_entry_s* below;  /* entered before this one for the same option, still held */
+    struct pmi_option_entry_s* above;
+    mi_option_t index;
+    long value;     /* what entering sets */
+    long previous;  /* what leaving puts back if this entry is the top */
+} pmi_option_entry_t;
+
+static pmi_option_entry_t* pmi_option_top[_mi_option_last];  /* each option's innermost held entry */
+
 typedef struct {
     PyObject_HEAD
     PyObject* result;  /* what __enter__ returns (the Options mapping) */
     int state;         /* 0: new, 1: entered, 2: left */
     Py_ssize_t count;
-    mi_option_t index[_mi_option_last];
-    long value[_mi_option_last];
-    long previous[_mi_option_last];
+    pmi_option_entry_t entry[_mi_option_last];
 } pmi_OptionsScopeObject;
+
+static void pmi_options_scope_leave(pmi_OptionsScopeObject* self) {
+    for (Py_ssize_t i = self->count; i-- > 0;) {
+        pmi_option_entry_t* const e = &self->entry[i];
+        if (e->above == NULL) {  /* the top: put back what was there before it */
+            pmi_option_top[e->index] = e->below;
+            if (e->below != NULL) e->below->above = NULL;
+            mi_option_set(e->index, e->previous);
+        }
+        else {  /* held above: the entry above puts back what this one would have */
+            e->above->previous = e->previous;
+            e->above->below = e->below;
+            if (e->below != NULL) e->below->above = e->above;
+        }
+        e->above = e->below = NULL;
+    }
+    self->state = 2;
+}
 
 static PyObject* pmi_options_scope_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
     PyObject *result, *indices, *values;
@@ -1032,8 +1062,14 @@ static PyObject* pmi_options_scope_new(PyTypeObject* type, PyObject* args, PyObj
             Py_DECREF(self);
             return NULL;
         }
-        self->index[i] = (mi_option_t)index;
-        self->value[i] = value;
+        const char* const refused = pmi_option_refusal((mi_option_t)index, value);
+        if (refused != NULL) {
+            PyErr_Format(PyExc_ValueError, "pymimalloc refuses mimalloc option %ld = %ld: %s", index, value, refused);
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->entry[i].index = (mi_option_t)index;
+        self->entry[i].value = value;
     }
     self->count = count;
     Py_INCREF(result);
@@ -1049,8 +1085,13 @@ static PyObject* pmi_options_scope_enter(PyObject* op, PyObject* unused) {
         return NULL;
     }
     for (Py_ssize_t i = 0; i < self->count; i++) {
-        self->previous[i] = mi_option_get(self->index[i]);
-        mi_option_set(self->index[i], self->value[i]);
+        pmi_option_entry_t* const e = &self->entry[i];
+        e->previous = mi_option_get(e->index);
+        e->below = pmi_option_top[e->index];
+        e->above = NULL;
+        if (e->below != NULL) e->below->above = e;
+        pmi_option_top[e->index] = e;
+        mi_option_set(e->index, e->value);
     }
     self->state = 1;
     Py_INCREF(self->result);
@@ -1060,16 +1101,14 @@ static PyObject* pmi_options_scope_enter(PyObject* op, PyObject* unused) {
 static PyObject* pmi_options_scope_exit(PyObject* op, PyObject* const* args, Py_ssize_t nargs) {
     (void)args; (void)nargs;
     pmi_OptionsScopeObject* self = (pmi_OptionsScopeObject*)op;
-    if (self->state == 1) {
-        for (Py_ssize_t i = self->count; i-- > 0;) mi_option_set(self->index[i], self->previous[i]);
-        self->state = 2;
-    }
+    if (self->state == 1) pmi_options_scope_leave(self);
     Py_RETURN_FALSE;
 }
 
 static void pmi_options_scope_dealloc(PyObject* op) {
     pmi_OptionsScopeObject* self = (pmi_OptionsScopeObject*)op;
-    Py_XDECREF(self->result);  /* an entered block dropped without __exit__ keeps its options: it never ended */
+    if (self->state == 1) pmi_options_scope_leave(self);  /* its entries go with it */
+    Py_XDECREF(self->result);
     Py_TYPE(op)->tp_free(op);
 }
 

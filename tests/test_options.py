@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 import pytest
 
 import pymimalloc
@@ -102,6 +105,61 @@ def test_an_override_is_single_use_and_leaving_twice_restores_once() -> None:
     block.__exit__(None, None, None)  # left already: changes nothing
     assert options["purge_delay"] == delay + 9
     options["purge_delay"] = delay
+
+
+def test_overrides_left_in_any_order_put_back_the_value_from_before_them() -> None:
+    """Two blocks left out of order (generators, threads) left the option at the first block's value for good
+    (found by review): each option keeps the stack of the blocks that hold it."""
+    import threading
+
+    options = pymimalloc.options
+    before = options["purge_delay"]
+    first, second = options.override(purge_delay=before + 1), options.override(purge_delay=before + 2)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert options["purge_delay"] == before + 2  # the second still holds it
+    second.__exit__(None, None, None)
+    assert options["purge_delay"] == before
+
+    def block(value: int) -> Iterator[None]:
+        with options.override(purge_delay=value):
+            yield
+
+    for order in itertools.permutations(range(3)):
+        generators = [block(before + 10 * (i + 1)) for i in range(3)]
+        for generator in generators:
+            next(generator)
+        assert options["purge_delay"] == before + 30
+        for i in order:
+            generators[i].close()
+        assert options["purge_delay"] == before, order
+
+    entered, leave = threading.Event(), threading.Event()
+
+    def hold(value: int, first: bool) -> None:
+        with options.override(purge_delay=value):
+            if first:
+                entered.set()
+                leave.wait()
+            else:
+                leave.set()
+
+    threads = [threading.Thread(target=hold, args=(before + 100, True)),
+               threading.Thread(target=hold, args=(before + 200, False))]
+    threads[0].start()
+    entered.wait()
+    threads[1].start()
+    for thread in threads:
+        thread.join()
+    assert options["purge_delay"] == before
+
+
+def test_an_options_scope_built_by_hand_refuses_what_options_refuse() -> None:
+    scope = type(pymimalloc.options.override())
+    with pytest.raises(ValueError, match="hangs at exit"):
+        scope(pymimalloc.options, (pymimalloc.options._index["destroy_on_exit"],), (1,))  # set, it hung every exit (found by review)
+    assert pymimalloc.options["destroy_on_exit"] == 0
 
 
 def test_presets_apply_and_restore() -> None:
