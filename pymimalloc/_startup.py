@@ -30,6 +30,19 @@ def report(message: object) -> None:
         print(message, file=sys.stderr)
 
 
+def _in_a_sub_interpreter() -> bool:
+    """Whether this start is a sub-interpreter's (asked only after an ImportError: that imports a module)."""
+    import importlib
+
+    for name in ("_interpreters", "_xxsubinterpreters"):  # 3.13; 3.11 and 3.12
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        return bool(module.get_current() != module.get_main())
+    return False
+
+
 def domains_from(value: str) -> tuple[str, ...]:
     """The domains a ``PYMIMALLOC_INSTALL`` value asks for (empty: none). ValueError for a bad value."""
     value = value.strip().lower()
@@ -117,5 +130,7 @@ def main() -> None:
                 else:  # anything else, as the filters outside would have shown it
                     warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     except (ValueError, RuntimeError, MemoryError, ImportError, OSError, Warning) as error:
+        if isinstance(error, ImportError) and _in_a_sub_interpreter():
+            return  # an isolated one refuses the modules the start needs; the main interpreter's start served the process
         report(f"pymimalloc: not installed as Python's allocator: {error}")
 

@@ -43,6 +43,19 @@ for attempt in range(2):
         interpreters.destroy(interpreter)
     assert outcome is None, outcome  # 3.13 returns the exception's details instead of raising
 
+if order == "installed at start":  # isolated sub-interpreters (3.12 on) refuse the modules the start needs: silently
+    def make_isolated() -> object | None:
+        try:
+            return interpreters.create("isolated") if interpreters.__name__ == "_interpreters" else interpreters.create(isolated=True)
+        except TypeError:
+            return None  # 3.11: legacy only
+
+    for attempt in range(2):
+        isolated = make_isolated()
+        if isolated is not None:
+            interpreters.run_string(isolated, "pass")
+            interpreters.destroy(isolated)
+
 import pymimalloc  # noqa: E402
 
 with pymimalloc.Heap() as heap:
