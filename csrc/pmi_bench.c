@@ -222,6 +222,12 @@ PMI_INLINE double k_pair(const int kind, mi_heap_t* heap, size_t size, size_t pa
     return (double)(now_ns() - t0) / (double)ops;
 }
 
+/* Out of memory in a kernel: free the `n` blocks it holds (NULL entries skipped), so its ENOMEM leaves nothing behind */
+PMI_INLINE double free_held(const int kind, void** blocks, size_t n) {
+    for (size_t i = 0; i < n; i++) if (blocks[i] != NULL) a_free(kind, blocks[i]);
+    return PMI_BENCH_ENOMEM;
+}
+
 PMI_INLINE double k_batch(const int kind, mi_heap_t* heap, size_t size, size_t n, size_t ops, uint64_t seed) {
     (void)seed;
     if (n == 0) return PMI_BENCH_EINVAL;
@@ -232,7 +238,7 @@ PMI_INLINE double k_batch(const int kind, mi_heap_t* heap, size_t size, size_t n
     for (size_t r = 0; r < rounds; r++) {
         for (size_t i = 0; i < n; i++) {
             blocks[i] = a_malloc(kind, heap, size);
-            if (blocks[i] == NULL) { free(blocks); return PMI_BENCH_ENOMEM; }
+            if (blocks[i] == NULL) { free_held(kind, blocks, i); free(blocks); return PMI_BENCH_ENOMEM; }
             touch(a_data(kind, blocks[i]), size);
         }
         for (size_t i = 0; i < n / 2; i++) a_free(kind, blocks[i]);                 /* first half, FIFO */
@@ -248,7 +254,7 @@ PMI_INLINE double k_ring(const int kind, mi_heap_t* heap, size_t size, size_t pa
     void* ring[PMI_SLOTS];
     for (size_t i = 0; i < PMI_SLOTS; i++) {
         ring[i] = a_malloc(kind, heap, size);
-        if (ring[i] == NULL) return PMI_BENCH_ENOMEM;
+        if (ring[i] == NULL) return free_held(kind, ring, i);
         touch(a_data(kind, ring[i]), size);
     }
     const uint64_t t0 = now_ns();
@@ -256,7 +262,7 @@ PMI_INLINE double k_ring(const int kind, mi_heap_t* heap, size_t size, size_t pa
         const size_t slot = i % PMI_SLOTS;  /* the oldest block */
         a_free(kind, ring[slot]);
         ring[slot] = a_malloc(kind, heap, size);
-        if (ring[slot] == NULL) return PMI_BENCH_ENOMEM;
+        if (ring[slot] == NULL) return free_held(kind, ring, PMI_SLOTS);
         touch(a_data(kind, ring[slot]), size);
     }
     const double ns = (double)(now_ns() - t0) / (double)ops;
@@ -271,7 +277,7 @@ PMI_INLINE double k_workset(const int kind, mi_heap_t* heap, size_t size, size_t
     for (size_t i = 0; i < PMI_SLOTS; i++) {
         const size_t size = inverse_square_size(&state);
         slots[i] = a_malloc(kind, heap, size);
-        if (slots[i] == NULL) return PMI_BENCH_ENOMEM;
+        if (slots[i] == NULL) return free_held(kind, slots, i);
         touch(a_data(kind, slots[i]), size);
     }
     const uint64_t t0 = now_ns();
@@ -280,7 +286,7 @@ PMI_INLINE double k_workset(const int kind, mi_heap_t* heap, size_t size, size_t
         const size_t size = inverse_square_size(&state);
         a_free(kind, slots[slot]);
         slots[slot] = a_malloc(kind, heap, size);
-        if (slots[slot] == NULL) return PMI_BENCH_ENOMEM;
+        if (slots[slot] == NULL) return free_held(kind, slots, PMI_SLOTS);
         touch(a_data(kind, slots[slot]), size);
     }
     const double ns = (double)(now_ns() - t0) / (double)ops;

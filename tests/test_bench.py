@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import pymimalloc
-from childproc import run
+from childproc import run, run_program
 from pymimalloc import _core
 from pymimalloc._core import ffi, lib
 from pymimalloc.bench import ALLOCATORS, PATTERNS, Measurement, Suite, plan, run_suite
@@ -158,3 +158,9 @@ def test_unwritable_outputs_are_refused_before_the_run(tmp_path, option: str, wh
     result = _bench("--pattern", "pair", "--size", "64", option, str(target))
     assert result.returncode == 2 and f"argument {option}" in result.stderr
     assert "[1/" not in result.stderr  # nothing was measured
+
+
+@pytest.mark.c_library_memory  # a memory checker's malloc keeps freed blocks (ASan's quarantine)
+def test_a_kernel_out_of_memory_frees_what_it_held() -> None:
+    result = run_program("bench_out_of_memory.py", timeout=120, check_mimalloc_errors=False)  # ENOMEM is the point
+    assert result.stdout.strip() == "OK"
