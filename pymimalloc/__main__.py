@@ -191,7 +191,7 @@ def run_main(argv: list[str]) -> int:
     except Exception as error:  # SystemExit goes on to Python, which handles it as usual
         # Python prints the exception's own traceback (it ignores the argument when the exception has one)
         error.__traceback__ = _their_frames(error.__traceback__, runpy_too=argv[0] != "-m")
-        sys.excepthook(type(error), error, error.__traceback__)
+        _print_as_python_does(getattr(sys, "excepthook", _MISSING), error, error.__traceback__)
         return 1
     return 0
 
@@ -249,7 +249,7 @@ def _new_main_module(**names: object) -> dict[str, object]:
 def _print_without_our_frames(interrupt: BaseException, runpy_too: bool) -> None:
     """Have Python's top level print ``interrupt`` without the frames above the program's, as it prints a traceback
     of ``python script.py``: sys.excepthook, when Python calls it for that exception, first drops them."""
-    shown = sys.excepthook
+    shown = getattr(sys, "excepthook", _MISSING)
 
     def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
         if value is interrupt:
@@ -257,9 +257,38 @@ def _print_without_our_frames(interrupt: BaseException, runpy_too: bool) -> None
                 tb = tb.tb_next  # python -m pymimalloc's own frames, down to run_main's
             tb = _their_frames(tb.tb_next if tb is not None else None, runpy_too)
             value.__traceback__ = tb
-        shown(kind, value, tb)
+        _print_as_python_does(shown, value, tb)
 
     sys.excepthook = hook
+
+
+def _print_as_python_does(hook: object, error: BaseException, tb: TracebackType | None) -> None:
+    """Print an uncaught ``error`` through ``hook`` (the program's sys.excepthook) as Python's top level does,
+    its messages included when the hook is missing or raises (Python/pythonrun.c, _PyErr_PrintEx)."""
+
+    def say(text: str) -> None:
+        if sys.stderr is not None:
+            sys.stderr.write(text)
+
+    if hook is _MISSING:
+        say("sys.excepthook is missing\n")
+        sys.__excepthook__(type(error), error, tb)
+        return
+    try:
+        hook(type(error), error, tb)  # type: ignore[operator]  # None too: Python calls it, and says it failed
+    except SystemExit:
+        raise  # Python exits as the hook asked
+    except BaseException as failure:  # noqa: BLE001  (Python reports whatever the hook raised, then the original)
+        # as Python shows it: from the hook's frame (not this one), and not as raised while handling `error`
+        failure.__traceback__ = failure.__traceback__.tb_next if failure.__traceback__ is not None else None
+        failure.__suppress_context__ = True
+        say("Error in sys.excepthook:\n")
+        sys.__excepthook__(type(failure), failure, failure.__traceback__)
+        say("\nOriginal exception was:\n")
+        sys.__excepthook__(type(error), error, tb)
+
+
+_MISSING = object()  # sys.excepthook deleted
 
 
 def _their_frames(tb: TracebackType | None, runpy_too: bool) -> TracebackType | None:

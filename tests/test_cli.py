@@ -26,6 +26,14 @@ CASES = {
     "command that exits": ["-c", "import sys; sys.exit(3)"],
     "command interrupted": ["-c", "import os, signal\ndef f():\n    os.kill(os.getpid(), signal.SIGINT)\nf()"],
     "command missing": ["-c"],
+    # the program's sys.excepthook raising, None or deleted: Python's own messages, without ours (found by review)
+    "command raises, its excepthook raises": ["-c", "import sys\nsys.excepthook = lambda *a: 1/0\nraise ValueError(1)"],
+    "command interrupted, its excepthook raises": [
+        "-c", "import os, signal, sys\nsys.excepthook = lambda *a: 1/0\nos.kill(os.getpid(), signal.SIGINT)"],
+    "command raises, its excepthook None": ["-c", "import sys\nsys.excepthook = None\nraise ValueError(1)"],
+    "command interrupted, its excepthook deleted": [
+        "-c", "import os, signal, sys\ndel sys.excepthook\nos.kill(os.getpid(), signal.SIGINT)"],
+    "command with an excepthook that exits": ["-c", "import sys\nsys.excepthook = lambda *a: sys.exit(5)\nraise ValueError(1)"],
     "module": ["-m", "prog", "x"],
     "module that raises": ["-m", "prog", "fail"],
     "module that exits": ["-m", "prog", "exit"],
