@@ -185,10 +185,12 @@ def run_main(argv: list[str]) -> int:
     install(raw=raw)
     try:
         _run_as_main(argv)
+    except SystemExit:
+        raise  # on to Python, which exits as it asks
     except KeyboardInterrupt as interrupt:  # on to Python, whose exit then is SIGINT's; printed without our frames
         _print_without_our_frames(interrupt, runpy_too=argv[0] != "-m")
         raise
-    except Exception as error:  # SystemExit goes on to Python, which handles it as usual
+    except BaseException as error:  # noqa: BLE001  (any other exception: Python prints it and exits with 1)
         # Python prints the exception's own traceback (it ignores the argument when the exception has one)
         error.__traceback__ = _their_frames(error.__traceback__, runpy_too=argv[0] != "-m")
         _print_as_python_does(getattr(sys, "excepthook", _MISSING), error, error.__traceback__)
@@ -269,6 +271,10 @@ def _print_as_python_does(hook: object, error: BaseException, tb: TracebackType 
     def say(text: str) -> None:
         if sys.stderr is not None:
             sys.stderr.write(text)
+
+    sys.last_type, sys.last_value, sys.last_traceback = type(error), error, tb  # as Python's top level sets them
+    if sys.version_info >= (3, 12):
+        sys.last_exc = error
 
     if hook is _MISSING:
         say("sys.excepthook is missing\n")

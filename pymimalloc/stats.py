@@ -136,8 +136,11 @@ def stats() -> dict[str, Any]:
 
 
 def print_stats(file: TextIO | None = None) -> None:
-    """Write mimalloc's text report of the process-wide statistics to ``file`` (default: sys.stdout)."""
-    (sys.stdout if file is None else file).write(_core.stats_text())
+    """Write mimalloc's text report of the process-wide statistics to ``file`` (default: sys.stdout; nothing if
+    it is closed, as ``print`` does)."""
+    out = sys.stdout if file is None else file
+    if out is not None:
+        out.write(_core.stats_text())
 
 
 def reset_stats() -> None:

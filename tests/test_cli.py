@@ -33,6 +33,9 @@ CASES = {
     "command raises, its excepthook None": ["-c", "import sys\nsys.excepthook = None\nraise ValueError(1)"],
     "command interrupted, its excepthook deleted": [
         "-c", "import os, signal, sys\ndel sys.excepthook\nos.kill(os.getpid(), signal.SIGINT)"],
+    "command raises a BaseException": ["-c", "class Stop(BaseException):\n    pass\nraise Stop(1)"],
+    "command raises, atexit reads sys.last_value": [
+        "-c", "import atexit, sys\natexit.register(lambda: print(repr(sys.last_value)))\n1/0"],
     "command with an excepthook that exits": ["-c", "import sys\nsys.excepthook = lambda *a: sys.exit(5)\nraise ValueError(1)"],
     "module": ["-m", "prog", "x"],
     "module that raises": ["-m", "prog", "fail"],

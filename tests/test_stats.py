@@ -86,3 +86,16 @@ def test_rss_is_the_kernels_and_falls_when_a_closed_heap_goes_back() -> None:
     assert abs(after.current_rss - statm_rss()) < 0.1 * statm_rss()  # within 10% of the kernel's figure
     assert result.rss_released > 32 << 20  # the heap's 64 MiB went back, and the figure says so
     assert after.peak_rss >= grown.current_rss and after.reserved > 0
+
+
+def test_print_stats_with_stdout_closed_prints_nothing_and_raises_nothing() -> None:
+    """sys.stdout is None when stdout is closed: print() then writes nothing; print_stats() raised AttributeError."""
+    import subprocess
+    import sys
+
+    from childproc import CHILDREN
+
+    program = [sys.executable, "-c", "import pymimalloc; pymimalloc.print_stats(); print('unseen')"]
+    closed = subprocess.run(["sh", "-c", 'exec "$@" 1>&-', "sh", *program], cwd=CHILDREN, stderr=subprocess.PIPE,
+                            text=True, timeout=60, check=False)
+    assert (closed.returncode, closed.stderr) == (0, ""), closed.stderr
