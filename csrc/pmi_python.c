@@ -846,12 +846,36 @@ static int pmi_numpy_remove(pmi_ScopeEntry* entry) {
     return status;
 }
 
+/* A Python subclass's hook (pymimalloc.Snapshot, pymimalloc.Measurement), called by the C __enter__ once the
+   heap is held and by the C __exit__ once it is let go: whatever it returns (a new reference), None where the
+   class does not define it (HeapScope itself), or NULL with its exception. The with-statement then calls only
+   these C methods, so no Python frame runs between a with-block's end and the heap's release: a Python
+   __exit__ could be interrupted at its first instruction, before it let go. */
+static PyTypeObject pmi_ScopeType;
+
+static PyObject* pmi_scope_hook(PyObject* self, const char* name) {
+    if (Py_TYPE(self) == &pmi_ScopeType) Py_RETURN_NONE;
+    PyObject* hook = PyObject_GetAttrString(self, name);
+    if (hook == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return NULL;
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    PyObject* result = PyObject_CallNoArgs(hook);
+    Py_DECREF(hook);
+    return result;
+}
+
+static int pmi_scope_leave(pmi_ScopeObject* scope);
+
 static PyObject* pmi_scope_enter(PyObject* self, PyObject* unused) {
     (void)unused;
     pmi_ScopeObject* scope = (pmi_ScopeObject*)self;
     const char* name = pmi_scope_names[scope->kind];
     if (scope->stage != PMI_STAGE_NEW) {
-        PyErr_Format(PyExc_RuntimeError, "a %s() block can be entered once; call heap.%s() again", name, name);
+        if (Py_TYPE(self) != &pmi_ScopeType)
+            PyErr_Format(PyExc_RuntimeError, "a %s block can be entered once; make a new one", _PyType_Name(Py_TYPE(self)));
+        else PyErr_Format(PyExc_RuntimeError, "a %s() block can be entered once; call heap.%s() again", name, name);
         return NULL;
     }
     pmi_heap_t* h = scope->handle;
@@ -885,21 +909,38 @@ static PyObject* pmi_scope_enter(PyObject* self, PyObject* unused) {
     }
     scope->stage = PMI_STAGE_HELD;
     if (scope->kind == PMI_SCOPE_OBJECTS) pmi_objects_changed();
+    /* A subclass's Python work (a snapshot's walk) runs here, inside this call: if it raises (an interrupt
+       included), the heap is let go before the exception leaves, and __exit__ stays C alone (pmi_scope_hook) */
+    PyObject* result = pmi_scope_hook(self, "_entered");
+    if (result == NULL) {
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        if (pmi_scope_leave(scope) < 0) PyErr_Clear();  /* no _left: it never entered, as far as it knows */
+        PyErr_Restore(type, value, traceback);
+        return NULL;
+    }
+    if (result != Py_None) return result;
+    Py_DECREF(result);
     Py_INCREF(scope->heap);
     return scope->heap;
+}
+
+/* Let the held heap go and take this scope's entry out of its context: 0, or -1 with an exception (the heap is
+   let go either way) */
+static int pmi_scope_leave(pmi_ScopeObject* scope) {
+    pmi_scope_let_go(scope);  /* first: whatever fails below, the heap is let go */
+    PyObject* var = pmi_scope_var(scope->kind);
+    if (var != NULL) return pmi_stack_remove(var, (PyObject*)scope->entry) < 0 ? -1 : 0;
+    if (scope->kind == PMI_SCOPE_NUMPY) return pmi_numpy_remove(scope->entry) < 0 ? -1 : 0;
+    return 0;
 }
 
 static PyObject* pmi_scope_exit(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     (void)args; (void)nargs;
     pmi_ScopeObject* scope = (pmi_ScopeObject*)self;
     if (scope->stage != PMI_STAGE_HELD) Py_RETURN_NONE;  /* never entered, or left already */
-    pmi_scope_let_go(scope);  /* first: whatever fails below, the heap is let go */
-    int failed = 0;
-    PyObject* var = pmi_scope_var(scope->kind);
-    if (var != NULL) failed = pmi_stack_remove(var, (PyObject*)scope->entry) < 0;
-    else if (scope->kind == PMI_SCOPE_NUMPY) failed = pmi_numpy_remove(scope->entry) < 0;
-    if (failed) return NULL;
-    Py_RETURN_NONE;
+    if (pmi_scope_leave(scope) < 0) return NULL;
+    return pmi_scope_hook(self, "_left");  /* a subclass's Python work once the heap is let go (measure's figures) */
 }
 
 static void pmi_scope_dealloc(PyObject* self) {
@@ -979,7 +1020,7 @@ static PyTypeObject pmi_ScopeType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "pymimalloc.HeapScope",
     .tp_basicsize = sizeof(pmi_ScopeObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,  /* Snapshot and Measurement: hooks _entered, _left */
     .tp_doc = "A single-use with-block that holds a heap: as the default heap (Heap.as_default), as the heap of\n"
               "Python objects (Heap.python_objects), as numpy's allocator (Heap.numpy_allocator) or frozen\n"
               "(snapshots). The heap cannot be closed while a block holds it.",

@@ -52,9 +52,8 @@ SCOPE_OBJECTS: int
 SCOPE_NUMPY: int
 SCOPE_FREEZE: int
 
-@final
-class HeapScope:
-    def __init__(self, heap: HeapBase, kind: int, /) -> None: ...
+class HeapScope:  # subclassed by Snapshot and Measurement, whose _entered() and _left() the C methods call
+    def __new__(cls, heap: HeapBase, kind: int, /) -> Self: ...
     @property
     def heap(self) -> Any: ...  # the pymimalloc.Heap it holds
     @property

@@ -31,56 +31,41 @@ from ._process import ProcessLocal
 from .stats import format_size
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
-    from ._core import HeapScope
     from .heap import Heap
 
 __all__ = ["Measurement", "measure"]
 
 
-class Measurement(ProcessLocal):
+class Measurement(ProcessLocal, _core.HeapScope):
     """What one ``with measure():`` block allocated. Read live inside the block; frozen at its end.
-    Sizes in bytes."""
+    Sizes in bytes.
 
-    __slots__ = ("_heap", "_scope", "_final", "_used")
+    A ``python_objects()`` block of a fresh heap (a HeapScope), whose ``__enter__`` and ``__exit__`` are C: the
+    block ends and the heap is let go in one call, which no interrupt can split; the figures are read and the
+    heap closed after that (``_left``), or at the first read if an interrupt came first.
+    """
+
+    __slots__ = ("_final",)
+    _final: tuple[int, int | None, int, int] | None
     _unshareable_why = "it holds its own heap and with-block; read its figures (kept, peak, blocks, allocations)"
 
-    def __init__(self) -> None:
-        self._heap: Heap | None = None
-        self._scope: HeapScope | None = None
-        self._final: tuple[int, int | None, int, int] | None = None
-        self._used = False
-
-    def __enter__(self) -> Measurement:
-        if self._used:
-            raise RuntimeError("a measure() block can be entered once; make a new one")
-        self._used = True
+    def __new__(cls) -> Measurement:
+        from .allocator import hook_for_python_objects
         from .heap import Heap  # heap imports stats; measure is imported by the package after both
 
-        heap = Heap()
-        scope = heap.python_objects()
-        try:
-            scope.__enter__()
-        except BaseException:
-            # an interrupt may arrive as __enter__ returns, once the scope holds the heap: let go of it first
-            # (nothing if it never held it), or the close would fail and replace the interrupt
-            scope.__exit__(None, None, None)
-            heap.close()
-            raise
-        self._heap, self._scope = heap, scope
+        hook_for_python_objects()  # as heap.python_objects() does
+        self = super().__new__(cls, Heap(), _core.SCOPE_OBJECTS)
+        self._final = None
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        heap, scope = self._heap, self._scope
-        if heap is None or scope is None or self._final is not None:
-            return
-        try:
-            scope.__exit__(exc_type, exc, tb)
-        finally:
-            self._final = self._figures(heap)
-            heap.close()  # what the block kept stays valid; the memory goes with the last of it
+    def _entered(self) -> Measurement:  # called by the C __enter__, the heap held: what `as m` binds
+        return self
+
+    def _left(self) -> None:  # called by the C __exit__, the heap let go
+        if self._final is None:
+            self._final = self._figures(self.heap)
+        if not self.heap.closed:
+            self.heap.close()  # what the block kept stays valid; the memory goes with the last of it
 
     @staticmethod
     def _figures(heap: Heap) -> tuple[int, int | None, int, int]:
@@ -89,11 +74,14 @@ class Measurement(ProcessLocal):
                 _core.heap_total_blocks(heap))
 
     def _now(self) -> tuple[int, int | None, int, int]:
-        if self._final is not None:
-            return self._final
-        if self._heap is None:
-            raise RuntimeError("measure() has not started: use it as `with pymimalloc.measure() as m:`")
-        return self._figures(self._heap)
+        if self._final is None or not self.heap.closed:
+            if not self.entered:
+                raise RuntimeError("measure() has not started: use it as `with pymimalloc.measure() as m:`")
+            if self.held:
+                return self._figures(self.heap)
+            self._left()  # the block ended, but an interrupt came before or during _left: finish now
+        assert self._final is not None
+        return self._final
 
     @property
     def kept(self) -> int:
@@ -118,14 +106,14 @@ class Measurement(ProcessLocal):
         return self._now()[3]
 
     def __repr__(self) -> str:
-        if self._heap is None:
+        if not self.entered:
             return "<pymimalloc.Measurement not started>"
         state = "done" if self._final is not None else "running"
         return (f"<pymimalloc.Measurement {state} kept={self.kept} peak={self.peak} blocks={self.blocks} "
                 f"allocations={self.allocations}>")
 
     def __str__(self) -> str:
-        if self._heap is None:
+        if not self.entered:
             return repr(self)
         peak = self.peak
         return (f"kept {format_size(self.kept)} in {self.blocks:,} blocks, "

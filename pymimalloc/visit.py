@@ -18,8 +18,6 @@ from . import _core
 from ._process import ProcessLocal
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .heap import Heap
 
 __all__ = ["Area", "BlockInfo", "Snapshot", "VisitCallback"]
@@ -84,21 +82,25 @@ def visit(heap: Heap, callback: VisitCallback, visit_blocks: bool) -> bool:
     return True
 
 
-class Snapshot(ProcessLocal):
+class Snapshot(ProcessLocal, _core.HeapScope):
     """A consistent view of a heap's areas and live blocks, valid while its ``with`` block runs.
 
     Inside the ``with`` block the heap is frozen, so every address in the snapshot stays valid. After it
-    the snapshot is ``stale``: its figures remain readable but describe the past.
+    the snapshot is ``stale``: its figures remain readable but describe the past. A freeze HeapScope whose
+    ``__enter__`` and ``__exit__`` are C: the walk runs inside ``__enter__`` (``_entered``; if it raises, the
+    heap is thawed before the exception leaves), and the thaw is one call that no interrupt can split.
     """
 
-    __slots__ = ("_heap", "_scope", "areas", "blocks")
+    __slots__ = ("areas", "blocks")
+    areas: tuple[Area, ...]
+    blocks: tuple[BlockInfo, ...]
     _unshareable_why = "it holds its heap frozen; copy or pickle its areas and blocks (plain dataclasses)"
 
-    def __init__(self, heap: Heap) -> None:
-        self._heap = heap
-        self._scope = _core.HeapScope(heap, _core.SCOPE_FREEZE)  # the freeze: taken and let go in C, once
-        self.areas: tuple[Area, ...] = ()
-        self.blocks: tuple[BlockInfo, ...] = ()
+    def __new__(cls, heap: Heap) -> Snapshot:
+        self = super().__new__(cls, heap, _core.SCOPE_FREEZE)  # the freeze: taken and let go in C, once
+        self.areas = ()
+        self.blocks = ()
+        return self
 
     @property
     def live_blocks(self) -> int:
@@ -113,25 +115,14 @@ class Snapshot(ProcessLocal):
     @property
     def stale(self) -> bool:
         """True once the ``with`` block ended: the figures remain readable but describe the past."""
-        return self._scope.entered and not self._scope.held
+        return self.entered and not self.held
 
-    def __enter__(self) -> Snapshot:
-        scope = self._scope
-        scope.__enter__()  # RuntimeError the second time
-        try:
-            found = walk(self._heap, True)
-        except BaseException:
-            scope.__exit__(None, None, None)
-            raise
+    def _entered(self) -> Snapshot:  # called by the C __enter__, the heap frozen: what `as snap` binds
+        found = walk(self.heap, True)
         self.areas = tuple(area for area, _ in found)
         self.blocks = tuple(info for _, infos in found for info in infos)
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._scope.__exit__(exc_type, exc, tb)  # thaws exactly once, only what this snapshot froze
-
     def __repr__(self) -> str:
-        state = "stale" if self.stale else ("live" if self._scope.held else "not taken")
+        state = "stale" if self.stale else ("live" if self.held else "not taken")
         return f"<pymimalloc.Snapshot {state} areas={len(self.areas)} live_blocks={self.live_blocks}>"

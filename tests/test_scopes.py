@@ -158,6 +158,41 @@ def test_an_interrupt_anywhere_in_measure_is_what_propagates_and_nothing_stays_h
     assert m.kept >= 1000
 
 
+def test_an_interrupt_anywhere_leaves_nothing_held_while_the_blocks_objects_live_on() -> None:
+    """``with heap.snapshot() as snap`` and ``with measure() as m`` bind objects that outlive the block: an interrupt
+    at the first instruction of a Python ``__exit__`` left the heap frozen, or the measurement's python_objects()
+    block held and counting (found by review; the sweeps above drop the object, whose dealloc let go). Both are
+    HeapScope subclasses now, whose ``__enter__`` and ``__exit__`` are C."""
+    kept: list[Any] = []
+
+    def driver(heap: pymimalloc.Heap) -> None:
+        with heap.snapshot() as snap:
+            kept.append(snap)
+        with pymimalloc.measure() as m:
+            kept.append(m)
+            kept.append([str(i) for i in range(3)])
+
+    n = 0
+    while True:
+        heap = pymimalloc.Heap()
+        heap.malloc(32)
+        fired = _interrupted_at(n, lambda: driver(heap), driver.__code__)
+        where = f"interrupted at bytecode {n}"
+        assert not heap.frozen, where
+        assert _core.python_objects_heap_in_context() is None, where
+        for found in kept:
+            if isinstance(found, pymimalloc.Measurement):
+                assert not found.held and found.kept >= 0 and found.heap.closed, where  # finished by its first read
+            elif isinstance(found, pymimalloc.Snapshot):
+                assert found.stale, where
+        kept.clear()
+        heap.close()  # not pinned, not frozen
+        if not fired:
+            break
+        n += 1
+    assert n > 10
+
+
 def test_an_interrupt_anywhere_in_an_options_override_leaves_the_options_as_they_were() -> None:
     """options.override() sets options for its block: an interrupt at any point, entering and leaving included,
     must leave every option at its value from before (the block restored in Python code, which an interrupt at
