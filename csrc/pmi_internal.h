@@ -126,6 +126,7 @@ typedef struct {
     int         kind;     /* PMI_SCOPE_* */
     int         stage;    /* PMI_STAGE_*; written with the GIL held */
     pmi_ScopeEntry* entry;  /* what a context's tuple holds for this scope (a strong reference) */
+    PyObject*   final;    /* python_objects scopes, once left: the heap's counters at that moment (a tuple) */
 } pmi_ScopeObject;
 /* A context's tuples hold entries, not scopes, so that a context never keeps a block alive: a scope dropped
    without __exit__ (a with-statement unwound before it could call it) is deallocated, lets its heap go, and

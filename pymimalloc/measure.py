@@ -41,12 +41,11 @@ class Measurement(ProcessLocal, _core.HeapScope):
     Sizes in bytes.
 
     A ``python_objects()`` block of a fresh heap (a HeapScope), whose ``__enter__`` and ``__exit__`` are C: the
-    block ends and the heap is let go in one call, which no interrupt can split; the figures are read and the
-    heap closed after that (``_left``), or at the first read if an interrupt came first.
+    block ends, the heap is let go and its counters are read (``final``) in one call, which no interrupt can
+    split; the heap is closed after that (``_left``), or at the first read if an interrupt came first.
     """
 
-    __slots__ = ("_final",)
-    _final: tuple[int, int | None, int, int] | None
+    __slots__ = ()
     _unshareable_why = "it holds its own heap and with-block; read its figures (kept, peak, blocks, allocations)"
 
     def __new__(cls) -> Measurement:
@@ -54,16 +53,12 @@ class Measurement(ProcessLocal, _core.HeapScope):
         from .heap import Heap  # heap imports stats; measure is imported by the package after both
 
         hook_for_python_objects()  # as heap.python_objects() does
-        self = super().__new__(cls, Heap(), _core.SCOPE_OBJECTS)
-        self._final = None
-        return self
+        return super().__new__(cls, Heap(), _core.SCOPE_OBJECTS)
 
     def _entered(self) -> Measurement:  # called by the C __enter__, the heap held: what `as m` binds
         return self
 
-    def _left(self) -> None:  # called by the C __exit__, the heap let go
-        if self._final is None:
-            self._final = self._figures(self.heap)
+    def _left(self) -> None:  # called by the C __exit__, the heap let go and its counters read
         if not self.heap.closed:
             self.heap.close()  # what the block kept stays valid; the memory goes with the last of it
 
@@ -74,14 +69,14 @@ class Measurement(ProcessLocal, _core.HeapScope):
                 _core.heap_total_blocks(heap))
 
     def _now(self) -> tuple[int, int | None, int, int]:
-        if self._final is None or not self.heap.closed:
+        final: tuple[int, int | None, int, int] | None = self.final
+        if final is None:  # not left (or, out of memory as it left, not recorded): read now
             if not self.entered:
                 raise RuntimeError("measure() has not started: use it as `with pymimalloc.measure() as m:`")
-            if self.held:
-                return self._figures(self.heap)
-            self._left()  # the block ended, but an interrupt came before or during _left: finish now
-        assert self._final is not None
-        return self._final
+            return self._figures(self.heap)
+        if not self.heap.closed:
+            self._left()  # an interrupt came before _left could close the heap
+        return final
 
     @property
     def kept(self) -> int:
@@ -108,7 +103,7 @@ class Measurement(ProcessLocal, _core.HeapScope):
     def __repr__(self) -> str:
         if not self.entered:
             return "<pymimalloc.Measurement not started>"
-        state = "done" if self._final is not None else "running"
+        state = "running" if self.held else "done"
         return (f"<pymimalloc.Measurement {state} kept={self.kept} peak={self.peak} blocks={self.blocks} "
                 f"allocations={self.allocations}>")
 
@@ -126,5 +121,6 @@ def measure() -> Measurement:
     allocates in the block, in a heap of their own: ``m.kept``, ``m.peak``, ``m.blocks``, ``m.allocations``.
     Installs mimalloc's hook in front of Python's allocator if it is not there (new objects outside such
     blocks still come from Python's own allocator unless :func:`pymimalloc.install` routed them).
-    Single use: RuntimeError if entered twice."""
+    Single use: RuntimeError if entered twice. It makes its heap when it is made (a HeapScope holds its heap
+    from the start), so make it where it is entered: mimalloc keeps at most about 64,000 heaps open at once."""
     return Measurement()
