@@ -696,24 +696,25 @@ static PyObject* pmi_scope_tp_new(PyTypeObject* type, PyObject* args, PyObject* 
 /* `stack` and `scope` on top, without the entries of scopes that no longer hold their heap (dropped while held,
    or left from another context): they would otherwise stay in this context's tuple for good, and every push
    would copy them again (a review found 10,000 dropped blocks making as_default() 50 times slower). Items that
-   are not entries (the numpy stack's first: the handler from before) stay. */
+   are not entries (the numpy stack's first: the handler from before) stay.
+   Whether an entry is held is read once, in a loop that allocates nothing: an allocation may run the garbage
+   collector, whose finalizers may let scopes go (a generator suspended in its block, a dropped cycle). The
+   tuple is made first at full size and shrunk after (before, a count taken ahead of the allocation and a copy
+   after it disagreed, and left a NULL item: a review's reproducer crashed). */
 static PyObject* pmi_stack_with(PyObject* stack, PyObject* scope) {
     const Py_ssize_t n = stack == NULL ? 0 : PyTuple_GET_SIZE(stack);
-    Py_ssize_t live = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject* item = PyTuple_GET_ITEM(stack, i);
-        live += !Py_IS_TYPE(item, &pmi_EntryType) || pmi_entry_held(item) != NULL;
-    }
-    PyObject* grown = PyTuple_New(live + 1);
+    PyObject* grown = PyTuple_New(n + 1);
     if (grown == NULL) return NULL;
-    for (Py_ssize_t i = 0, j = 0; i < n; i++) {
+    Py_ssize_t live = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {  /* nothing here allocates or runs Python code */
         PyObject* item = PyTuple_GET_ITEM(stack, i);
         if (Py_IS_TYPE(item, &pmi_EntryType) && pmi_entry_held(item) == NULL) continue;
         Py_INCREF(item);
-        PyTuple_SET_ITEM(grown, j++, item);
+        PyTuple_SET_ITEM(grown, live++, item);
     }
     Py_INCREF(scope);
     PyTuple_SET_ITEM(grown, live, scope);
+    if (live < n && _PyTuple_Resize(&grown, live + 1) < 0) return NULL;  /* shrinks in place; frees on failure */
     return grown;
 }
 

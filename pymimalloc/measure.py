@@ -59,8 +59,10 @@ class Measurement(ProcessLocal, _core.HeapScope):
         return self
 
     def _left(self) -> None:  # called by the C __exit__, the heap let go and its counters read
-        if not self.heap.closed:
+        try:
             self.heap.close()  # what the block kept stays valid; the memory goes with the last of it
+        except RuntimeError:
+            pass  # another thread walks it (frozen): it closes when the measurement goes, as an unread one does
 
     @staticmethod
     def _figures(heap: Heap) -> tuple[int, int | None, int, int]:
@@ -74,9 +76,7 @@ class Measurement(ProcessLocal, _core.HeapScope):
             if not self.entered:
                 raise RuntimeError("measure() has not started: use it as `with pymimalloc.measure() as m:`")
             return self._figures(self.heap)
-        if not self.heap.closed:
-            self._left()  # an interrupt came before _left could close the heap
-        return final
+        return final  # an interrupt before _left left the heap open: it closes when the measurement goes
 
     @property
     def kept(self) -> int:

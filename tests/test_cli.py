@@ -24,15 +24,15 @@ CASES = {
     "command with arguments": ["-c", "import sys; print(sys.argv, repr(sys.path[0]), __name__, __file__)", "a", "-b"],
     "command that raises": ["-c", "def f():\n    raise KeyError(1)\nf()"],
     "command that exits": ["-c", "import sys; sys.exit(3)"],
-    "command interrupted": ["-c", "import os, signal\ndef f():\n    os.kill(os.getpid(), signal.SIGINT)\nf()"],
+    "command interrupted": ["-c", "import os, signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\ndef f():\n    os.kill(os.getpid(), signal.SIGINT)\nf()"],
     "command missing": ["-c"],
     # the program's sys.excepthook raising, None or deleted: Python's own messages, without ours (found by review)
     "command raises, its excepthook raises": ["-c", "import sys\nsys.excepthook = lambda *a: 1/0\nraise ValueError(1)"],
     "command interrupted, its excepthook raises": [
-        "-c", "import os, signal, sys\nsys.excepthook = lambda *a: 1/0\nos.kill(os.getpid(), signal.SIGINT)"],
+        "-c", "import os, signal, sys\nsys.excepthook = lambda *a: 1/0\nsignal.signal(signal.SIGINT, signal.default_int_handler)\nos.kill(os.getpid(), signal.SIGINT)"],
     "command raises, its excepthook None": ["-c", "import sys\nsys.excepthook = None\nraise ValueError(1)"],
     "command interrupted, its excepthook deleted": [
-        "-c", "import os, signal, sys\ndel sys.excepthook\nos.kill(os.getpid(), signal.SIGINT)"],
+        "-c", "import os, signal, sys\ndel sys.excepthook\nsignal.signal(signal.SIGINT, signal.default_int_handler)\nos.kill(os.getpid(), signal.SIGINT)"],
     "command raises a BaseException": ["-c", "class Stop(BaseException):\n    pass\nraise Stop(1)"],
     "command raises, atexit reads sys.last_value": [
         "-c", "import atexit, sys\natexit.register(lambda: print(repr(sys.last_value)))\n1/0"],

@@ -172,3 +172,30 @@ def test_python_objects_restarting_tracemalloc_names_itself_and_the_callers_line
     # a process whose hook is in place from the start (PYMIMALLOC_INSTALL) has nothing to restart
     result = run_program("allocator_tracemalloc_restart_warning.py", drop=("PYMIMALLOC_INSTALL", "PYTHONMALLOC"))
     assert result.stdout.split() == ["ok"]
+
+
+def test_measure_ends_quietly_while_another_thread_walks_its_heap() -> None:
+    """Another thread's walk freezes the heap as the block ends: the close then raised RuntimeError into the
+    measuring thread, in place of the block's own outcome (found by review). The figures are the block's end; the
+    heap closes when the measurement goes."""
+    import threading
+
+    with pymimalloc.measure() as m:
+        kept = [str(i) * 3 for i in range(50)]
+        walking, ended = threading.Event(), threading.Event()
+
+        def walk() -> None:
+            def visit(area: object, block: object) -> bool:
+                walking.set()
+                ended.wait(10)
+                return True
+
+            m.heap.visit(visit)
+
+        walker = threading.Thread(target=walk)
+        walker.start()
+        assert walking.wait(10)
+        assert m.heap.frozen
+        ended.set()  # the walk finishes soon; the block may end while it still runs
+    walker.join()
+    assert m.blocks >= 50 and kept

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 import pymimalloc
-from childproc import run
+from childproc import run, run_program
 from pymimalloc import _core
 from threads import run_threads, threads_running
 
@@ -182,7 +182,9 @@ def test_an_interrupt_anywhere_leaves_nothing_held_while_the_blocks_objects_live
         assert _core.python_objects_heap_in_context() is None, where
         for found in kept:
             if isinstance(found, pymimalloc.Measurement):
-                assert not found.held and found.kept >= 0 and found.heap.closed, where  # finished by its first read
+                assert not found.held and found.kept >= 0, where
+                if not found.heap.closed:  # an interrupt came before its hook: it closes when it goes, or now
+                    found.heap.close()
             elif isinstance(found, pymimalloc.Snapshot):
                 assert found.stale, where
         kept.clear()
@@ -489,7 +491,8 @@ def test_measure_interrupted_before_its_hook_still_reports_the_blocks_end() -> N
     assert not m.held
     kept.clear()  # gone after the block
     assert m.kept >= 100 * 1000 and m.blocks >= 100, m
-    assert "done" in repr(m) and m.heap.closed
+    assert "done" in repr(m)
+    m.heap.close()  # left open by the interrupt (it closes when the measurement goes); nothing holds it
 
 
 def test_blocks_dropped_while_held_leave_no_entry_in_their_context() -> None:
@@ -507,3 +510,9 @@ def test_blocks_dropped_while_held_leave_no_entry_in_their_context() -> None:
     with heap.as_default():
         assert default_entries() <= 2, default_entries()
     heap.close()
+
+
+@pytest.mark.parametrize("kind", ["as_default", "python_objects"])
+def test_entering_while_the_collector_lets_blocks_go_keeps_the_context_whole(kind: str) -> None:
+    result = run_program("scopes_gc_during_push.py", kind)
+    assert result.stdout.strip() == "OK"

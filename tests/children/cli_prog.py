@@ -12,4 +12,5 @@ if sys.argv[-1] == "fail":
 if sys.argv[-1] == "exit":
     sys.exit(7)
 if sys.argv[-1] == "interrupt":
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a job started in the background ignores SIGINT
     os.kill(os.getpid(), signal.SIGINT)
