@@ -117,7 +117,7 @@ bool      pmi_numpy_is_ours(PyObject* capsule);      /* a handler capsule of a p
    one, exactly once, whoever calls it; a scope dropped while held releases in its dealloc. The hook of
    pmi_allocator.c reads `handle` and `stage` of the python_objects scopes in the current context. */
 enum { PMI_SCOPE_DEFAULT, PMI_SCOPE_OBJECTS, PMI_SCOPE_NUMPY, PMI_SCOPE_FREEZE };
-enum { PMI_STAGE_NEW, PMI_STAGE_HELD, PMI_STAGE_DONE };
+enum { PMI_STAGE_NEW, PMI_STAGE_HELD, PMI_STAGE_DONE, PMI_STAGE_ENTERING /* __enter__ in progress */ };
 typedef struct pmi_ScopeEntry pmi_ScopeEntry;
 typedef struct {
     PyObject_HEAD

@@ -828,6 +828,15 @@ static int pmi_numpy_push(pmi_ScopeObject* scope, PyObject* handler) {
    held (or, with none, the one before the outermost), unless numpy's handler is no longer pymimalloc's:
    then someone else set theirs since and it stays. A block left from another context is not in this
    context's list: its own context keeps numpy's handler until one of its blocks is left there. */
+/* The handler the innermost block of `stack` still held wants (borrowed), or the one from before them all */
+static PyObject* pmi_numpy_innermost(PyObject* stack) {
+    for (Py_ssize_t i = PyTuple_GET_SIZE(stack) - 1; i >= 1; i--) {
+        pmi_ScopeObject* held = pmi_entry_held(PyTuple_GET_ITEM(stack, i));
+        if (held != NULL) return ((pmi_HeapBaseObject*)held->heap)->numpy_handler;
+    }
+    return PyTuple_GET_ITEM(stack, 0);
+}
+
 static int pmi_numpy_remove(pmi_ScopeEntry* entry) {
     int failed;
     PyObject* stack = pmi_stack_get(pmi_numpy_var, &failed);
@@ -838,20 +847,26 @@ static int pmi_numpy_remove(pmi_ScopeEntry* entry) {
     PyObject* shrunk = pmi_stack_without(stack, (PyObject*)entry);
     Py_DECREF(stack);
     if (shrunk == NULL) return -1;
-    PyObject* wanted = PyTuple_GET_ITEM(shrunk, 0);
-    for (Py_ssize_t i = PyTuple_GET_SIZE(shrunk) - 1; i >= 1; i--) {
-        pmi_ScopeObject* held = pmi_entry_held(PyTuple_GET_ITEM(shrunk, i));
-        if (held != NULL) { wanted = ((pmi_HeapBaseObject*)held->heap)->numpy_handler; break; }
-    }
+    /* Setting numpy's handler allocates, so the garbage collector may run and let the chosen block go (its heap's
+       capsule with it): the choice is held by a reference and made again after the set, until it stands (a
+       review's reproducer installed a freed capsule, or overwrote what a nested removal had set) */
     int status = 0;
-    PyObject* current = pmi_numpy_get_handler();
-    if (current == NULL) status = -1;
-    else if (pmi_numpy_is_ours(current) && current != wanted) {
-        PyObject* previous = pmi_numpy_set_handler(wanted);
-        if (previous == NULL) status = -1;
-        Py_XDECREF(previous);
+    for (int attempt = 0; attempt < 8 && status == 0; attempt++) {
+        PyObject* wanted = pmi_numpy_innermost(shrunk);
+        Py_INCREF(wanted);
+        PyObject* current = pmi_numpy_get_handler();
+        int settled = 1;
+        if (current == NULL) status = -1;
+        else if (pmi_numpy_is_ours(current) && current != wanted) {
+            PyObject* previous = pmi_numpy_set_handler(wanted);
+            if (previous == NULL) status = -1;
+            Py_XDECREF(previous);
+            settled = pmi_numpy_innermost(shrunk) == wanted;
+        }
+        Py_XDECREF(current);
+        Py_DECREF(wanted);
+        if (settled) break;
     }
-    Py_XDECREF(current);
     PyObject* empty = PyTuple_New(0);
     PyObject* token = PyContextVar_Set(pmi_numpy_var, PyTuple_GET_SIZE(shrunk) > 1 || empty == NULL ? shrunk : empty);
     Py_XDECREF(empty);
@@ -893,11 +908,14 @@ static PyObject* pmi_scope_enter(PyObject* self, PyObject* unused) {
         else PyErr_Format(PyExc_RuntimeError, "a %s() block can be entered once; call heap.%s() again", name, name);
         return NULL;
     }
+    /* Entering from here on: the allocations below may run the garbage collector, whose finalizers could call
+       __enter__ on this scope again (a review's reproducer pinned the heap twice) */
+    scope->stage = PMI_STAGE_ENTERING;
     pmi_heap_t* h = scope->handle;
     PyObject* handler = NULL;
     if (scope->kind == PMI_SCOPE_NUMPY) {  /* made before the pin, so a failure has nothing to undo */
         handler = pmi_heap_numpy_handler(scope->heap, NULL);
-        if (handler == NULL) return NULL;
+        if (handler == NULL) { scope->stage = PMI_STAGE_NEW; return NULL; }
     }
     int status;
     switch (scope->kind) {
@@ -907,12 +925,13 @@ static PyObject* pmi_scope_enter(PyObject* self, PyObject* unused) {
     }
     if (status != PMI_OK) {
         Py_XDECREF(handler);
+        scope->stage = PMI_STAGE_NEW;
         return pmi_raise_status(status, scope->kind == PMI_SCOPE_FREEZE ? "freezing the heap for a walk" : name);
     }
     int failed = 0;
     if (scope->kind == PMI_SCOPE_OBJECTS) {
         status = pmi_objects_begin(h);
-        if (status != PMI_OK) { pmi_heap_unpin(h); return pmi_raise_status(status, name); }
+        if (status != PMI_OK) { pmi_heap_unpin(h); scope->stage = PMI_STAGE_NEW; return pmi_raise_status(status, name); }
     }
     PyObject* var = pmi_scope_var(scope->kind);
     if (var != NULL) failed = pmi_stack_push(var, (PyObject*)scope->entry) < 0;

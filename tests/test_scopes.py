@@ -516,3 +516,8 @@ def test_blocks_dropped_while_held_leave_no_entry_in_their_context() -> None:
 def test_entering_while_the_collector_lets_blocks_go_keeps_the_context_whole(kind: str) -> None:
     result = run_program("scopes_gc_during_push.py", kind)
     assert result.stdout.strip() == "OK"
+
+
+def test_the_collector_inside_a_blocks_allocations_frees_nothing_in_use_and_enters_nothing_twice() -> None:
+    result = run_program("scopes_gc_during_handler_set.py")
+    assert result.stdout.strip() == "OK"
