@@ -42,7 +42,8 @@ class Measurement(ProcessLocal, _core.HeapScope):
 
     A ``python_objects()`` block of a fresh heap (a HeapScope), whose ``__enter__`` and ``__exit__`` are C: the
     block ends, the heap is let go and its counters are read (``final``) in one call, which no interrupt can
-    split; the heap is closed after that (``_left``), or at the first read if an interrupt came first.
+    split; the heap is closed after that (``_left``), or, if an interrupt came first or another thread was
+    walking it, when the measurement goes.
     """
 
     __slots__ = ()
