@@ -128,6 +128,17 @@ typedef struct {
     pmi_ScopeEntry* entry;  /* what a context's tuple holds for this scope (a strong reference) */
     PyObject*   final;    /* python_objects scopes, once left: the heap's counters at that moment (a tuple) */
 } pmi_ScopeObject;
+/* The garbage collector stays paused through the C part of entering and leaving a block (pmi_python.c) and
+   around _numpy_call_with's sets of numpy's handler (pmi_numpy.c), so no finalizer runs inside them. CPython's
+   contextvars are not safe against one (gh-148891): a collection inside ContextVar.set's allocation may run a
+   finalizer that sets a ContextVar too, which frees the context's mapping the outer set is still walking and
+   leaves a cached value dangling (tests/children/scopes_gc_fuzz.py crashed so, in our ContextVars and numpy's).
+   And a block's own state cannot change under it: a finalizer that enters, leaves or drops a block (four defects
+   reviews found). Collections put off meanwhile run at the next allocation after. The Python hooks (_entered,
+   _left) run with the collector as the caller had it. */
+static inline int pmi_gc_pause(void) { return PyGC_Disable(); }
+static inline void pmi_gc_resume(int was_enabled) { if (was_enabled) PyGC_Enable(); }
+
 /* A context's tuples hold entries, not scopes, so that a context never keeps a block alive: a scope dropped
    without __exit__ (a with-statement unwound before it could call it) is deallocated, lets its heap go, and
    clears its entry, which readers then skip. */

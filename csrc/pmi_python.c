@@ -898,24 +898,15 @@ static PyObject* pmi_scope_hook(PyObject* self, const char* name) {
 
 static int pmi_scope_leave(pmi_ScopeObject* scope);
 
-static PyObject* pmi_scope_enter(PyObject* self, PyObject* unused) {
-    (void)unused;
-    pmi_ScopeObject* scope = (pmi_ScopeObject*)self;
+/* __enter__'s C part, the collector paused: the heap held and the block listed in its context (NULL, with nothing
+   held, on failure) */
+static PyObject* pmi_scope_hold(pmi_ScopeObject* scope) {
     const char* name = pmi_scope_names[scope->kind];
-    if (scope->stage != PMI_STAGE_NEW) {
-        if (Py_TYPE(self) != &pmi_ScopeType)
-            PyErr_Format(PyExc_RuntimeError, "a %s block can be entered once; make a new one", _PyType_Name(Py_TYPE(self)));
-        else PyErr_Format(PyExc_RuntimeError, "a %s() block can be entered once; call heap.%s() again", name, name);
-        return NULL;
-    }
-    /* Entering from here on: the allocations below may run the garbage collector, whose finalizers could call
-       __enter__ on this scope again (a review's reproducer pinned the heap twice) */
-    scope->stage = PMI_STAGE_ENTERING;
     pmi_heap_t* h = scope->handle;
     PyObject* handler = NULL;
     if (scope->kind == PMI_SCOPE_NUMPY) {  /* made before the pin, so a failure has nothing to undo */
         handler = pmi_heap_numpy_handler(scope->heap, NULL);
-        if (handler == NULL) { scope->stage = PMI_STAGE_NEW; return NULL; }
+        if (handler == NULL) return NULL;
     }
     int status;
     switch (scope->kind) {
@@ -925,13 +916,12 @@ static PyObject* pmi_scope_enter(PyObject* self, PyObject* unused) {
     }
     if (status != PMI_OK) {
         Py_XDECREF(handler);
-        scope->stage = PMI_STAGE_NEW;
         return pmi_raise_status(status, scope->kind == PMI_SCOPE_FREEZE ? "freezing the heap for a walk" : name);
     }
     int failed = 0;
     if (scope->kind == PMI_SCOPE_OBJECTS) {
         status = pmi_objects_begin(h);
-        if (status != PMI_OK) { pmi_heap_unpin(h); scope->stage = PMI_STAGE_NEW; return pmi_raise_status(status, name); }
+        if (status != PMI_OK) { pmi_heap_unpin(h); return pmi_raise_status(status, name); }
     }
     PyObject* var = pmi_scope_var(scope->kind);
     if (var != NULL) failed = pmi_stack_push(var, (PyObject*)scope->entry) < 0;
@@ -943,6 +933,29 @@ static PyObject* pmi_scope_enter(PyObject* self, PyObject* unused) {
     }
     scope->stage = PMI_STAGE_HELD;
     if (scope->kind == PMI_SCOPE_OBJECTS) pmi_objects_changed();
+    Py_RETURN_NONE;
+}
+
+static PyObject* pmi_scope_enter(PyObject* self, PyObject* unused) {
+    (void)unused;
+    pmi_ScopeObject* scope = (pmi_ScopeObject*)self;
+    const char* name = pmi_scope_names[scope->kind];
+    if (scope->stage != PMI_STAGE_NEW) {
+        if (Py_TYPE(self) != &pmi_ScopeType)
+            PyErr_Format(PyExc_RuntimeError, "a %s block can be entered once; make a new one", _PyType_Name(Py_TYPE(self)));
+        else PyErr_Format(PyExc_RuntimeError, "a %s() block can be entered once; call heap.%s() again", name, name);
+        return NULL;
+    }
+    /* Entering from here on, so a second __enter__ is refused whatever runs below */
+    scope->stage = PMI_STAGE_ENTERING;
+    const int gc_was_enabled = pmi_gc_pause();
+    PyObject* held = pmi_scope_hold(scope);
+    pmi_gc_resume(gc_was_enabled);
+    if (held == NULL) {
+        if (scope->stage == PMI_STAGE_ENTERING) scope->stage = PMI_STAGE_NEW;  /* nothing held: may be entered again */
+        return NULL;
+    }
+    Py_DECREF(held);
     /* A subclass's Python work (a snapshot's walk) runs here, inside this call: if it raises (an interrupt
        included), the heap is let go before the exception leaves, and __exit__ stays C alone (pmi_scope_hook) */
     PyObject* result = pmi_scope_hook(self, "_entered");
@@ -962,7 +975,15 @@ static PyObject* pmi_scope_enter(PyObject* self, PyObject* unused) {
 
 /* Let the held heap go and take this scope's entry out of its context: 0, or -1 with an exception (the heap is
    let go either way) */
+static int pmi_scope_release(pmi_ScopeObject* scope);
 static int pmi_scope_leave(pmi_ScopeObject* scope) {
+    const int gc_was_enabled = pmi_gc_pause();  /* no finalizer inside (pmi_gc_pause) */
+    const int status = pmi_scope_release(scope);
+    pmi_gc_resume(gc_was_enabled);
+    return status;
+}
+
+static int pmi_scope_release(pmi_ScopeObject* scope) {
     pmi_scope_let_go(scope);  /* first: whatever fails below, the heap is let go */
     if (scope->kind == PMI_SCOPE_OBJECTS && scope->final == NULL) {  /* the block's end, as measure() reports it */
         pmi_heap_t* const h = scope->handle;
@@ -997,7 +1018,9 @@ static void pmi_scope_dealloc(PyObject* self) {
         if (scope->kind == PMI_SCOPE_NUMPY && scope->entry != NULL) {
             PyObject *type, *value, *traceback;
             PyErr_Fetch(&type, &value, &traceback);  /* dealloc may run while an exception propagates */
+            const int gc_was_enabled = pmi_gc_pause();
             if (pmi_numpy_remove(scope->entry) < 0) PyErr_WriteUnraisable(self);
+            pmi_gc_resume(gc_was_enabled);
             PyErr_Restore(type, value, traceback);
         }
     }
@@ -1270,7 +1293,39 @@ static PyObject* pmi_heap_pointer(PyObject* self, PyObject* heap) {
     return h == NULL ? NULL : PyLong_FromVoidPtr(h);
 }
 
+/* _call_locked(lock, func, *args): func(*args) with `lock` (a threading.Lock) held, and the garbage collector
+   paused while it is held (pmi_gc_pause), for pymimalloc's Python sections that take a lock. A collection inside
+   one could run a finalizer that takes the same lock, and it waited for its own thread for good
+   (tests/children/scopes_gc_fuzz.py). A `with lock:` statement cannot prevent that: leaving it calls
+   lock.__exit__ with an argument tuple, an allocation, before the lock is released. The lock is taken with the
+   collector running (waiting for it lets other threads run) and released here whatever func did. */
+static PyObject* pmi_call_locked(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs < 2) {
+        PyErr_SetString(PyExc_TypeError, "_call_locked(lock, func, *args)");
+        return NULL;
+    }
+    PyObject* acquired = PyObject_CallMethod(args[0], "acquire", NULL);
+    if (acquired == NULL) return NULL;
+    Py_DECREF(acquired);
+    const int gc_was_enabled = pmi_gc_pause();
+    PyObject* result = PyObject_Vectorcall(args[1], args + 2, (size_t)(nargs - 2), NULL);
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyObject* released = PyObject_CallMethod(args[0], "release", NULL);
+    pmi_gc_resume(gc_was_enabled);
+    if (released == NULL) {  /* it was held: only a failure to allocate the call gets here */
+        Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(traceback);
+        Py_XDECREF(result);
+        return NULL;
+    }
+    Py_DECREF(released);
+    PyErr_Restore(type, value, traceback);
+    return result;
+}
+
 static PyMethodDef pmi_python_functions[] = {
+    {"_call_locked", (PyCFunction)(void (*)(void))pmi_call_locked, METH_FASTCALL, NULL},
     {"_default_heap", pmi_default_heap, METH_NOARGS, NULL},
     {"_python_objects_heap", pmi_python_objects_heap, METH_NOARGS, NULL},
     {"_heap_pointer", pmi_heap_pointer, METH_O, NULL},

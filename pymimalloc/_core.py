@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable
-from typing import Any, Final, NamedTuple, NoReturn
+from typing import Any, Final, NamedTuple, NoReturn, TypeVar
 
 def _refuse_unsafe_environment() -> None:
     """Refuse, before mimalloc starts, what makes it crash while it starts (it reads these at load time)."""
@@ -48,6 +49,24 @@ except ModuleNotFoundError as error:  # pragma: no cover - exercised in a subpro
     if error.name != __package__ + "._mimalloc":
         raise
     raise _compiled_module_missing() from None
+
+
+def _realize_types() -> None:
+    """Have cffi build every function of ``lib`` and every struct's fields now. It builds each at first use otherwise,
+    and that is not reentrant: an allocation inside it may run the garbage collector, and a finalizer that used the
+    same function or struct (a walk in a generator's with-block, say) aborted the process on cffi's assertions
+    (tests/children/scopes_gc_fuzz.py)."""
+    for name in dir(lib):
+        getattr(lib, name)
+    for name in ffi.list_types()[1]:
+        try:
+            record = ffi.new(f"struct {name} *")
+        except TypeError:  # opaque (mimalloc's and the glue's heaps): no fields
+            continue
+        dir(record)  # lists the fields, which builds them
+
+
+_realize_types()
 
 
 def _refuse_another_versions_module() -> None:
@@ -168,6 +187,18 @@ from ._mimalloc import (  # noqa: E402  (``X as X``: re-exported to the package)
     _set_slow_paths,
     _set_status_raiser,
 )
+from ._mimalloc import _call_locked  # noqa: E402
+
+_T = TypeVar("_T")
+
+
+def call_locked(lock: threading.Lock, func: Callable[..., _T], *args: Any) -> _T:
+    """``func(*args)`` with ``lock`` held, and the garbage collector paused while it is held (csrc/pmi_python.c).
+
+    Every section of pymimalloc's that takes a lock goes through this: a finalizer run by a collection inside one,
+    that took the same lock, waited for its own thread for good (leaving ``with lock:`` allocates before it
+    releases). Nothing in ``func`` may release the GIL: other threads would run with the collector paused."""
+    return _call_locked(lock, func, *args)
 
 _set_status_raiser(_raise)  # C raises every status through this one table
 
@@ -242,15 +273,18 @@ def numpy_functions() -> NumpyFunctions:
     C API cannot be imported. After the first call, one global load."""
     global _numpy
     if _numpy is None:
-        with _numpy_install_lock:
-            if _numpy is None:
-                import numpy  # noqa: F401  (numpy must be importable before its C API is)
+        # Nothing but the install runs under the lock (call_locked): an allocation may run the garbage collector, and
+        # a finalizer that used numpy_allocator() waited for the lock its own thread held
+        import numpy  # noqa: F401  (numpy must be importable before its C API is)
 
-                if lib.pmi_numpy_install(_COMPILED_MODULE_ID) != 0:
-                    raise ImportError("pymimalloc could not import numpy's C API (see the message above)")
-                from . import _mimalloc
+        from . import _mimalloc
 
-                _numpy = NumpyFunctions(_mimalloc._numpy_call_with, _mimalloc._numpy_empty)
+        status = call_locked(_numpy_install_lock, lib.pmi_numpy_install, _COMPILED_MODULE_ID)  # idempotent
+        if status != 0:
+            raise ImportError("pymimalloc could not import numpy's C API (see the message above)")
+        functions = NumpyFunctions(_mimalloc._numpy_call_with, _mimalloc._numpy_empty)
+        if _numpy is None:
+            _numpy = functions
     return _numpy
 
 

@@ -1,11 +1,14 @@
 # The compiled module (cffi, built from build_ffi.py). ffi/lib: its C API is declared in csrc/*.h, not here.
 # Block and HeapBase are CPython types from csrc/pmi_python.c, added at import by pymimalloc._core, which
 # is the only module that imports this one.
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, final
+from typing import Any, TypeVar, final
 
 import numpy as np
 from typing_extensions import Buffer, Self
+
+_T = TypeVar("_T")
 
 ffi: Any
 lib: Any
@@ -80,6 +83,7 @@ def _default_heap() -> Any: ...
 def _python_objects_heap() -> Any: ...
 def _heap_pointer(heap: HeapBase, /) -> int: ...
 def _set_status_raiser(raiser: Any, /) -> None: ...
+def _call_locked(lock: Any, func: Callable[..., _T], /, *args: Any) -> _T: ...
 def _set_slow_paths(
     allocate: Any, realloc: Any, allocation_failed: Any, raise_if_unusable: Any, empty: Any, zeros: Any, /
 ) -> None: ...

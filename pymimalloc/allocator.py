@@ -94,20 +94,25 @@ def _caller_stacklevel() -> int:
     return level
 
 
+def _hook_locked(mask: int, route: bool) -> bool:
+    """_hook's work, under its lock: whether tracemalloc was restarted. Releases no GIL (call_locked)."""
+    hooked, routed = _core.allocator_state()
+    _core.allocator_check(mask, "install")  # refuse before tracemalloc is touched: its traces stay
+    restart = bool(mask & ~hooked) and _tracemalloc.is_tracing()
+    frames = _tracemalloc.get_traceback_limit()
+    try:
+        if restart:
+            _tracemalloc.stop()
+        _core.allocator_hook(mask | (routed if route else 0), route)
+    finally:
+        if restart:
+            _tracemalloc.start(frames)
+    return restart
+
+
 def _hook(mask: int, route: bool, who: str) -> None:
     """Hook the domains in ``mask`` (routing them if ``route``), with tracemalloc restarted above the new hooks."""
-    with _lock:
-        hooked, routed = _core.allocator_state()
-        _core.allocator_check(mask, "install")  # refuse before tracemalloc is touched: its traces stay
-        restart = bool(mask & ~hooked) and _tracemalloc.is_tracing()
-        frames = _tracemalloc.get_traceback_limit()
-        try:
-            if restart:
-                _tracemalloc.stop()
-            _core.allocator_hook(mask | (routed if route else 0), route)
-        finally:
-            if restart:
-                _tracemalloc.start(frames)
+    restart = _core.call_locked(_lock, _hook_locked, mask, route)
     if restart:
         warnings.warn(
             f"{who} put pymimalloc's allocator hook in place and restarted tracemalloc beneath it, so that it sees "
@@ -124,8 +129,7 @@ def uninstall() -> None:
     Blocks mimalloc already gave out stay valid and are freed by mimalloc whenever Python frees them (the
     hook stays in place for that, at the cost of one page-map lookup per free). Harmless if not installed.
     """
-    with _lock:
-        _core.allocator_route(0)
+    _core.call_locked(_lock, _core.allocator_route, 0)
 
 
 def installed() -> tuple[str, ...]:

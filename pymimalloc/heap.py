@@ -283,14 +283,24 @@ class Heap(ProcessLocal, HeapArrays, _core.HeapBase):
 
 def main_heap() -> Heap:
     """mimalloc's main heap (the one ``mi_malloc`` uses). It can be allocated from but not closed."""
+    heap = _main_heap
+    if heap is None:
+        # made outside the lock: an allocation may run the garbage collector, whose finalizers may call main_heap()
+        # in this thread (it would wait for the lock for good). A second object made meanwhile is dropped: each
+        # holds a reference to the one main heap of the C glue, so dropping one changes nothing.
+        made = Heap.__new__(Heap)
+        made._open_main()
+        made._arena = None
+        heap = _core.call_locked(_main_heap_lock, _publish_main_heap, made)
+    return heap
+
+
+def _publish_main_heap(made: Heap) -> Heap:
+    """main_heap()'s work under its lock: the one main Heap, ``made`` if there is none yet."""
     global _main_heap
-    with _main_heap_lock:
-        if _main_heap is None:
-            heap = Heap.__new__(Heap)
-            heap._open_main()
-            heap._arena = None
-            _main_heap = heap
-        return _main_heap
+    if _main_heap is None:
+        _main_heap = made
+    return _main_heap
 
 
 def heap_of(obj: Block | int | Any) -> Heap | None:

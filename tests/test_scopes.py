@@ -521,3 +521,17 @@ def test_entering_while_the_collector_lets_blocks_go_keeps_the_context_whole(kin
 def test_the_collector_inside_a_blocks_allocations_frees_nothing_in_use_and_enters_nothing_twice() -> None:
     result = run_program("scopes_gc_during_handler_set.py")
     assert result.stdout.strip() == "OK"
+
+
+# The system behind the tests above: seeded random steps with a finalizer inside nearly every allocation
+# (tests/children/scopes_gc_fuzz.py). PYMIMALLOC_GC_FUZZ_SEEDS=N runs N seeds (the default keeps the suite short).
+GC_FUZZ_SEEDS = int(os.environ.get("PYMIMALLOC_GC_FUZZ_SEEDS", "8"))
+
+
+@pytest.mark.parametrize("seed", range(GC_FUZZ_SEEDS))
+def test_finalizers_inside_every_allocation_change_nothing_for_good(seed: int) -> None:
+    result = run_program("scopes_gc_fuzz.py", str(seed), "2000", timeout=120.0)
+    summary, verdict = result.stdout.strip().splitlines()[-2:]
+    assert verdict == "OK", result.stdout
+    finalizer_steps = int(summary.split("finalizers ")[1].split(";")[0])
+    assert finalizer_steps >= 1000, summary  # the finalizers did run inside the blocks' allocations
