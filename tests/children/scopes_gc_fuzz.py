@@ -1,18 +1,20 @@
-"""The garbage collector inside every allocation, and finalizers that use the with-blocks: the system that finds
-what four reviews found by reading (a NULL item in the context's tuple, a freed numpy capsule, a block entered
-twice, a nested removal overwritten), all of them a collection run inside an allocation of a block's
-``__enter__`` or ``__exit__`` whose finalizer entered, left or dropped another block.
+"""The garbage collector inside every allocation, and finalizers that use pymimalloc: the system that finds what
+four reviews found by reading (a NULL item in the context's tuple, a freed numpy capsule, a block entered twice, a
+nested removal overwritten), all of them a collection run inside an allocation of a block's ``__enter__`` or
+``__exit__`` whose finalizer entered, left or dropped another block. Its first runs found five more: a crash
+(CPython's ContextVar set re-entered, gh-148891), two hangs (a finalizer waiting for a lock its own thread held)
+and two aborts (cffi's first-use build of a type re-entered).
 
-With ``gc.set_threshold(1)`` every allocation of a container collects, and there is always a garbage cycle with
-a finalizer waiting (each finalizer leaves a new one behind), so a finalizer runs inside nearly every container
-allocation pymimalloc's C makes. The main loop and the finalizers draw the same random steps: enter a new block
-(as_default, python_objects, numpy_allocator, snapshot, measure, options.override), leave a held one (innermost
-or not), drop one still held, enter one a second time, suspend a generator inside a block and drop it, allocate
-from the default heap and numpy, close a heap. A step may only raise what the API documents for that misuse
-(RuntimeError, ValueError; numpy's MemoryError from a frozen or closed heap); anything else, an exception a
-finalizer could not handle, or a crash fails. At the end every block is left and every effect must be gone: the
-default heap is the main heap, no Python-objects heap or numpy handler of ours is current, options are as they
-were, and every heap is unfrozen, usable and closable.
+With ``gc.set_threshold(1)`` every allocation of a container collects, and there is always a garbage cycle with a
+finalizer waiting (each finalizer leaves a new one behind), so a finalizer runs inside nearly every container
+allocation pymimalloc makes. The main loop and the finalizers draw the same random steps: enter a new block
+(as_default, python_objects, numpy_allocator, snapshot, measure, options.override), leave a held one (innermost or
+not), drop one still held, enter one a second time, suspend a generator inside a block and drop it, allocate from
+the default heap, the main heap and numpy, close a heap, install() and uninstall(). A step may only raise what the
+API documents for that misuse (RuntimeError, ValueError; numpy's MemoryError from a frozen or closed heap); anything
+else, an exception a finalizer could not handle, a hang or a crash fails. At the end every block is left and every
+effect must be gone: the default heap is the main heap, no Python-objects heap or numpy handler of ours is current,
+options are as they were, and every heap is unfrozen, usable and closable.
 
 Arguments: seed, steps. Prints a summary line: how many steps ran in the main loop and in finalizers."""
 
@@ -78,7 +80,7 @@ def take(items: list[Any], innermost: bool) -> Any:
 
 
 def step(where: str) -> None:
-    choice = rng.randrange(12)
+    choice = rng.randrange(14)
     numpy_step = False
     try:
         if choice <= 2:
@@ -109,10 +111,14 @@ def step(where: str) -> None:
             blocks.append(np.ones(rng.randrange(1, 200)))
         elif choice == 10:
             take(blocks, innermost=False)
-        else:
+        elif choice == 11:
             index = rng.randrange(len(heaps))
             heaps[index].close()  # RuntimeError while a block holds it
             heaps[index] = pymimalloc.Heap()
+        elif choice == 12:
+            pymimalloc.install() if rng.random() < 0.5 else pymimalloc.uninstall()
+        else:
+            pymimalloc.main_heap().malloc(rng.randrange(0, 100)).free()
         outcomes[where] += 1
     except (RuntimeError, ValueError) as error:
         outcomes[f"{where} {type(error).__name__}"] += 1
@@ -150,6 +156,7 @@ for _ in range(steps):
     step("main")
 armed = False
 gc.set_threshold(700)
+pymimalloc.uninstall()
 
 # everything let go, then every effect must be gone
 gc.disable()
