@@ -117,6 +117,9 @@ size_t      pmi_refused_count(void);
 const char* pmi_refused_name(size_t index);
 long        pmi_refused_safe(size_t index);
 const char* pmi_refused_why(size_t index);
+/* Why pymimalloc refuses `value` for `option` (the table above, and max_vabits changed at run time), or NULL if
+   it does not: the one check behind pymimalloc.options and OptionsScope. The text is static. */
+const char* pmi_option_refusal(mi_option_t option, long value);
 long        pmi_error_count(void);               /* errors mimalloc reported since import (mi_register_error) */
 int         pmi_error_last(void);                /* the errno of the last one (ENOMEM, EOVERFLOW, EFAULT, ...) */
 pmi_heap_t* pmi_heap_new(void);                  /* NULL when out of memory */

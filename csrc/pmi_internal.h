@@ -98,9 +98,6 @@ void       pmi_object_free(pmi_heap_t* heap, pmi_thread_t* me, struct mi_page_s*
 PyObject* pmi_module_get(uintptr_t caller);
 int pmi_module_add_functions(PyObject* module, PyMethodDef* defs);
 int pmi_module_status(PyObject* module, int added);
-/* Why pymimalloc refuses `value` for `option` (pmi_heap.c's table of refused options, and max_vabits changed at
-   run time), or NULL if it does not. pymimalloc.options checks the same table. */
-const char* pmi_option_refusal(mi_option_t option, long value);
 /* A new array with its data in the heap of numpy handler `capsule` (pmi_numpy.c); NotImplemented when
    numpy must make it itself. Usable once pmi_numpy_ready (numpy's C API imported). dtype and order may
    be NULL (float64, C order). */

@@ -537,6 +537,13 @@ def refused_options() -> dict[str, tuple[int, str]]:
     }
 
 
+def option_refusal(index: int, value: int) -> str | None:
+    """Why pymimalloc refuses ``value`` for the option at ``index`` (its table, and max_vabits changed after
+    mimalloc started), or None: the check OptionsScope makes in C too."""
+    why = lib.pmi_option_refusal(_option(index), value)
+    return ffi.string(why).decode() if why else None
+
+
 def refused_report() -> list[str]:
     """One message per refused option mimalloc's start put back (each message is handed out once)."""
     text: str = ffi.string(lib.pmi_refused_report()).decode("utf-8", "replace")

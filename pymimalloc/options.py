@@ -66,12 +66,6 @@ class Options(ProcessLocal, Mapping[str, int]):
             return f"{name!r} is not a mimalloc option; did you mean {close[0]!r}?"
         return f"{name!r} is not a mimalloc option; the options are: {', '.join(self._index)}"
 
-    @staticmethod
-    def _check_allowed(name: str, value: int) -> None:
-        refused = REFUSED.get(name)
-        if refused is not None and value != refused[0]:
-            raise ValueError(f"pymimalloc refuses option {name!r} = {value}: {refused[1]}; only {refused[0]} is allowed")
-
     def __getitem__(self, name: str) -> int:
         return _core.option_get(self._option(name))
 
@@ -83,9 +77,10 @@ class Options(ProcessLocal, Mapping[str, int]):
             raise TypeError(f"option {name!r} takes an int, not {type(value).__name__}")
         if not _LONG_MIN <= value <= _LONG_MAX:
             raise ValueError(f"option {name!r}: {value} does not fit in a C long")
-        self._check_allowed(name, int(value))
-        if name == "max_vabits" and value != self[name]:  # MIMALLOC_MAX_VABITS is refused too (_core.py)
-            raise ValueError(f"option {name!r} is read once, when mimalloc starts, and pymimalloc does not support it")
+        why = _core.option_refusal(option, int(value))  # MIMALLOC_MAX_VABITS is refused at import too (_core.py)
+        if why is not None:
+            allowed = f"; only {REFUSED[name][0]} is allowed" if name in REFUSED else ""
+            raise ValueError(f"pymimalloc refuses option {name!r} = {value}: {why}{allowed}")
         return option, int(value)
 
     def __setitem__(self, name: str, value: int) -> None:
