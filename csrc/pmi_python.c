@@ -898,6 +898,15 @@ static PyObject* pmi_scope_hook(PyObject* self, const char* name) {
 
 static int pmi_scope_leave(pmi_ScopeObject* scope);
 
+/* The heap's counters as measure() reports them, a new tuple: (live bytes, peak bytes or None where threads left no
+   exact peak, live blocks, allocations) */
+static PyObject* pmi_heap_counters(pmi_heap_t* h) {
+    PyObject* peak = pmi_heap_peak_exact(h) ? PyLong_FromSize_t(pmi_heap_peak_bytes(h)) : Py_NewRef(Py_None);
+    if (peak == NULL) return NULL;
+    return Py_BuildValue("(nNnn)", (Py_ssize_t)pmi_heap_live_bytes(h), peak, (Py_ssize_t)pmi_heap_live_blocks(h),
+                         (Py_ssize_t)pmi_heap_total_blocks(h));
+}
+
 /* __enter__'s C part, the collector paused: the heap held and the block listed in its context (NULL, with nothing
    held, on failure) */
 static PyObject* pmi_scope_hold(pmi_ScopeObject* scope) {
@@ -986,12 +995,7 @@ static int pmi_scope_leave(pmi_ScopeObject* scope) {
 static int pmi_scope_release(pmi_ScopeObject* scope) {
     pmi_scope_let_go(scope);  /* first: whatever fails below, the heap is let go */
     if (scope->kind == PMI_SCOPE_OBJECTS && scope->final == NULL) {  /* the block's end, as measure() reports it */
-        pmi_heap_t* const h = scope->handle;
-        PyObject* peak = pmi_heap_peak_exact(h) ? PyLong_FromSize_t(pmi_heap_peak_bytes(h)) : Py_NewRef(Py_None);
-        if (peak != NULL) {
-            scope->final = Py_BuildValue("(nNnn)", (Py_ssize_t)pmi_heap_live_bytes(h), peak,
-                                         (Py_ssize_t)pmi_heap_live_blocks(h), (Py_ssize_t)pmi_heap_total_blocks(h));
-        }
+        scope->final = pmi_heap_counters(scope->handle);
         if (scope->final == NULL) PyErr_Clear();  /* out of memory: the figures are read live instead */
     }
     PyObject* var = pmi_scope_var(scope->kind);
@@ -1066,6 +1070,11 @@ static PyObject* pmi_scope_get_final(PyObject* self, void* closure) {
     return Py_NewRef(final != NULL ? final : Py_None);
 }
 
+static PyObject* pmi_scope_get_counters(PyObject* self, void* closure) {
+    (void)closure;
+    return pmi_heap_counters(((pmi_ScopeObject*)self)->handle);
+}
+
 static PyGetSetDef pmi_scope_getset[] = {
     {"heap", pmi_scope_get_heap, NULL, "The Heap this block holds.", NULL},
     {"held", pmi_scope_get_held, NULL, "True between entering the block and leaving it.", NULL},
@@ -1073,6 +1082,7 @@ static PyGetSetDef pmi_scope_getset[] = {
     {"kind", pmi_scope_get_kind, NULL, "'as_default', 'python_objects', 'numpy_allocator' or 'snapshot'.", NULL},
     {"final", pmi_scope_get_final, NULL, "A python_objects block's heap counters when it was left: (live bytes, "
      "peak bytes or None, live blocks, allocations); None before.", NULL},
+    {"counters", pmi_scope_get_counters, NULL, "The heap's counters now, as final records them.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -24,14 +24,9 @@ every allocation of the process, native ones too. docs/allocator.md compares wha
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from . import _core
 from ._process import ProcessLocal
 from .stats import format_size
-
-if TYPE_CHECKING:
-    from .heap import Heap
 
 __all__ = ["Measurement", "measure"]
 
@@ -65,18 +60,12 @@ class Measurement(ProcessLocal, _core.HeapScope):
         except RuntimeError:
             pass  # another thread walks it (frozen): it closes when the measurement goes, as an unread one does
 
-    @staticmethod
-    def _figures(heap: Heap) -> tuple[int, int | None, int, int]:
-        """The heap's exact counters, read without building anything in the heap (no statistics dict)."""
-        return (_core.heap_live_bytes(heap), _core.heap_peak_bytes(heap), _core.heap_live_blocks(heap),
-                _core.heap_total_blocks(heap))
-
     def _now(self) -> tuple[int, int | None, int, int]:
         final: tuple[int, int | None, int, int] | None = self.final
         if final is None:  # not left (or, out of memory as it left, not recorded): read now
             if not self.entered:
                 raise RuntimeError("measure() has not started: use it as `with pymimalloc.measure() as m:`")
-            return self._figures(self.heap)
+            return self.counters  # read in C, as final was
         return final  # an interrupt before _left left the heap open: it closes when the measurement goes
 
     @property
