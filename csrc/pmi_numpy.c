@@ -192,15 +192,11 @@ static PyMethodDef pmi_numpy_methods[] = {
 /* installed as every C object is: see pmi_python.c */
 int pmi_numpy_install(uintptr_t caller) {
     PyGILState_STATE gil = PyGILState_Ensure();  /* cffi released the GIL around this call */
-    /* no finalizer runs inside: one that used numpy_allocator() would wait for numpy_functions()'s lock, which its
-       own thread holds around this call (a hang tests/children/scopes_gc_fuzz.py found) */
-    const int gc_was_enabled = pmi_gc_pause();
     PyObject* module = pmi_module_get(caller);
     const int status = pmi_module_status(
         module, module != NULL && _import_array() >= 0 ? pmi_module_add_functions(module, pmi_numpy_methods) : -1);
     if (status == 0) pmi_numpy_ready = true;
     Py_XDECREF(module);
-    pmi_gc_resume(gc_was_enabled);
     PyGILState_Release(gil);
     return status;
 }

@@ -907,16 +907,12 @@ static PyObject* pmi_heap_counters(pmi_heap_t* h) {
                          (Py_ssize_t)pmi_heap_total_blocks(h));
 }
 
-/* __enter__'s C part, the collector paused: the heap held and the block listed in its context (NULL, with nothing
-   held, on failure) */
-static PyObject* pmi_scope_hold(pmi_ScopeObject* scope) {
-    const char* name = pmi_scope_names[scope->kind];
+/* __enter__'s C part, the collector paused (nothing here runs Python code or lets the GIL go, so no other thread
+   sees the pause): the heap held and the block listed in its context. PMI_OK; a status to raise once the collector
+   runs again (nothing held); or 1 with a C exception set (out of memory: nothing held). `handler`: a
+   numpy_allocator() block's capsule, made before. */
+static int pmi_scope_hold(pmi_ScopeObject* scope, PyObject* handler, const char** what) {
     pmi_heap_t* h = scope->handle;
-    PyObject* handler = NULL;
-    if (scope->kind == PMI_SCOPE_NUMPY) {  /* made before the pin, so a failure has nothing to undo */
-        handler = pmi_heap_numpy_handler(scope->heap, NULL);
-        if (handler == NULL) return NULL;
-    }
     int status;
     switch (scope->kind) {
         case PMI_SCOPE_FREEZE: status = pmi_heap_freeze(h); break;
@@ -924,25 +920,24 @@ static PyObject* pmi_scope_hold(pmi_ScopeObject* scope) {
         default: status = pmi_heap_pin(h); break;
     }
     if (status != PMI_OK) {
-        Py_XDECREF(handler);
-        return pmi_raise_status(status, scope->kind == PMI_SCOPE_FREEZE ? "freezing the heap for a walk" : name);
+        if (scope->kind == PMI_SCOPE_FREEZE) *what = "freezing the heap for a walk";
+        return status;
     }
-    int failed = 0;
     if (scope->kind == PMI_SCOPE_OBJECTS) {
         status = pmi_objects_begin(h);
-        if (status != PMI_OK) { pmi_heap_unpin(h); return pmi_raise_status(status, name); }
+        if (status != PMI_OK) { pmi_heap_unpin(h); return status; }
     }
     PyObject* var = pmi_scope_var(scope->kind);
+    int failed = 0;
     if (var != NULL) failed = pmi_stack_push(var, (PyObject*)scope->entry) < 0;
     else if (handler != NULL) failed = pmi_numpy_push(scope, handler) < 0;
-    Py_XDECREF(handler);
     if (failed) {
         pmi_scope_let_go(scope);
-        return NULL;
+        return 1;
     }
     scope->stage = PMI_STAGE_HELD;
     if (scope->kind == PMI_SCOPE_OBJECTS) pmi_objects_changed();
-    Py_RETURN_NONE;
+    return PMI_OK;
 }
 
 static PyObject* pmi_scope_enter(PyObject* self, PyObject* unused) {
@@ -957,14 +952,20 @@ static PyObject* pmi_scope_enter(PyObject* self, PyObject* unused) {
     }
     /* Entering from here on, so a second __enter__ is refused whatever runs below */
     scope->stage = PMI_STAGE_ENTERING;
-    const int gc_was_enabled = pmi_gc_pause();
-    PyObject* held = pmi_scope_hold(scope);
-    pmi_gc_resume(gc_was_enabled);
-    if (held == NULL) {
-        if (scope->stage == PMI_STAGE_ENTERING) scope->stage = PMI_STAGE_NEW;  /* nothing held: may be entered again */
-        return NULL;
+    PyObject* handler = NULL;
+    if (scope->kind == PMI_SCOPE_NUMPY) {  /* made before the pin (and the pause: it may raise through Python) */
+        handler = pmi_heap_numpy_handler(scope->heap, NULL);
+        if (handler == NULL) { scope->stage = PMI_STAGE_NEW; return NULL; }
     }
-    Py_DECREF(held);
+    const char* what = name;
+    const int gc_was_enabled = pmi_gc_pause();
+    const int status = pmi_scope_hold(scope, handler, &what);
+    pmi_gc_resume(gc_was_enabled);
+    Py_XDECREF(handler);
+    if (status != PMI_OK) {
+        if (scope->stage == PMI_STAGE_ENTERING) scope->stage = PMI_STAGE_NEW;  /* nothing held: may be entered again */
+        return status == 1 ? NULL : pmi_raise_status(status, what);
+    }
     /* A subclass's Python work (a snapshot's walk) runs here, inside this call: if it raises (an interrupt
        included), the heap is let go before the exception leaves, and __exit__ stays C alone (pmi_scope_hook) */
     PyObject* result = pmi_scope_hook(self, "_entered");
@@ -1023,8 +1024,9 @@ static void pmi_scope_dealloc(PyObject* self) {
             PyObject *type, *value, *traceback;
             PyErr_Fetch(&type, &value, &traceback);  /* dealloc may run while an exception propagates */
             const int gc_was_enabled = pmi_gc_pause();
-            if (pmi_numpy_remove(scope->entry) < 0) PyErr_WriteUnraisable(self);
-            pmi_gc_resume(gc_was_enabled);
+            const int failed = pmi_numpy_remove(scope->entry) < 0;
+            pmi_gc_resume(gc_was_enabled);  /* before the hook below, Python code */
+            if (failed) PyErr_WriteUnraisable(self);
             PyErr_Restore(type, value, traceback);
         }
     }
@@ -1303,28 +1305,52 @@ static PyObject* pmi_heap_pointer(PyObject* self, PyObject* heap) {
     return h == NULL ? NULL : PyLong_FromVoidPtr(h);
 }
 
-/* _call_locked(lock, func, *args): func(*args) with `lock` (a threading.Lock) held, and the garbage collector
-   paused while it is held (pmi_gc_pause), for pymimalloc's Python sections that take a lock. A collection inside
-   one could run a finalizer that takes the same lock, and it waited for its own thread for good
-   (tests/children/scopes_gc_fuzz.py). A `with lock:` statement cannot prevent that: leaving it calls
-   lock.__exit__ with an argument tuple, an allocation, before the lock is released. The lock is taken with the
-   collector running (waiting for it lets other threads run) and released here whatever func did. */
+/* _call_locked(lock, what, func, *args): func(*args) with `lock` (a threading.Lock) held, for pymimalloc's sections
+   that must not run in two threads at once (install() and uninstall()). A call from inside such a section in the
+   same thread (a finalizer the garbage collector ran there, a signal handler, a profile hook) raises RuntimeError
+   naming `what`, where it waited for its own thread for good (tests/children/scopes_gc_fuzz.py). The sections held
+   are listed with their threads (the GIL guards the list); a fork happens only while no other thread holds one (the
+   locks are taken around os.fork, pymimalloc/_process.py). */
+#define PMI_HELD_LOCKS 8
+static struct { PyObject* lock; unsigned long thread; } pmi_held_locks[PMI_HELD_LOCKS];
+
 static PyObject* pmi_call_locked(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs < 2) {
-        PyErr_SetString(PyExc_TypeError, "_call_locked(lock, func, *args)");
+    if (nargs < 3 || !PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "_call_locked(lock, what, func, *args)");
         return NULL;
     }
-    PyObject* acquired = PyObject_CallMethod(args[0], "acquire", NULL);
+    const unsigned long me = PyThread_get_thread_ident();
+    for (int i = 0; i < PMI_HELD_LOCKS; i++) {
+        if (pmi_held_locks[i].lock == args[0] && pmi_held_locks[i].thread == me) {
+            PyErr_Format(PyExc_RuntimeError, "%U was called while it ran in this thread (from a finalizer, a signal "
+                         "handler or a profile hook): call it from elsewhere", args[1]);
+            return NULL;
+        }
+    }
+    static PyObject *acquire_name, *release_name;
+    if (acquire_name == NULL && (acquire_name = PyUnicode_InternFromString("acquire")) == NULL) return NULL;
+    if (release_name == NULL && (release_name = PyUnicode_InternFromString("release")) == NULL) return NULL;
+    PyObject* acquired = PyObject_CallMethodNoArgs(args[0], acquire_name);  /* may wait, letting other threads run */
     if (acquired == NULL) return NULL;
     Py_DECREF(acquired);
-    const int gc_was_enabled = pmi_gc_pause();
-    PyObject* result = PyObject_Vectorcall(args[1], args + 2, (size_t)(nargs - 2), NULL);
+    int slot = 0;
+    while (slot < PMI_HELD_LOCKS && pmi_held_locks[slot].lock != NULL) slot++;
+    PyObject* result;
+    if (slot == PMI_HELD_LOCKS) {  /* more than 8 threads inside at once: only with more locks than pymimalloc has */
+        PyErr_SetString(PyExc_RuntimeError, "too many pymimalloc sections held at once");
+        result = NULL;
+    }
+    else {
+        pmi_held_locks[slot].lock = args[0];
+        pmi_held_locks[slot].thread = me;
+        result = PyObject_Vectorcall(args[2], args + 3, (size_t)(nargs - 3), NULL);
+        pmi_held_locks[slot].lock = NULL;
+    }
     PyObject *type, *value, *traceback;
     PyErr_Fetch(&type, &value, &traceback);
-    PyObject* released = PyObject_CallMethod(args[0], "release", NULL);
-    pmi_gc_resume(gc_was_enabled);
-    if (released == NULL) {  /* it was held: only a failure to allocate the call gets here */
+    PyObject* released = PyObject_CallMethodNoArgs(args[0], release_name);  /* a method call: no bound method made */
+    if (released == NULL) {  /* it was held by this thread: nothing gets here but a lock that is not a Lock */
         Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(traceback);
         Py_XDECREF(result);
         return NULL;

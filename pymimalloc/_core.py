@@ -31,7 +31,6 @@ def _refuse_unsafe_environment() -> None:
 
 _refuse_unsafe_environment()
 from ._cpu import refuse_unsupported_cpu  # noqa: E402
-from ._process import fork_safe_lock  # noqa: E402
 refuse_unsupported_cpu()  # before the compiled module loads: built for another CPU, it would crash loading
 
 
@@ -192,13 +191,13 @@ from ._mimalloc import _call_locked  # noqa: E402
 _T = TypeVar("_T")
 
 
-def call_locked(lock: threading.Lock, func: Callable[..., _T], *args: Any) -> _T:
-    """``func(*args)`` with ``lock`` held, and the garbage collector paused while it is held (csrc/pmi_python.c).
+def call_locked(lock: threading.Lock, what: str, func: Callable[..., _T], *args: Any) -> _T:
+    """``func(*args)`` with ``lock`` held (csrc/pmi_python.c), for sections that must not run in two threads at once.
 
-    Every section of pymimalloc's that takes a lock goes through this: a finalizer run by a collection inside one,
-    that took the same lock, waited for its own thread for good (leaving ``with lock:`` allocates before it
-    releases). Nothing in ``func`` may release the GIL: other threads would run with the collector paused."""
-    return _call_locked(lock, func, *args)
+    Called again from inside the section in the same thread (a finalizer the garbage collector ran there, a signal
+    handler, a profile hook), it raises RuntimeError naming ``what``, where ``with lock:`` waited for its own thread
+    for good."""
+    return _call_locked(lock, what, func, *args)
 
 _set_status_raiser(_raise)  # C raises every status through this one table
 
@@ -264,7 +263,6 @@ class NumpyFunctions(NamedTuple):
     new_array: Callable[..., Any]  #: (handler, shape, dtype, order, zero): an array made in C, or NotImplemented
 
 
-_numpy_install_lock = fork_safe_lock()
 _numpy: NumpyFunctions | None = None  # set once numpy's C API is imported: the one readiness flag in Python
 
 
@@ -273,13 +271,12 @@ def numpy_functions() -> NumpyFunctions:
     C API cannot be imported. After the first call, one global load."""
     global _numpy
     if _numpy is None:
-        # Nothing but the install runs under the lock (call_locked): an allocation may run the garbage collector, and
-        # a finalizer that used numpy_allocator() waited for the lock its own thread held
+        # No lock: a finalizer that used numpy_allocator() waited for the one its own thread held here
         import numpy  # noqa: F401  (numpy must be importable before its C API is)
 
         from . import _mimalloc
 
-        status = call_locked(_numpy_install_lock, lib.pmi_numpy_install, _COMPILED_MODULE_ID)  # idempotent
+        status = lib.pmi_numpy_install(_COMPILED_MODULE_ID)  # idempotent: two threads (or a finalizer) may both
         if status != 0:
             raise ImportError("pymimalloc could not import numpy's C API (see the message above)")
         functions = NumpyFunctions(_mimalloc._numpy_call_with, _mimalloc._numpy_empty)

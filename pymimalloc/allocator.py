@@ -95,7 +95,7 @@ def _caller_stacklevel() -> int:
 
 
 def _hook_locked(mask: int, route: bool) -> bool:
-    """_hook's work, under its lock: whether tracemalloc was restarted. Releases no GIL (call_locked)."""
+    """_hook's work, under its lock (call_locked): whether tracemalloc was restarted."""
     hooked, routed = _core.allocator_state()
     _core.allocator_check(mask, "install")  # refuse before tracemalloc is touched: its traces stay
     restart = bool(mask & ~hooked) and _tracemalloc.is_tracing()
@@ -112,7 +112,7 @@ def _hook_locked(mask: int, route: bool) -> bool:
 
 def _hook(mask: int, route: bool, who: str) -> None:
     """Hook the domains in ``mask`` (routing them if ``route``), with tracemalloc restarted above the new hooks."""
-    restart = _core.call_locked(_lock, _hook_locked, mask, route)
+    restart = _core.call_locked(_lock, who, _hook_locked, mask, route)
     if restart:
         warnings.warn(
             f"{who} put pymimalloc's allocator hook in place and restarted tracemalloc beneath it, so that it sees "
@@ -129,7 +129,7 @@ def uninstall() -> None:
     Blocks mimalloc already gave out stay valid and are freed by mimalloc whenever Python frees them (the
     hook stays in place for that, at the cost of one page-map lookup per free). Harmless if not installed.
     """
-    _core.call_locked(_lock, _core.allocator_route, 0)
+    _core.call_locked(_lock, "pymimalloc.uninstall()", _core.allocator_route, 0)
 
 
 def installed() -> tuple[str, ...]:

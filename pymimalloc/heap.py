@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import _core
 from .arena import Arena, id_for_new_heap
 from ._core import HeapScope
-from ._process import ProcessLocal, fork_safe_lock
+from ._process import ProcessLocal
 from ._validate import MAX_SIZE, as_alignment, as_size
 from .allocator import hook_for_python_objects
 from .arrays import HeapArrays, empty_slow, zeros_slow
@@ -33,8 +33,7 @@ __all__ = ["Heap", "main_heap", "heap_of", "default_heap", "malloc"]
 
 # mi_heap_t address -> Heap, for heap_of(). Entries go when the heap closes or its Heap object dies.
 _heaps_by_id: weakref.WeakValueDictionary[int, Heap] = weakref.WeakValueDictionary()
-_main_heap_lock = fork_safe_lock()
-_main_heap: Heap | None = None
+_main_heap: dict[str, Heap] = {}  # "heap": the one Heap object for mimalloc's main heap, once made (main_heap())
 
 
 class Heap(ProcessLocal, HeapArrays, _core.HeapBase):
@@ -283,24 +282,16 @@ class Heap(ProcessLocal, HeapArrays, _core.HeapBase):
 
 def main_heap() -> Heap:
     """mimalloc's main heap (the one ``mi_malloc`` uses). It can be allocated from but not closed."""
-    heap = _main_heap
+    heap = _main_heap.get("heap")
     if heap is None:
-        # made outside the lock: an allocation may run the garbage collector, whose finalizers may call main_heap()
-        # in this thread (it would wait for the lock for good). A second object made meanwhile is dropped: each
-        # holds a reference to the one main heap of the C glue, so dropping one changes nothing.
+        # No lock: a finalizer, signal handler or profile hook run while main_heap() held one called main_heap() and
+        # waited for its own thread for good. The first object published stays (setdefault is one step under the
+        # GIL); another made meanwhile is dropped: each holds a reference to the one main heap of the C glue.
         made = Heap.__new__(Heap)
         made._open_main()
         made._arena = None
-        heap = _core.call_locked(_main_heap_lock, _publish_main_heap, made)
+        heap = _main_heap.setdefault("heap", made)
     return heap
-
-
-def _publish_main_heap(made: Heap) -> Heap:
-    """main_heap()'s work under its lock: the one main Heap, ``made`` if there is none yet."""
-    global _main_heap
-    if _main_heap is None:
-        _main_heap = made
-    return _main_heap
 
 
 def heap_of(obj: Block | int | Any) -> Heap | None:

@@ -535,3 +535,8 @@ def test_finalizers_inside_every_allocation_change_nothing_for_good(seed: int) -
     assert verdict == "OK", result.stdout
     finalizer_steps = int(summary.split("finalizers ")[1].split(";")[0])
     assert finalizer_steps >= 1000, summary  # the finalizers did run inside the blocks' allocations
+
+
+def test_the_collectors_pause_is_never_seen_and_a_section_called_from_inside_itself_refuses() -> None:
+    result = run_program("gc_state_untouched.py", timeout=120.0)
+    assert result.stdout.strip() == "OK"
