@@ -8,9 +8,10 @@
  *     zero-byte request is a distinct 16-byte block. Blocks above PMI_TO_PREVIOUS (512 KiB) are the previous
  *     allocator's, as pymalloc leaves them to the C library, which grows them without copies (see there);
  *   - free and realloc look the pointer up in mimalloc's page map once (pmi_page_of, the lookup mi_free
- *     itself does): a block on a mimalloc page goes to mimalloc, through that page (pmi_page_free), and
- *     anything else (allocated before the hook, or while the domain was not routed) goes to the previous
- *     allocator, which owns it;
+ *     itself does; pmi_page_of_committed, without its commit test, where mimalloc committed the page map
+ *     whole at start, as on Linux by default): a block on a mimalloc page goes to mimalloc, through that page
+ *     (pmi_page_free), and anything else (allocated before the hook, or while the domain was not routed)
+ *     goes to the previous allocator, which owns it;
  *   - the hook stays for the life of the process. Unrouting (pymimalloc.uninstall()) only sends new
  *     allocations back to the previous allocator: mimalloc's blocks are still freed by the hook.
  * Each domain has its own functions, so no call depends on the `ctx` pointer: a thread that reads
@@ -405,23 +406,29 @@ static inline bool pmi_maybe_target(const struct mi_page_s* page) {
         enter; void* p = pmi_mi_calloc(nelem, elsize); leave;                                                  \
         return p;                                                                                              \
     }                                                                                                          \
-    static void* pmi_##name##_realloc(void* ctx, void* ptr, size_t size) {                                     \
-        if (ptr == NULL) return pmi_##name##_malloc(ctx, size);                                                \
-        struct mi_page_s* const page = pmi_page_of(ptr);                                                       \
-        if (page == NULL) return pmi_previous[domain].realloc(pmi_previous[domain].ctx, ptr, size);            \
-        if (pmi_maybe_target(page)) return pmi_owned_realloc(pmi_page_owner(page), ptr, size);                 \
-        enter; void* p = pmi_python_realloc(&pmi_previous[domain], page, ptr, size); leave;                    \
-        return p;                                                                                              \
-    }                                                                                                          \
     static __attribute__((noinline)) void pmi_##name##_free_other(void* ptr) {                                 \
         if (ptr != NULL) pmi_previous[domain].free(pmi_previous[domain].ctx, ptr);                             \
     }                                                                                                          \
     static __attribute__((noinline)) void pmi_##name##_free_owned(struct mi_page_s* page, void* ptr) {         \
         pmi_owned_free(page, ptr);                                                                             \
     }                                                                                                          \
-    static void pmi_##name##_free(void* ctx, void* ptr) {                                                      \
+    PMI_LOOKUP_FUNCTIONS(name, domain, enter, leave, , pmi_page_of)                                            \
+    PMI_LOOKUP_FUNCTIONS(name, domain, enter, leave, _committed, pmi_page_of_committed)
+
+/* A domain's realloc and free, which look the block up with `lookup` (pmi_page_of, or pmi_page_of_committed where
+   the page map is committed whole): each domain has both pairs, and _allocator_hook installs one */
+#define PMI_LOOKUP_FUNCTIONS(name, domain, enter, leave, suffix, lookup)                                         \
+    static void* pmi_##name##_realloc##suffix(void* ctx, void* ptr, size_t size) {                             \
+        if (ptr == NULL) return pmi_##name##_malloc(ctx, size);                                                \
+        struct mi_page_s* const page = lookup(ptr);                                                            \
+        if (page == NULL) return pmi_previous[domain].realloc(pmi_previous[domain].ctx, ptr, size);            \
+        if (pmi_maybe_target(page)) return pmi_owned_realloc(pmi_page_owner(page), ptr, size);                 \
+        enter; void* p = pmi_python_realloc(&pmi_previous[domain], page, ptr, size); leave;                    \
+        return p;                                                                                              \
+    }                                                                                                          \
+    static void pmi_##name##_free##suffix(void* ctx, void* ptr) {                                              \
         (void)ctx;                                                                                             \
-        struct mi_page_s* const page = pmi_page_of(ptr);                                                       \
+        struct mi_page_s* const page = lookup(ptr);                                                            \
         if (PMI_LIKELY(page != NULL)) {                                                                        \
             if (PMI_LIKELY(!pmi_maybe_target(page))) {                                                         \
                 enter; pmi_page_free(page, ptr); leave;                                                        \
@@ -441,10 +448,15 @@ static const struct {
     int bit;
     PyMemAllocatorDomain domain;
     PyMemAllocatorEx hook;
+    void* (*realloc_committed)(void* ctx, void* ptr, size_t size);  /* the hook's, where pmi_page_map_committed() */
+    void (*free_committed)(void* ctx, void* ptr);
 } pmi_domains[] = {
-    {PMI_DOMAIN_RAW, PYMEM_DOMAIN_RAW, {NULL, pmi_raw_malloc, pmi_raw_calloc, pmi_raw_realloc, pmi_raw_free}},
-    {PMI_DOMAIN_MEM, PYMEM_DOMAIN_MEM, {NULL, pmi_mem_malloc, pmi_mem_calloc, pmi_mem_realloc, pmi_mem_free}},
-    {PMI_DOMAIN_OBJ, PYMEM_DOMAIN_OBJ, {NULL, pmi_obj_malloc, pmi_obj_calloc, pmi_obj_realloc, pmi_obj_free}},
+    {PMI_DOMAIN_RAW, PYMEM_DOMAIN_RAW, {NULL, pmi_raw_malloc, pmi_raw_calloc, pmi_raw_realloc, pmi_raw_free},
+     pmi_raw_realloc_committed, pmi_raw_free_committed},
+    {PMI_DOMAIN_MEM, PYMEM_DOMAIN_MEM, {NULL, pmi_mem_malloc, pmi_mem_calloc, pmi_mem_realloc, pmi_mem_free},
+     pmi_mem_realloc_committed, pmi_mem_free_committed},
+    {PMI_DOMAIN_OBJ, PYMEM_DOMAIN_OBJ, {NULL, pmi_obj_malloc, pmi_obj_calloc, pmi_obj_realloc, pmi_obj_free},
+     pmi_obj_realloc_committed, pmi_obj_free_committed},
 };
 
 /* CPython's debug hooks (PYTHONMALLOC=debug, -X dev, debug builds) wrap each block in a header and a
@@ -503,6 +515,10 @@ static PyObject* pmi_allocator_hook(PyObject* self, PyObject* const* args, Py_ss
         if (route) atomic_fetch_or(&pmi_routed, pmi_domains[i].bit);  /* before the hook is seen: it allocates at once */
         pmi_fast_update();
         PyMemAllocatorEx hook = pmi_domains[i].hook;
+        if (pmi_page_map_committed()) {  /* Linux, by default: each free looks its block up without the commit test */
+            hook.realloc = pmi_domains[i].realloc_committed;
+            hook.free = pmi_domains[i].free_committed;
+        }
         PyMem_SetAllocator(domain, &hook);
         atomic_fetch_or(&pmi_hooked, pmi_domains[i].bit);
     }

@@ -58,6 +58,8 @@ void       pmi_heap_unref_public(pmi_heap_t* heap);
    NULL). */
 struct mi_page_s;
 struct mi_page_s* pmi_page_of(const void* p);
+bool       pmi_page_map_committed(void);  /* the page map's top level is committed whole: ... */
+struct mi_page_s* pmi_page_of_committed(const void* p);  /* ... then this lookup, without the commit test, does */
 mi_heap_t* pmi_page_owner(const struct mi_page_s* page);
 bool       pmi_page_in(const struct mi_page_s* page, const mi_heap_t* heap);  /* heap: not the main heap */
 void       pmi_page_free(struct mi_page_s* page, void* p);

@@ -172,6 +172,7 @@ size_t pmi_page_block_usable(const mi_page_t* page, const void* block) {
  * they are most of the instructions of CPython's every free). */
 #define PMI_HOOK_INLINE inline __attribute__((always_inline))
 struct mi_page_s* pmi_page_of(const void* p);
+struct mi_page_s* pmi_page_of_committed(const void* p);
 mi_heap_t* pmi_page_owner(const struct mi_page_s* page);
 bool pmi_page_in(const struct mi_page_s* page, const mi_heap_t* heap);
 void pmi_page_free(struct mi_page_s* page, void* p);
@@ -189,20 +190,40 @@ void pmi_world_enter(void);
 void pmi_world_leave(void);
 bool pmi_world_held(void);
 
-/* _mi_safe_ptr_page, less its test for NULL: NULL falls in the first slice of the address space, which
- * no mapping (so no mimalloc page) ever covers, so its entry is empty, as for any address not mimalloc's. */
-PMI_HOOK_INLINE mi_page_t* pmi_page_of(const void* p) {
+/* Whether the page map's top level is committed whole, so that pmi_page_of_committed may leave out the commit test:
+ * mimalloc commits it at start where the OS overcommits (Linux's default) and sets every bit of mi_page_map_commit
+ * then; a bit is never cleared while the process runs. */
+bool pmi_page_map_committed(void) {
+#if MI_PAGE_MAP_FLAT
+  return false;
+#else
+  return mi_atomic_load_relaxed(&mi_page_map_commit) == ~(mi_bfield_t)0;
+#endif
+}
+
+/* _mi_safe_ptr_page, less its test for NULL (NULL falls in the first slice of the address space, which no mapping,
+ * so no mimalloc page, ever covers: its entry is empty, as for any address not mimalloc's) and less the commit test,
+ * for a process where pmi_page_map_committed(): 4 to 5 instructions fewer in each free of the allocator hook
+ * (pmi_allocator.c installs the free and realloc that use it then) */
+PMI_HOOK_INLINE mi_page_t* pmi_page_of_committed(const void* p) {
 #if MI_PAGE_MAP_FLAT
   return _mi_safe_ptr_page(p);
 #else
   if mi_unlikely(p >= mi_page_map_max_address) return NULL;
   size_t sub_idx;
   const size_t idx = _mi_page_map_index(p, &sub_idx);
-  if mi_unlikely(!mi_page_map_is_committed(idx, NULL)) return NULL;
   mi_page_t** const sub = _mi_page_map[idx];
   if mi_unlikely(sub == NULL) return NULL;
   return sub[sub_idx];
 #endif
+}
+
+/* The same with the commit test, wherever the page map may be committed in parts */
+PMI_HOOK_INLINE mi_page_t* pmi_page_of(const void* p) {
+#if !MI_PAGE_MAP_FLAT
+  if (p < mi_page_map_max_address && !mi_page_map_is_committed(_mi_page_map_index(p, NULL), NULL)) return NULL;
+#endif
+  return pmi_page_of_committed(p);
 }
 
 mi_heap_t* pmi_page_owner(const mi_page_t* page) { return mi_page_heap(page); }  /* as mi_heap_of */
