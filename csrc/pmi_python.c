@@ -1312,7 +1312,7 @@ static PyObject* pmi_heap_pointer(PyObject* self, PyObject* heap) {
    are listed with their threads (the GIL guards the list); a fork happens only while no other thread holds one (the
    locks are taken around os.fork, pymimalloc/_process.py). */
 #define PMI_HELD_LOCKS 8
-static struct { PyObject* lock; unsigned long thread; } pmi_held_locks[PMI_HELD_LOCKS];
+static struct { PyObject* lock; unsigned long thread; PyObject* what; } pmi_held_locks[PMI_HELD_LOCKS];
 
 static PyObject* pmi_call_locked(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     (void)self;
@@ -1323,8 +1323,8 @@ static PyObject* pmi_call_locked(PyObject* self, PyObject* const* args, Py_ssize
     const unsigned long me = PyThread_get_thread_ident();
     for (int i = 0; i < PMI_HELD_LOCKS; i++) {
         if (pmi_held_locks[i].lock == args[0] && pmi_held_locks[i].thread == me) {
-            PyErr_Format(PyExc_RuntimeError, "%U was called while it ran in this thread (from a finalizer, a signal "
-                         "handler or a profile hook): call it from elsewhere", args[1]);
+            PyErr_Format(PyExc_RuntimeError, "%U was called while %U ran in this thread (from a finalizer, a signal "
+                         "handler or a profile hook): call it from elsewhere", args[1], pmi_held_locks[i].what);
             return NULL;
         }
     }
@@ -1344,6 +1344,7 @@ static PyObject* pmi_call_locked(PyObject* self, PyObject* const* args, Py_ssize
     else {
         pmi_held_locks[slot].lock = args[0];
         pmi_held_locks[slot].thread = me;
+        pmi_held_locks[slot].what = args[1];  /* borrowed: the caller's argument, alive until the call returns */
         result = PyObject_Vectorcall(args[2], args + 3, (size_t)(nargs - 3), NULL);
         pmi_held_locks[slot].lock = NULL;
     }

@@ -20,13 +20,14 @@ def _refuse_unsafe_environment() -> None:
     """Refuse, before mimalloc starts, what makes it crash while it starts (it reads these at load time)."""
     import os
 
-    vabits = os.environ.get("MIMALLOC_MAX_VABITS", "").strip()
-    if vabits not in ("", "0"):
-        raise ImportError(
-            f"MIMALLOC_MAX_VABITS={vabits} is not supported by pymimalloc: mimalloc v3.4.3 sizes its page map "
-            "from it when it starts, and then fails on memory the OS maps outside it (a segfault in release "
-            "builds, an assertion at start in checked ones). Unset it."
-        )
+    for key, value in os.environ.items():  # mimalloc reads its variables whatever their case
+        vabits = value.strip()
+        if key.upper() == "MIMALLOC_MAX_VABITS" and vabits not in ("", "0"):
+            raise ImportError(
+                f"{key}={vabits} is not supported by pymimalloc: mimalloc v3.4.3 sizes its page map "
+                "from it when it starts, and then fails on memory the OS maps outside it (a segfault in release "
+                "builds, an assertion at start in checked ones). Unset it."
+            )
 
 
 _refuse_unsafe_environment()
@@ -191,7 +192,7 @@ from ._mimalloc import _call_locked  # noqa: E402
 _T = TypeVar("_T")
 
 
-def call_locked(lock: threading.Lock, what: str, func: Callable[..., _T], *args: Any) -> _T:
+def call_locked(lock: threading.RLock, what: str, func: Callable[..., _T], *args: Any) -> _T:
     """``func(*args)`` with ``lock`` held (csrc/pmi_python.c), for sections that must not run in two threads at once.
 
     Called again from inside the section in the same thread (a finalizer the garbage collector ran there, a signal

@@ -33,10 +33,13 @@ class ProcessLocal:
         self.__copy__()
 
 
-def fork_safe_lock() -> threading.Lock:
+def fork_safe_lock() -> threading.RLock:
     """A lock that ``os.fork()`` takes first and releases on both sides, so a child never inherits it held
-    by a thread that does not exist there (the C glue does the same for its own locks)."""
-    lock = threading.Lock()
+    by a thread that does not exist there (the C glue does the same for its own locks). Reentrant: a fork from
+    inside the section that holds it (a finalizer run there) takes it again rather than wait for its own thread
+    for good, and the child, whose forking thread holds it, releases it where the parent does. Sections refuse to
+    run inside themselves by other means (``_core.call_locked``)."""
+    lock = threading.RLock()
     os.register_at_fork(before=lock.acquire, after_in_parent=lock.release, after_in_child=lock.release)
     return lock
 

@@ -61,7 +61,10 @@ def _install_early(domains: tuple[str, ...]) -> bool:
     """Hook and route ``domains`` with the compiled module alone. False if the full path must decide."""
     import _tracemalloc
 
-    if "pymimalloc" in sys.modules or _tracemalloc.is_tracing() or os.environ.get("MIMALLOC_MAX_VABITS"):
+    # mimalloc reads its variables whatever their case (mimalloc_max_vabits too)
+    if "pymimalloc" in sys.modules or _tracemalloc.is_tracing() or any(
+        key.upper() == "MIMALLOC_MAX_VABITS" for key in os.environ
+    ):
         return False  # the package is loaded, tracemalloc traces, or the import must refuse: the full path
     import importlib.machinery
 

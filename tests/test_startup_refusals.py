@@ -91,3 +91,13 @@ def test_start_up_says_nothing_on_stdout_when_stderr_is_closed(case: str) -> Non
     assert (closed.returncode, closed.stdout) == (0, "DATA\n")
     shown = subprocess.run(program, env=env, cwd=CHILDREN, capture_output=True, text=True, timeout=60, check=False)
     assert shown.stdout == "DATA\n" and "pymimalloc" in shown.stderr  # with stderr open, the message is there
+
+
+@pytest.mark.parametrize("key", ["MIMALLOC_MAX_VABITS", "mimalloc_max_vabits", "Mimalloc_Max_Vabits"])
+def test_max_vabits_in_any_case_is_refused_before_mimalloc_starts(key: str) -> None:
+    # mimalloc reads its variables whatever their case: a lower-case spelling crashed the import (found by review)
+    result = run(["-c", "import pymimalloc"], env={key: "40"}, timeout=60, drop=("PYMIMALLOC_INSTALL",))
+    assert result.returncode == 1, describe(result.returncode) + result.stderr
+    assert f"ImportError: {key}=40 is not supported by pymimalloc" in result.stderr
+    started = run(["-c", "print('ran')"], env={key: "40", "PYMIMALLOC_INSTALL": "1"}, timeout=60)
+    assert started.returncode == 0 and started.stdout.strip() == "ran", describe(started.returncode) + started.stderr

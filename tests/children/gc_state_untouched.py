@@ -4,7 +4,9 @@ interpreter's one setting, and Python code ran inside it):
   thread's gc.isenabled() read False, nor undoes that thread's gc.disable();
 - a child forked meanwhile starts with the collector as its parent had it;
 - a profile hook that calls install() inside install() gets a RuntimeError that says why (it waited for its own
-  thread for good), and one that calls main_heap() inside the first main_heap() gets the main heap.
+  thread for good);
+- a fork inside install() from its own thread (a finalizer run there may fork) forks (the lock's fork handler
+  waited for its own thread for good).
 Prints OK."""
 
 import gc
@@ -70,6 +72,27 @@ def installs_again(frame, event, arg):  # type: ignore[no-untyped-def]
 sys.setprofile(installs_again)
 pymimalloc.install()
 sys.setprofile(None)
-assert len(refused) == 1 and "was called while it ran in this thread" in refused[0], refused
+assert refused == ["pymimalloc.install() was called while pymimalloc.install() ran in this thread (from a finalizer, "
+                   "a signal handler or a profile hook): call it from elsewhere"], refused
+assert pymimalloc.installed() == ("mem", "obj"), pymimalloc.installed()
+
+# a fork while install() holds its lock, from its own thread (as a finalizer run there may fork): the lock's fork
+# handler waited for its own thread for good
+pymimalloc.uninstall()
+forked = []
+
+
+def forks_inside(frame, event, arg):  # type: ignore[no-untyped-def]
+    if event == "call" and frame.f_code.co_name == "_hook_locked" and not forked:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if gc.isenabled() else 1)
+        forked.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+
+
+sys.setprofile(forks_inside)
+pymimalloc.install()
+sys.setprofile(None)
+assert forked == [0], forked
 assert pymimalloc.installed() == ("mem", "obj"), pymimalloc.installed()
 print("OK")
