@@ -5,7 +5,9 @@
 #define PY_ARRAY_UNIQUE_SYMBOL pmi_ARRAY_API
 #include <numpy/arrayobject.h>
 #include <mimalloc.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include "pmi_heap.h"
 #include "pmi_numpy.h"
@@ -13,22 +15,44 @@
 
 #define PMI_CAPSULE_NAME "mem_handler"  /* the name numpy requires */
 
+/* A handler whose heap was closed while a context still names it (a numpy_allocator() block left from another
+   context, an asyncio task that inherited the handler) serves that context's new arrays from the C library, as
+   numpy's own default handler does, rather than fail every one with MemoryError (found by review). Blocks of a
+   closed heap still alive are resized and freed in it as before. Its free and realloc tell the C library's blocks
+   by the page map (pmi_heap_of), and only once any such block was made in this process. */
+static atomic_bool pmi_np_fell_back;
+
+static void* pmi_np_fall_back(void* ctx, size_t count, size_t size) {
+    if (pmi_heap_state((pmi_heap_t*)ctx) != PMI_STATE_CLOSED) return NULL;  /* frozen, or out of memory: NULL */
+    atomic_store(&pmi_np_fell_back, true);  /* before the block exists: every free that gets it sees this */
+    return count == 0 ? malloc(size == 0 ? 1 : size) : calloc(count, size == 0 ? 1 : size);
+}
+
+static bool pmi_np_from_the_c_library(const void* p) {
+    return atomic_load_explicit(&pmi_np_fell_back, memory_order_relaxed) && pmi_heap_of((uintptr_t)p) == 0;
+}
+
 static void* pmi_np_malloc(void* ctx, size_t size) {
-    return pmi_data_alloc((pmi_heap_t*)ctx, size, false);
+    void* p = pmi_data_alloc((pmi_heap_t*)ctx, size, false);
+    return p != NULL ? p : pmi_np_fall_back(ctx, 0, size);
 }
 
 static void* pmi_np_calloc(void* ctx, size_t count, size_t size) {
     if (size != 0 && count > SIZE_MAX / size) return NULL;
-    return pmi_data_alloc((pmi_heap_t*)ctx, count * size, true);  /* mimalloc's zeroed allocation */
+    void* p = pmi_data_alloc((pmi_heap_t*)ctx, count * size, true);  /* mimalloc's zeroed allocation */
+    return p != NULL ? p : pmi_np_fall_back(ctx, count == 0 ? 1 : count, size);
 }
 
 static void* pmi_np_realloc(void* ctx, void* p, size_t size) {
+    if (p == NULL) return pmi_np_malloc(ctx, size);
+    if (pmi_np_from_the_c_library(p)) return realloc(p, size == 0 ? 1 : size);
     return pmi_data_realloc((pmi_heap_t*)ctx, p, size);
 }
 
 static void pmi_np_free(void* ctx, void* p, size_t size) {
     (void)size;  /* counted by usable size: numpy's realloc does not tell the old size */
-    pmi_data_free((pmi_heap_t*)ctx, p);
+    if (p != NULL && pmi_np_from_the_c_library(p)) free(p);
+    else pmi_data_free((pmi_heap_t*)ctx, p);
 }
 
 /* The capsule owns its handler and a counted reference to the heap wrapper, so the context outlives

@@ -71,7 +71,9 @@ class HeapArrays:
         """``with heap.numpy_allocator():`` every numpy array created in this context (this thread or async
         task, as numpy scopes it), numpy's temporaries included, gets its data from this heap. The previous
         handler comes back on exit, even on error, unless a block entered later still holds numpy's
-        handler; blocks nest. The heap cannot be closed meanwhile. Single use."""
+        handler; blocks nest. The heap cannot be closed meanwhile. Single use. A context that still has the
+        handler once the block ended (an asyncio task made inside it; the entering context of a block left
+        from another) allocates from the heap, and from the C library once the heap is closed."""
         numpy_ready()
         return HeapScope(cast(HeapBase, self), SCOPE_NUMPY)  # mixed only into Heap, a HeapBase
 

@@ -252,3 +252,8 @@ def test_orders_numpy_accepts_are_honoured(heap: pymimalloc.Heap, order: str | N
     for _ in range(2):
         made = heap.empty((2, 3), order=order)
         assert made.flags.f_contiguous == expected.flags.f_contiguous and made.flags.c_contiguous == expected.flags.c_contiguous
+
+
+def test_contexts_that_keep_the_handler_of_a_closed_heap_allocate_from_the_c_library() -> None:
+    result = run_program("numpy_handler_of_a_closed_heap.py")
+    assert result.stdout.strip() == "OK"
