@@ -10,11 +10,13 @@ finalizer waiting (each finalizer leaves a new one behind), so a finalizer runs 
 allocation pymimalloc makes. The main loop and the finalizers draw the same random steps: enter a new block
 (as_default, python_objects, numpy_allocator, snapshot, measure, options.override), leave a held one (innermost or
 not), drop one still held, enter one a second time, suspend a generator inside a block and drop it, allocate from
-the default heap, the main heap and numpy, close a heap, install() and uninstall(). A step may only raise what the
-API documents for that misuse (RuntimeError, ValueError; numpy's MemoryError from a frozen or closed heap); anything
-else, an exception a finalizer could not handle, a hang or a crash fails. At the end every block is left and every
-effect must be gone: the default heap is the main heap, no Python-objects heap or numpy handler of ours is current,
-options are as they were, and every heap is unfrozen, usable and closable.
+the default heap, the main heap and numpy, close a heap, install() and uninstall(), turn the collector off for a
+while, fork. A step may only raise what the API documents for that misuse (RuntimeError, ValueError; numpy's
+MemoryError from a frozen heap; install() refuses only inside itself, from a finalizer); anything else, an exception
+a finalizer could not handle, the collector left off or turned back on, a broken forked child, a hang or a crash
+fails. At the end every block is left and every effect must be gone: the default heap is the main heap, no
+Python-objects heap or numpy handler of ours is current, options are as they were, the collector is on, install()
+works, and every heap is unfrozen, usable and closable.
 
 Arguments: seed, steps. Prints a summary line: how many steps ran in the main loop and in finalizers."""
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import gc
+import os
 import random
 import sys
 from collections.abc import Callable, Iterator
@@ -80,8 +83,9 @@ def take(items: list[Any], innermost: bool) -> Any:
 
 
 def step(where: str) -> None:
-    choice = rng.randrange(14)
+    choice = rng.randrange(16)
     numpy_step = False
+    installing = False
     try:
         if choice <= 2:
             block = new_block()
@@ -116,13 +120,32 @@ def step(where: str) -> None:
             heaps[index].close()  # RuntimeError while a block holds it
             heaps[index] = pymimalloc.Heap()
         elif choice == 12:
+            installing = True  # refused only from inside install() or uninstall() (a finalizer run there)
             pymimalloc.install() if rng.random() < 0.5 else pymimalloc.uninstall()
-        else:
+        elif choice == 13:
             pymimalloc.main_heap().malloc(rng.randrange(0, 100)).free()
+        elif choice == 14:
+            numpy_step = True
+            gc.disable()  # the program turns the collector off for a while: nothing of ours may turn it back on
+            try:
+                blocks.append(np.zeros(rng.randrange(1, 50)))
+                with pymimalloc.main_heap().as_default():
+                    blocks.append(pymimalloc.malloc(8))
+            finally:
+                turned_on = gc.isenabled()
+                gc.enable()
+            if turned_on:
+                unexpected.append(f"{where}: gc.disable() undone")
+        elif rng.random() < 0.1:  # a fork (from a finalizer too): the child must start whole, collector on
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0 if gc.isenabled() and pymimalloc.main_heap().malloc(8) is not None else 1)
+            if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+                unexpected.append(f"{where}: a forked child started broken")
         outcomes[where] += 1
     except (RuntimeError, ValueError) as error:
         outcomes[f"{where} {type(error).__name__}"] += 1
-        if "internal" in str(error).lower():
+        if "internal" in str(error).lower() or (installing and where == "main"):
             unexpected.append(f"{where}: {error!r}")
     except MemoryError as error:
         if not numpy_step:  # numpy's own report for a frozen or closed heap
@@ -169,6 +192,10 @@ del made[:], generators[:], blocks[:]
 gc.enable()
 gc.collect()
 problems = list(unexpected)
+if not gc.isenabled():
+    problems.append("the collector is off")
+pymimalloc.install()  # nothing left behind refuses it
+pymimalloc.uninstall()
 check: list[tuple[str, Callable[[], bool]]] = [
     ("the default heap is the main heap", lambda: pymimalloc.default_heap() is pymimalloc.main_heap()),
     ("no Python-objects heap is current", lambda: _core.python_objects_heap_in_context() is None),
