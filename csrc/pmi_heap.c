@@ -467,11 +467,11 @@ const char* pmi_refused_report(void) {
 
 size_t pmi_refused_count(void) { return PMI_REFUSED_COUNT; }
 
-const char* pmi_option_refusal(mi_option_t option, long value) {
+const char* pmi_option_refusal(int option, long value) {
     for (size_t i = 0; i < PMI_REFUSED_COUNT; i++) {
-        if (pmi_refused[i].option == option && value != pmi_refused[i].safe) return pmi_refused[i].why;
+        if ((int)pmi_refused[i].option == option && value != pmi_refused[i].safe) return pmi_refused[i].why;
     }
-    if (option == mi_option_max_vabits && value != mi_option_get(option))
+    if (option == (int)mi_option_max_vabits && value != mi_option_get(mi_option_max_vabits))
         return "it is read once, when mimalloc starts, and pymimalloc does not support it";
     return NULL;
 }

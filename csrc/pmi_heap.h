@@ -119,7 +119,7 @@ long        pmi_refused_safe(size_t index);
 const char* pmi_refused_why(size_t index);
 /* Why pymimalloc refuses `value` for `option` (the table above, and max_vabits changed at run time), or NULL if
    it does not: the one check behind pymimalloc.options and OptionsScope. The text is static. */
-const char* pmi_option_refusal(mi_option_t option, long value);
+const char* pmi_option_refusal(int option, long value);  /* option: an mi_option_t */
 long        pmi_error_count(void);               /* errors mimalloc reported since import (mi_register_error) */
 int         pmi_error_last(void);                /* the errno of the last one (ENOMEM, EOVERFLOW, EFAULT, ...) */
 pmi_heap_t* pmi_heap_new(void);                  /* NULL when out of memory */

@@ -1191,7 +1191,7 @@ static PyObject* pmi_options_scope_new(PyTypeObject* type, PyObject* args, PyObj
             Py_DECREF(self);
             return NULL;
         }
-        const char* const refused = pmi_option_refusal((mi_option_t)index, value);
+        const char* const refused = pmi_option_refusal((int)index, value);
         if (refused != NULL) {
             PyErr_Format(PyExc_ValueError, "pymimalloc refuses mimalloc option %ld = %ld: %s", index, value, refused);
             Py_DECREF(self);
