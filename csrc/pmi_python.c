@@ -1305,7 +1305,7 @@ static PyObject* pmi_heap_pointer(PyObject* self, PyObject* heap) {
     return h == NULL ? NULL : PyLong_FromVoidPtr(h);
 }
 
-/* _call_locked(lock, what, func, *args): func(*args) with `lock` (a threading.Lock) held, for pymimalloc's sections
+/* _call_locked(lock, what, func, *args): func(*args) with `lock` (a threading.RLock) held, for pymimalloc's sections
    that must not run in two threads at once (install() and uninstall()). A call from inside such a section in the
    same thread (a finalizer the garbage collector ran there, a signal handler, a profile hook) raises RuntimeError
    naming `what`, where it waited for its own thread for good (tests/children/scopes_gc_fuzz.py). The sections held
