@@ -13,9 +13,11 @@ import gc
 import os
 import sys
 import threading
+import warnings
 
 import pymimalloc
 
+warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)  # 3.12+: fork()
 sys.setswitchinterval(1e-6)
 open_heap = pymimalloc.Heap()
 closed_heap = pymimalloc.Heap()

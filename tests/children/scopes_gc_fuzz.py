@@ -27,6 +27,7 @@ import gc
 import os
 import random
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,6 +35,8 @@ import numpy as np
 
 import pymimalloc
 from pymimalloc import _core
+
+warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)  # 3.12+: fork()
 
 seed, steps = int(sys.argv[1]), int(sys.argv[2])
 rng = random.Random(seed)
