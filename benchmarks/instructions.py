@@ -38,6 +38,13 @@ import subprocess
 import sys
 import tempfile
 
+# valgrind maps the client's memory low by default, so pymalloc's objects got addresses below 2**30 and every
+# id() was a one-digit int: dicts keyed by id() (deepcopy's memo, json's circular-reference check) hashed 5x
+# cheaper than natively, where mmap's addresses need two digits, as mimalloc's (above 2 TiB) do under valgrind
+# too. From 8 GiB up (the highest start valgrind takes) ids have two digits, as they do natively. Every script
+# that counts a pymalloc run against a mimalloc run passes it (pyperf_instructions.py imports it).
+VALGRIND_HIGH_ADDRESSES = "--aspace-minaddr=0x200000000"
+
 WORKLOAD = r'''
 import copy, json, pickle, sys, time
 mode, reps = sys.argv[1], int(sys.argv[2])
@@ -102,11 +109,7 @@ def measure(python: str, mode: str, reps: int, script: pathlib.Path, out: pathli
     profile = out / f"callgrind.{mode}.{reps}"
     if script_mode is None:
         script_mode = "install" if mode == "install" else "plain"
-    # valgrind maps the client's memory low by default, so pymalloc's objects got addresses below 2**30 and
-    # every id() was a one-digit int: dicts keyed by id() (deepcopy's memo, json's circular-reference check)
-    # hashed 5x cheaper than natively, where mmap's addresses need two digits, as mimalloc's do under
-    # valgrind too. From 8 GiB up (the highest start valgrind takes) ids have two digits, as they do natively.
-    cmd = ["valgrind", "--tool=callgrind", "--aspace-minaddr=0x200000000", "--compress-strings=no", "--compress-pos=no",
+    cmd = ["valgrind", "--tool=callgrind", VALGRIND_HIGH_ADDRESSES, "--compress-strings=no", "--compress-pos=no",
            f"--callgrind-out-file={profile}", python, str(script), script_mode, str(reps)]
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:

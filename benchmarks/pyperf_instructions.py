@@ -27,7 +27,11 @@ import os
 import pathlib
 import re
 import subprocess
+import sys
 import tempfile
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from instructions import VALGRIND_HIGH_ADDRESSES  # noqa: E402  (why: see there)
 
 MODE_ENVIRONMENT = {"pymalloc": {}, "pymimalloc": {"PYMIMALLOC_INSTALL": "1"},
                     "builtin-mimalloc": {"PYTHONMALLOC": "mimalloc"}}
@@ -62,7 +66,7 @@ def instructions(python: str, folder: pathlib.Path, name: str, mode: str, loops:
         log = pathlib.Path(tmp) / "valgrind.log"
         command, environment = worker(python, folder, name, mode, loops, tmp)
         command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-                   f"--log-file={log}", *command]
+                   VALGRIND_HIGH_ADDRESSES, f"--log-file={log}", *command]
         proc = subprocess.run(command, env=environment, capture_output=True, text=True, cwd=tmp)
         text = log.read_text() if log.exists() else ""
         found = re.search(r"I\s+refs:\s+([\d,]+)", text)
