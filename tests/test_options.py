@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -9,6 +10,8 @@ import pymimalloc
 from pymimalloc import _core
 from pymimalloc._core import lib
 from pymimalloc._core import take_text
+
+from childproc import describe, run
 
 
 def test_names_come_from_the_library_without_deprecated_ones() -> None:
@@ -186,3 +189,30 @@ def test_fifo_preset_changes_what_mimalloc_does_with_full_medium_pages() -> None
 
     assert abandoned_after_ring() > 0
     assert abandoned_after_ring(page_full_retain=-1) == 0
+
+
+ARENA_OF_A_BLOCK = (
+    "import pymimalloc\n"
+    "from pymimalloc.block import address_of\n"
+    "address = address_of(pymimalloc.malloc(64))\n"
+    "for line in open('/proc/self/maps'):\n"
+    "    start, end = (int(x, 16) for x in line.split()[0].split('-'))\n"
+    "    if start <= address < end:\n"
+    "        print(pymimalloc.options['arena_reserve'], (end - start) >> 10)\n"
+)
+
+
+@pytest.mark.parametrize("startup", [False, True], ids=["import", "PYMIMALLOC_INSTALL"])
+@pytest.mark.parametrize(("environment", "kib"), [(None, 256 * 1024), ("1GiB", 1024 * 1024), ("64MiB", 64 * 1024)])
+def test_the_first_arena_is_256_MiB_unless_the_environment_says(startup: bool, environment: str | None,
+                                                                 kib: int) -> None:
+    """pymimalloc's own default (pmi_arena_reserve_default): mimalloc's 1 GiB committed bitmaps worth 0.2 MiB of
+    a small program's RSS. A value from the environment stands, mimalloc's own default too. The block's mapping
+    is the arena mimalloc reserved first, in either start-up path."""
+    env = {"PYMIMALLOC_INSTALL": "1"} if startup else {}
+    if environment is not None:
+        env["MIMALLOC_ARENA_RESERVE"] = environment
+    drop = tuple(k for k in os.environ if k.upper() in ("MIMALLOC_ARENA_RESERVE", "PYMIMALLOC_INSTALL"))
+    result = run(["-c", ARENA_OF_A_BLOCK], env=env, drop=drop)
+    assert result.returncode == 0, describe(result.returncode) + result.stderr
+    assert result.stdout.split() == [str(kib), str(kib)]
