@@ -1067,13 +1067,21 @@ static void pmi_visit_owned_os_pages(mi_heap_t* heap, bool visit_blocks, pmi_wal
 /* mimalloc's walk assumes nobody else touches the heap (mimalloc#369): the heap is frozen (no
    allocations or frees through pymimalloc), walks are serialised (two walks rewrite the same page free
    lists), no thread may abandon its pages meanwhile (thread exit), and for the main heap, which mimalloc
-   itself allocates from when any heap creates a heap or meets a new arena, the world is stopped. */
+   itself allocates from when any heap creates a heap or meets a new arena, the world is stopped.
+   The world lock is held from before the walk's freeze until after its thaw: pmi_fork_prepare takes it first, so
+   a fork waits for the whole walk. Taken inside them (as before), a fork could land between the freeze and the
+   lock, or between the unlock and the thaw, and its child kept the heap frozen for good, with no thread to thaw it
+   (the two-thread finalizer fuzz found it). Nothing under the thaw takes the lock again: a heap is never closed
+   while frozen, so its deferred frees never release it (pmi_heap_try_release). */
 int pmi_heap_walk(pmi_heap_t* h, bool visit_blocks, pmi_walk_t* walk) {
     memset(walk, 0, sizeof(*walk));
+    pthread_mutex_lock(&pmi_world_lock);
     /* the walk holds its own freeze (they nest), so no caller can leave it unfrozen half-way */
     const int status = pmi_heap_freeze(h);
-    if (status != PMI_OK) return status;
-    pthread_mutex_lock(&pmi_world_lock);
+    if (status != PMI_OK) {
+        pthread_mutex_unlock(&pmi_world_lock);
+        return status;
+    }
     if (h->is_main) pmi_world_stop();
     pthread_rwlock_wrlock(&pmi_exit_lock);
     pmi_walk_state_t st = { walk, 0, 0, 0 };
@@ -1082,8 +1090,8 @@ int pmi_heap_walk(pmi_heap_t* h, bool visit_blocks, pmi_walk_t* walk) {
     }
     pthread_rwlock_unlock(&pmi_exit_lock);
     if (h->is_main) pmi_world_resume();
-    pthread_mutex_unlock(&pmi_world_lock);
     pmi_heap_thaw(h);
+    pthread_mutex_unlock(&pmi_world_lock);
     return walk->failed;
 }
 

@@ -17,3 +17,7 @@ def test_fork_while_a_thread_allocates_child_can_close_heap() -> None:
 
 def test_fork_while_a_thread_reallocates_child_can_use_its_blocks() -> None:
     run_program("fork_use_blocks.py", timeout=30)
+
+
+def test_fork_while_a_thread_walks_child_can_allocate_and_close() -> None:
+    run_program("fork_walk_heap.py", timeout=30)
