@@ -7,7 +7,10 @@ The workload (json loads and dumps, pickle loads, copy.deepcopy, str churn; the 
 seed 0) runs under valgrind's callgrind, once with ``--reps`` repetitions and once with none, in each mode:
 
 ``pymalloc``        this interpreter, CPython's default allocator
-``install``         this interpreter after ``pymimalloc.install()`` (its default domains: mem and obj)
+``install``         this interpreter after ``import pymimalloc; pymimalloc.install()`` (domains mem and obj)
+``startup``         this interpreter with ``PYMIMALLOC_INSTALL=1``: the same hook, installed at start without
+                    importing the package (every collection of the workload then also walks the ~4,500
+                    objects ``import pymimalloc`` makes in the ``install`` mode: its cost, not the allocator's)
 ``3.13-pymalloc``   ``--py313`` (default: pyenv's 3.13.0, if present), default allocator
 ``3.13-mimalloc``   the same with ``PYTHONMALLOC=mimalloc``: CPython's built-in mimalloc (v2)
 
@@ -156,7 +159,8 @@ def main() -> None:
     args = parser.parse_args()
     base_env = valgrind_environment()
     modes: list[tuple[str, str, dict[str, str]]] = [
-        ("pymalloc", sys.executable, base_env), ("install", sys.executable, base_env)]
+        ("pymalloc", sys.executable, base_env), ("install", sys.executable, base_env),
+        ("startup", sys.executable, dict(base_env, PYMIMALLOC_INSTALL="1"))]
     if args.py313 and os.path.exists(args.py313):
         modes += [("3.13-pymalloc", args.py313, base_env),
                   ("3.13-mimalloc", args.py313, dict(base_env, PYTHONMALLOC="mimalloc"))]
