@@ -990,7 +990,10 @@ int pmi_heap_freeze(pmi_heap_t* h) {
     return status;
 }
 
-void pmi_heap_thaw(pmi_heap_t* h) {
+/* Undo one freeze; true if that was the last, and the caller must then free what was deferred meanwhile
+   (pmi_release_deferred), holding no lock a free may take: the heap can be closed as soon as the flag is down, and
+   the free of its last block then releases it, which takes the world lock (pmi_heap_try_release). */
+static bool pmi_heap_unfreeze(pmi_heap_t* h) {
     bool thawed = false;
     pthread_mutex_lock(&h->lock);
     if (h->freeze_depth > 0 && --h->freeze_depth == 0) {
@@ -998,7 +1001,11 @@ void pmi_heap_thaw(pmi_heap_t* h) {
         thawed = true;
     }
     pthread_mutex_unlock(&h->lock);
-    if (thawed) pmi_release_deferred(h);
+    return thawed;
+}
+
+void pmi_heap_thaw(pmi_heap_t* h) {
+    if (pmi_heap_unfreeze(h)) pmi_release_deferred(h);
 }
 
 /* -- walking (records in the C library's heap, so the walk never allocates from mimalloc) -------- */
@@ -1068,11 +1075,12 @@ static void pmi_visit_owned_os_pages(mi_heap_t* heap, bool visit_blocks, pmi_wal
    allocations or frees through pymimalloc), walks are serialised (two walks rewrite the same page free
    lists), no thread may abandon its pages meanwhile (thread exit), and for the main heap, which mimalloc
    itself allocates from when any heap creates a heap or meets a new arena, the world is stopped.
-   The world lock is held from before the walk's freeze until after its thaw: pmi_fork_prepare takes it first, so
-   a fork waits for the whole walk. Taken inside them (as before), a fork could land between the freeze and the
-   lock, or between the unlock and the thaw, and its child kept the heap frozen for good, with no thread to thaw it
-   (the two-thread finalizer fuzz found it). Nothing under the thaw takes the lock again: a heap is never closed
-   while frozen, so its deferred frees never release it (pmi_heap_try_release). */
+   The world lock is held from before the walk's freeze until its freeze is undone: pmi_fork_prepare takes it
+   first, so a fork never copies the walk's freeze. Taken inside them (as before), a fork could land between the
+   freeze and the lock, or between the unlock and the thaw, and its child kept the heap frozen for good, with no
+   thread to thaw it (the two-thread finalizer fuzz found it). The frees deferred during the walk come after the
+   unlock: once the flag is down another thread may close the heap, and the free of its last block then takes the
+   world lock to release it (a review's stress test hung the walker on itself, holding the lock there). */
 int pmi_heap_walk(pmi_heap_t* h, bool visit_blocks, pmi_walk_t* walk) {
     memset(walk, 0, sizeof(*walk));
     pthread_mutex_lock(&pmi_world_lock);
@@ -1090,8 +1098,9 @@ int pmi_heap_walk(pmi_heap_t* h, bool visit_blocks, pmi_walk_t* walk) {
     }
     pthread_rwlock_unlock(&pmi_exit_lock);
     if (h->is_main) pmi_world_resume();
-    pmi_heap_thaw(h);
+    const bool thawed = pmi_heap_unfreeze(h);
     pthread_mutex_unlock(&pmi_world_lock);
+    if (thawed) pmi_release_deferred(h);  /* the caller's reference keeps `h` alive */
     return walk->failed;
 }
 

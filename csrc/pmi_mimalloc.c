@@ -442,7 +442,8 @@ void pmi_thp_default(void) {
  * before its first arena. */
 void pmi_arena_reserve_default(void);
 void pmi_arena_reserve_default(void) {
-  (void)mi_option_get(mi_option_arena_reserve);  /* reads MIMALLOC_ARENA_RESERVE, if it was not read yet */
+  const long asked = mi_option_get(mi_option_arena_reserve);  /* reads MIMALLOC_ARENA_RESERVE, if it was not read yet */
+  (void)asked;
   if (mi_options[mi_option_arena_reserve].init != MI_OPTION_INITIALIZED)
     mi_option_set(mi_option_arena_reserve, 256 * 1024);  /* KiB */
 }

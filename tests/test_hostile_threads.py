@@ -29,3 +29,10 @@ def test_walking_a_heap_while_short_lived_threads_allocate_and_exit() -> None:
 
 def test_refused_destroy_and_close_do_not_disturb_other_threads() -> None:
     run_program("threads_refused_close.py")
+
+
+def test_a_heap_closed_while_a_walk_frees_what_was_dropped_during_it() -> None:
+    result = run_program("walk_thaw_close.py", timeout=60)
+    ok, closed_in_the_drain = result.stdout.split()
+    assert ok == "OK"
+    assert int(closed_in_the_drain) > 0  # the race this child exists for happened at least once
