@@ -33,9 +33,9 @@ heap, no Python-objects heap or numpy handler of ours is current. The worker is 
 they were, the collector is on, install() works, and every heap is unfrozen, usable and closable.
 
 The second thread's first runs found a defect: a fork while another thread walks a heap (``heap.areas()``, one C
-call) leaves the child's copy of that heap frozen for good; a child whose main heap was being walked could not
-allocate from it (``pmi_heap_walk`` freezes before it takes the world lock and thaws after it lets it go, and
-``pmi_fork_prepare`` waits for neither).
+call) left the child's copy of that heap frozen for good; a child whose main heap was being walked could not
+allocate from it (``pmi_heap_walk`` froze before it took the world lock and thawed after it let it go, and
+``pmi_fork_prepare`` waited for neither). The walk now holds the world lock over its freeze (fork_walk_heap.py).
 
 Arguments: seed, steps (each thread's). Prints a summary line: how many steps ran in each thread's loop and in
 finalizers (in all, then in each thread)."""
