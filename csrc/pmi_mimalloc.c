@@ -436,10 +436,11 @@ void pmi_thp_default(void) {
  * v3.4.3 reserves its first arena 1 GiB at a time (option arena_reserve) and commits its bitmaps for all of it
  * at once: about 0.2 MiB resident before a block is handed out, a tenth of what a pyperformance worker's peak
  * RSS keeps above pymalloc's under install() (3.13, median of 3 workers, above pymalloc's: json_loads +2.2 MiB
- * with 1 GiB, +1.9 with 256 MiB; richards +2.3, +1.9; raytrace +2.5, +2.0). mimalloc doubles the size of every eighth arena it adds, so a program that grows past
- * the first arenas soon reserves in large steps again. pymimalloc sets 256 MiB where the environment gave no
- * value (MIMALLOC_ARENA_RESERVE stands), at the same moment as allow_thp above: after mimalloc started,
- * before its first arena. */
+ * with 1 GiB, +1.9 with 256 MiB; richards +2.3, +1.9; raytrace +2.5, +2.0). mimalloc doubles the reservation
+ * after every eight arenas (up to 16 GiB, 160 arenas), so a program that grows past the first arenas soon
+ * reserves in large steps again. pymimalloc sets 256 MiB where the environment gave no value
+ * (MIMALLOC_ARENA_RESERVE stands), at the same moment as allow_thp above: after mimalloc started, before its
+ * first arena. */
 void pmi_arena_reserve_default(void);
 void pmi_arena_reserve_default(void) {
   const long asked = mi_option_get(mi_option_arena_reserve);  /* reads MIMALLOC_ARENA_RESERVE, if it was not read yet */
