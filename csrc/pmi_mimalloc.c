@@ -425,12 +425,16 @@ void pmi_arenas_bin_first_chunk(void) {
  * arena is mapped (pmi_init, at import): mimalloc then just does not ask, and nothing else in the process
  * changes. A value given in the environment stands: MIMALLOC_ALLOW_THP=1 asks for huge pages again (and
  * options["allow_thp"] = 1 does for arenas mapped after it). */
-void pmi_thp_default(void);
-void pmi_thp_default(void) {
-  const long asked = mi_option_get(mi_option_allow_thp);  /* reads MIMALLOC_ALLOW_THP, if it was not read yet */
+/* Set `option` to pymimalloc's `value` unless the environment gave one (MIMALLOC_<NAME>, which mi_option_get reads
+   first if it was not read yet): the one way pymimalloc changes a default of mimalloc's. */
+static void pmi_option_default(mi_option_t option, long value) {
+  const long asked = mi_option_get(option);
   (void)asked;
-  if (mi_options[mi_option_allow_thp].init != MI_OPTION_INITIALIZED) mi_option_set(mi_option_allow_thp, 0);
+  if (mi_options[option].init != MI_OPTION_INITIALIZED) mi_option_set(option, value);
 }
+
+void pmi_thp_default(void);
+void pmi_thp_default(void) { pmi_option_default(mi_option_allow_thp, 0); }
 
 /* -- the first arena's size ----------------------------------------------------------------------------------
  * v3.4.3 reserves its first arena 1 GiB at a time (option arena_reserve) and commits its bitmaps for all of it
@@ -442,9 +446,4 @@ void pmi_thp_default(void) {
  * (MIMALLOC_ARENA_RESERVE stands), at the same moment as allow_thp above: after mimalloc started, before its
  * first arena. */
 void pmi_arena_reserve_default(void);
-void pmi_arena_reserve_default(void) {
-  const long asked = mi_option_get(mi_option_arena_reserve);  /* reads MIMALLOC_ARENA_RESERVE, if it was not read yet */
-  (void)asked;
-  if (mi_options[mi_option_arena_reserve].init != MI_OPTION_INITIALIZED)
-    mi_option_set(mi_option_arena_reserve, 256 * 1024);  /* KiB */
-}
+void pmi_arena_reserve_default(void) { pmi_option_default(mi_option_arena_reserve, 256 * 1024); /* KiB */ }
