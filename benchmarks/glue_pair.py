@@ -5,9 +5,11 @@
     python benchmarks/glue_pair.py --instructions [--ops 200000] [--tree DIR ...]
 
 Runs pymimalloc.bench's kernels (pair 64 B, larson with 1 and 2 threads) over a Heap called from C
-(``heap``: mi_heap_malloc/mi_free) and through the glue a Block uses (``pymimalloc``: pmi_block_alloc and
-pmi_block_release: brackets, live counters, tracemalloc hooks), alternating, and prints the lowest ns per
-operation of each and their ratio. ``--tree`` adds another checkout's build (its package directory is put
+(``heap``: mi_heap_malloc/mi_free), through the glue a Block uses (``block``: pmi_block_alloc and
+pmi_block_release: a record, brackets, live counters, tracemalloc hooks) and through the glue of Python objects
+under ``python_objects()`` (``objects``: pmi_object_malloc and pmi_object_free: brackets and live counters, the
+page looked up once, as the allocator hook does), alternating, and prints the lowest ns per operation of each and
+their ratios to ``heap``. A tree too old to have the ``objects`` kernels shows "-" for it. ``--tree`` adds another checkout's build (its package directory is put
 first on sys.path in a child process), so two commits compare in one run.
 
 ``--instructions`` counts instead of timing (valgrind's cachegrind ``Ir``, exact on a noisy machine): each
@@ -33,9 +35,14 @@ cases = [("pair 64 B", "pair", 64, 0, ops), ("larson threads=1", "larson", 64, 1
          ("larson threads=2", "larson", 64, 2, ops // 4)]
 best = {}
 heap = pymimalloc.Heap()
+kinds = ["heap", "pymimalloc", "objects"]
+try:
+    _core.bench_run(_core.BENCH_PATTERNS["pair"], "objects", heap, 64, 0, 10, 1, "probe")
+except KeyError:  # a tree from before the objects kernels
+    kinds.remove("objects")
 for _ in range(rounds):
     for name, pattern, size, param, n in cases:
-        for kind in ("heap", "pymimalloc"):
+        for kind in kinds:
             ns = _core.bench_run(_core.BENCH_PATTERNS[pattern], kind, heap, size, param, n, 1, name)
             key = name + "|" + kind
             best[key] = min(best.get(key, ns), ns)
@@ -64,16 +71,33 @@ def instructions(tree: str, pattern: str, kind: str, param: int, ops: int) -> in
     return int(found.group(1).replace(",", ""))
 
 
+HEADER = ("| tree | case | heap {unit} | block glue {unit} | ÷ heap | objects glue {unit} | ÷ heap |\n"
+          "|---|---|---:|---:|---:|---:|---:|")
+
+
+def row(tree: str, case: str, per_op: dict[str, float]) -> str:
+    """One table row: heap, and each glue with its ratio to heap ("-" where the tree has no such kernels)."""
+    heap = per_op["heap"]
+    cells = [f"{heap:.1f}"]
+    for kind in ("pymimalloc", "objects"):
+        value = per_op.get(kind)
+        cells += ["-", "-"] if value is None else [f"{value:.1f}", f"{value / heap:.2f}"]
+    return f"| {tree} | {case} | " + " | ".join(cells) + " |"
+
+
 def instructions_per_op(trees: list[str], ops: int) -> None:
-    print("| tree | case | heap Ir/op | glue Ir/op | glue/heap |")
-    print("|---|---|---:|---:|---:|")
+    print(HEADER.format(unit="Ir/op"))
     for tree in trees:
         for name, pattern, param in SINGLE_THREADED:
-            per_op = {kind: (instructions(tree, pattern, kind, param, ops)
-                             - instructions(tree, pattern, kind, param, ops // 10)) / (ops - ops // 10)
-                      for kind in ("heap", "pymimalloc")}
-            print(f"| {tree or 'this tree'} | {name} | {per_op['heap']:.1f} | {per_op['pymimalloc']:.1f} | "
-                  f"{per_op['pymimalloc'] / per_op['heap']:.2f} |", flush=True)
+            per_op: dict[str, float] = {}
+            for kind in ("heap", "pymimalloc", "objects"):
+                try:
+                    per_op[kind] = (instructions(tree, pattern, kind, param, ops)
+                                    - instructions(tree, pattern, kind, param, ops // 10)) / (ops - ops // 10)
+                except subprocess.CalledProcessError:  # a tree from before the objects kernels
+                    if kind != "objects":
+                        raise
+            print(row(tree or "this tree", name, per_op), flush=True)
 
 
 def main() -> None:
@@ -93,12 +117,11 @@ def main() -> None:
         out = subprocess.run([sys.executable, "-c", CHILD, tree, str(args.rounds), str(args.ops)],
                              check=True, stdout=subprocess.PIPE, text=True).stdout
         results[tree or "this tree"] = json.loads(out)
-    print("| tree | case | heap ns | glue ns | glue/heap |")
-    print("|---|---|---:|---:|---:|")
+    print(HEADER.format(unit="ns"))
     for tree, best in results.items():
         for key in sorted({k.split("|")[0] for k in best}, key=lambda k: (k[0] != "p", k)):
-            heap, glue = best[key + "|heap"], best[key + "|pymimalloc"]
-            print(f"| {tree} | {key} | {heap:.1f} | {glue:.1f} | {glue / heap:.2f} |")
+            print(row(tree, key, {kind: best[key + "|" + kind] for kind in ("heap", "pymimalloc", "objects")
+                                  if key + "|" + kind in best}))
 
 
 if __name__ == "__main__":

@@ -85,6 +85,16 @@ static inline void glue_free(pmi_block_t* r) {
     pmi_block_release(r);
     record_give(r);
 }
+
+/* PMI_BENCH_OBJECTS: `heap` is a pmi_heap_t* too, and a pointer is the block itself. The free looks its page up
+   once, as the allocator hook's free does before it hands a chosen heap's block to pmi_object_free. */
+static inline void* objects_malloc(pmi_heap_t* heap, size_t size) {
+    return pmi_object_malloc(heap, pmi_thread_self(), size);
+}
+
+static inline void objects_free(pmi_heap_t* heap, void* p) {
+    pmi_object_free(heap, pmi_thread_self(), pmi_page_of(p), p);
+}
 #endif
 
 PMI_INLINE void* a_data(const int kind, void* p) {
@@ -100,6 +110,7 @@ PMI_INLINE void* a_malloc(const int kind, mi_heap_t* heap, size_t size) {
     case PMI_BENCH_HEAP:     return mi_heap_malloc(heap, size);
 #ifndef PMI_BENCH_STANDALONE
     case PMI_BENCH_GLUE:     return glue_alloc(PMI_GLUE_HEAP(heap), size, false);
+    case PMI_BENCH_OBJECTS:  return objects_malloc(PMI_GLUE_HEAP(heap), size);
 #endif
     case PMI_BENCH_MIMALLOC: return mi_malloc(size);
 #ifndef PMI_BENCH_STANDALONE
@@ -114,6 +125,7 @@ PMI_INLINE void* a_calloc(const int kind, mi_heap_t* heap, size_t size) {
     case PMI_BENCH_HEAP:     return mi_heap_zalloc(heap, size);
 #ifndef PMI_BENCH_STANDALONE
     case PMI_BENCH_GLUE:     return glue_alloc(PMI_GLUE_HEAP(heap), size, true);
+    case PMI_BENCH_OBJECTS:  return pmi_data_alloc(PMI_GLUE_HEAP(heap), size, true);  /* as the hook's calloc */
 #endif
     case PMI_BENCH_MIMALLOC: return mi_zalloc(size);
 #ifndef PMI_BENCH_STANDALONE
@@ -134,6 +146,7 @@ PMI_INLINE void* a_realloc(const int kind, mi_heap_t* heap, void* p, size_t size
         record_give((pmi_block_t*)p);
         return into;
     }
+    case PMI_BENCH_OBJECTS:  return pmi_data_realloc(PMI_GLUE_HEAP(heap), p, size);  /* as the hook's realloc */
 #endif
     case PMI_BENCH_MIMALLOC: return mi_realloc(p, size);
 #ifndef PMI_BENCH_STANDALONE
@@ -143,12 +156,14 @@ PMI_INLINE void* a_realloc(const int kind, mi_heap_t* heap, void* p, size_t size
     }
 }
 
-PMI_INLINE void a_free(const int kind, void* p) {
+PMI_INLINE void a_free(const int kind, mi_heap_t* heap, void* p) {
+    (void)heap;
     switch (kind) {
     case PMI_BENCH_HEAP:
     case PMI_BENCH_MIMALLOC: mi_free(p); return;
 #ifndef PMI_BENCH_STANDALONE
     case PMI_BENCH_GLUE:     glue_free((pmi_block_t*)p); return;
+    case PMI_BENCH_OBJECTS:  objects_free(PMI_GLUE_HEAP(heap), p); return;
 #endif
 #ifndef PMI_BENCH_STANDALONE
     case PMI_BENCH_PYMALLOC: PyObject_Free(p); return;
@@ -217,14 +232,14 @@ PMI_INLINE double k_pair(const int kind, mi_heap_t* heap, size_t size, size_t pa
         void* p = a_malloc(kind, heap, size);
         if (p == NULL) return PMI_BENCH_ENOMEM;
         touch(a_data(kind, p), size);
-        a_free(kind, p);
+        a_free(kind, heap, p);
     }
     return (double)(now_ns() - t0) / (double)ops;
 }
 
 /* Out of memory in a kernel: free the `n` blocks it holds (NULL entries skipped), so its ENOMEM leaves nothing behind */
-PMI_INLINE double free_held(const int kind, void** blocks, size_t n) {
-    for (size_t i = 0; i < n; i++) if (blocks[i] != NULL) a_free(kind, blocks[i]);
+PMI_INLINE double free_held(const int kind, mi_heap_t* heap, void** blocks, size_t n) {
+    for (size_t i = 0; i < n; i++) if (blocks[i] != NULL) a_free(kind, heap, blocks[i]);
     return PMI_BENCH_ENOMEM;
 }
 
@@ -238,11 +253,11 @@ PMI_INLINE double k_batch(const int kind, mi_heap_t* heap, size_t size, size_t n
     for (size_t r = 0; r < rounds; r++) {
         for (size_t i = 0; i < n; i++) {
             blocks[i] = a_malloc(kind, heap, size);
-            if (blocks[i] == NULL) { free_held(kind, blocks, i); free(blocks); return PMI_BENCH_ENOMEM; }
+            if (blocks[i] == NULL) { free_held(kind, heap, blocks, i); free(blocks); return PMI_BENCH_ENOMEM; }
             touch(a_data(kind, blocks[i]), size);
         }
-        for (size_t i = 0; i < n / 2; i++) a_free(kind, blocks[i]);                 /* first half, FIFO */
-        for (size_t i = n; i-- > n / 2;) a_free(kind, blocks[i]);                  /* second half, LIFO */
+        for (size_t i = 0; i < n / 2; i++) a_free(kind, heap, blocks[i]);                 /* first half, FIFO */
+        for (size_t i = n; i-- > n / 2;) a_free(kind, heap, blocks[i]);                  /* second half, LIFO */
     }
     const double ns = (double)(now_ns() - t0) / (double)(rounds * n);
     free(blocks);
@@ -254,19 +269,19 @@ PMI_INLINE double k_ring(const int kind, mi_heap_t* heap, size_t size, size_t pa
     void* ring[PMI_SLOTS];
     for (size_t i = 0; i < PMI_SLOTS; i++) {
         ring[i] = a_malloc(kind, heap, size);
-        if (ring[i] == NULL) return free_held(kind, ring, i);
+        if (ring[i] == NULL) return free_held(kind, heap, ring, i);
         touch(a_data(kind, ring[i]), size);
     }
     const uint64_t t0 = now_ns();
     for (size_t i = 0; i < ops; i++) {
         const size_t slot = i % PMI_SLOTS;  /* the oldest block */
-        a_free(kind, ring[slot]);
+        a_free(kind, heap, ring[slot]);
         ring[slot] = a_malloc(kind, heap, size);
-        if (ring[slot] == NULL) return free_held(kind, ring, PMI_SLOTS);
+        if (ring[slot] == NULL) return free_held(kind, heap, ring, PMI_SLOTS);
         touch(a_data(kind, ring[slot]), size);
     }
     const double ns = (double)(now_ns() - t0) / (double)ops;
-    for (size_t i = 0; i < PMI_SLOTS; i++) a_free(kind, ring[i]);
+    for (size_t i = 0; i < PMI_SLOTS; i++) a_free(kind, heap, ring[i]);
     return ns;
 }
 
@@ -277,20 +292,20 @@ PMI_INLINE double k_workset(const int kind, mi_heap_t* heap, size_t size, size_t
     for (size_t i = 0; i < PMI_SLOTS; i++) {
         const size_t size = inverse_square_size(&state);
         slots[i] = a_malloc(kind, heap, size);
-        if (slots[i] == NULL) return free_held(kind, slots, i);
+        if (slots[i] == NULL) return free_held(kind, heap, slots, i);
         touch(a_data(kind, slots[i]), size);
     }
     const uint64_t t0 = now_ns();
     for (size_t i = 0; i < ops; i++) {
         const size_t slot = rnd(&state) % PMI_SLOTS;
         const size_t size = inverse_square_size(&state);
-        a_free(kind, slots[slot]);
+        a_free(kind, heap, slots[slot]);
         slots[slot] = a_malloc(kind, heap, size);
-        if (slots[slot] == NULL) return free_held(kind, slots, PMI_SLOTS);
+        if (slots[slot] == NULL) return free_held(kind, heap, slots, PMI_SLOTS);
         touch(a_data(kind, slots[slot]), size);
     }
     const double ns = (double)(now_ns() - t0) / (double)ops;
-    for (size_t i = 0; i < PMI_SLOTS; i++) a_free(kind, slots[i]);
+    for (size_t i = 0; i < PMI_SLOTS; i++) a_free(kind, heap, slots[i]);
     return ns;
 }
 
@@ -305,12 +320,12 @@ PMI_INLINE double k_realloc(const int kind, mi_heap_t* heap, size_t size, size_t
         while (size < (1u << 20)) {
             size += size / 8 + 1;
             void* q = a_realloc(kind, heap, p, size);
-            if (q == NULL) { a_free(kind, p); return PMI_BENCH_ENOMEM; }
+            if (q == NULL) { a_free(kind, heap, p); return PMI_BENCH_ENOMEM; }
             p = q;
             touch(a_data(kind, p), size);
             count++;
         }
-        a_free(kind, p);
+        a_free(kind, heap, p);
     }
     return (double)(now_ns() - t0) / (double)count;
 }
@@ -324,7 +339,7 @@ PMI_INLINE double k_zeroed(const int kind, mi_heap_t* heap, size_t size, size_t 
         else { p = a_malloc(kind, heap, size); if (p != NULL) memset(a_data(kind, p), 0, size); }
         if (p == NULL) return PMI_BENCH_ENOMEM;
         touch(a_data(kind, p), size);
-        a_free(kind, p);
+        a_free(kind, heap, p);
     }
     return (double)(now_ns() - t0) / (double)ops;
 }
@@ -361,7 +376,7 @@ static void* pmi_consumer_##kind_(void* arg) { \
             continue; \
         } \
         void* p = atomic_load_explicit(&q->items[tail % PMI_QUEUE], memory_order_relaxed); \
-        a_free(kind_, p); \
+        a_free(kind_, q->heap, p); \
         tail++; \
         atomic_store_explicit(&q->tail, tail, memory_order_release); \
         if (++held == PMI_GIL_BATCH) { gil_yield(kind_); held = 0; } \
@@ -417,13 +432,13 @@ static void* pmi_larson_thread_##kind_(void* arg) { \
     for (size_t i = 0; i < L->ops && !atomic_load(&L->failed); i++) { \
         const size_t slot = rnd(&state) % PMI_LARSON_BLOCKS; \
         const size_t size = 8 + rnd(&state) % 993; \
-        a_free(kind_, blocks[slot]); \
+        a_free(kind_, L->heap, blocks[slot]); \
         blocks[slot] = a_malloc(kind_, L->heap, size); \
         if (blocks[slot] == NULL) { atomic_store(&L->failed, 1); break; } \
         touch(a_data(kind_, blocks[slot]), size); \
         if (++held == PMI_GIL_BATCH) { gil_yield(kind_); held = 0; } \
     } \
-    for (size_t i = 0; i < PMI_LARSON_BLOCKS; i++) if (blocks[i] != NULL) a_free(kind_, blocks[i]); \
+    for (size_t i = 0; i < PMI_LARSON_BLOCKS; i++) if (blocks[i] != NULL) a_free(kind_, L->heap, blocks[i]); \
     gil_give(kind_, g); \
     free(blocks); \
     return NULL; \
@@ -444,7 +459,7 @@ static double k_larson_##kind_(mi_heap_t* heap, size_t threads, size_t ops, uint
 PMI_XTHREAD(0) PMI_XTHREAD(1) PMI_XTHREAD(2) PMI_XTHREAD(3)
 PMI_LARSON(0) PMI_LARSON(1) PMI_LARSON(2) PMI_LARSON(3)
 #ifndef PMI_BENCH_STANDALONE
-PMI_XTHREAD(4) PMI_LARSON(4)
+PMI_XTHREAD(4) PMI_LARSON(4) PMI_XTHREAD(5) PMI_LARSON(5)
 #endif
 
 /* The threaded kernels, one per allocator: `kind` is a constant where they are called, so this folds away. */
@@ -456,6 +471,7 @@ PMI_INLINE double k_xthread(const int kind, mi_heap_t* heap, size_t size, size_t
     case 2: return k_xthread_2(heap, size, ops);
 #ifndef PMI_BENCH_STANDALONE
     case 4: return k_xthread_4(heap, size, ops);
+    case 5: return k_xthread_5(heap, size, ops);
 #endif
     default: return k_xthread_3(heap, size, ops);
     }
@@ -469,6 +485,7 @@ PMI_INLINE double k_larson(const int kind, mi_heap_t* heap, size_t size, size_t 
     case 2: return k_larson_2(heap, param, ops, seed);
 #ifndef PMI_BENCH_STANDALONE
     case 4: return k_larson_4(heap, param, ops, seed);
+    case 5: return k_larson_5(heap, param, ops, seed);
 #endif
     default: return k_larson_3(heap, param, ops, seed);
     }
@@ -501,6 +518,7 @@ static double run_kind(const int kind, int pattern, mi_heap_t* heap, size_t size
     case PMI_BENCH_PYMALLOC: return run_pattern(PMI_BENCH_PYMALLOC, pattern, heap, size, param, ops, seed);
 #ifndef PMI_BENCH_STANDALONE
     case PMI_BENCH_GLUE:     return run_pattern(PMI_BENCH_GLUE, pattern, heap, size, param, ops, seed);
+    case PMI_BENCH_OBJECTS:  return run_pattern(PMI_BENCH_OBJECTS, pattern, heap, size, param, ops, seed);
 #endif
     default:                 return run_pattern(PMI_BENCH_GLIBC, pattern, heap, size, param, ops, seed);
     }
@@ -517,10 +535,10 @@ const pmi_bench_pattern_t* pmi_bench_pattern(int pattern) {
 }
 
 double pmi_bench_run(int pattern, int allocator, void* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
-    if (pattern < 0 || pattern >= PMI_PATTERN_COUNT || allocator < 0 || allocator > 4 || ops == 0) return PMI_BENCH_EINVAL;
-    if ((allocator == PMI_BENCH_HEAP || allocator == PMI_BENCH_GLUE) && heap == NULL) return PMI_BENCH_EINVAL;
+    if (pattern < 0 || pattern >= PMI_PATTERN_COUNT || allocator < 0 || allocator > 5 || ops == 0) return PMI_BENCH_EINVAL;
+    if ((allocator == PMI_BENCH_HEAP || allocator >= PMI_BENCH_GLUE) && heap == NULL) return PMI_BENCH_EINVAL;
 #ifdef PMI_BENCH_STANDALONE
-    if (allocator == PMI_BENCH_PYMALLOC || allocator == PMI_BENCH_GLUE) return PMI_BENCH_EINVAL;
+    if (allocator == PMI_BENCH_PYMALLOC || allocator >= PMI_BENCH_GLUE) return PMI_BENCH_EINVAL;
     return run_kind(allocator, pattern, (mi_heap_t*)heap, size, param, ops, seed);
 #else
     /* mi_malloc uses the main heap: a walk of it, or a fork, waits for the kernel to finish */
@@ -545,9 +563,10 @@ double pmi_bench_run_in(int pattern, pmi_heap_t* heap, size_t size, size_t param
     return ns;
 }
 
-double pmi_bench_run_glue(int pattern, pmi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
+double pmi_bench_run_glue(int pattern, int allocator, pmi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed) {
+    if (allocator != PMI_BENCH_GLUE && allocator != PMI_BENCH_OBJECTS) return PMI_BENCH_EINVAL;
     if (pmi_heap_state(heap) != PMI_STATE_OPEN) return not_open(heap);
-    const double ns = pmi_bench_run(pattern, PMI_BENCH_GLUE, (void*)heap, size, param, ops, seed);
+    const double ns = pmi_bench_run(pattern, allocator, (void*)heap, size, param, ops, seed);
     records_free_all();
     /* an allocation refused because another thread closed or froze the heap meanwhile says so */
     if (ns == PMI_BENCH_ENOMEM && pmi_heap_state(heap) != PMI_STATE_OPEN) return not_open(heap);

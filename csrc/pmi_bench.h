@@ -15,6 +15,9 @@
 #define PMI_BENCH_GLIBC     3   /* the C library's malloc */
 #define PMI_BENCH_GLUE      4   /* a pymimalloc Heap through the glue a Block uses: pmi_block_alloc/release
                                    (a record, live counters, brackets, tracemalloc hooks); not standalone */
+#define PMI_BENCH_OBJECTS   5   /* a pymimalloc Heap through the glue python_objects() uses: pmi_object_malloc and
+                                   pmi_object_free (live counters, brackets; no record, no tracemalloc hook: the
+                                   hook's own caller traces); not standalone */
 
 /* What a run returns instead of a time: negative, so never a time, and one meaning each. */
 #define PMI_BENCH_ENOMEM   -1   /* the allocator under test returned NULL (or a kernel thread could not start) */
@@ -66,7 +69,9 @@ double pmi_bench_run(int pattern, int allocator, void* heap, size_t size, size_t
 /* The same, for PMI_BENCH_HEAP over a pymimalloc heap: the heap cannot close meanwhile (PMI_BENCH_ECLOSED
    or PMI_BENCH_EFROZEN if it is closed or frozen). Not in the standalone build. */
 double pmi_bench_run_in(int pattern, pmi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed);
-/* PMI_BENCH_GLUE over a pymimalloc heap: every allocation and free goes through pmi_block_alloc and
-   pmi_block_release, as a Block's do (PMI_BENCH_ECLOSED or PMI_BENCH_EFROZEN if the heap is closed or
-   frozen, before or during the run). Not in the standalone build. */
-double pmi_bench_run_glue(int pattern, pmi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed);
+/* PMI_BENCH_GLUE or PMI_BENCH_OBJECTS (`allocator`) over a pymimalloc heap: every allocation and free goes
+   through the glue a Block uses (pmi_block_alloc and pmi_block_release) or the glue of the allocator hook under
+   python_objects() (pmi_object_malloc and pmi_object_free; zeroed and resized blocks as the hook's, through
+   pmi_data_alloc and pmi_data_realloc). PMI_BENCH_ECLOSED or PMI_BENCH_EFROZEN if the heap is closed or frozen,
+   before or during the run. Not in the standalone build. */
+double pmi_bench_run_glue(int pattern, int allocator, pmi_heap_t* heap, size_t size, size_t param, size_t ops, uint64_t seed);

@@ -562,6 +562,9 @@ BENCH_ALLOCATORS: Final[dict[str, int]] = {
     "heap": lib.PMI_BENCH_HEAP, "pymimalloc": lib.PMI_BENCH_GLUE, "mimalloc": lib.PMI_BENCH_MIMALLOC,
     "pymalloc": lib.PMI_BENCH_PYMALLOC, "glibc": lib.PMI_BENCH_GLIBC,
 }
+#: the kernels' allocators that run through pymimalloc's glue over a Heap: a Block's ("pymimalloc", one of
+#: BENCH_ALLOCATORS), and the allocator hook's under python_objects() ("objects", for benchmarks/glue_pair.py)
+_BENCH_GLUES: Final[dict[str, int]] = {"pymimalloc": lib.PMI_BENCH_GLUE, "objects": lib.PMI_BENCH_OBJECTS}
 #: the kernels' patterns (csrc/pmi_bench.h's table), by name: their numbers and what one ns figure counts
 BENCH_PATTERNS: Final[dict[str, int]] = {
     ffi.string(lib.pmi_bench_pattern(code).name).decode(): code for code in range(lib.PMI_PATTERN_COUNT)
@@ -577,15 +580,16 @@ _BENCH_FAILURES: Final[dict[int, int]] = {
 
 
 def bench_run(pattern: int, allocator: str, heap: Any, size: int, param: int, ops: int, seed: int, what: str) -> float:
-    """One kernel run in C: ns per operation. ``heap`` (a Heap) is used by the "heap" and "pymimalloc" allocators.
+    """One kernel run in C: ns per operation. ``heap`` (a Heap) is used by the "heap" and "pymimalloc" allocators,
+    and by "objects" (the glue of Python objects under ``python_objects()``, not one of BENCH_ALLOCATORS).
 
     Raises MemoryError if the allocator ran out of memory, ValueError if the heap is closed or the kernel
     refused its arguments, RuntimeError if the heap is frozen; ``what`` names the run in the message.
     """
     if allocator == "heap":
         ns = float(lib.pmi_bench_run_in(pattern, _ptr(heap), size, param, ops, seed))
-    elif allocator == "pymimalloc":
-        ns = float(lib.pmi_bench_run_glue(pattern, _ptr(heap), size, param, ops, seed))
+    elif allocator in _BENCH_GLUES:
+        ns = float(lib.pmi_bench_run_glue(pattern, _BENCH_GLUES[allocator], _ptr(heap), size, param, ops, seed))
     else:
         ns = float(lib.pmi_bench_run(pattern, BENCH_ALLOCATORS[allocator], ffi.NULL, size, param, ops, seed))
     if ns < 0:

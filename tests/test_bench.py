@@ -27,10 +27,20 @@ def test_every_kernel_runs_on_every_allocator(pattern: str, allocator: str) -> N
         if allocator == "heap":
             ns = lib.pmi_bench_run_in(code, _core.handle(heap), 64, case.param, 3000, 1)
         elif allocator == "pymimalloc":
-            ns = lib.pmi_bench_run_glue(code, _core.handle(heap), 64, case.param, 3000, 1)
+            ns = lib.pmi_bench_run_glue(code, lib.PMI_BENCH_GLUE, _core.handle(heap), 64, case.param, 3000, 1)
         else:
             ns = lib.pmi_bench_run(code, ALLOCATORS[allocator], ffi.NULL, 64, case.param, 3000, 1)
         assert heap.live_blocks == 0  # the kernels free what they allocate
+    assert ns > 0
+
+
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+def test_every_kernel_runs_through_the_glue_of_python_objects(pattern: str) -> None:
+    case = plan([pattern], [64], quick=True)[0]
+    with pymimalloc.Heap() as heap:
+        ns = _core.bench_run(PATTERNS[pattern].code, "objects", heap, 64, case.param, 3000, 1, pattern)
+        assert heap.live_blocks == 0 and heap.live_bytes == 0  # counted in and out by the same sizes
+        assert heap.stats().allocations > 0  # through the glue, which counts
     assert ns > 0
 
 
@@ -42,8 +52,12 @@ def test_bad_kernel_arguments_are_refused() -> None:
     heap = pymimalloc.Heap()
     heap.close()
     assert lib.pmi_bench_run_in(lib.PMI_PATTERN_PAIR, _core.handle(heap), 64, 0, 10, 1) < 0
-    assert lib.pmi_bench_run_glue(lib.PMI_PATTERN_PAIR, _core.handle(heap), 64, 0, 10, 1) < 0
+    assert lib.pmi_bench_run_glue(lib.PMI_PATTERN_PAIR, lib.PMI_BENCH_GLUE, _core.handle(heap), 64, 0, 10, 1) < 0
     assert lib.pmi_bench_run(lib.PMI_PATTERN_PAIR, lib.PMI_BENCH_GLUE, ffi.NULL, 64, 0, 10, 1) < 0
+    assert lib.pmi_bench_run(lib.PMI_PATTERN_PAIR, lib.PMI_BENCH_OBJECTS, ffi.NULL, 64, 0, 10, 1) < 0
+    with pymimalloc.Heap() as heap:  # the glue's runner runs the glues only
+        assert lib.pmi_bench_run_glue(lib.PMI_PATTERN_PAIR, lib.PMI_BENCH_HEAP, _core.handle(heap), 64, 0, 10, 1) \
+            == lib.PMI_BENCH_EINVAL
 
 
 def test_plan_filters_and_rejects_unknown_patterns() -> None:

@@ -28,9 +28,9 @@ def test_each_status_has_one_meaning() -> None:
     assert lib.pmi_bench_run(pair, glibc, ffi.NULL, 64, 0, 0, 1) == lib.PMI_BENCH_EINVAL
     with pymimalloc.Heap() as heap, heap.snapshot():
         assert lib.pmi_bench_run_in(pair, _core.handle(heap), 64, 0, 10, 1) == lib.PMI_BENCH_EFROZEN
-        assert lib.pmi_bench_run_glue(pair, _core.handle(heap), 64, 0, 10, 1) == lib.PMI_BENCH_EFROZEN
+        assert lib.pmi_bench_run_glue(pair, lib.PMI_BENCH_GLUE, _core.handle(heap), 64, 0, 10, 1) == lib.PMI_BENCH_EFROZEN
     assert lib.pmi_bench_run_in(pair, _core.handle(heap), 64, 0, 10, 1) == lib.PMI_BENCH_ECLOSED
-    assert lib.pmi_bench_run_glue(pair, _core.handle(heap), 64, 0, 10, 1) == lib.PMI_BENCH_ECLOSED
+    assert lib.pmi_bench_run_glue(pair, lib.PMI_BENCH_GLUE, _core.handle(heap), 64, 0, 10, 1) == lib.PMI_BENCH_ECLOSED
 
 
 def test_statuses_raise_what_they_mean() -> None:
