@@ -1,8 +1,12 @@
 """Races between threads: frees against a close, address queries against aligned allocation, walks against
-walks, closes and short-lived threads, refused closes against allocation. Each runs in a child
+walks, closes and short-lived threads, refused closes against allocation, and every lifecycle at once for a few
+seconds (PYMIMALLOC_STRESS_SECONDS, 6 by default; PYMIMALLOC_STRESS_SEED). Each runs in a child
 (childproc.run_program) that must exit 0 with nothing on stderr and no error reported by mimalloc."""
 
 from __future__ import annotations
+
+import json
+import os
 
 import pytest
 
@@ -39,3 +43,15 @@ def test_a_heap_closed_while_a_walk_frees_what_was_dropped_during_it() -> None:
     assert ok == "OK", rounds
     if int(closed_in_the_drain) == 0:  # timing: say so rather than pass without the race this test is for
         pytest.skip(f"no close landed in a walk's drain in {rounds} rounds on this machine")
+
+
+STRESS_SECONDS = float(os.environ.get("PYMIMALLOC_STRESS_SECONDS", "6"))
+
+
+def test_every_lifecycle_at_once_from_ten_threads() -> None:
+    """broad_stress.py: walks, snapshots and visits beside drops, closes, python_objects(), install() and forks
+    (its docstring says what it found). Every kind of step ran, and only documented refusals were met."""
+    result = run_program("broad_stress.py", str(STRESS_SECONDS), os.environ.get("PYMIMALLOC_STRESS_SEED", "1"),
+                         timeout=STRESS_SECONDS + 120)
+    ok, counts = result.stdout.split(" ", 1)
+    assert ok == "OK" and json.loads(counts)["fork"] > 0, result.stdout
