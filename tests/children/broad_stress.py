@@ -8,9 +8,9 @@ walk that held a lock across its drain of deferred frees (0 of 3 runs on 42a9f65
 
 argv: seconds, seed. What a step may meet is the documented refusal of a heap that another thread closed, froze
 or pinned; anything else fails the thread, and so the run (the arena is never full: mimalloc reports every
-allocation it refuses, and run_program fails on any report). A
-forked child must exit 0. A hang is the parent's to catch (run_program's timeout; faulthandler dumps the stacks
-first). Prints "OK" and how often each step ran, as JSON; every kind must have run."""
+allocation it refuses, and run_program fails on any report). A forked child must exit 0 (it prints what it raised).
+A hang is the parent's to catch (run_program's timeout; faulthandler dumps the stacks first). Prints "OK" and how
+often each step ran, as JSON; every kind must have run."""
 
 import faulthandler
 import json
@@ -231,6 +231,9 @@ def forker(seed: int) -> None:
                 import signal
                 signal.alarm(30)  # not faulthandler's watchdog: its lock may be the parent's
                 status = child()
+            except BaseException:
+                import traceback
+                traceback.print_exc()  # the parent fails on status 2; this says why
             finally:
                 os._exit(status)
         _, status = os.waitpid(pid, 0)
