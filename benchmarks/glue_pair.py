@@ -95,7 +95,7 @@ def instructions_per_op(trees: list[str], ops: int) -> None:
                     per_op[kind] = (instructions(tree, pattern, kind, param, ops)
                                     - instructions(tree, pattern, kind, param, ops // 10)) / (ops - ops // 10)
                 except subprocess.CalledProcessError:  # a tree from before the objects kernels
-                    if kind != "objects":
+                    if kind != "objects" or not tree:
                         raise
             print(row(tree or "this tree", name, per_op), flush=True)
 

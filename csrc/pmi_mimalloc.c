@@ -414,6 +414,14 @@ void pmi_arenas_bin_first_chunk(void) {
   }
 }
 
+/* Set `option` to pymimalloc's `value` unless the environment gave one (MIMALLOC_<NAME>, which mi_option_get reads
+   first if it was not read yet): the one way pymimalloc changes a default of mimalloc's. */
+static void pmi_option_default(mi_option_t option, long value) {
+  const long asked = mi_option_get(option);
+  (void)asked;
+  if (mi_options[option].init != MI_OPTION_INITIALIZED) mi_option_set(option, value);
+}
+
 /* -- transparent huge pages ----------------------------------------------------------------------------------
  * v3.4.3 asks the kernel for transparent huge pages on every arena it maps (madvise MADV_HUGEPAGE; option
  * allow_thp, on by default). Under the common THP setting "madvise", each first touch of an arena then faults
@@ -425,14 +433,6 @@ void pmi_arenas_bin_first_chunk(void) {
  * arena is mapped (pmi_init, at import): mimalloc then just does not ask, and nothing else in the process
  * changes. A value given in the environment stands: MIMALLOC_ALLOW_THP=1 asks for huge pages again (and
  * options["allow_thp"] = 1 does for arenas mapped after it). */
-/* Set `option` to pymimalloc's `value` unless the environment gave one (MIMALLOC_<NAME>, which mi_option_get reads
-   first if it was not read yet): the one way pymimalloc changes a default of mimalloc's. */
-static void pmi_option_default(mi_option_t option, long value) {
-  const long asked = mi_option_get(option);
-  (void)asked;
-  if (mi_options[option].init != MI_OPTION_INITIALIZED) mi_option_set(option, value);
-}
-
 void pmi_thp_default(void);
 void pmi_thp_default(void) { pmi_option_default(mi_option_allow_thp, 0); }
 
