@@ -484,8 +484,7 @@ int pmi_init(void) {
     pmi_fences_choose();  /* before any glue call: no thread is inside a bracket yet */
     pmi_slot_key_made = (pthread_key_create(&pmi_slot_key, &pmi_slot_give_back) == 0);
     pmi_refused_put_back();  /* first: before anything below allocates */
-    pmi_thp_default();  /* before mimalloc maps its first arena (pmi_mimalloc.c says why) */
-    pmi_arena_reserve_default();  /* likewise */
+    pmi_option_defaults();  /* before mimalloc maps its first arena (pmi_mimalloc.c says why) */
     mi_register_error(&pmi_on_error, NULL);
     pmi_meta_heap = mi_heap_new();
     if (pmi_meta_heap == NULL) return PMI_ENOMEM;

@@ -79,8 +79,9 @@ void       pmi_free_purge_now(void* p);  /* mi_free, and a page of p's own back 
 void       pmi_theap_ensure(mi_heap_t* heap);
 bool       pmi_world_held(void);                    /* this thread holds a world bracket now */
 
-void       pmi_thp_default(void);  /* at import: no transparent huge pages unless MIMALLOC_ALLOW_THP says so */
-void       pmi_arena_reserve_default(void);  /* at import: a 256 MiB first arena unless MIMALLOC_ARENA_RESERVE says */
+/* at import: no transparent huge pages and a 256 MiB first arena, where the environment (MIMALLOC_ALLOW_THP,
+   MIMALLOC_ARENA_RESERVE) gave no value */
+void       pmi_option_defaults(void);
 void       pmi_arenas_bin_first_chunk(void);  /* at import and per Arena: freed memory in chunk 0 found first */
 
 /* Array data for numpy's handler: counted in the heap by usable size; deferred while frozen. */

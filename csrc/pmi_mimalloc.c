@@ -433,8 +433,6 @@ static void pmi_option_default(mi_option_t option, long value) {
  * arena is mapped (pmi_init, at import): mimalloc then just does not ask, and nothing else in the process
  * changes. A value given in the environment stands: MIMALLOC_ALLOW_THP=1 asks for huge pages again (and
  * options["allow_thp"] = 1 does for arenas mapped after it). */
-void pmi_thp_default(void);
-void pmi_thp_default(void) { pmi_option_default(mi_option_allow_thp, 0); }
 
 /* -- the first arena's size ----------------------------------------------------------------------------------
  * v3.4.3 reserves its first arena 1 GiB at a time (option arena_reserve) and commits its bitmaps for all of it
@@ -445,5 +443,17 @@ void pmi_thp_default(void) { pmi_option_default(mi_option_allow_thp, 0); }
  * reserves in large steps again. pymimalloc sets 256 MiB where the environment gave no value
  * (MIMALLOC_ARENA_RESERVE stands), at the same moment as allow_thp above: after mimalloc started, before its
  * first arena. */
-void pmi_arena_reserve_default(void);
-void pmi_arena_reserve_default(void) { pmi_option_default(mi_option_arena_reserve, 256 * 1024); /* KiB */ }
+
+/* -- the purge delay, left at mimalloc's 1 s ------------------------------------------------------------------
+ * v2, which CPython 3.13's built-in mimalloc runs, purges freed pages after 10 ms. A shorter delay than v3's 1 s
+ * lowered the peak RSS of pyperformance workers under install() by 0.1 to 0.2 MiB (3.11, 100 ms) and cost more than
+ * it saved: float's loop took 2-3% more CPU time with 100 ms and 10% more with 10 ms (3.4 times the page faults), a
+ * Heap's batches of 1600 blocks of 64 KiB-1 MiB 17-22% more time with 100 ms, and the C-loop kernels of a Heap 2.4%
+ * more in the geometric mean. docs/benchmarks.md has the runs. */
+
+/* pymimalloc's own defaults, each explained above: pmi_init sets them once, before mimalloc maps its first arena. */
+void pmi_option_defaults(void);
+void pmi_option_defaults(void) {
+  pmi_option_default(mi_option_allow_thp, 0);
+  pmi_option_default(mi_option_arena_reserve, 256 * 1024);  /* KiB */
+}

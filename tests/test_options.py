@@ -202,7 +202,7 @@ FIRST_ARENA = (
 @pytest.mark.parametrize(("environment", "kib"), [(None, 256 * 1024), ("1GiB", 1024 * 1024), ("64MiB", 64 * 1024)])
 def test_the_first_arena_is_256_MiB_unless_the_environment_says(startup: bool, environment: str | None,
                                                                  kib: int) -> None:
-    """pymimalloc's own default (pmi_arena_reserve_default): mimalloc's 1 GiB committed bitmaps worth 0.2 MiB of
+    """pymimalloc's own default (pmi_option_defaults): mimalloc's 1 GiB committed bitmaps worth 0.2 MiB of
     a small program's RSS. A value from the environment stands, mimalloc's own default too. What mimalloc has
     reserved after a first block (its count, in KiB) is that arena and 2.3 MiB besides, in either start-up path (the
     arena's mapping is not one line of /proc/self/maps in a checked build, whose guard pages split it)."""
@@ -215,3 +215,24 @@ def test_the_first_arena_is_256_MiB_unless_the_environment_says(startup: bool, e
     option, reserved = (int(word) for word in result.stdout.split())
     assert option == kib
     assert kib <= reserved < kib + 16 * 1024, reserved
+
+
+@pytest.mark.parametrize("startup", [False, True], ids=["import", "PYMIMALLOC_INSTALL"])
+@pytest.mark.parametrize(("name", "environment", "value"), [
+    ("purge_delay", None, 1000), ("purge_delay", "1000", 1000), ("purge_delay", "10", 10),
+    ("allow_thp", None, 0), ("allow_thp", "1", 1),
+])
+def test_pymimalloc_defaults_stand_unless_the_environment_says(startup: bool, name: str, environment: str | None,
+                                                                value: int) -> None:
+    """The defaults pymimalloc sets for mimalloc (pmi_option_defaults, csrc/pmi_mimalloc.c says why), on both paths
+    that start mimalloc: no transparent huge pages, and mimalloc's own 1 s purge delay (a shorter one was measured
+    and left out). A value from the environment stands; ``options.defaults`` reports what the process started with."""
+    variable = "MIMALLOC_" + name.upper()
+    env = {"PYMIMALLOC_INSTALL": "1"} if startup else {}
+    if environment is not None:
+        env[variable] = environment
+    drop = tuple(k for k in os.environ if k.upper() in (variable, "PYMIMALLOC_INSTALL"))
+    code = f"import pymimalloc\nprint(pymimalloc.options[{name!r}], pymimalloc.options.defaults[{name!r}])\n"
+    result = run(["-c", code], env=env, drop=drop)
+    assert result.returncode == 0, describe(result.returncode) + result.stderr
+    assert [int(word) for word in result.stdout.split()] == [value, value]

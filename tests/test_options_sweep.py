@@ -83,7 +83,7 @@ NON_DEFAULT: dict[str, tuple[int, ...]] = {
     "max_errors": (-1,),  # default 32: no limit on printed errors (read at process start)
     "max_warnings": (0,),  # default 32: print no warnings (read at process start)
     "destroy_on_exit": (1,),  # default 0: release all OS memory at exit (REFUSED)
-    # KiB, pymimalloc's default 256 MiB (pmi_arena_reserve_default, at import): reserve arenas 64 MiB at a time,
+    # KiB, pymimalloc's default 256 MiB (pmi_option_defaults, at import): reserve arenas 64 MiB at a time,
     # 4 MiB at a time (below the 8 MiB block), and mimalloc's own default 1 GiB
     "arena_reserve": (64 * 1024, 4 * 1024, 1024 * 1024),
     "arena_purge_mult": (0, 10),  # default 1: arenas purge at once, and ten times later than purge_delay
@@ -106,7 +106,7 @@ NON_DEFAULT: dict[str, tuple[int, ...]] = {
     "page_commit_on_demand": (1,),  # default 0: commit page memory on demand
     "page_max_reclaim": (0,),  # default -1 (unlimited): reclaim no pages of the originating heap
     "page_cross_thread_max_reclaim": (0,),  # default 32: reclaim no pages across threads
-    # pymimalloc's default 0 (pmi_thp_default, at import): ask for transparent huge pages again; and 0 from the
+    # pymimalloc's default 0 (pmi_option_defaults, at import): ask for transparent huge pages again; and 0 from the
     # environment, which makes mimalloc disable them for the whole process
     "allow_thp": (1, 0),
     "minimal_purge_size": (2048,),  # KiB, default 0 (64 KiB): purge in 2 MiB units at least
