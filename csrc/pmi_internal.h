@@ -26,8 +26,21 @@ typedef struct pmi_thread_s {
     const void* owner_raw;
     pmi_heap_t* owner_wrapper;
     uint64_t    owner_generation;
+#if PMI_SCHEDULE_NOISE
+    uint32_t    noise;           /* pmi_schedule_noise's generator */
+#endif
 } pmi_thread_t;
 extern __thread pmi_thread_t pmi_thread;
+
+/* Schedule noise, in checked builds only (build_ffi.py defines PMI_SCHEDULE_NOISE=1 with MI_DEBUG): at the steps
+   where the glue moves a heap from one state to the next outside a single lock, the calling thread now and then
+   gives up the CPU, so that the tests' threads meet in the windows between those steps far more often than
+   timing alone makes them (pmi_heap.c has the generator and the list of steps). Release builds compile it away. */
+#if PMI_SCHEDULE_NOISE
+void pmi_schedule_noise(void);
+#else
+#define pmi_schedule_noise() ((void)0)
+#endif
 /* &pmi_thread, found once: the compiler otherwise treats the address as a constant and finds it again (another
    descriptor call) wherever it is used, rather than keep it in a register (the empty asm hides where it came from) */
 static inline pmi_thread_t* pmi_thread_self(void) {

@@ -48,6 +48,7 @@ def test_build_info_describes_a_consistent_build() -> None:
     assert info["defines"]["MI_DEBUG"] == str(info["debug"])
     assert info["defines"]["MI_SECURE"] == str(info["secure"])
     assert ("NDEBUG" in info["defines"]) == (info["debug"] == 0)
+    assert ("PMI_SCHEDULE_NOISE" in info["defines"]) == (info["debug"] != 0)  # checked builds only: pmi_internal.h
     assert ("-march=native" in info["cflags"]) == info["native"] == (not info["portable"])
     assert info["target"] == "native" if info["native"] else info["target"] != "native"
     assert info["compiler"].split()[0] in ("gcc", "clang") and any(c.isdigit() for c in info["compiler"])
