@@ -6,7 +6,8 @@ that need several of these at once. On the commit before 72c10f9 it found that a
 left the child's heap frozen for good (4 of 9 runs of 8 s; fork_walk_heap.py is that one race). The walk that held
 the world lock across its drain of deferred frees (the commit before f5f529a) it finds in a checked build, whose
 schedule noise (csrc/pmi_internal.h) widens the window, once last_holder() drops the last blocks of small heaps
-during walks: 3 of 3 runs of 8 s hung, and 0 of 3 without the noise (walk_thaw_close.py is that one race).
+during walks: 3 of 3 runs of 8 s hung, 0 of 3 without the noise, and 1 of 3 in a release build (walk_thaw_close.py
+is that one race).
 
 argv: seconds, seed. What a step may meet is the documented refusal of a heap that another thread closed, froze
 or pinned; anything else fails the thread, and so the run (the arena is never full: mimalloc reports every
