@@ -48,7 +48,7 @@ def test_a_heap_closed_while_a_walk_frees_what_was_dropped_during_it() -> None:
 STRESS_SECONDS = float(os.environ.get("PYMIMALLOC_STRESS_SECONDS", "6"))
 
 
-def test_every_lifecycle_at_once_from_ten_threads() -> None:
+def test_every_lifecycle_at_once_from_eleven_threads() -> None:
     """broad_stress.py: walks, snapshots and visits beside drops, closes, python_objects(), install() and forks
     (its docstring says what it found). Every kind of step ran, and only documented refusals were met."""
     result = run_program("broad_stress.py", str(STRESS_SECONDS), os.environ.get("PYMIMALLOC_STRESS_SEED", "1"),
