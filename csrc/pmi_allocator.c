@@ -238,8 +238,16 @@ static inline void* pmi_mi_calloc(size_t nelem, size_t elsize) {
    realloc remaps such blocks without copying, and whose free unmaps them): a malloc or calloc of more, and a
    block that must move to grow beyond it, go there. mimalloc cannot grow a block in place: a growing buffer of
    96 MiB was copied each time it moved (9 blocks of the workload above copied 6.7 million bytes), and each
-   copy left its old pages resident until purged. pymimalloc's own heaps keep mimalloc's blocks of every size. */
+   copy left its old pages resident until purged. pymimalloc's own heaps keep mimalloc's blocks of every size.
+   A block that must move to grow goes there sooner, once the size it moves to is above PMI_MOVE_TO_PREVIOUS: the
+   C library's threshold for blocks of their own mapping (M_MMAP_THRESHOLD, 128 KiB unless tuned), which it then
+   grows by remapping. The workload above (instructions.py, `install` mode, side by side): 1.0138x pymalloc's
+   instructions with 512 KiB, 1.0119 with 256 KiB, 1.0073 with 128 KiB, 1.0079 with 64 KiB, 1.0095 with 32 and
+   with 8 KiB (from there the C library copies most growths itself, and pays its own bookkeeping on every block). */
 #define PMI_TO_PREVIOUS (512 * 1024)
+#ifndef PMI_MOVE_TO_PREVIOUS
+#define PMI_MOVE_TO_PREVIOUS (128 * 1024)
+#endif
 /* From this many bytes a moving block gets as much again (twice its size): in Python's heap that sends it to the
    previous allocator, and a heap holding Python objects, which keeps every block for its counts, copies fewer
    times (without it, python_objects() went from 1.146 to 1.158x install()'s instructions) */
@@ -266,7 +274,7 @@ static inline void* pmi_python_realloc(const PyMemAllocatorEx* previous, struct 
     pmi_theap_ensure(pmi_python_heap);  /* a block of another thread may be this thread's first use */
     const size_t usable = pmi_page_usable(page, ptr);
     const size_t roomy = pmi_grow_size(size, usable);
-    if (roomy != size && roomy > PMI_TO_PREVIOUS) {  /* to the previous allocator, which grows it without copies */
+    if (roomy != size && roomy > PMI_MOVE_TO_PREVIOUS) {  /* to the previous allocator, which grows it without copies */
         void* const q = previous->malloc(previous->ctx, size);
         if (q == NULL) return NULL;
         memcpy(q, ptr, usable);

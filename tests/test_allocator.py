@@ -195,7 +195,7 @@ def test_new_threads_first_objects_while_the_main_heap_is_walked() -> None:
     _program("allocator_new_threads_while_walking.py")
 
 
-@pytest.mark.c_library_memory  # blocks above 512 KiB are the C library's (pmi_allocator.c, PMI_TO_PREVIOUS)
+@pytest.mark.c_library_memory  # growing blocks leave for the C library's (pmi_allocator.c, PMI_MOVE_TO_PREVIOUS)
 def test_a_growing_buffer_keeps_its_contents_and_leaves_no_resident_copies() -> None:
     assert _program("allocator_growth_leaves_no_copies.py").split() == ["ok"]
 

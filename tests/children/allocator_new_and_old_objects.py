@@ -1,11 +1,17 @@
 """After install(), new objects come from mimalloc and pymalloc's old ones are reallocated and freed through the
 hook; prints ok and the two counts."""
 
+import ctypes
 import gc
 
 import pymimalloc
 
-from python_memory import in_mimalloc
+from python_memory import in_mimalloc, in_mimalloc_at
+
+
+def data_address(buffer: bytearray) -> int:
+    return ctypes.addressof((ctypes.c_char * 1).from_buffer(buffer))
+
 
 before = [str(i) * 3 for i in range(20000)]           # pymalloc's
 assert not any(in_mimalloc(s) for s in before[:100])
@@ -19,8 +25,15 @@ del before                                            # frees of pymalloc's obje
 gc.collect()
 grown = []
 for i in range(100000):
-    grown.append(i)                                   # realloc of mimalloc's item array, to the C library's at 512 KiB
+    grown.append(i)                                   # realloc of mimalloc's item array, to the C library's past 128 KiB
 assert grown[:3] == [0, 1, 2] and grown[-1] == 99999
 # blocks above 512 KiB are the previous allocator's (the C library grows them without copying)
 assert in_mimalloc(bytes(500 * 1024)) and not in_mimalloc(bytes(600 * 1024))
+# and so is a block that must move to grow past 128 KiB (the C library's mmap threshold: it remaps from there)
+small, large = bytearray(20 * 1024), bytearray(100 * 1024)
+assert in_mimalloc_at(data_address(small)) and in_mimalloc_at(data_address(large))
+small += bytes(10 * 1024)                             # moves within mimalloc, with room
+large += bytes(40 * 1024)                             # moves to the C library
+assert in_mimalloc_at(data_address(small)) and not in_mimalloc_at(data_address(large))
+assert len(small) == 30 * 1024 and len(large) == 140 * 1024 and not any(large)
 print("ok", len(after), len(grown))
