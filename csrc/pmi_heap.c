@@ -74,9 +74,11 @@ static pthread_mutex_t  pmi_registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static pmi_heap_t*      pmi_registry;
 static atomic_int       pmi_world_stopped;  /* > 0: a main-heap walk or a fork waits for every bracket */
 
-/* Our own bookkeeping (heap wrappers and block records) lives in a private heap, so it never shows up
-   in a user's heap, its counters or its visits. */
-static mi_heap_t* pmi_meta_heap;
+/* Our own bookkeeping (heap wrappers, statistics text, deferred and walk records) lives in the C library's heap,
+   so it never shows up in a user's heap, its counters or its visits, nor in the main heap, which a walk may hold
+   frozen. (A private mimalloc heap served the wrappers and text until 2026-12-05: a heap of its own cost each
+   process about 56 KiB of RSS at start, its theap, its first page and the page table mimalloc v3 zeroes for every
+   heap in every arena.) */
 static pmi_heap_t* pmi_main_wrapper;
 _Atomic(pmi_heap_destroying_fn) pmi_heap_destroying;
 
@@ -423,10 +425,15 @@ static void pmi_fork_child(void) {
 
 /* -- heaps ----------------------------------------------------------------------------------------- */
 
+/* A zeroed wrapper, aligned to its stripes' cache lines; NULL if out of memory. */
+static pmi_heap_t* pmi_wrapper_alloc(void) {
+    void* p = NULL;
+    if (posix_memalign(&p, 64, sizeof(pmi_heap_t)) != 0) return NULL;
+    return (pmi_heap_t*)memset(p, 0, sizeof(pmi_heap_t));
+}
+
 static pmi_heap_t* pmi_wrapper_new(void) {
-    pmi_world_enter();
-    pmi_heap_t* h = (pmi_heap_t*)mi_heap_zalloc_aligned(pmi_meta_heap, sizeof(pmi_heap_t), 64);
-    pmi_world_leave();
+    pmi_heap_t* h = pmi_wrapper_alloc();
     if (h == NULL) return NULL;
     pthread_mutex_init(&h->lock, NULL);
     atomic_store(&h->refs, 1);
@@ -435,9 +442,7 @@ static pmi_heap_t* pmi_wrapper_new(void) {
 
 static void pmi_wrapper_free(pmi_heap_t* h) {
     pthread_mutex_destroy(&h->lock);
-    pmi_world_enter();
-    mi_free(h);
-    pmi_world_leave();
+    free(h);
 }
 
 /* -- options pymimalloc refuses ------------------------------------------------------------------------
@@ -504,17 +509,16 @@ long pmi_refused_safe(size_t i) { return i < PMI_REFUSED_COUNT ? pmi_refused[i].
 const char* pmi_refused_why(size_t i) { return i < PMI_REFUSED_COUNT ? pmi_refused[i].why : NULL; }
 
 int pmi_init(void) {
-    if (pmi_meta_heap != NULL) return PMI_OK;
+    if (pmi_main_wrapper != NULL) return PMI_OK;
     pmi_fences_choose();  /* before any glue call: no thread is inside a bracket yet */
     pmi_slot_key_made = (pthread_key_create(&pmi_slot_key, &pmi_slot_give_back) == 0);
     pmi_refused_put_back();  /* first: before anything below allocates */
     pmi_option_defaults();  /* before mimalloc maps its first arena (pmi_mimalloc.c says why) */
     mi_register_error(&pmi_on_error, NULL);
-    pmi_meta_heap = mi_heap_new();
-    if (pmi_meta_heap == NULL) return PMI_ENOMEM;
-    pmi_main_wrapper = (pmi_heap_t*)mi_heap_zalloc_aligned(pmi_meta_heap, sizeof(pmi_heap_t), 64);
-    if (pmi_main_wrapper == NULL) return PMI_ENOMEM;
-    pmi_arenas_bin_first_chunk();  /* mimalloc has mapped its first arena now (pmi_mimalloc.c says why) */
+    if (pmi_starved()) return PMI_ENOMEM;
+    pmi_heap_t* const main_wrapper = pmi_wrapper_alloc();
+    if (main_wrapper == NULL) return PMI_ENOMEM;
+    pmi_main_wrapper = main_wrapper;
     pthread_mutex_init(&pmi_main_wrapper->lock, NULL);
     pmi_main_wrapper->heap = mi_heap_main();
     /* v3.4.3 never writes the size and version header of the main heap's statistics (init.c sets up the
@@ -562,6 +566,7 @@ pmi_heap_t* pmi_heap_new_in_arena(void* arena_id) {
     if (h == NULL) return NULL;
     pthread_mutex_lock(&pmi_world_lock);  /* mi_heap_new allocates in the main heap */
     h->heap = mi_heap_new_in_arena((mi_arena_id_t)arena_id);
+    if (h->heap != NULL) pmi_arenas_bin_first_chunk();  /* mimalloc has mapped its first arena now */
     pthread_mutex_unlock(&pmi_world_lock);
     if (h->heap == NULL) { pmi_wrapper_free(h); return NULL; }
     pmi_registry_add(h);
@@ -573,6 +578,7 @@ pmi_heap_t* pmi_heap_new(void) { return pmi_heap_new_in_arena(NULL); }
 mi_heap_t* pmi_heap_new_unwrapped(void) {
     pthread_mutex_lock(&pmi_world_lock);  /* as pmi_heap_new_in_arena */
     mi_heap_t* heap = mi_heap_new();
+    if (heap != NULL) pmi_arenas_bin_first_chunk();  /* as pmi_heap_new_in_arena */
     pthread_mutex_unlock(&pmi_world_lock);
     return heap;
 }
@@ -1142,17 +1148,8 @@ void pmi_walk_free(pmi_walk_t* walk) {
 }
 
 /* for the other glue files (declared in pmi_internal.h) */
-void* pmi_meta_realloc(void* p, size_t size) {
-    pmi_world_enter();
-    void* q = mi_heap_realloc(pmi_meta_heap, p, size);
-    pmi_world_leave();
-    return q;
-}
-void pmi_meta_free(void* p) {
-    pmi_world_enter();
-    mi_free(p);
-    pmi_world_leave();
-}
+void* pmi_meta_realloc(void* p, size_t size) { return realloc(p, size); }
+void pmi_meta_free(void* p) { free(p); }
 int pmi_heap_enter(pmi_heap_t* h) { return pmi_enter_alloc(h); }
 int pmi_heap_enter_read(pmi_heap_t* h) {  /* reading a heap's statistics: a frozen heap may be read */
     if (!pmi_enter_free(h)) {  /* frozen: its counters are still safe to read */
