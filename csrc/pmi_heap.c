@@ -359,7 +359,7 @@ static inline bool pmi_enter_free_at(pmi_heap_t* h, unsigned slot) {
 }
 static bool pmi_enter_free(pmi_heap_t* h) { return pmi_enter_free_at(h, pmi_slot()); }
 
-/* For process-wide calls and our meta heap: only a stopped world holds them back. */
+/* For process-wide calls: only a stopped world holds them back. */
 void pmi_world_enter(void) {
     const unsigned slot = pmi_slot();
     atomic_intptr_t* active = &pmi_main_wrapper->stripes[slot].active;
@@ -1148,8 +1148,6 @@ void pmi_walk_free(pmi_walk_t* walk) {
 }
 
 /* for the other glue files (declared in pmi_internal.h) */
-void* pmi_meta_realloc(void* p, size_t size) { return realloc(p, size); }
-void pmi_meta_free(void* p) { free(p); }
 int pmi_heap_enter(pmi_heap_t* h) { return pmi_enter_alloc(h); }
 int pmi_heap_enter_read(pmi_heap_t* h) {  /* reading a heap's statistics: a frozen heap may be read */
     if (!pmi_enter_free(h)) {  /* frozen: its counters are still safe to read */

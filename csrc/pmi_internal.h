@@ -49,8 +49,6 @@ static inline pmi_thread_t* pmi_thread_self(void) {
     return me;
 }
 
-void*      pmi_meta_realloc(void* p, size_t size);  /* our private meta heap (never a user's heap) */
-void       pmi_meta_free(void* p);
 int        pmi_heap_enter(pmi_heap_t* heap);        /* bracket an allocating use of the heap: PMI_OK or why not */
 void       pmi_heap_leave(pmi_heap_t* heap);
 int        pmi_heap_enter_read(pmi_heap_t* heap);   /* bracket reading the heap (statistics): PMI_OK or PMI_ECLOSED */
