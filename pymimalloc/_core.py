@@ -156,7 +156,7 @@ def check(status: int, what: str) -> int:
 
 if lib.pmi_init() != lib.PMI_OK:
     raise ImportError(
-        "pymimalloc could not initialise: mimalloc could not allocate its first heap. If "
+        "pymimalloc could not initialise: mimalloc has no memory to start with. If "
         "MIMALLOC_DISALLOW_OS_ALLOC is set, also reserve memory for it (MIMALLOC_RESERVE_OS_MEMORY=256MiB)."
     )
 
