@@ -239,11 +239,14 @@ static inline void* pmi_mi_calloc(size_t nelem, size_t elsize) {
    block that must move to grow beyond it, go there. mimalloc cannot grow a block in place: a growing buffer of
    96 MiB was copied each time it moved (9 blocks of the workload above copied 6.7 million bytes), and each
    copy left its old pages resident until purged. pymimalloc's own heaps keep mimalloc's blocks of every size.
-   A block that must move to grow goes there sooner, once the size it moves to is above PMI_MOVE_TO_PREVIOUS: the
-   C library's threshold for blocks of their own mapping (M_MMAP_THRESHOLD, 128 KiB unless tuned), which it then
-   grows by remapping. The workload above (instructions.py, `install` mode, side by side): 1.0138x pymalloc's
-   instructions with 512 KiB, 1.0119 with 256 KiB, 1.0073 with 128 KiB, 1.0079 with 64 KiB, 1.0095 with 32 and
-   with 8 KiB (from there the C library copies most growths itself, and pays its own bookkeeping on every block). */
+   A block that must move to grow goes there sooner, once the size it moves to (with its room: from about 86 KiB
+   asked) is above PMI_MOVE_TO_PREVIOUS, the C library's first threshold for blocks of their own mapping
+   (M_MMAP_THRESHOLD, 128 KiB unless tuned), which it grows by remapping. Once it freed such a block it raises the
+   threshold to that block's size and keeps smaller ones in its heap, where it grows a block in place if it can and
+   copies it if not. So the value is a measured one, not a rule: the workload above (instructions.py, `install`
+   mode, one build per value, side by side) ran 1.0138x pymalloc's instructions with 512 KiB, 1.0119 with 256 KiB,
+   1.0073 with 128 KiB, 1.0079 with 64 KiB, 1.0095 with 32 and with 8 KiB; its CPU time with 128 KiB was 0.997 of
+   512 KiB's (21 paired runs), with fewer page faults. */
 #define PMI_TO_PREVIOUS (512 * 1024)
 #ifndef PMI_MOVE_TO_PREVIOUS
 #define PMI_MOVE_TO_PREVIOUS (128 * 1024)

@@ -515,7 +515,9 @@ int pmi_init(void) {
     pmi_refused_put_back();  /* first: before anything below allocates */
     pmi_option_defaults();  /* before mimalloc maps its first arena (pmi_mimalloc.c says why) */
     mi_register_error(&pmi_on_error, NULL);
+    pmi_arena_first();  /* as mimalloc would at its first allocation (pmi_mimalloc.c) */
     if (pmi_starved()) return PMI_ENOMEM;
+    pmi_arenas_bin_first_chunk();  /* mimalloc has mapped its first arena now (pmi_mimalloc.c says why) */
     pmi_heap_t* const main_wrapper = pmi_wrapper_alloc();
     if (main_wrapper == NULL) return PMI_ENOMEM;
     pmi_main_wrapper = main_wrapper;
@@ -566,7 +568,6 @@ pmi_heap_t* pmi_heap_new_in_arena(void* arena_id) {
     if (h == NULL) return NULL;
     pthread_mutex_lock(&pmi_world_lock);  /* mi_heap_new allocates in the main heap */
     h->heap = mi_heap_new_in_arena((mi_arena_id_t)arena_id);
-    if (h->heap != NULL) pmi_arenas_bin_first_chunk();  /* mimalloc has mapped its first arena now */
     pthread_mutex_unlock(&pmi_world_lock);
     if (h->heap == NULL) { pmi_wrapper_free(h); return NULL; }
     pmi_registry_add(h);
@@ -578,7 +579,6 @@ pmi_heap_t* pmi_heap_new(void) { return pmi_heap_new_in_arena(NULL); }
 mi_heap_t* pmi_heap_new_unwrapped(void) {
     pthread_mutex_lock(&pmi_world_lock);  /* as pmi_heap_new_in_arena */
     mi_heap_t* heap = mi_heap_new();
-    if (heap != NULL) pmi_arenas_bin_first_chunk();  /* as pmi_heap_new_in_arena */
     pthread_mutex_unlock(&pmi_world_lock);
     return heap;
 }

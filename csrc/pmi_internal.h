@@ -93,7 +93,8 @@ bool       pmi_world_held(void);                    /* this thread holds a world
 /* at import: no transparent huge pages and a 256 MiB first arena, where the environment (MIMALLOC_ALLOW_THP,
    MIMALLOC_ARENA_RESERVE) gave no value */
 void       pmi_option_defaults(void);
-void       pmi_arenas_bin_first_chunk(void);  /* per heap made and per Arena: freed memory in chunk 0 found first */
+void       pmi_arena_first(void);  /* at import: mimalloc's first arena, reserved as mimalloc would */
+void       pmi_arenas_bin_first_chunk(void);  /* at import and per Arena: freed memory in chunk 0 found first */
 bool       pmi_starved(void);  /* mimalloc may not ask the OS for memory and has none reserved */
 
 /* Array data for numpy's handler: counted in the heap by usable size; deferred while frozen. */

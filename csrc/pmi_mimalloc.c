@@ -398,9 +398,9 @@ mi_decl_noinline void pmi_theap_ensure_slow(mi_heap_t* heap) {
  * purge delay (1 s) while new pages are committed in chunk 1: pyperformance's float worker peaked 13 MiB above
  * pymalloc's with install() (its second loop reused almost nothing of its first), against 2 MiB with one loop.
  * Giving chunk 0 the small bin, which every page size searches first, makes freed memory there the first
- * choice again. Called after each heap pymimalloc makes (the first maps mimalloc's first arena: Python's heap at
- * install(), or a Heap), and after each Arena is reserved (a heap in it has the same two chunks); arenas mimalloc
- * maps later by itself, past the first GiB, keep mimalloc's behaviour. Idempotent: a chunk that has a bin keeps it. */
+ * choice again. Called at import, once pmi_arena_first (below) reserved mimalloc's first arena, and after each
+ * Arena is reserved (a heap in it has the same two chunks); arenas mimalloc maps later by itself keep mimalloc's
+ * behaviour. Idempotent: a chunk that has a bin keeps it. */
 void pmi_arenas_bin_first_chunk(void);
 void pmi_arenas_bin_first_chunk(void) {
   mi_subproc_t* subproc = _mi_subproc_main();
@@ -450,6 +450,22 @@ static void pmi_option_default(mi_option_t option, long value) {
  * it saved: float's loop took 2-3% more CPU time with 100 ms and 10% more with 10 ms (3.4 times the page faults), a
  * Heap's batches of 1600 blocks of 64 KiB-1 MiB 17-22% more time with 100 ms, and the C-loop kernels of a Heap 2.4%
  * more in the geometric mean. docs/benchmarks.md has the runs. */
+
+/* mimalloc's first arena, reserved now exactly as mimalloc reserves it at its first allocation that finds no
+ * arena (the same size, from arena_reserve; the same lock; pages' allow_large), so that pmi_init can give its chunk
+ * 0 a bin (above) whichever heap allocates first. Nothing if an arena exists, or if mimalloc may not ask the OS.
+ * pymimalloc's own bookkeeping is the C library's (pmi_heap.c), so nothing else of ours maps it. */
+void pmi_arena_first(void);
+void pmi_arena_first(void) {
+  mi_subproc_t* const subproc = _mi_subproc_main();
+  if (mi_arenas_get_count(subproc) > 0 || mi_option_is_enabled(mi_option_disallow_os_alloc)) return;
+  mi_lock(&subproc->arena_reserve_lock) {
+    if (mi_arenas_get_count(subproc) == 0) {
+      mi_arena_id_t arena_id = _mi_arena_id_none();
+      (void)mi_arena_reserve(subproc, MI_ARENA_SLICE_SIZE, MI_SECURE < 5 /* as mi_arenas_page_alloc_fresh */, &arena_id);
+    }
+  }
+}
 
 /* Whether mimalloc can never get memory: it may not ask the OS (disallow_os_alloc) and holds no arena reserved
  * (reserve_os_memory, reserve_huge_os_pages). pmi_init refuses to start then, so that the import says why. */

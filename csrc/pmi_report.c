@@ -8,7 +8,7 @@
 
 typedef struct pmi_text_s { char* buf; size_t len; size_t cap; bool failed; } pmi_text_t;
 
-/* mimalloc's output callback: append to a growing buffer (in the main heap; freed by pmi_text_free). */
+/* mimalloc's output callback: append to a growing buffer (the C library's; freed by pmi_text_free). */
 static void pmi_append(const char* msg, void* arg) {
     pmi_text_t* t = (pmi_text_t*)arg;
     const size_t n = strlen(msg);

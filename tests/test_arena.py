@@ -60,7 +60,7 @@ def test_arena_contains_foreign_addresses_is_false() -> None:
     assert arena.address in arena
 
 
-@pytest.mark.parametrize("where", ["first-arena", "arena", "python"])
+@pytest.mark.parametrize("where", ["first-arena", "arena", "python", "main"])
 def test_freed_slices_are_taken_again_before_new_memory_is_committed(where: str) -> None:
     result = run_program("arena_reuses_freed_slices.py", where, env={"MIMALLOC_PURGE_DELAY": "-1"}, timeout=120)
     assert result.stdout.startswith("ok ")

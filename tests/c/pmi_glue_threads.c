@@ -240,7 +240,7 @@ static void check_lookups(const pmi_block_t* b, const char* where) {
     const uintptr_t a = (uintptr_t)b->data;
     const uintptr_t id = pmi_heap_id(b->owner);
     if (pmi_heap_of(a) != id) {
-        FAIL("%s: pmi_heap_of(block %p, %zu bytes) is %p, not the block's heap %p (%s, %s; the meta heap is %p)", where,
+        FAIL("%s: pmi_heap_of(block %p, %zu bytes) is %p, not the block's heap %p (%s, %s; the heap of its record is %p)", where,
              b->data, b->size, (void*)pmi_heap_of(a), (void*)id, pmi_heap_is_main(b->owner) ? "main" : "user",
              pmi_heap_state(b->owner) == PMI_STATE_CLOSED ? "closed" : "open", (void*)pmi_heap_of((uintptr_t)b));
     }
