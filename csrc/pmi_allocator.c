@@ -277,7 +277,7 @@ static inline void* pmi_python_realloc(const PyMemAllocatorEx* previous, struct 
     pmi_theap_ensure(pmi_python_heap);  /* a block of another thread may be this thread's first use */
     const size_t usable = pmi_page_usable(page, ptr);
     const size_t roomy = pmi_grow_size(size, usable);
-    if (roomy != size && roomy > PMI_MOVE_TO_PREVIOUS) {  /* to the previous allocator, which grows it without copies */
+    if (roomy != size && roomy > PMI_MOVE_TO_PREVIOUS) {  /* to the previous allocator (PMI_MOVE_TO_PREVIOUS says why) */
         void* const q = previous->malloc(previous->ctx, size);
         if (q == NULL) return NULL;
         memcpy(q, ptr, usable);

@@ -77,7 +77,7 @@ static atomic_int       pmi_world_stopped;  /* > 0: a main-heap walk or a fork w
 /* Our own bookkeeping (heap wrappers, statistics text, deferred and walk records) lives in the C library's heap,
    so it never shows up in a user's heap, its counters or its visits, nor in the main heap, which a walk may hold
    frozen. (A private mimalloc heap served the wrappers and text until 2026-12-05: a heap of its own cost each
-   process about 56 KiB of RSS at start, its theap, its first page and the page table mimalloc v3 zeroes for every
+   process about 60 KiB of RSS at start, its theap, its first page and the page table mimalloc v3 zeroes for every
    heap in every arena.) */
 static pmi_heap_t* pmi_main_wrapper;
 _Atomic(pmi_heap_destroying_fn) pmi_heap_destroying;

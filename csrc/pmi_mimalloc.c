@@ -451,10 +451,11 @@ static void pmi_option_default(mi_option_t option, long value) {
  * Heap's batches of 1600 blocks of 64 KiB-1 MiB 17-22% more time with 100 ms, and the C-loop kernels of a Heap 2.4%
  * more in the geometric mean. docs/benchmarks.md has the runs. */
 
-/* mimalloc's first arena, reserved now exactly as mimalloc reserves it at its first allocation that finds no
- * arena (the same size, from arena_reserve; the same lock; pages' allow_large), so that pmi_init can give its chunk
- * 0 a bin (above) whichever heap allocates first. Nothing if an arena exists, or if mimalloc may not ask the OS.
- * pymimalloc's own bookkeeping is the C library's (pmi_heap.c), so nothing else of ours maps it. */
+/* mimalloc's first arena, reserved now as mimalloc reserves it at its first allocation that finds no arena (the
+ * same size, from arena_reserve, and the same lock), so that pmi_init can give its chunk 0 a bin (above) whichever
+ * heap allocates first. Large OS pages as for mimalloc's metadata, whose first page mapped this arena before
+ * pymimalloc kept its bookkeeping in the C library's heap (pmi_heap.c): allowed unless MI_SECURE, where an arena of
+ * large pages would not suit every caller. Nothing if an arena exists, or if mimalloc may not ask the OS. */
 void pmi_arena_first(void);
 void pmi_arena_first(void) {
   mi_subproc_t* const subproc = _mi_subproc_main();
@@ -462,7 +463,7 @@ void pmi_arena_first(void) {
   mi_lock(&subproc->arena_reserve_lock) {
     if (mi_arenas_get_count(subproc) == 0) {
       mi_arena_id_t arena_id = _mi_arena_id_none();
-      (void)mi_arena_reserve(subproc, MI_ARENA_SLICE_SIZE, MI_SECURE < 5 /* as mi_arenas_page_alloc_fresh */, &arena_id);
+      (void)mi_arena_reserve(subproc, MI_ARENA_SLICE_SIZE, MI_SECURE == 0 /* as mi_meta_page_zalloc */, &arena_id);
     }
   }
 }

@@ -27,7 +27,7 @@ static void pmi_append(const char* msg, void* arg) {
 
 static char* pmi_finish(pmi_text_t* t) {
     if (t->failed) { free(t->buf); return NULL; }
-    if (t->buf == NULL) { t->buf = (char*)realloc(NULL, 1); if (t->buf) t->buf[0] = 0; }
+    if (t->buf == NULL) { t->buf = (char*)malloc(1); if (t->buf) t->buf[0] = 0; }
     return t->buf;
 }
 
@@ -48,7 +48,7 @@ char* pmi_stats_text(void) {
    buffer is allocated before the statistics are read. */
 static char* pmi_json_into_buffer(pmi_heap_t* h) {
     for (size_t size = 16 * 1024; size <= 64 * 1024 * 1024; size *= 2) {
-        char* buf = (char*)realloc(NULL, size);
+        char* buf = (char*)malloc(size);
         if (buf == NULL) return NULL;
         char* json;
         if (h == NULL) {
