@@ -508,10 +508,10 @@ const char* pmi_refused_name(size_t i) { return i < PMI_REFUSED_COUNT ? pmi_refu
 long pmi_refused_safe(size_t i) { return i < PMI_REFUSED_COUNT ? pmi_refused[i].safe : 0; }
 const char* pmi_refused_why(size_t i) { return i < PMI_REFUSED_COUNT ? pmi_refused[i].why : NULL; }
 
-int pmi_init(void) {
-    if (pmi_main_wrapper != NULL) return PMI_OK;
+/* pmi_init's first part. A retry runs it again until it published the main heap's wrapper, after which nothing fails. */
+static int pmi_start(void) {
     pmi_fences_choose();  /* before any glue call: no thread is inside a bracket yet */
-    pmi_slot_key_made = (pthread_key_create(&pmi_slot_key, &pmi_slot_give_back) == 0);
+    if (!pmi_slot_key_made) pmi_slot_key_made = (pthread_key_create(&pmi_slot_key, &pmi_slot_give_back) == 0);
     pmi_refused_put_back();  /* first: before anything below allocates */
     pmi_option_defaults();  /* before mimalloc maps its first arena (pmi_mimalloc.c says why) */
     mi_register_error(&pmi_on_error, NULL);
@@ -531,7 +531,22 @@ int pmi_init(void) {
     pmi_main_wrapper->is_main = true;
     atomic_store(&pmi_main_wrapper->refs, 1);  /* the module's own reference: never freed */
     pmi_registry_add(pmi_main_wrapper);
-    if (pthread_atfork(&pmi_fork_prepare, &pmi_fork_parent, &pmi_fork_child) != 0) return PMI_ENOMEM;
+    return PMI_OK;
+}
+
+static bool pmi_fork_hooked;  /* pthread_atfork took the fork handlers */
+
+int pmi_init(void) {
+    if (pmi_main_wrapper == NULL) {
+        const int status = pmi_start();
+        if (status != PMI_OK) return status;
+    }
+    /* Tried again on every call until it worked: an import retried after this failed must not succeed without the
+       handlers (a fork would then copy locks and heaps mid-change). */
+    if (!pmi_fork_hooked) {
+        if (pthread_atfork(&pmi_fork_prepare, &pmi_fork_parent, &pmi_fork_child) != 0) return PMI_ENOMEM;
+        pmi_fork_hooked = true;
+    }
     return PMI_OK;
 }
 
