@@ -425,15 +425,22 @@ static void pmi_fork_child(void) {
 
 /* -- heaps ----------------------------------------------------------------------------------------- */
 
-/* A zeroed wrapper, aligned to its stripes' cache lines; NULL if out of memory. */
+/* A zeroed wrapper, aligned to its stripes' cache lines; NULL if out of memory. The caller brackets it (below). */
 static pmi_heap_t* pmi_wrapper_alloc(void) {
     void* p = NULL;
     if (posix_memalign(&p, 64, sizeof(pmi_heap_t)) != 0) return NULL;
     return (pmi_heap_t*)memset(p, 0, sizeof(pmi_heap_t));
 }
 
+/* Our bookkeeping's calls into the C library's allocator are made inside a world bracket, as our calls into
+   mimalloc are: a fork waits until no thread is inside one (pmi_fork_prepare stops the world), so the child never
+   inherits an allocator lock held by a thread it does not have. glibc's fork takes its own malloc's locks, but not
+   every malloc does: under GCC 12's AddressSanitizer, whose allocator has no fork handlers, a forked child of
+   broad_stress.py hung once the wrappers were allocated outside the bracket. */
 static pmi_heap_t* pmi_wrapper_new(void) {
+    pmi_world_enter();
     pmi_heap_t* h = pmi_wrapper_alloc();
+    pmi_world_leave();
     if (h == NULL) return NULL;
     pthread_mutex_init(&h->lock, NULL);
     atomic_store(&h->refs, 1);
@@ -442,7 +449,9 @@ static pmi_heap_t* pmi_wrapper_new(void) {
 
 static void pmi_wrapper_free(pmi_heap_t* h) {
     pthread_mutex_destroy(&h->lock);
+    pmi_world_enter();
     free(h);
+    pmi_world_leave();
 }
 
 /* -- options pymimalloc refuses ------------------------------------------------------------------------
@@ -1163,6 +1172,17 @@ void pmi_walk_free(pmi_walk_t* walk) {
 }
 
 /* for the other glue files (declared in pmi_internal.h) */
+void* pmi_meta_realloc(void* p, size_t size) {  /* bracketed, as pmi_wrapper_new says why */
+    pmi_world_enter();
+    void* q = realloc(p, size);
+    pmi_world_leave();
+    return q;
+}
+void pmi_meta_free(void* p) {
+    pmi_world_enter();
+    free(p);
+    pmi_world_leave();
+}
 int pmi_heap_enter(pmi_heap_t* h) { return pmi_enter_alloc(h); }
 int pmi_heap_enter_read(pmi_heap_t* h) {  /* reading a heap's statistics: a frozen heap may be read */
     if (!pmi_enter_free(h)) {  /* frozen: its counters are still safe to read */

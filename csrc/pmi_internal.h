@@ -56,6 +56,9 @@ void       pmi_heap_leave_read(pmi_heap_t* heap);
 void       pmi_world_enter(void);                   /* bracket a process-wide mimalloc call (see pmi_heap.h) */
 void       pmi_world_leave(void);
 mi_heap_t* pmi_heap_raw(pmi_heap_t* heap);
+/* our bookkeeping's memory (report text): the C library's, inside a world bracket so that a fork waits for it */
+void*      pmi_meta_realloc(void* p, size_t size);
+void       pmi_meta_free(void* p);
 mi_heap_t* pmi_heap_new_unwrapped(void);            /* a mimalloc heap pymimalloc never closes (Python's own) */
 /* Called with a mimalloc heap just before pymimalloc destroys it (nothing in it is alive any more). Set once
    by pmi_allocator.c, which keeps a table of heaps holding Python objects; NULL without it (the C harnesses). */

@@ -1,5 +1,4 @@
 /* Reports from mimalloc as text; see pmi_report.h. */
-#include <stdlib.h>
 #include <string.h>
 #include <mimalloc.h>
 #include <mimalloc-stats.h>
@@ -8,7 +7,7 @@
 
 typedef struct pmi_text_s { char* buf; size_t len; size_t cap; bool failed; } pmi_text_t;
 
-/* mimalloc's output callback: append to a growing buffer (the C library's; freed by pmi_text_free). */
+/* mimalloc's output callback: append to a growing buffer (pmi_meta_realloc; freed by pmi_text_free). */
 static void pmi_append(const char* msg, void* arg) {
     pmi_text_t* t = (pmi_text_t*)arg;
     const size_t n = strlen(msg);
@@ -16,7 +15,7 @@ static void pmi_append(const char* msg, void* arg) {
     if (t->len + n + 1 > t->cap) {
         size_t cap = (t->cap == 0 ? 1024 : t->cap);
         while (t->len + n + 1 > cap) cap *= 2;
-        char* bigger = (char*)realloc(t->buf, cap);
+        char* bigger = (char*)pmi_meta_realloc(t->buf, cap);
         if (bigger == NULL) { t->failed = true; return; }
         t->buf = bigger;
         t->cap = cap;
@@ -26,8 +25,8 @@ static void pmi_append(const char* msg, void* arg) {
 }
 
 static char* pmi_finish(pmi_text_t* t) {
-    if (t->failed) { free(t->buf); return NULL; }
-    if (t->buf == NULL) { t->buf = (char*)malloc(1); if (t->buf) t->buf[0] = 0; }
+    if (t->failed) { pmi_meta_free(t->buf); return NULL; }
+    if (t->buf == NULL) { t->buf = (char*)pmi_meta_realloc(NULL, 1); if (t->buf) t->buf[0] = 0; }
     return t->buf;
 }
 
@@ -44,11 +43,11 @@ char* pmi_stats_text(void) {
 }
 
 /* mimalloc would allocate the JSON with mi_malloc, i.e. in the main heap, which may be frozen by a
-   snapshot. So we hand it buffers from the C library's heap. Brackets never nest (pmi_heap.h), so the
-   buffer is allocated before the statistics are read. */
+   snapshot. So we hand it buffers from the C library's heap (pmi_meta_realloc). Brackets never nest
+   (pmi_heap.h), so the buffer is allocated before the statistics are read. */
 static char* pmi_json_into_buffer(pmi_heap_t* h) {
     for (size_t size = 16 * 1024; size <= 64 * 1024 * 1024; size *= 2) {
-        char* buf = (char*)malloc(size);
+        char* buf = (char*)pmi_meta_realloc(NULL, size);
         if (buf == NULL) return NULL;
         char* json;
         if (h == NULL) {
@@ -57,16 +56,16 @@ static char* pmi_json_into_buffer(pmi_heap_t* h) {
             pmi_world_leave();
         }
         else {
-            if (pmi_heap_enter_read(h) != PMI_OK) { free(buf); return NULL; }
+            if (pmi_heap_enter_read(h) != PMI_OK) { pmi_meta_free(buf); return NULL; }
             json = mi_heap_stats_get_json(pmi_heap_raw(h), size, buf);
             pmi_heap_leave_read(h);
         }
         if (json != NULL && strnlen(buf, size) < size - 1) return buf;
-        free(buf);  /* truncated: try a bigger buffer */
+        pmi_meta_free(buf);  /* truncated: try a bigger buffer */
     }
     return NULL;
 }
 
 char* pmi_stats_json(void) { return pmi_json_into_buffer(NULL); }
 char* pmi_heap_stats_json(pmi_heap_t* h) { return pmi_json_into_buffer(h); }
-void  pmi_text_free(char* text) { free(text); }
+void  pmi_text_free(char* text) { pmi_meta_free(text); }
