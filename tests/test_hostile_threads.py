@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+import pymimalloc
 from childproc import run_program
 
 
@@ -54,4 +55,5 @@ def test_every_lifecycle_at_once_from_eleven_threads() -> None:
     result = run_program("broad_stress.py", str(STRESS_SECONDS), os.environ.get("PYMIMALLOC_STRESS_SEED", "1"),
                          timeout=STRESS_SECONDS + 120)
     ok, counts = result.stdout.split(" ", 1)
-    assert ok == "OK" and json.loads(counts)["fork"] > 0, result.stdout
+    forks = not any(name.startswith("MI_TRACK_") for name in pymimalloc.build_info()["defines"])  # broad_stress says why
+    assert ok == "OK" and (json.loads(counts).get("fork", 0) > 0 or not forks), result.stdout

@@ -32,6 +32,11 @@ import pymimalloc
 SECONDS, SEED = float(sys.argv[1]), int(sys.argv[2])
 faulthandler.dump_traceback_later(SECONDS + 60, exit=True)
 deadline = time.monotonic() + SECONDS
+# Under a memory checker there are no forks here. GCC 12's AddressSanitizer has no fork handlers for its allocator, so
+# a child forked while another thread was inside it (a thread starting or ending, a free) waited for a lock no thread
+# of its own holds: gdb found such a child in SizeClassAllocator64::GetFromAllocator. That happened in 3 of 16 runs of
+# 6 s at 2f3175b too. Every other build forks here.
+FORKS = not any(name.startswith("MI_TRACK_") for name in pymimalloc.build_info()["defines"])
 counts: dict[str, int] = {}
 counts_lock = threading.Lock()
 heaps_lock = threading.Lock()
@@ -278,12 +283,13 @@ def forker(seed: int) -> None:
         bump("fork")
 
 
-roles = [walker, walker, allocator, allocator, dropper, closer, objects, short_lived, installer, forker, last_holder]
+roles = [walker, walker, allocator, allocator, dropper, closer, objects, short_lived, installer, *([forker] if FORKS else []),
+         last_holder]
 with threads_running(*[lambda role=role, i=i: role(SEED * 100 + i) for i, role in enumerate(roles)], name="stress"):
     pass
 handoff.clear()
-kinds = {"walk", "main-walk", "snapshot", "visit", "allocate", "drop", "close", "objects", "short-lived", "install", "fork",
-         "last-close"}
+kinds = {"walk", "main-walk", "snapshot", "visit", "allocate", "drop", "close", "objects", "short-lived", "install",
+         "last-close"} | ({"fork"} if FORKS else set())
 missing = sorted(kind for kind in kinds if counts.get(kind, 0) + counts.get(kind + "-refused", 0) == 0)
 assert not missing, f"never ran: {missing} ({counts})"
 print("OK", json.dumps(dict(sorted(counts.items()))))
