@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 import pymimalloc
+from builds import memory_checker_build
 from pymimalloc._core import lib
 
 
@@ -36,7 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # MI_TRACK_ASAN / MI_TRACK_VALGRIND pad and poison every block, so usable sizes and walks differ from a plain
 # build; tests that assert the plain sizes run in every other build (CI's release and checked runs)
-_MEMORY_CHECKER_BUILD = any(name.startswith("MI_TRACK_") for name in pymimalloc.build_info()["defines"])
+_MEMORY_CHECKER_BUILD = memory_checker_build()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

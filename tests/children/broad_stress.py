@@ -25,6 +25,7 @@ import time
 import warnings
 from collections.abc import Callable
 
+from builds import memory_checker_build
 from threads import threads_running
 
 import pymimalloc
@@ -36,7 +37,7 @@ deadline = time.monotonic() + SECONDS
 # a child forked while another thread was inside it (a thread starting or ending, a free) waited for a lock no thread
 # of its own holds: gdb found such a child in SizeClassAllocator64::GetFromAllocator. That happened in 3 of 16 runs of
 # 6 s at 2f3175b too. Every other build forks here.
-FORKS = not any(name.startswith("MI_TRACK_") for name in pymimalloc.build_info()["defines"])
+FORKS = not memory_checker_build()
 counts: dict[str, int] = {}
 counts_lock = threading.Lock()
 heaps_lock = threading.Lock()
