@@ -351,10 +351,10 @@ static inline bool pmi_maybe_target(const struct mi_page_s* page) {
 
 /* The hook's four functions for one domain. RAW brackets its mimalloc calls and has no chosen heaps
    (`targets` false); MEM and OBJ look at this thread's chosen heap (see the top of this file).
-   malloc and free are CPython's hottest calls: their common case (no chosen heap, the domain routed; a block
-   on a mimalloc page while no heap ever held Python objects) needs no saved register, and everything else
-   is in a function of its own (`_other`), so that the common case compiles to a few loads and a jump into
-   mimalloc's own fast path. */
+   malloc and free are CPython's hottest calls, and calloc makes every list's items: their common case (no chosen
+   heap, the domain routed; a small block for calloc; a block on a mimalloc page while no heap ever held Python
+   objects) needs no saved register, and everything else is in a function of its own (`_other`), so that the
+   common case compiles to a few loads and a jump into mimalloc's own fast path. */
 #define PMI_LIKELY(x) __builtin_expect(!!(x), 1)
 #define PMI_DOMAIN_FUNCTIONS(name, domain, bit, enter, leave, targets)                                         \
     static inline void* pmi_##name##_python_malloc(size_t size) {  /* Python's heap, or the previous allocator */ \
@@ -404,8 +404,7 @@ static inline bool pmi_maybe_target(const struct mi_page_s* page) {
         }                                                                                                      \
         return pmi_##name##_malloc_other(size);                                                                \
     }                                                                                                          \
-    static void* pmi_##name##_calloc(void* ctx, size_t nelem, size_t elsize) {                                 \
-        (void)ctx;                                                                                             \
+    static __attribute__((noinline)) void* pmi_##name##_calloc_other(size_t nelem, size_t elsize) {            \
         pmi_heap_t* const target = (targets) && pmi_objects_anywhere() ? pmi_thread_target(pmi_thread_self()) : NULL; \
         if (target != NULL) return pmi_target_calloc(target, nelem, elsize);                                   \
         if (!(atomic_load_explicit(&pmi_routed, memory_order_relaxed) & (bit)))                                \
@@ -416,6 +415,16 @@ static inline bool pmi_maybe_target(const struct mi_page_s* page) {
             return pmi_previous[domain].calloc(pmi_previous[domain].ctx, nelem, elsize);                       \
         enter; void* p = pmi_mi_calloc(nelem, elsize); leave;                                                  \
         return p;                                                                                              \
+    }                                                                                                          \
+    static void* pmi_##name##_calloc(void* ctx, size_t nelem, size_t elsize) {                                 \
+        (void)ctx;                                                                                             \
+        size_t total;                                                                                          \
+        mi_heap_t* const heap = atomic_load_explicit(&pmi_fast_heap[domain], memory_order_relaxed);           \
+        if (PMI_LIKELY(heap != NULL && !__builtin_mul_overflow(nelem, elsize, &total))) {                     \
+            enter; void* const p = pmi_fast_zalloc_small(heap, pmi_at_least(total)); leave;                    \
+            if (PMI_LIKELY(p != NULL)) return p;                                                               \
+        }                                                                                                      \
+        return pmi_##name##_calloc_other(nelem, elsize);                                                       \
     }                                                                                                          \
     static __attribute__((noinline)) void pmi_##name##_free_other(void* ptr) {                                 \
         if (ptr != NULL) pmi_previous[domain].free(pmi_previous[domain].ctx, ptr);                             \

@@ -181,6 +181,7 @@ void* pmi_page_realloc(mi_heap_t* heap, struct mi_page_s* page, void* p, size_t 
 bool pmi_page_free_local(struct mi_page_s* page, void* p);
 void* pmi_fast_malloc(mi_heap_t* heap, size_t size);
 void* pmi_fast_malloc_small(mi_heap_t* heap, size_t size);
+void* pmi_fast_zalloc_small(mi_heap_t* heap, size_t size);
 void* pmi_heap_malloc_slow(mi_heap_t* heap, size_t size);
 void* pmi_fast_malloc_counted(mi_heap_t* heap, size_t size, size_t* counted);
 void* pmi_fast_malloc_small_counted(mi_heap_t* heap, size_t size, size_t* counted);
@@ -287,6 +288,20 @@ PMI_HOOK_INLINE void* pmi_fast_malloc_small(mi_heap_t* heap, size_t size) {
 #endif
   if mi_likely(_mi_theap_heap(theap) == heap && size <= MI_SMALL_SIZE_MAX) {
     return mi_theap_malloc_small_zero_nonnull(theap, size, false, NULL);
+  }
+  return NULL;
+}
+
+/* The same for a zeroed block: mimalloc's own fast path, which leaves out the memset where the page's free memory is
+   known to be zero. The hook's calloc of a small block (a list's items, say) then runs the code its malloc keeps in
+   the instruction cache, not mi_heap_zalloc's. */
+PMI_HOOK_INLINE void* pmi_fast_zalloc_small(mi_heap_t* heap, size_t size) {
+  mi_theap_t* const theap = _mi_theap_cached();
+#if MI_THEAP_INITASNULL
+  if mi_unlikely(theap == NULL) return NULL;
+#endif
+  if mi_likely(_mi_theap_heap(theap) == heap && size <= MI_SMALL_SIZE_MAX) {
+    return mi_theap_malloc_small_zero_nonnull(theap, size, true, NULL);
   }
   return NULL;
 }

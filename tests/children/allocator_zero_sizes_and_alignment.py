@@ -1,5 +1,5 @@
-"""Every domain's zero-size requests are distinct blocks, every block is 16-byte aligned, calloc zeroes and
-refuses an overflow."""
+"""Every domain's zero-size requests are distinct blocks, every block is 16-byte aligned, calloc zeroes (a small
+block too, where mimalloc's fast path reuses a block that held other bytes) and refuses an overflow."""
 
 import ctypes
 
@@ -19,6 +19,17 @@ for prefix in ("PyMem_", "PyObject_", "PyMem_Raw"):
     assert all(pymimalloc.usable_size(p) >= 16 for p in zeros + sized), prefix
     zeroed = calloc(1000, 4)
     assert ctypes.string_at(zeroed, 4000) == bytes(4000)
+    for size in (1, 16, 24, 100, 512, 1024, 1025):
+        for _ in range(3):  # each round reuses what the last one freed, filled with 0xAB first
+            dirty = [malloc(size) for _ in range(64)]
+            for p in dirty:
+                ctypes.memset(p, 0xAB, size)
+            for p in dirty:
+                free(p)
+            clean = [calloc(size, 1) for _ in range(64)]
+            assert all(ctypes.string_at(p, size) == bytes(size) for p in clean), (prefix, size)
+            for p in clean:
+                free(p)
     grown = realloc(sized[0], 100000)
     assert grown and grown % 16 == 0
     assert calloc(1 << 62, 8) is None, "an overflowing calloc must fail, not wrap"
