@@ -432,11 +432,15 @@ static pmi_heap_t* pmi_wrapper_alloc(void) {
     return (pmi_heap_t*)memset(p, 0, sizeof(pmi_heap_t));
 }
 
-/* Our bookkeeping's calls into the C library's allocator are made inside a world bracket, as our calls into
-   mimalloc are: a fork waits until no thread is inside one (pmi_fork_prepare stops the world), so the child never
-   inherits an allocator lock held by a thread it does not have. glibc's fork takes its own malloc's locks, but not
-   every malloc does: under GCC 12's AddressSanitizer, whose allocator has no fork handlers, a forked child of
-   broad_stress.py hung once the wrappers were allocated outside the bracket. */
+/* The heap wrappers and the report buffers (pmi_meta_realloc) come from the C library's allocator inside a world
+   bracket, as our calls into mimalloc are made: a fork waits until no thread is inside one (pmi_fork_prepare stops
+   the world), so the child never inherits an allocator lock held by a thread it does not have. glibc's fork takes
+   its own malloc's locks, but not every malloc does: under GCC 12's AddressSanitizer, whose allocator has no fork
+   handlers, a forked child of broad_stress.py hung once the wrappers were allocated outside the bracket. Not
+   bracketed: a walk's arrays (pmi_grow, which runs while a walk of the main heap has the world stopped itself, so a
+   bracket would wait for its own thread) and the records of deferred frees (pmi_defer). Under glibc that is safe;
+   under a malloc without fork handlers a fork can copy its lock held by one of them (broad_stress.py does not fork
+   under a memory checker). */
 static pmi_heap_t* pmi_wrapper_new(void) {
     pmi_world_enter();
     pmi_heap_t* h = pmi_wrapper_alloc();
@@ -1260,20 +1264,24 @@ static void* pmi_arenas[PMI_ARENAS_MAX];
 static atomic_int pmi_arena_count;
 static pthread_mutex_t pmi_arenas_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* The lock is taken inside the world bracket, never around it: a fork stops the world, so it waits for a thread that
+   holds the lock to leave. Taken before the bracket, a thread waited in pmi_world_enter with the lock held while a
+   fork went on, and the child found it held for good in its first Arena() (a review found it). */
 int pmi_arena_reserve(size_t size, bool commit, bool allow_large, void** arena_id) {
+    pmi_world_enter();
     pthread_mutex_lock(&pmi_arenas_lock);
+    pmi_schedule_noise();  /* checked builds: a fork would meet the lock held here, were it taken outside the bracket */
     int err = ENOMEM;
     if (atomic_load(&pmi_arena_count) < PMI_ARENAS_MAX) {
-        pmi_world_enter();
         err = mi_reserve_os_memory_ex(size, commit, allow_large, true /* exclusive */, (mi_arena_id_t*)arena_id);
-        if (err == 0) pmi_arenas_bin_first_chunk();  /* its chunk 0 too (pmi_mimalloc.c) */
-        pmi_world_leave();
         if (err == 0) {
+            pmi_arenas_bin_first_chunk();  /* its chunk 0 too (pmi_mimalloc.c) */
             pmi_arenas[atomic_load(&pmi_arena_count)] = *arena_id;
             atomic_fetch_add(&pmi_arena_count, 1);  /* the entry is written before it is counted */
         }
     }
     pthread_mutex_unlock(&pmi_arenas_lock);
+    pmi_world_leave();
     return err;
 }
 

@@ -5,42 +5,39 @@
 #include "pmi_heap.h"
 #include "pmi_internal.h"
 
-typedef struct pmi_text_s { char* buf; size_t len; size_t cap; bool failed; } pmi_text_t;
+typedef struct pmi_text_s { char* buf; size_t len; size_t cap; bool truncated; } pmi_text_t;
 
-/* mimalloc's output callback: append to a growing buffer (pmi_meta_realloc; freed by pmi_text_free). */
+/* mimalloc's output callback: append to the buffer, which it never grows (it runs inside a world bracket, and
+   brackets never nest: pmi_meta_realloc takes one); `truncated` if the text did not fit. */
 static void pmi_append(const char* msg, void* arg) {
     pmi_text_t* t = (pmi_text_t*)arg;
     const size_t n = strlen(msg);
-    if (t->failed) return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = (t->cap == 0 ? 1024 : t->cap);
-        while (t->len + n + 1 > cap) cap *= 2;
-        char* bigger = (char*)pmi_meta_realloc(t->buf, cap);
-        if (bigger == NULL) { t->failed = true; return; }
-        t->buf = bigger;
-        t->cap = cap;
-    }
+    if (t->truncated || t->len + n + 1 > t->cap) { t->truncated = true; return; }
     memcpy(t->buf + t->len, msg, n + 1);
     t->len += n;
 }
 
-static char* pmi_finish(pmi_text_t* t) {
-    if (t->failed) { pmi_meta_free(t->buf); return NULL; }
-    if (t->buf == NULL) { t->buf = (char*)pmi_meta_realloc(NULL, 1); if (t->buf) t->buf[0] = 0; }
-    return t->buf;
+/* The text `print` writes, in a buffer of the C library's heap (pmi_meta_realloc; freed by pmi_text_free), or NULL
+   out of memory. `print` runs inside a world bracket, as every call that reads mimalloc's process-wide state: adding
+   up the statistics holds mimalloc's lock of its heaps, and a fork that copied it held left the child waiting in its
+   first Heap() for good (a review found it). Like the JSON below, the buffer is allocated first, and again bigger if
+   the text did not fit. */
+static char* pmi_text_of(void (*print)(mi_output_fun* out, void* arg)) {
+    for (size_t cap = 16 * 1024; cap <= 64 * 1024 * 1024; cap *= 2) {
+        pmi_text_t t = { (char*)pmi_meta_realloc(NULL, cap), 0, cap, false };
+        if (t.buf == NULL) return NULL;
+        t.buf[0] = 0;
+        pmi_world_enter();
+        print(&pmi_append, &t);
+        pmi_world_leave();
+        if (!t.truncated) return t.buf;
+        pmi_meta_free(t.buf);
+    }
+    return NULL;
 }
 
-char* pmi_options_text(void) {
-    pmi_text_t t = { NULL, 0, 0, false };
-    mi_options_print_out(&pmi_append, &t);
-    return pmi_finish(&t);
-}
-
-char* pmi_stats_text(void) {
-    pmi_text_t t = { NULL, 0, 0, false };
-    mi_stats_print_out(&pmi_append, &t);
-    return pmi_finish(&t);
-}
+char* pmi_options_text(void) { return pmi_text_of(&mi_options_print_out); }
+char* pmi_stats_text(void) { return pmi_text_of(&mi_stats_print_out); }
 
 /* mimalloc would allocate the JSON with mi_malloc, i.e. in the main heap, which may be frozen by a
    snapshot. So we hand it buffers from the C library's heap (pmi_meta_realloc). Brackets never nest

@@ -1,4 +1,5 @@
-"""fork() while another thread allocates or reallocates: every forked child can use its heap and close it."""
+"""fork() while another thread allocates, reallocates, walks, prints statistics or reserves arenas: every forked child
+can use its heap and close it, make a heap and reserve an arena."""
 
 from __future__ import annotations
 
@@ -21,3 +22,11 @@ def test_fork_while_a_thread_reallocates_child_can_use_its_blocks() -> None:
 
 def test_fork_while_a_thread_walks_child_can_allocate_and_close() -> None:
     run_program("fork_walk_heap.py", timeout=30)
+
+
+def test_fork_while_a_thread_prints_statistics_child_can_make_a_heap() -> None:
+    run_program("fork_print_stats.py", timeout=60)
+
+
+def test_fork_while_a_thread_reserves_arenas_child_can_reserve_one() -> None:
+    run_program("fork_reserve_arena.py", timeout=60)

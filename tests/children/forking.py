@@ -26,12 +26,15 @@ def wait_for(pid: int) -> int:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             raise AssertionError(f"forked child {pid} hung for 10 s")
-        time.sleep(0.005)
+        time.sleep(0.001)
 
 
-def fork_and_check(in_child: Callable[[], None], rounds: int = 20) -> None:
+def fork_and_check(in_child: Callable[[], None], rounds: int = 20, pause: float | None = 0.01) -> None:
+    """Fork ``rounds`` times, ``pause`` seconds apart (None: at once, still holding the GIL the last child's wait took
+    back), and check that each child ran ``in_child`` and exited 0 within 10 s."""
     for i in range(rounds):
-        time.sleep(0.01)
+        if pause is not None:
+            time.sleep(pause)
         pid = os.fork()
         if pid == 0:
             code = 1
@@ -46,12 +49,13 @@ def fork_and_check(in_child: Callable[[], None], rounds: int = 20) -> None:
         assert status == 0, f"forked child {i} exited with {status}"
 
 
-def fork_while_a_thread_runs(churn: Callable[[threading.Event], None], in_child: Callable[[], None]) -> None:
-    """Run ``churn(stop)`` in a daemon thread until ``stop`` is set, and fork_and_check(in_child) meanwhile; then
-    raise what churn raised."""
+def fork_while_a_thread_runs(churn: Callable[[threading.Event], None], in_child: Callable[[], None],
+                             rounds: int = 20, pause: float | None = 0.01) -> None:
+    """Run ``churn(stop)`` in a daemon thread until ``stop`` is set, and fork_and_check(in_child, rounds, pause)
+    meanwhile; then raise what churn raised."""
     stop = threading.Event()
     with threads_running(lambda: churn(stop), daemon=True):
         try:
-            fork_and_check(in_child)
+            fork_and_check(in_child, rounds, pause)
         finally:
             stop.set()
