@@ -108,8 +108,8 @@ static pmi_heap_t* pmi_context_target(void) {
     PyObject* stack = NULL;
     if (PyContextVar_Get(pmi_objects_var, NULL, &stack) < 0 || stack == NULL) return NULL;
     pmi_heap_t* target = NULL;
-    for (Py_ssize_t i = PyTuple_GET_SIZE(stack) - 1; i >= 0 && target == NULL; i--) {
-        const pmi_ScopeObject* scope = pmi_entry_held(PyTuple_GET_ITEM(stack, i));
+    for (Py_ssize_t i = PyTuple_Check(stack) ? PyTuple_GET_SIZE(stack) - 1 : -1; i >= 0 && target == NULL; i--) {
+        const pmi_ScopeObject* scope = pmi_entry_held(PyTuple_GET_ITEM(stack, i), PMI_SCOPE_OBJECTS);
         if (scope != NULL) target = scope->handle;
     }
     Py_DECREF(stack);  /* the context still holds it */

@@ -164,9 +164,16 @@ struct pmi_ScopeEntry {
     PyObject_HEAD
     pmi_ScopeObject* scope;  /* borrowed; NULL once the scope is gone */
 };
-static inline pmi_ScopeObject* pmi_entry_held(PyObject* entry) {
-    pmi_ScopeObject* scope = ((pmi_ScopeEntry*)entry)->scope;
-    return scope != NULL && scope->stage == PMI_STAGE_HELD ? scope : NULL;
+extern PyTypeObject pmi_EntryType;
+/* The scope of `item`, an item of a tuple read from one of these ContextVars, if it is the entry of a block of `kind`
+   that still holds its heap; NULL for anything else. Python code can reach the ContextVars (iterating
+   contextvars.copy_context() lists them) and set them to anything, or move one's entries into another: such a value
+   is passed over, never followed (a review crashed the process with a forged tuple, and a python_objects() entry in
+   the numpy list reached a NULL handler). */
+static inline pmi_ScopeObject* pmi_entry_held(PyObject* item, int kind) {
+    if (!Py_IS_TYPE(item, &pmi_EntryType)) return NULL;
+    pmi_ScopeObject* scope = ((pmi_ScopeEntry*)item)->scope;
+    return scope != NULL && scope->stage == PMI_STAGE_HELD && scope->kind == kind ? scope : NULL;
 }
 /* The ContextVar whose value is the tuple of python_objects entries of a context, innermost last */
 extern PyObject* pmi_objects_var;

@@ -648,7 +648,7 @@ PyObject* pmi_objects_var;          /* the tuple of python_objects() scopes of a
 
 static void pmi_entry_dealloc(PyObject* self) { Py_TYPE(self)->tp_free(self); }
 
-static PyTypeObject pmi_EntryType = {
+PyTypeObject pmi_EntryType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "pymimalloc._mimalloc.HeapScopeEntry",
     .tp_basicsize = sizeof(pmi_ScopeEntry),
@@ -692,6 +692,13 @@ static PyObject* pmi_scope_tp_new(PyTypeObject* type, PyObject* args, PyObject* 
     return (PyObject*)scope;
 }
 
+/* An entry of a block that no longer holds its heap, whatever its kind */
+static bool pmi_entry_dead(PyObject* item) {
+    if (!Py_IS_TYPE(item, &pmi_EntryType)) return false;
+    const pmi_ScopeObject* scope = ((pmi_ScopeEntry*)item)->scope;
+    return scope == NULL || scope->stage != PMI_STAGE_HELD;
+}
+
 /* `stack` + (scope,), or `stack` without scope (a new reference; `stack` may be NULL: empty) */
 /* `stack` and `scope` on top, without the entries of scopes that no longer hold their heap (dropped while held,
    or left from another context): they would otherwise stay in this context's tuple for good, and every push
@@ -708,7 +715,7 @@ static PyObject* pmi_stack_with(PyObject* stack, PyObject* scope) {
     Py_ssize_t live = 0;
     for (Py_ssize_t i = 0; i < n; i++) {  /* nothing here allocates or runs Python code */
         PyObject* item = PyTuple_GET_ITEM(stack, i);
-        if (Py_IS_TYPE(item, &pmi_EntryType) && pmi_entry_held(item) == NULL) continue;
+        if (pmi_entry_dead(item)) continue;
         Py_INCREF(item);
         PyTuple_SET_ITEM(grown, live++, item);
     }
@@ -773,14 +780,14 @@ static int pmi_stack_remove(PyObject* var, PyObject* scope) {
     return status;
 }
 
-/* The heap of the innermost scope still held in this context's tuple of `var`, borrowed, or NULL */
-static pmi_ScopeObject* pmi_stack_innermost(PyObject* var) {
+/* The innermost scope of `kind` still held in this context's tuple of `var`, borrowed, or NULL */
+static pmi_ScopeObject* pmi_stack_innermost(PyObject* var, int kind) {
     int failed;
     PyObject* stack = pmi_stack_get(var, &failed);
     if (stack == NULL) return NULL;
     pmi_ScopeObject* held = NULL;
     for (Py_ssize_t i = PyTuple_GET_SIZE(stack) - 1; i >= 0 && held == NULL; i--) {
-        held = pmi_entry_held(PyTuple_GET_ITEM(stack, i));
+        held = pmi_entry_held(PyTuple_GET_ITEM(stack, i), kind);
     }
     Py_DECREF(stack);  /* the context still holds the tuple, and the tuple the scope */
     return held;
@@ -804,8 +811,8 @@ static int pmi_numpy_push(pmi_ScopeObject* scope, PyObject* handler) {
     int failed;
     PyObject* stack = pmi_stack_get(pmi_numpy_var, &failed);
     if (failed) return -1;
-    if (stack == NULL || PyTuple_GET_SIZE(stack) == 0) {
-        Py_XDECREF(stack);
+    if (stack == NULL || PyTuple_GET_SIZE(stack) == 0 || !PyCapsule_IsValid(PyTuple_GET_ITEM(stack, 0), "mem_handler")) {
+        Py_XDECREF(stack);  /* none yet, or not a list pymimalloc made (pmi_entry_held says how): start one */
         PyObject* base = pmi_numpy_get_handler();
         if (base == NULL) return -1;
         stack = PyTuple_Pack(1, base);
@@ -828,13 +835,16 @@ static int pmi_numpy_push(pmi_ScopeObject* scope, PyObject* handler) {
    held (or, with none, the one before the outermost), unless numpy's handler is no longer pymimalloc's:
    then someone else set theirs since and it stays. A block left from another context is not in this
    context's list: its own context keeps numpy's handler until one of its blocks is left there. */
-/* The handler the innermost block of `stack` still held wants (borrowed), or the one from before them all */
+/* The handler the innermost block of `stack` still held wants (borrowed), or the one from before them all; NULL
+   where `stack` is not a list pymimalloc made (then numpy's handler is left as it is) */
 static PyObject* pmi_numpy_innermost(PyObject* stack) {
     for (Py_ssize_t i = PyTuple_GET_SIZE(stack) - 1; i >= 1; i--) {
-        pmi_ScopeObject* held = pmi_entry_held(PyTuple_GET_ITEM(stack, i));
-        if (held != NULL) return ((pmi_HeapBaseObject*)held->heap)->numpy_handler;
+        pmi_ScopeObject* held = pmi_entry_held(PyTuple_GET_ITEM(stack, i), PMI_SCOPE_NUMPY);
+        PyObject* handler = held != NULL ? ((pmi_HeapBaseObject*)held->heap)->numpy_handler : NULL;
+        if (handler != NULL) return handler;
     }
-    return PyTuple_GET_ITEM(stack, 0);
+    PyObject* before = PyTuple_GET_SIZE(stack) > 0 ? PyTuple_GET_ITEM(stack, 0) : NULL;
+    return before != NULL && PyCapsule_IsValid(before, "mem_handler") ? before : NULL;
 }
 
 static int pmi_numpy_remove(pmi_ScopeEntry* entry) {
@@ -853,6 +863,7 @@ static int pmi_numpy_remove(pmi_ScopeEntry* entry) {
     int status = 0;
     for (int attempt = 0; attempt < 8 && status == 0; attempt++) {
         PyObject* wanted = pmi_numpy_innermost(shrunk);
+        if (wanted == NULL) break;
         Py_INCREF(wanted);
         PyObject* current = pmi_numpy_get_handler();
         int settled = 1;
@@ -1272,7 +1283,7 @@ static PyTypeObject pmi_OptionsScopeType = {
 /* _default_heap(): the heap of the innermost as_default() block held in this context, or None */
 static PyObject* pmi_default_heap(PyObject* self, PyObject* unused) {
     (void)self; (void)unused;
-    pmi_ScopeObject* scope = pmi_stack_innermost(pmi_default_var);
+    pmi_ScopeObject* scope = pmi_stack_innermost(pmi_default_var, PMI_SCOPE_DEFAULT);
     if (scope == NULL) {
         if (PyErr_Occurred()) return NULL;
         Py_RETURN_NONE;
@@ -1284,7 +1295,7 @@ static PyObject* pmi_default_heap(PyObject* self, PyObject* unused) {
 /* _python_objects_heap(): the heap this context's new Python objects come from (None: Python's own) */
 static PyObject* pmi_python_objects_heap(PyObject* self, PyObject* unused) {
     (void)self; (void)unused;
-    pmi_ScopeObject* scope = pmi_stack_innermost(pmi_objects_var);
+    pmi_ScopeObject* scope = pmi_stack_innermost(pmi_objects_var, PMI_SCOPE_OBJECTS);
     if (scope == NULL) {
         if (PyErr_Occurred()) return NULL;
         Py_RETURN_NONE;

@@ -93,12 +93,21 @@ class HeapArrays:
         return array  # type: ignore[no-any-return]
 
     def _numpy_call(self, func: Any, *args: Any, **kwargs: Any) -> np.ndarray:
-        """Run a numpy constructor with this heap's handler set."""
+        """Run a numpy constructor with this heap's handler set. A closed heap refuses with ValueError, as every use
+        of it does: its handler gives the C library's memory to a context that still names it, never to a call on
+        the heap itself (a review found ones(), full(), asarray() and the ``_like`` constructors returning such
+        arrays). So does a heap another thread closed during the call: the array, whose data may then be the C
+        library's, is dropped."""
+        self._check_usable()
         try:
-            return NUMPY.call(self._handler(), func, *args, **kwargs)  # type: ignore[no-any-return]
+            array = NUMPY.call(self._handler(), func, *args, **kwargs)
         except MemoryError:
             self._check_usable()  # closed or frozen says so; otherwise it was a real MemoryError
             raise
+        if _core.heap_state(self) == _core.STATE_CLOSED:
+            del array
+            self._check_usable()
+        return array  # type: ignore[no-any-return]
 
     def ones(self, shape: Any, dtype: Any = float, order: str = "C") -> np.ndarray:
         """``numpy.ones`` with the data in this heap."""

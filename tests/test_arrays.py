@@ -134,6 +134,28 @@ def test_constructors_on_a_closed_or_frozen_heap() -> None:
     with pytest.raises(ValueError):
         with heap.numpy_allocator():
             pass
+    # every constructor, also those numpy runs itself with the heap's handler set (which a context that still names
+    # a closed heap's handler gets the C library's memory from): a review found these returning such arrays
+    made = [lambda: heap.ones(4), lambda: heap.full(4, 7), lambda: heap.asarray([1, 2]),
+            lambda: heap.zeros_like(np.ones(3)), lambda: heap.empty_like(np.ones(3)),
+            lambda: heap.empty(3, dtype=object), lambda: heap.zeros(3, dtype=object), lambda: heap.empty(3)]
+    for make in made:
+        with pytest.raises(ValueError, match="the heap is closed"):
+            make()
+
+
+def test_a_constructor_during_which_the_heap_closes_raises() -> None:
+    """The heap closes inside the call (here, while numpy fills the array): ValueError, and the array is dropped."""
+    heap = pymimalloc.Heap()
+
+    class ClosesTheHeap:
+        def __float__(self) -> float:
+            heap.close()
+            return 1.0
+
+    with pytest.raises(ValueError, match="the heap is closed"):
+        heap.full(4, ClosesTheHeap(), dtype=float)
+    assert heap.closed
 
 
 def test_heap_cannot_close_inside_its_numpy_allocator(heap: pymimalloc.Heap) -> None:

@@ -45,3 +45,8 @@ def test_a_forged_arena_id_is_refused(heap: pymimalloc.Heap) -> None:
 def test_a_bad_alignment_reaching_the_c_method_is_refused_before_mimalloc(heap: pymimalloc.Heap) -> None:
     with pytest.raises(ValueError, match="power of two"):
         heap._allocate(8, 3, False)
+
+
+def test_forged_values_of_pymimalloc_contextvars_are_passed_over() -> None:
+    result = run_program("private_contextvars.py", timeout=120)
+    assert result.stdout.split() == ["ok", "21"]
