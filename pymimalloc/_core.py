@@ -297,11 +297,13 @@ def address_of(obj: object) -> int | None:
     return _buffer_address(obj)
 
 
-def _buffer_address(obj: object) -> int:
-    # numpy arrays (also strided views) say where their data starts without needing a contiguous buffer
+def _buffer_address(obj: object) -> int | None:
+    # numpy arrays (also strided views) say where their data starts without needing a contiguous buffer; any object
+    # may say so, so the address is checked as an int's is (a review's forged one raised OverflowError)
     interface = getattr(obj, "__array_interface__", None)
     if isinstance(interface, dict) and isinstance(interface.get("data"), tuple):
-        return int(interface["data"][0])
+        address = int(interface["data"][0])
+        return address if 0 <= address < _ADDRESS_LIMIT else None
     try:
         pointer = ffi.from_buffer(obj)
     except (TypeError, BufferError, ValueError):

@@ -186,3 +186,20 @@ def heap_consistent(heap: pymimalloc.Heap) -> bool:
 
 def test_there_are_at_least_forty_bad_inputs() -> None:
     assert len(CASES) + len(MORE_CASES) >= 40
+
+
+def test_an_address_from_array_interface_is_checked_as_an_int_is(heap: pymimalloc.Heap) -> None:
+    """Any object may say where its data is (``__array_interface__``): a forged address outside 0..2**64-1 gets the
+    answers that int gets (a review's raised OverflowError)."""
+
+    class SaysItsDataIsAt:
+        def __init__(self, address: int) -> None:
+            self.__array_interface__ = {"data": (address, False), "shape": (1,), "typestr": "|u1", "version": 3}
+
+    for address in (-1, -2**70, 2**64, 2**70, 0, 2**64 - 1):
+        forged = SaysItsDataIsAt(address)
+        assert pymimalloc.heap_of(forged) is pymimalloc.heap_of(address)
+        for asked in (forged, address):
+            with pytest.raises(ValueError, match="not an address of a block"):
+                pymimalloc.usable_size(asked)
+        assert heap.contains(forged) is heap.contains(address) is False
