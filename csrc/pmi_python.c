@@ -168,13 +168,14 @@ static PyTypeObject pmi_HeapBaseType;
 /* A new Block of `heap` that owns no memory yet: the glue fills its record in (pmi_block_alloc/realloc).
    The object comes first, so a failed allocation only has an empty object to drop. */
 static pmi_BlockObject* pmi_block_new_empty(PyObject* heap) {
-    pmi_BlockObject* b = PyObject_New(pmi_BlockObject, &pmi_BlockType);
+    pmi_BlockObject* b = PyObject_GC_New(pmi_BlockObject, &pmi_BlockType);
     if (b == NULL) return NULL;
     b->record.data = NULL;
     Py_INCREF(heap);
     b->heap = heap;
     b->exports = 0;
     b->weakreflist = NULL;
+    PyObject_GC_Track(b);
     return b;
 }
 
@@ -203,10 +204,20 @@ static PyObject* pmi_block_tp_new(PyTypeObject* type, PyObject* args, PyObject* 
 
 static void pmi_block_dealloc(PyObject* self) {
     pmi_BlockObject* b = (pmi_BlockObject*)self;
+    PyObject_GC_UnTrack(self);
     if (b->weakreflist != NULL) PyObject_ClearWeakRefs(self);
     pmi_block_release(&b->record);  /* nothing if freed */
     Py_CLEAR(b->heap);
     Py_TYPE(self)->tp_free(self);
+}
+
+/* A Block is a container of the garbage collector for its reference to its Heap: a Heap subclass that keeps its
+   Blocks (self.kept.append(self.malloc(n))) makes a cycle the collector must see, or the heap and all its memory
+   stay for good (a review found 200 such heaps of 1 MiB alive after gc.collect()). No tp_clear: the cycle is broken
+   on the Heap's side (its __dict__), and a Block's methods may rely on its heap being there. */
+static int pmi_block_traverse(PyObject* self, visitproc visit, void* arg) {
+    Py_VISIT(((pmi_BlockObject*)self)->heap);
+    return 0;
 }
 
 static int pmi_block_getbuffer(PyObject* self, Py_buffer* view, int flags) {
@@ -367,7 +378,9 @@ static PyTypeObject pmi_BlockType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "pymimalloc.Block",
     .tp_basicsize = sizeof(pmi_BlockObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = pmi_block_traverse,
+    .tp_free = PyObject_GC_Del,
     .tp_doc = "A block of size bytes allocated from a pymimalloc Heap, and a writable buffer over them.\n\n"
               "Blocks come from Heap.malloc() and its siblings, never from this constructor. The Block owns its\n"
               "memory: it is freed by free(), by leaving a `with block:` statement, or when the Block is\n"
