@@ -490,6 +490,64 @@ static PyObject* pmi_heap_realloc(PyObject* self, PyObject* const* args, Py_ssiz
     return (PyObject*)moved;  /* `b` now owns nothing: it reads as freed */
 }
 
+/* The Heap objects that stand for pymimalloc's heaps, by heap id (pmi_heap_id: what heap_of's lookup of an address
+   gives): {id: the object's address}, a borrowed reference, so that the registry keeps no Heap alive. An entry goes
+   when the heap is closed (_heap_forget) and when its object is freed (dealloc), never before: a Heap subclass whose
+   __del__ kept the heap (resurrected it) is still found, where a weak registry lost it, since the collector clears
+   weak references before it runs finalizers (a review found heap_of() saying None for such an open heap).
+   Read and written with the GIL held. */
+static PyObject* pmi_heap_objects;
+
+static PyObject* pmi_heap_key(pmi_HeapBaseObject* base) {
+    return PyLong_FromSize_t((size_t)pmi_heap_id(base->handle));
+}
+
+static int pmi_heap_remember(pmi_HeapBaseObject* base) {
+    PyObject* key = pmi_heap_key(base);
+    PyObject* value = key == NULL ? NULL : PyLong_FromVoidPtr(base);
+    const int status = value == NULL ? -1 : PyDict_SetItem(pmi_heap_objects, key, value);
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    return status;
+}
+
+/* Take the entry of `base` out, if it is the one registered under its heap's id; keeps any exception set before */
+static void pmi_heap_forget_object(pmi_HeapBaseObject* base) {
+    if (base->handle == NULL || pmi_heap_objects == NULL) return;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyObject* key = pmi_heap_key(base);
+    PyObject* found = key == NULL ? NULL : PyDict_GetItemWithError(pmi_heap_objects, key);
+    if (found != NULL && PyLong_AsVoidPtr(found) == (void*)base) (void)PyDict_DelItem(pmi_heap_objects, key);
+    Py_XDECREF(key);
+    PyErr_Clear();  /* out of memory making the key: the entry stays, and names an id no open heap will have */
+    PyErr_Restore(type, value, traceback);
+}
+
+/* _heap_object(heap_id): the Heap standing for that open heap, or None */
+static PyObject* pmi_heap_object(PyObject* self, PyObject* key) {
+    (void)self;
+    PyObject* found = PyDict_GetItemWithError(pmi_heap_objects, key);
+    if (found == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject* heap = (PyObject*)PyLong_AsVoidPtr(found);
+    Py_INCREF(heap);
+    return heap;
+}
+
+/* _heap_forget(heap): the heap was closed; heap_of() no longer names it */
+static PyObject* pmi_heap_forget(PyObject* self, PyObject* heap) {
+    (void)self;
+    if (!PyObject_TypeCheck(heap, &pmi_HeapBaseType)) {
+        PyErr_SetString(PyExc_TypeError, "expected a Heap");
+        return NULL;
+    }
+    pmi_heap_forget_object((pmi_HeapBaseObject*)heap);
+    Py_RETURN_NONE;
+}
+
 /* _open(arena_id): make the Heap's mimalloc heap, in the arena with that id (an int; 0: none), once. */
 static PyObject* pmi_heap_open(PyObject* self, PyObject* arg) {
     pmi_HeapBaseObject* base = (pmi_HeapBaseObject*)self;
@@ -510,6 +568,7 @@ static PyObject* pmi_heap_open(PyObject* self, PyObject* arg) {
         return NULL;
     }
     base->handle = h;
+    if (pmi_heap_remember(base) < 0) return NULL;  /* the Heap owns its heap all the same: dealloc releases it */
     Py_RETURN_NONE;
 }
 
@@ -591,6 +650,7 @@ static PyObject* pmi_heap_zeros(PyObject* self, PyObject* const* args, size_t na
 
 static void pmi_heap_base_dealloc(PyObject* self) {
     pmi_HeapBaseObject* base = (pmi_HeapBaseObject*)self;
+    pmi_heap_forget_object(base);
     Py_CLEAR(base->numpy_handler);
     if (base->handle != NULL) {
         pmi_heap_t* h = base->handle;
@@ -1390,6 +1450,8 @@ static PyMethodDef pmi_python_functions[] = {
     {"_default_heap", pmi_default_heap, METH_NOARGS, NULL},
     {"_python_objects_heap", pmi_python_objects_heap, METH_NOARGS, NULL},
     {"_heap_pointer", pmi_heap_pointer, METH_O, NULL},
+    {"_heap_object", pmi_heap_object, METH_O, NULL},
+    {"_heap_forget", pmi_heap_forget, METH_O, NULL},
     {"_set_status_raiser", pmi_set_status_raiser, METH_O, NULL},
     {"_set_slow_paths", (PyCFunction)(void (*)(void))pmi_set_slow_paths, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
@@ -1402,7 +1464,9 @@ int pmi_python_install(uintptr_t caller) {
     if (pmi_default_var == NULL) pmi_default_var = PyContextVar_New("pymimalloc_default_heap", NULL);
     if (pmi_objects_var == NULL) pmi_objects_var = PyContextVar_New("pymimalloc_python_objects", NULL);
     if (pmi_numpy_var == NULL) pmi_numpy_var = PyContextVar_New("pymimalloc_numpy_allocators", NULL);
+    if (pmi_heap_objects == NULL) pmi_heap_objects = PyDict_New();
     if (module != NULL && pmi_default_var != NULL && pmi_objects_var != NULL && pmi_numpy_var != NULL
+        && pmi_heap_objects != NULL
         && pmi_module_add_type(module, "Block", &pmi_BlockType) == 0
         && pmi_module_add_type(module, "HeapBase", &pmi_HeapBaseType) == 0
         && pmi_module_add_type(module, "HeapScope", &pmi_ScopeType) == 0

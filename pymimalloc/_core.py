@@ -182,6 +182,8 @@ from ._mimalloc import (  # noqa: E402  (``X as X``: re-exported to the package)
     HeapScope as HeapScope,
     OptionsScope as OptionsScope,
     _default_heap,
+    _heap_forget,
+    _heap_object,
     _heap_pointer,
     _python_objects_heap,
     _set_slow_paths,
@@ -363,6 +365,17 @@ def heap_id(heap: Any) -> int:
 def heap_of_address(address: int) -> int:
     """The id of the heap holding ``address`` (0 if none)."""
     return int(lib.pmi_heap_of(address))
+
+
+def heap_object(heap_id: int) -> Any:
+    """The Heap standing for the open heap with that id (a heap_of_address answer), or None. Heaps register when
+    made, and leave when closed (:func:`heap_forget`) or freed (csrc/pmi_python.c)."""
+    return _heap_object(heap_id)
+
+
+def heap_forget(heap: Any) -> None:
+    """The heap was closed: :func:`heap_object` no longer names it."""
+    _heap_forget(heap)
 
 
 def heap_state(heap: Any) -> int:

@@ -10,7 +10,6 @@ nothing leaks. The locking that makes close safe against allocations in other th
 from __future__ import annotations
 
 import json
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from . import _core
@@ -31,8 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Heap", "main_heap", "heap_of", "default_heap", "malloc"]
 
-# mi_heap_t address -> Heap, for heap_of(). Entries go when the heap closes or its Heap object dies.
-_heaps_by_id: weakref.WeakValueDictionary[int, Heap] = weakref.WeakValueDictionary()
 _main_heap: dict[str, Heap] = {}  # "heap": the one Heap object for mimalloc's main heap, once made (main_heap())
 
 
@@ -63,7 +60,6 @@ class Heap(ProcessLocal, HeapArrays, _core.HeapBase):
             raise TypeError(f"arena must be an Arena, not {type(arena).__name__}")
         self._open(0 if arena is None else id_for_new_heap(arena))  # MemoryError if mimalloc cannot
         self._arena = arena
-        _heaps_by_id[_core.heap_id(self)] = self
 
     # -- allocation: malloc, zalloc, realloc and _allocate are C methods (HeapBase, csrc/pmi_python.c); their
     # Python slow paths are the functions registered at the end of this module --------------------------
@@ -257,9 +253,7 @@ class Heap(ProcessLocal, HeapArrays, _core.HeapBase):
         self._unregister()
 
     def _unregister(self) -> None:
-        heap_id = _core.heap_id(self)
-        if _heaps_by_id.get(heap_id) is self:
-            _heaps_by_id.pop(heap_id, None)
+        _core.heap_forget(self)
 
     def __enter__(self) -> Heap:
         self._check_open()
@@ -308,7 +302,8 @@ def heap_of(obj: Block | int | Any) -> Heap | None:
         return None
     if heap_id == _core.heap_id(main_heap()):
         return main_heap()
-    return _heaps_by_id.get(heap_id)
+    heap: Heap | None = _core.heap_object(heap_id)
+    return heap
 
 
 def default_heap() -> Heap:

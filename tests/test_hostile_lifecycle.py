@@ -58,3 +58,25 @@ def test_a_heap_subclass_that_keeps_its_blocks_is_collected() -> None:
         del pool
     gc.collect()
     assert [p() for p in pools] == [None] * 20
+
+
+def test_a_heap_that_resurrects_itself_in_del_is_still_found_by_heap_of() -> None:
+    """The collector clears weak references before it runs finalizers: a Heap subclass whose __del__ keeps the heap
+    (in a cycle, collected by gc) was no longer found by heap_of() while it stayed open (a review)."""
+    saved: list[pymimalloc.Heap] = []
+
+    class Keeps(pymimalloc.Heap):
+        def __del__(self) -> None:
+            saved.append(self)
+
+    heap = Keeps()
+    heap.me = heap  # type: ignore[attr-defined]  # a cycle, which only the collector frees
+    del heap
+    gc.collect()
+    (heap,) = saved
+    assert not heap.closed
+    block = heap.malloc(10)
+    assert pymimalloc.heap_of(block) is heap
+    heap.close()
+    assert pymimalloc.heap_of(block) is None
+    block.free()
