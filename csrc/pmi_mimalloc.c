@@ -281,30 +281,23 @@ PMI_HOOK_INLINE void pmi_theap_ensure(mi_heap_t* heap) {
    the page's free list is empty, is a tail call), or NULL where it does not apply, with nothing done (or out of
    memory: the caller's slow path then tries again). `heap` is not NULL: a theap not yet set up says NULL for its
    heap. */
-PMI_HOOK_INLINE void* pmi_fast_malloc_small(mi_heap_t* heap, size_t size) {
+static inline __attribute__((always_inline)) void* pmi_fast_small(mi_heap_t* heap, size_t size, bool zero) {
   mi_theap_t* const theap = _mi_theap_cached();
 #if MI_THEAP_INITASNULL
   if mi_unlikely(theap == NULL) return NULL;
 #endif
   if mi_likely(_mi_theap_heap(theap) == heap && size <= MI_SMALL_SIZE_MAX) {
-    return mi_theap_malloc_small_zero_nonnull(theap, size, false, NULL);
+    return mi_theap_malloc_small_zero_nonnull(theap, size, zero, NULL);
   }
   return NULL;
 }
 
+PMI_HOOK_INLINE void* pmi_fast_malloc_small(mi_heap_t* heap, size_t size) { return pmi_fast_small(heap, size, false); }
+
 /* The same for a zeroed block: mimalloc's own fast path, which leaves out the memset where the page's free memory is
    known to be zero. The hook's calloc of a small block (a list's items, say) then runs the code its malloc keeps in
    the instruction cache, not mi_heap_zalloc's. */
-PMI_HOOK_INLINE void* pmi_fast_zalloc_small(mi_heap_t* heap, size_t size) {
-  mi_theap_t* const theap = _mi_theap_cached();
-#if MI_THEAP_INITASNULL
-  if mi_unlikely(theap == NULL) return NULL;
-#endif
-  if mi_likely(_mi_theap_heap(theap) == heap && size <= MI_SMALL_SIZE_MAX) {
-    return mi_theap_malloc_small_zero_nonnull(theap, size, true, NULL);
-  }
-  return NULL;
-}
+PMI_HOOK_INLINE void* pmi_fast_zalloc_small(mi_heap_t* heap, size_t size) { return pmi_fast_small(heap, size, true); }
 
 PMI_HOOK_INLINE void* pmi_fast_malloc(mi_heap_t* heap, size_t size) {
   mi_theap_t* const theap = _mi_theap_cached();

@@ -533,6 +533,9 @@ static PyObject* pmi_heap_object(PyObject* self, PyObject* key) {
         Py_RETURN_NONE;
     }
     PyObject* heap = (PyObject*)PyLong_AsVoidPtr(found);
+    /* A Heap being freed keeps its entry until its base dealloc, after its slots and __dict__ were cleared, which may
+       run code (an Arena subclass's __del__) that asks: it is not handed out again, as a weak reference would not be */
+    if (Py_REFCNT(heap) <= 0) Py_RETURN_NONE;
     Py_INCREF(heap);
     return heap;
 }

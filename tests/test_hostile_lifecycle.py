@@ -9,7 +9,7 @@ import weakref
 import pytest
 
 import pymimalloc
-from childproc import run_program
+from childproc import describe, run, run_program
 
 
 def test_large_aligned_blocks_survive_heap_close() -> None:
@@ -80,3 +80,28 @@ def test_a_heap_that_resurrects_itself_in_del_is_still_found_by_heap_of() -> Non
     heap.close()
     assert pymimalloc.heap_of(block) is None
     block.free()
+
+
+def test_heap_of_never_hands_out_a_heap_being_freed() -> None:
+    """A Heap's __dict__ is cleared before its entry in heap_of()'s registry goes: code run then (here a __del__ of
+    something the heap kept) must get None, not the Heap being freed (that segfaulted). In a child: it could crash."""
+    code = (
+        "import pymimalloc\n"
+        "found = []\n"
+        "class Watch:\n"
+        "    def __del__(self):\n"
+        "        found.append(pymimalloc.heap_of(address))\n"
+        "class Keeps(pymimalloc.Heap):\n"
+        "    pass\n"
+        "heap = Keeps()\n"
+        "block = heap.malloc(64)\n"
+        "address = block.address\n"
+        "block.free()\n"
+        "del block  # a Block keeps its Heap\n"
+        "heap.watch = Watch()\n"
+        "del heap\n"
+        "print(found)\n"
+    )
+    result = run(["-c", code])
+    assert result.returncode == 0, describe(result.returncode) + result.stderr
+    assert result.stdout.strip() == "[None]"
