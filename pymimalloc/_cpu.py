@@ -60,18 +60,38 @@ def _json_value(info: bytes, key: str) -> bytes | None:
     return info[at:end]
 
 
-def read_build_target(path: str) -> BuildTarget | None:
-    """What the compiled module at ``path`` was built for, read from the file without loading it."""
+# Bytes read at a time: below glibc's 128 KiB mmap threshold. Read whole, the ~400 KiB module was one block that
+# glibc mapped and unmapped, and an unmapped block raises glibc's threshold for the rest of the process.
+_CHUNK = 64 * 1024
+
+
+def _build_info(path: str, chunk: int = _CHUNK) -> bytes | None:
+    """The build info's JSON bytes (without its NUL), read ``chunk`` bytes at a time; None if absent or unreadable."""
+    carry = len(_BUILD_INFO_START) - 1  # a start split between two chunks is found in the next
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = b""
+            while (start := data.find(_BUILD_INFO_START)) < 0:
+                more = f.read(chunk)
+                if not more:
+                    return None
+                data = data[-carry:] + more
+            data = data[start:]
+            while (end := data.find(b"\0")) < 0:
+                more = f.read(chunk)
+                if not more:
+                    return None
+                data += more
+            return data[:end]
     except OSError:
         return None
-    start = data.find(_BUILD_INFO_START)
-    end = data.find(b"\0", start) if start >= 0 else -1
-    if end < 0:
+
+
+def read_build_target(path: str) -> BuildTarget | None:
+    """What the compiled module at ``path`` was built for, read from the file without loading it."""
+    info = _build_info(path)
+    if info is None:
         return None
-    info = data[start:end]
     features = _json_value(info, "cpu_features")
     names = None
     if features is not None and features.startswith(b"["):

@@ -79,3 +79,17 @@ def test_import_refuses_before_loading_the_compiled_module(tmp_path: pathlib.Pat
     assert result.returncode == 0, result.stderr
     assert "refused: pymimalloc's compiled module" in result.stdout and NEEDED[-1] in result.stdout
     assert "compiled module loaded: False" in result.stdout
+
+
+@pytest.mark.parametrize("chunk", [7, 21, 64, 4096])
+def test_the_build_info_is_found_wherever_chunks_split_it(tmp_path: pathlib.Path, chunk: int) -> None:
+    info = b'{"mimalloc_version": "3.4.3", "cpu_features": ["sse2"], "native": true, "target": "native"}'
+    whole = _cpu._build_info(MODULE)
+    assert whole is not None and whole.startswith(b'{"mimalloc_version": ')
+    assert _cpu._build_info(MODULE, chunk=1000) == whole
+    for before in range(0, 2 * chunk, 5):  # the start and the end at every offset in and across chunks
+        module = tmp_path / "m.so"
+        module.write_bytes(b"\x7fELF" + b"x" * before + info + b"\0tail")
+        assert _cpu._build_info(str(module), chunk) == info
+    module.write_bytes(b"\x7fELF" + info)  # no NUL after it: not a build info
+    assert _cpu._build_info(str(module), chunk) is None
