@@ -87,13 +87,20 @@ static inline void glue_free(pmi_block_t* r) {
 }
 
 /* PMI_BENCH_OBJECTS: `heap` is a pmi_heap_t* too, and a pointer is the block itself. The free looks its page up
-   once, as the allocator hook's free does before it hands a chosen heap's block to pmi_object_free. */
-static inline void* objects_malloc(pmi_heap_t* heap, size_t size) {
+   once, with the lookup the allocator hook's free uses in this process (the hook installs the one without the
+   commit test where pmi_page_map_committed()), before it hands a chosen heap's block to pmi_object_free. Both are
+   inlined into the kernel, as the glue is into the hook's functions: CPython calls those, so a call is all either
+   side pays. */
+static atomic_bool objects_page_map_committed;  /* set by pmi_bench_run before the kernel starts */
+
+PMI_INLINE void* objects_malloc(pmi_heap_t* heap, size_t size) {
     return pmi_object_malloc(heap, pmi_thread_self(), size);
 }
 
-static inline void objects_free(pmi_heap_t* heap, void* p) {
-    pmi_object_free(heap, pmi_thread_self(), pmi_page_of(p), p);
+PMI_INLINE void objects_free(pmi_heap_t* heap, void* p) {
+    struct mi_page_s* const page = atomic_load_explicit(&objects_page_map_committed, memory_order_relaxed)
+        ? pmi_page_of_committed(p) : pmi_page_of(p);
+    pmi_object_free(heap, pmi_thread_self(), page, p);
 }
 #endif
 
@@ -541,6 +548,7 @@ double pmi_bench_run(int pattern, int allocator, void* heap, size_t size, size_t
     if (allocator == PMI_BENCH_PYMALLOC || allocator >= PMI_BENCH_GLUE) return PMI_BENCH_EINVAL;
     return run_kind(allocator, pattern, (mi_heap_t*)heap, size, param, ops, seed);
 #else
+    atomic_store_explicit(&objects_page_map_committed, pmi_page_map_committed(), memory_order_relaxed);
     /* mi_malloc uses the main heap: a walk of it, or a fork, waits for the kernel to finish */
     if (allocator == PMI_BENCH_MIMALLOC) pmi_world_enter();
     const double ns = run_kind(allocator, pattern, (mi_heap_t*)heap, size, param, ops, seed);

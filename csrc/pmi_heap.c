@@ -26,17 +26,19 @@
 
 /* One thread slot's share of a heap's counters, alone on its cache line, written by the slot's owner only
    (the last stripe: by every thread without a slot, with locked instructions; see pmi_heap.h). `active`
-   goes up and down in one thread, so it is never negative; the live counts go up where a block is
-   allocated and down where it is freed, so one stripe may be negative while the sum is not. */
+   goes up and down in one thread, so it is never negative; live bytes go up where a block is allocated
+   and down where it is freed, so one stripe may be negative while the sum is not. Blocks are counted
+   by two totals that only grow, allocations and frees: the live blocks are their difference, and a free
+   writes one counter where it wrote two (a live count, and the mark that it ever counted). */
 #define PMI_OWNED 16
 #define PMI_STRIPES (PMI_OWNED + 1)
 typedef struct pmi_stripe_s {
     atomic_intptr_t active;        /* calls in flight that use the heap */
-    atomic_intptr_t live_blocks;   /* blocks and array data alive, deferred frees included */
+    atomic_intptr_t freed_blocks;  /* frees counted here, ever (a deferred free counts once it is done) */
     atomic_intptr_t live_bytes;
     atomic_intptr_t peak_bytes;    /* the highest live_bytes this stripe reached */
     atomic_intptr_t total_blocks;  /* allocations counted here, ever */
-    atomic_intptr_t touched;       /* 1 once this stripe counted a free or a resize (pmi_heap_peak_exact) */
+    atomic_intptr_t touched;       /* 1 once this stripe counted a resize (pmi_heap_peak_exact) */
 } __attribute__((aligned(64))) pmi_stripe_t;
 
 struct pmi_heap_s {
@@ -56,9 +58,18 @@ struct pmi_heap_s {
     pmi_heap_t*       prev;
 };
 
+/* The slot of the stripe at byte offset `stripe` (pmi_thread.stripe, not PMI_NO_SLOT), and the stripe itself in
+   heap `h`: the offset as it is, where &h->stripes[slot] would multiply the slot again. */
+#define PMI_OWNED_STRIPES (PMI_OWNED * (unsigned)sizeof(pmi_stripe_t))
+static inline unsigned pmi_slot_of(unsigned stripe) { return stripe / (unsigned)sizeof(pmi_stripe_t); }
+static inline pmi_stripe_t* pmi_stripe_at(pmi_heap_t* h, unsigned stripe) {
+    return (pmi_stripe_t*)((char*)h->stripes + stripe);
+}
+
 #define PMI_HEAP_CLOSED  1  /* closed, for good */
 #define PMI_HEAP_CLOSING 2  /* a close decides: allocations wait for its outcome */
 #define PMI_HEAP_FROZEN  4  /* freeze_depth > 0 */
+#define PMI_HEAP_WORLD   8  /* the world is stopped (pmi_world_stop, for every registered heap): calls wait */
 static inline int  pmi_flags(pmi_heap_t* h) { return atomic_load(&h->flags); }
 static inline bool pmi_is_closed(pmi_heap_t* h) { return (pmi_flags(h) & PMI_HEAP_CLOSED) != 0; }
 static inline bool pmi_is_frozen(pmi_heap_t* h) { return (pmi_flags(h) & PMI_HEAP_FROZEN) != 0; }
@@ -107,7 +118,10 @@ static void* pmi_fence_page;              /* the mprotect fallback's page */
 
 static long pmi_membarrier(int cmd) { return syscall(__NR_membarrier, cmd, 0, 0); }
 
-/* At pmi_init, and in a forked child: the process's registration, or seq_cst fences if the kernel says no. */
+/* At pmi_init, and in a forked child: the process's registration, or the fallback if the kernel says no. In the
+   fallback no thread owns a stripe (pmi_slot_take): every thread writes the shared stripe with locked
+   read-modify-writes, each a full barrier, so the light side needs no fence of its own and the owned stripes'
+   fast paths need not ask which protocol runs. */
 static void pmi_fences_choose(void) {
 #if PMI_ASYMMETRIC_FENCE
     const long supported = pmi_membarrier(MEMBARRIER_CMD_QUERY);
@@ -124,15 +138,14 @@ static void pmi_fences_choose(void) {
 
 int pmi_fence_mode(void) { return pmi_fences; }
 
-/* The caller's side: after its store to its own stripe, before it loads a flag. */
+/* The caller's side: after its store to its own stripe, before it loads a flag. A thread owns a stripe only where
+   membarrier is registered (pmi_fences_choose), so only the build decides. */
 static inline void pmi_light_fence(void) {
 #if PMI_ASYMMETRIC_FENCE
-    if (__builtin_expect(pmi_fences == PMI_FENCE_MEMBARRIER, 1)) {
-        atomic_signal_fence(memory_order_seq_cst);
-        return;
-    }
-#endif
+    atomic_signal_fence(memory_order_seq_cst);
+#else
     atomic_thread_fence(memory_order_seq_cst);
+#endif
 }
 
 /* folly's fallback for a registered membarrier that fails after all: changing a touched page's protection
@@ -160,7 +173,7 @@ static void pmi_heavy_fence(void) {
 /* -- thread slots and stripes ---------------------------------------------------------------------- */
 
 static atomic_uint pmi_slots_taken;             /* bit i: slot i has an owner */
-__thread pmi_thread_t pmi_thread;
+__thread pmi_thread_t pmi_thread = {.stripe = PMI_NO_SLOT};  /* an image every thread starts from */
 
 #if PMI_SCHEDULE_NOISE
 /* One call in 4 yields the CPU and one in 64 sleeps 50 us, as each thread's own xorshift decides. Called only
@@ -189,8 +202,8 @@ static bool pmi_slot_key_made;
 
 static void pmi_slot_give_back(void* unused) {
     (void)unused;
-    const unsigned slot = pmi_thread.slot_plus_one - 1;
-    pmi_thread.slot_plus_one = 0;
+    const unsigned slot = pmi_slot_of(pmi_thread.stripe);
+    pmi_thread.stripe = PMI_NO_SLOT;
     /* release: this thread's last stores to its stripes come before the next owner's first */
     if (slot < PMI_OWNED) atomic_fetch_and_explicit(&pmi_slots_taken, ~(1u << slot), memory_order_release);
 }
@@ -201,7 +214,7 @@ static void pmi_slot_give_back(void* unused) {
 static __attribute__((noinline)) unsigned pmi_slot_take(void) {
     unsigned taken = atomic_load_explicit(&pmi_slots_taken, memory_order_relaxed);
     unsigned slot = PMI_OWNED;
-    while (taken != (1u << PMI_OWNED) - 1) {
+    while (pmi_fences != PMI_FENCE_SEQ_CST && taken != (1u << PMI_OWNED) - 1) {
         const unsigned candidate = (unsigned)__builtin_ctz(~taken);
         if (atomic_compare_exchange_weak_explicit(&pmi_slots_taken, &taken, taken | (1u << candidate),
                                                   memory_order_acquire, memory_order_relaxed)) {
@@ -213,38 +226,72 @@ static __attribute__((noinline)) unsigned pmi_slot_take(void) {
         atomic_fetch_and_explicit(&pmi_slots_taken, ~(1u << slot), memory_order_release);  /* no exit hook */
         slot = PMI_OWNED;
     }
-    pmi_thread.slot_plus_one = slot + 1;
+    pmi_thread.stripe = slot * (unsigned)sizeof(pmi_stripe_t);
     return slot;
 }
 
 /* This thread's slot; `me` is &pmi_thread, for callers that found it already (one thread-local lookup) */
 static inline unsigned pmi_slot_in(pmi_thread_t* me) {
-    const unsigned slot = me->slot_plus_one;
-    return __builtin_expect(slot != 0, 1) ? slot - 1 : pmi_slot_take();
+    const unsigned stripe = me->stripe;
+    return __builtin_expect(stripe != PMI_NO_SLOT, 1) ? pmi_slot_of(stripe) : pmi_slot_take();
 }
 static inline unsigned pmi_slot(void) { return pmi_slot_in(&pmi_thread); }
 
-/* Add to a counter of the calling thread's stripe: a plain load and store where the thread owns it. */
+/* Add to a counter of a stripe the calling thread owns, its only writer, and return the new value. On x86-64 an add
+   to memory without the lock prefix: one instruction where an atomic load and store are three, and readers still
+   see the word whole (an aligned 8-byte store) and in order (x86 stores are releases; the "memory" clobber keeps
+   the compiler from moving the caller's earlier accesses after it). Elsewhere, and for ThreadSanitizer (which
+   sees no asm), an atomic load and store. */
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && PMI_ASYMMETRIC_FENCE
+#define PMI_OWN_ADD_ASM 1
+#endif
+static inline intptr_t pmi_own_add(atomic_intptr_t* counter, intptr_t delta, memory_order order) {
+#ifdef PMI_OWN_ADD_ASM
+    intptr_t value;  /* the add, then a load of its own store: two instructions, where xadd takes three */
+    if (order == memory_order_relaxed)
+        __asm__ volatile("addq %2, %0\n\tmovq %0, %1" : "+m"(*(intptr_t*)counter), "=r"(value) : "er"(delta));
+    else __asm__ volatile("addq %2, %0\n\tmovq %0, %1" : "+m"(*(intptr_t*)counter), "=r"(value) : "er"(delta) : "memory");
+    return value;
+#else
+    const intptr_t value = atomic_load_explicit(counter, memory_order_relaxed) + delta;
+    atomic_store_explicit(counter, value, order);
+    return value;
+#endif
+}
+
+/* The same where the new value is not needed: on x86-64 one add to memory. */
+static inline void pmi_own_bump(atomic_intptr_t* counter, intptr_t delta, memory_order order) {
+#ifdef PMI_OWN_ADD_ASM
+    if (order == memory_order_relaxed) __asm__ volatile("addq %1, %0" : "+m"(*(intptr_t*)counter) : "er"(delta));
+    else __asm__ volatile("addq %1, %0" : "+m"(*(intptr_t*)counter) : "er"(delta) : "memory");
+#else
+    (void)pmi_own_add(counter, delta, order);
+#endif
+}
+
+/* Add to a counter of the calling thread's stripe: pmi_own_add where the thread owns it. */
 static inline intptr_t pmi_add(unsigned slot, atomic_intptr_t* counter, intptr_t delta, memory_order order) {
-    if (__builtin_expect(slot < PMI_OWNED, 1)) {
-        const intptr_t value = atomic_load_explicit(counter, memory_order_relaxed) + delta;
-        atomic_store_explicit(counter, value, order);
-        return value;
-    }
+    if (__builtin_expect(slot < PMI_OWNED, 1)) return pmi_own_add(counter, delta, order);
     return atomic_fetch_add(counter, delta) + delta;  /* the shared stripe: locked, and a full barrier */
+}
+
+/* The same where the new value is not needed. */
+static inline void pmi_bump(unsigned slot, atomic_intptr_t* counter, intptr_t delta, memory_order order) {
+    if (__builtin_expect(slot < PMI_OWNED, 1)) pmi_own_bump(counter, delta, order);
+    else atomic_fetch_add(counter, delta);
 }
 
 /* Into a bracket (the caller's side of the handshake) and out of it. */
 static inline void pmi_bracket_in(unsigned slot, atomic_intptr_t* active) {
     if (__builtin_expect(slot < PMI_OWNED, 1)) {
-        pmi_add(slot, active, 1, memory_order_relaxed);
+        pmi_own_bump(active, 1, memory_order_relaxed);
         pmi_light_fence();
     }
     else atomic_fetch_add(active, 1);
 }
 
 static inline void pmi_bracket_out(unsigned slot, atomic_intptr_t* active) {
-    pmi_add(slot, active, -1, memory_order_release);
+    pmi_bump(slot, active, -1, memory_order_release);
 }
 
 /* Calls in flight on the heap, all threads. Zero means none: each stripe's count is never negative, and a
@@ -265,16 +312,21 @@ static void pmi_wait_drained(pmi_heap_t* h) {
     pmi_wait_drained_fenced(h);
 }
 
-/* On a closed heap the sum only falls (nothing allocates), and it is read no earlier than each stripe's
-   own decrements (the caller fenced: see pmi_heap_try_release), so a sum of zero is exact. */
+/* Blocks alive: allocations less frees, all stripes. On a closed heap nothing allocates, so the allocations are
+   fixed and the sum only falls, and each stripe's frees are read no earlier than its own last count (the caller
+   fenced: see pmi_heap_try_release), so a sum of zero is exact. */
 static intptr_t pmi_live_sum(pmi_heap_t* h) {
     intptr_t sum = 0;
-    for (int i = 0; i < PMI_STRIPES; i++) sum += atomic_load_explicit(&h->stripes[i].live_blocks, memory_order_acquire);
+    for (int i = 0; i < PMI_STRIPES; i++) {
+        sum += atomic_load_explicit(&h->stripes[i].total_blocks, memory_order_acquire)
+               - atomic_load_explicit(&h->stripes[i].freed_blocks, memory_order_acquire);
+    }
     return sum;
 }
 
 static void pmi_registry_add(pmi_heap_t* h) {
     pthread_mutex_lock(&pmi_registry_lock);
+    if (atomic_load(&pmi_world_stopped) > 0) pmi_flag_raise(h, PMI_HEAP_WORLD);  /* pmi_world_stop missed it */
     h->prev = NULL;
     h->next = pmi_registry;
     if (pmi_registry != NULL) pmi_registry->prev = h;
@@ -290,18 +342,26 @@ static void pmi_registry_remove(pmi_heap_t* h) {
     pthread_mutex_unlock(&pmi_registry_lock);
 }
 
-/* Stop the world: every bracket in flight drains and new ones wait. Caller holds pmi_world_lock. */
+/* Stop the world: every bracket in flight drains and new ones wait. Caller holds pmi_world_lock. The stop is a flag
+   of every heap (PMI_HEAP_WORLD), so a call tests it with the heap's own; it is raised and lowered under the
+   registry's lock, which pmi_registry_add takes too, so a heap registered meanwhile gets it as well.
+   pmi_world_stopped says the same for calls that use no heap of their own (pmi_world_enter). */
 static void pmi_world_stop(void) {
-    atomic_fetch_add(&pmi_world_stopped, 1);
-    pmi_heavy_fence();
     pthread_mutex_lock(&pmi_registry_lock);
-    for (pmi_heap_t* h = pmi_registry; h != NULL; h = h->next) {
-        pmi_wait_drained_fenced(h);
-    }
+    atomic_fetch_add(&pmi_world_stopped, 1);
+    for (pmi_heap_t* h = pmi_registry; h != NULL; h = h->next) pmi_flag_raise(h, PMI_HEAP_WORLD);
+    pmi_heavy_fence();
+    for (pmi_heap_t* h = pmi_registry; h != NULL; h = h->next) pmi_wait_drained_fenced(h);
     pthread_mutex_unlock(&pmi_registry_lock);
 }
 
-static void pmi_world_resume(void) { atomic_fetch_sub(&pmi_world_stopped, 1); }
+static void pmi_world_resume(void) {
+    pthread_mutex_lock(&pmi_registry_lock);
+    if (atomic_fetch_sub(&pmi_world_stopped, 1) == 1) {
+        for (pmi_heap_t* h = pmi_registry; h != NULL; h = h->next) pmi_flag_lower(h, PMI_HEAP_WORLD);
+    }
+    pthread_mutex_unlock(&pmi_registry_lock);
+}
 
 /* -- brackets -------------------------------------------------------------------------------------- */
 
@@ -311,11 +371,11 @@ static inline void pmi_leave_at(pmi_heap_t* h, unsigned slot) { pmi_bracket_out(
 static inline void pmi_leave(pmi_heap_t* h) { pmi_leave_at(h, pmi_slot()); }
 
 static inline bool pmi_may_allocate(pmi_heap_t* h) {
-    return (pmi_flags(h) | atomic_load(&pmi_world_stopped)) == 0;
+    return pmi_flags(h) == 0;
 }
 
 static inline bool pmi_may_free(pmi_heap_t* h) {
-    return ((pmi_flags(h) & PMI_HEAP_FROZEN) | atomic_load(&pmi_world_stopped)) == 0;
+    return (pmi_flags(h) & (PMI_HEAP_FROZEN | PMI_HEAP_WORLD)) == 0;
 }
 
 static __attribute__((noinline)) int pmi_enter_alloc_slow(pmi_heap_t* h, unsigned slot) {
@@ -412,9 +472,11 @@ static void pmi_fork_child(void) {
     }
     /* The other threads' slots died with them (their counts stay, as at a thread exit); this thread keeps
        its own. membarrier's registration is the process's: the child asks for its own, alone. */
-    const unsigned slot = pmi_thread.slot_plus_one - 1;
-    atomic_store(&pmi_slots_taken, slot < PMI_OWNED ? 1u << slot : 0u);
     pmi_fences_choose();
+    if (pmi_fences == PMI_FENCE_SEQ_CST && pmi_thread.stripe != PMI_NO_SLOT)
+        pmi_thread.stripe = PMI_OWNED * (unsigned)sizeof(pmi_stripe_t);
+    const unsigned slot = pmi_thread.stripe == PMI_NO_SLOT ? PMI_OWNED : pmi_slot_of(pmi_thread.stripe);
+    atomic_store(&pmi_slots_taken, slot < PMI_OWNED ? 1u << slot : 0u);
     pthread_rwlock_init(&pmi_unmap_lock, NULL);
     pthread_rwlock_init(&pmi_exit_lock, NULL);
     for (pmi_heap_t* h = pmi_registry; h != NULL; h = h->next) pthread_mutex_init(&h->lock, NULL);
@@ -575,8 +637,8 @@ static void pmi_heap_drop(pmi_heap_t* h, atomic_intptr_t* count) {
     if (!h->is_main && atomic_load(&h->released) && atomic_load(&h->refs) == 0 && atomic_load(&h->pending) == 0
         && !atomic_load(&h->dead)) {
         /* A free that saw the heap closed raises `pending` before it leaves (a release store). Its bracket
-           is visible here without a heavy fence: `released` was set by a thread that read this free's live
-           count (an acquire of its release store, which came after the bracket's). */
+           is visible here without a heavy fence: `released` was set by a thread that read this free's count
+           of frees (an acquire of its release store, which came after the bracket's). */
         pmi_wait_drained_fenced(h);
         dead = (atomic_load(&h->pending) == 0);
         if (dead) atomic_store(&h->dead, 1);
@@ -618,7 +680,7 @@ pmi_heap_t* pmi_heap_main_handle(void) {
 
 /* Destroy the mimalloc heap once it is closed and nothing in it is alive. Called by the closer and by
    whoever frees the last live block; the exchange on `released` lets exactly one of them do it. Every
-   free has finished with mimalloc before it lowers live_blocks, so nothing else uses the heap now. */
+   free has finished with mimalloc before it counts itself out, so nothing else uses the heap now. */
 static bool pmi_heap_try_release(pmi_heap_t* h, bool closer) {
     if (h->is_main || !pmi_is_closed(h)) return false;
     /* The closer stored `state`: frees that did not see it are the light side of the handshake. A free that
@@ -682,16 +744,20 @@ static size_t pmi_stripes_sum(pmi_heap_t* h, size_t offset) {
     }
     return sum < 0 ? 0 : (size_t)sum;  /* a free counted before its allocation was read: see pmi_heap.h */
 }
-size_t pmi_heap_live_blocks(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, live_blocks)); }
+size_t pmi_heap_live_blocks(pmi_heap_t* h) {
+    const intptr_t live = pmi_live_sum(h);
+    return live < 0 ? 0 : (size_t)live;  /* a free counted before its allocation was read: see pmi_heap.h */
+}
 size_t pmi_heap_live_bytes(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, live_bytes)); }
 size_t pmi_heap_total_blocks(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, total_blocks)); }
-/* A stripe that allocated says so by its total; one that only freed or resized blocks of other threads
-   (Block.realloc, numpy's realloc) by its own mark, not its live counts: they may be back at zero while it
+/* A stripe that allocated or freed says so by its totals; one that only resized blocks of other threads
+   (Block.realloc, numpy's realloc) by its own mark, not its live bytes: they may be back at zero while it
    still holds a peak of its own. */
 int pmi_heap_peak_exact(pmi_heap_t* h) {
     int counting = 0;  /* stripes that ever counted a block in, out, or resized */
     for (int i = 0; i < PMI_STRIPES; i++) {
         counting += atomic_load_explicit(&h->stripes[i].total_blocks, memory_order_acquire) != 0
+                    || atomic_load_explicit(&h->stripes[i].freed_blocks, memory_order_acquire) != 0
                     || atomic_load_explicit(&h->stripes[i].touched, memory_order_acquire) != 0;
     }
     return counting <= 1;
@@ -734,17 +800,19 @@ static inline void pmi_count_mark(pmi_stripe_t* s) {
 }
 
 static inline void pmi_count_peak(unsigned slot, pmi_stripe_t* s, intptr_t bytes) {
+    if (__builtin_expect(bytes <= atomic_load_explicit(&s->peak_bytes, memory_order_relaxed), 1)) return;
     intptr_t peak = atomic_load_explicit(&s->peak_bytes, memory_order_relaxed);
-    if (__builtin_expect(bytes <= peak, 1)) return;
     if (slot < PMI_OWNED) atomic_store_explicit(&s->peak_bytes, bytes, memory_order_relaxed);
     else while (bytes > peak && !atomic_compare_exchange_weak(&s->peak_bytes, &peak, bytes)) {}
 }
 
-static inline void pmi_count_alloc(pmi_heap_t* h, unsigned slot, size_t size) {
-    pmi_stripe_t* s = &h->stripes[slot];
-    pmi_add(slot, &s->total_blocks, 1, memory_order_relaxed);  /* marks the stripe as counting by itself */
-    pmi_add(slot, &s->live_blocks, 1, memory_order_relaxed);
+static inline void pmi_count_alloc_in(unsigned slot, pmi_stripe_t* s, size_t size) {
+    pmi_bump(slot, &s->total_blocks, 1, memory_order_relaxed);  /* marks the stripe as counting by itself */
     pmi_count_peak(slot, s, pmi_add(slot, &s->live_bytes, (intptr_t)size, memory_order_relaxed));
+}
+
+static inline void pmi_count_alloc(pmi_heap_t* h, unsigned slot, size_t size) {
+    pmi_count_alloc_in(slot, &h->stripes[slot], size);
 }
 
 static inline void pmi_count_resize(pmi_heap_t* h, unsigned slot, size_t old_size, size_t new_size) {
@@ -757,11 +825,13 @@ static inline void pmi_count_resize(pmi_heap_t* h, unsigned slot, size_t old_siz
    then holds `pending` (so `h` outlives the bracket) and must call pmi_heap_finish once it left it. The
    decrement, a light fence, then the load of `state`; a close stores `state`, a heavy fence, then adds the
    live counts up: either this free sees the heap closed or the close sees this free (pmi_heap.h). */
+static inline void pmi_count_out_in(unsigned slot, pmi_stripe_t* s, size_t size) {
+    pmi_bump(slot, &s->live_bytes, -(intptr_t)size, memory_order_relaxed);
+    pmi_bump(slot, &s->freed_blocks, 1, memory_order_release);  /* after mimalloc's free: see pmi_heap_drop */
+}
+
 static inline void pmi_count_out(pmi_heap_t* h, unsigned slot, size_t size) {
-    pmi_stripe_t* s = &h->stripes[slot];
-    pmi_count_mark(s);
-    pmi_add(slot, &s->live_bytes, -(intptr_t)size, memory_order_relaxed);
-    pmi_add(slot, &s->live_blocks, -1, memory_order_release);  /* after mimalloc's free: see pmi_heap_drop */
+    pmi_count_out_in(slot, &h->stripes[slot], size);
 }
 
 static inline bool pmi_count_free(pmi_heap_t* h, unsigned slot, size_t size) {
@@ -793,15 +863,17 @@ static inline pmi_block_t* pmi_record_fill(pmi_block_t* b, pmi_heap_t* h, void* 
 
 /* pmi_block_alloc's common case, as pmi_object_malloc_fast's: NULL, with nothing done, where it does not apply */
 static inline __attribute__((always_inline)) void* pmi_block_alloc_fast(pmi_heap_t* h, size_t size) {
-    const unsigned slot = pmi_thread_self()->slot_plus_one - 1u;
-    if (__builtin_expect(slot >= PMI_OWNED, 0)) return NULL;
+    const unsigned stripe = pmi_thread_self()->stripe;  /* none yet: PMI_NO_SLOT, above every owned stripe */
+    if (__builtin_expect(stripe >= PMI_OWNED_STRIPES, 0)) return NULL;
+    const unsigned slot = pmi_slot_of(stripe);
+    pmi_stripe_t* const s = pmi_stripe_at(h, stripe);
     void* p = NULL;
-    pmi_bracket_in(slot, &h->stripes[slot].active);
+    pmi_bracket_in(slot, &s->active);
     if (__builtin_expect(pmi_may_allocate(h), 1)) {
         p = pmi_fast_malloc_small(h->heap, size);
-        if (__builtin_expect(p != NULL, 1)) pmi_count_alloc(h, slot, size);
+        if (__builtin_expect(p != NULL, 1)) pmi_count_alloc_in(slot, s, size);
     }
-    pmi_leave_at(h, slot);
+    pmi_bracket_out(slot, &s->active);
     return p;
 }
 
@@ -870,31 +942,28 @@ static inline size_t pmi_counted_size(const void* p) { return pmi_page_block_usa
 #define PMI_BY_USABLE_SIZE ((size_t)-1)
 
 /* The common case of every glue free (a Block, numpy's data, a Python object), which neither waits nor calls out of
-   line: this thread owns a stripe, the heap neither is frozen nor has a close deciding, the world runs, and mimalloc's
-   free of the block calls nothing (pmi_page_free_local). Frees the block at the start of `page`'s block `p` and
-   counts it out as `size` bytes (PMI_BY_USABLE_SIZE: its usable size), or returns false with nothing done: the caller
-   then takes the whole glue. `me` is &pmi_thread.
-   Whether the heap is closed is read once, at the start of the bracket, rather than after the count as
-   pmi_count_free does: with no close deciding (no CLOSING) when the bracket began, a close that starts later waits
-   for the bracket before it decides, and adds up the live counts after it, so the heap stays as it was read until
-   this free has left (pmi_heap.h). */
+   line: this thread owns a stripe, the heap raises no flag (it is open, not frozen, no close is deciding, the world
+   runs) and mimalloc's free of the block calls nothing (pmi_page_free_local). Frees the block at the start of
+   `page`'s block `p` and counts it out as `size` bytes (PMI_BY_USABLE_SIZE: its usable size), or returns false with
+   nothing done: the caller then takes the whole glue, as it does for every free into a closed heap.
+   The flags are read once, at the start of the bracket, rather than after the count as pmi_count_free reads
+   whether the heap is closed: with no close deciding (no CLOSING) when the bracket began, a close that starts later
+   waits for the bracket before it decides, and adds up the counts after it, so the heap stays open until this free
+   has left (pmi_heap.h). `me` is &pmi_thread. */
 static inline __attribute__((always_inline)) bool pmi_release_fast(pmi_heap_t* h, pmi_thread_t* me, struct mi_page_s* page,
                                                                    void* p, size_t size) {
-    const unsigned slot = me->slot_plus_one - 1u;  /* no slot yet: 0 - 1 wraps, above PMI_OWNED */
-    if (__builtin_expect(slot >= PMI_OWNED, 0)) return false;
-    pmi_bracket_in(slot, &h->stripes[slot].active);
-    const int flags = pmi_flags(h);
+    const unsigned stripe = me->stripe;  /* none yet: PMI_NO_SLOT, above every owned stripe */
+    if (__builtin_expect(stripe >= PMI_OWNED_STRIPES, 0)) return false;
+    const unsigned slot = pmi_slot_of(stripe);
+    pmi_stripe_t* const s = pmi_stripe_at(h, stripe);
+    pmi_bracket_in(slot, &s->active);
     const size_t counted = (size == PMI_BY_USABLE_SIZE ? pmi_page_block_usable(page, p) : size);
-    if (__builtin_expect(((flags & (PMI_HEAP_FROZEN | PMI_HEAP_CLOSING)) | atomic_load(&pmi_world_stopped)) == 0, 1)
-        && __builtin_expect(pmi_page_free_local(page, p), 1)) {
-        pmi_count_out(h, slot, counted);
-        const bool closed = (flags & PMI_HEAP_CLOSED) != 0;
-        if (closed) atomic_fetch_add(&h->pending, 1);  /* as pmi_count_free: `h` outlives the bracket */
-        pmi_leave_at(h, slot);
-        if (closed) pmi_heap_finish(h);
+    if (__builtin_expect(pmi_flags(h) == 0, 1) && __builtin_expect(pmi_page_free_local(page, p), 1)) {
+        pmi_count_out_in(slot, s, counted);
+        pmi_bracket_out(slot, &s->active);
         return true;
     }
-    pmi_leave_at(h, slot);
+    pmi_bracket_out(slot, &s->active);
     return false;
 }
 
@@ -975,19 +1044,21 @@ static __attribute__((noinline)) void* pmi_object_malloc_slow(pmi_heap_t* h, siz
 }
 
 inline __attribute__((always_inline)) void* pmi_object_malloc_fast(pmi_heap_t* h, pmi_thread_t* me, size_t size) {
-    const unsigned slot = me->slot_plus_one - 1u;  /* no slot yet: 0 - 1 wraps, above PMI_OWNED */
-    if (__builtin_expect(slot < PMI_OWNED, 1)) {
-        pmi_bracket_in(slot, &h->stripes[slot].active);
+    const unsigned stripe = me->stripe;  /* none yet: PMI_NO_SLOT, above every owned stripe */
+    if (__builtin_expect(stripe < PMI_OWNED_STRIPES, 1)) {
+        const unsigned slot = pmi_slot_of(stripe);
+        pmi_stripe_t* const s = pmi_stripe_at(h, stripe);
+        pmi_bracket_in(slot, &s->active);
         if (__builtin_expect(pmi_may_allocate(h), 1)) {
             size_t counted;
             void* const p = pmi_fast_malloc_small_counted(h->heap, size, &counted);
             if (__builtin_expect(p != NULL, 1)) {
-                pmi_count_alloc(h, slot, counted);
-                pmi_leave_at(h, slot);
+                pmi_count_alloc_in(slot, s, counted);
+                pmi_bracket_out(slot, &s->active);
                 return p;
             }
         }
-        pmi_leave_at(h, slot);
+        pmi_bracket_out(slot, &s->active);
     }
     return NULL;
 }

@@ -12,14 +12,16 @@
  *     reach it any more.
  *   - The live counts, the peak and the brackets are striped by thread, and a stripe has one writer: a
  *     thread takes one of PMI_OWNED slots for its life (the same slot in every heap: stripe i of each heap
- *     is slot i's cache line) and writes its stripes with plain loads and stores, no locked instruction.
+ *     is slot i's cache line) and writes its stripes with no locked instruction (on x86-64 one unlocked add
+ *     to memory per counter: pmi_own_add).
  *     Threads beyond PMI_OWNED share one last stripe and write it with locked read-modify-writes, as every
  *     thread once did. A slot goes back when its thread exits (a pthread key's destructor) and the next
  *     thread to take it carries on from the counts it holds: nothing needs folding, since a heap's counts
  *     are only ever the sum of its stripes, and the hand-over (a release and an acquire on the slot
  *     bitmap) orders the old owner's last stores before the new owner's first. A fork leaves the child
- *     only the forking thread's slot. Stripes may go negative (a block freed by another thread than the
- *     one that allocated it); readers add them up (see pmi_heap_live_blocks for what that means while
+ *     only the forking thread's slot. A stripe counts the blocks it allocated and the blocks it freed (live
+ *     blocks are the difference of the sums), and its live bytes may go negative (a block freed by another
+ *     thread than the one that allocated it); readers add them up (see pmi_heap_live_blocks for what that means while
  *     others allocate).
  *   - Closing waits for allocations in flight (any thread) to finish and then refuses new ones. If
  *     nothing allocated from the heap is alive, the mimalloc heap is destroyed at once (all its memory
@@ -30,7 +32,7 @@
  *   - Every call that uses a heap is bracketed by that heap's `active` count. Closing, freezing, a walk of
  *     the main heap and fork wait for the brackets they care about to drain: a Dekker handshake in which
  *     either the waiter sees the bracket, or the caller sees the flag. The two sides are asymmetric:
- *       caller (light, every allocation and free):  active += 1 (a plain store to its own stripe);
+ *       caller (light, every allocation and free):  active += 1 (an unlocked add to its own stripe);
  *                                                     light fence; load the flags; if one is up:
  *                                                     active -= 1 and back off.
  *       leaving:                                     active -= 1 with a release store (what the call did
@@ -43,18 +45,20 @@
  *     barrier, and a thread that is not running passed one when it was switched out, so after the heavy
  *     fence each caller's store is visible to the waiter, or that caller's flag load comes after the fence
  *     and sees the flag. Where the kernel refuses membarrier (no such call, a seccomp filter), pmi_init
- *     chooses seq_cst fences on both sides instead (an mfence per bracket, still no locked instruction
- *     on the line); the choice is made once, before any other thread can be inside a bracket, and made
- *     again in a forked child, which is alone (registration belongs to a process: the child asks the
- *     kernel again). If a registered membarrier ever fails, the heavy fence falls back to an mprotect
+ *     chooses the fallback: no thread owns a stripe, so every call writes the shared stripe with locked
+ *     read-modify-writes (each a full barrier), and the heavy side is a seq_cst fence. The owned stripes'
+ *     fast paths thus never ask which protocol runs. The choice is made once, before any thread takes a
+ *     slot, and made again in a forked child, which is alone (registration belongs to a process: the
+ *     child asks the kernel again, and gives up its slot if refused). tests/children/without_membarrier.py
+ *     runs suites under a seccomp filter that refuses it. If a registered membarrier ever fails, the heavy fence falls back to an mprotect
  *     that makes the kernel interrupt every CPU running the process (folly's fallback), never to nothing.
  *     Built with PMI_ASYMMETRIC_FENCE=0 (benchmarks/tsan.py does: ThreadSanitizer cannot model membarrier),
  *     both sides are seq_cst fences. pmi_fence_mode() says which protocol runs.
- *   - A heap's refusals are bits of one word (`flags`: closed, closing, frozen), so a call tests them, and
- *     the stopped world, with one load of each.
- *   - The same handshake orders a free against a close: the free lowers its stripe's live count (release),
- *     light fence, then loads the closed flag; the close raises it, heavy fence, then adds the live counts
- *     up. Either the close sees the free, or the free sees the heap closed and finishes it itself. Frees
+ *   - A heap's refusals are bits of one word (`flags`: closed, closing, frozen, and the stopped world,
+ *     which pmi_world_stop raises in every heap), so a call tests them all with one load.
+ *   - The same handshake orders a free against a close: the free raises its stripe's count of frees
+ *     (release), light fence, then loads the closed flag; the close raises it, heavy fence, then adds the
+ *     counts up. Either the close sees the free, or the free sees the heap closed and finishes it itself. Frees
  *     that see it closed take the slow path (pmi_heap_finish), which issues a seq_cst fence before adding
  *     up, so two last frees in two threads cannot both miss each other.
  *     A free of a Python object (pmi_object_free, the hook's hottest glue call) instead reads the closed

@@ -12,8 +12,11 @@
    dlopen finds each thread-local through a call (a TLS descriptor, -mtls-dialect=gnu2): with one variable, a hot
    path makes one such call for all of ours (measured: 4 instructions per call saved, on every allocation and
    free of an objects heap). */
+#define PMI_NO_SLOT 0xffffffffu  /* pmi_thread.stripe before the thread's first glue call: above every stripe, so
+                                    one compare tells a hot path both "no slot yet" and "not a slot of its own" */
 typedef struct pmi_thread_s {
-    unsigned    slot_plus_one;   /* 1 + this thread's stripe slot (PMI_OWNED: the shared one); 0: none yet */
+    unsigned    stripe;          /* where this thread's stripe is in a heap's stripes, in bytes: its slot times the
+                                    stripe's size (one cache line), which an address adds as it is; PMI_NO_SLOT */
     int         world_depth;     /* world brackets this thread holds */
     int         last_failure;    /* why this thread's last Block allocation failed */
     /* pmi_allocator.c: what its python_objects() lookup last found in this thread, and what that depended on */
