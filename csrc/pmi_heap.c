@@ -711,7 +711,7 @@ int pmi_heap_close(pmi_heap_t* h, int mode) {
         pmi_flag_raise(h, PMI_HEAP_CLOSING);
         pmi_schedule_noise();
         pmi_wait_drained(h);
-        /* Nothing can allocate now: allocations wait for this decision. The live count can only fall. */
+        /* Nothing can allocate now: allocations wait for this decision. Live blocks can only fall. */
         if (atomic_load(&h->pins) != 0) status = PMI_EPINNED;
         else if (mode == PMI_CLOSE_DESTROY && pmi_live_sum(h) != 0) status = PMI_EBUSY;
         else { pmi_flag_raise(h, PMI_HEAP_CLOSED); status = PMI_DEFERRED; }
@@ -821,10 +821,7 @@ static inline void pmi_count_resize(pmi_heap_t* h, unsigned slot, size_t old_siz
     pmi_count_peak(slot, s, pmi_add(slot, &s->live_bytes, (intptr_t)new_size - (intptr_t)old_size, memory_order_relaxed));
 }
 
-/* Inside a bracket, once mimalloc freed the memory: count it out. true if the heap is closed: the caller
-   then holds `pending` (so `h` outlives the bracket) and must call pmi_heap_finish once it left it. The
-   decrement, a light fence, then the load of `state`; a close stores `state`, a heavy fence, then adds the
-   live counts up: either this free sees the heap closed or the close sees this free (pmi_heap.h). */
+/* Inside a bracket, once mimalloc freed the memory: count it out of the stripe `s` (pmi_count_free says what else). */
 static inline void pmi_count_out_in(unsigned slot, pmi_stripe_t* s, size_t size) {
     pmi_bump(slot, &s->live_bytes, -(intptr_t)size, memory_order_relaxed);
     pmi_bump(slot, &s->freed_blocks, 1, memory_order_release);  /* after mimalloc's free: see pmi_heap_drop */
@@ -834,6 +831,10 @@ static inline void pmi_count_out(pmi_heap_t* h, unsigned slot, size_t size) {
     pmi_count_out_in(slot, &h->stripes[slot], size);
 }
 
+/* pmi_count_out, then whether the heap is closed: if so, the caller holds `pending` (so `h` outlives the bracket)
+   and must call pmi_heap_finish once it left it. The count of frees (a release), a light fence, then the load of
+   the flags; a close raises CLOSED, a heavy fence, then adds the counts up: either this free sees the heap closed
+   or the close sees this free (pmi_heap.h). */
 static inline bool pmi_count_free(pmi_heap_t* h, unsigned slot, size_t size) {
     pmi_count_out(h, slot, size);
     if (__builtin_expect(slot < PMI_OWNED, 1)) pmi_light_fence();  /* the shared stripe's add was a barrier */
