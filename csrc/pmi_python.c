@@ -801,16 +801,21 @@ static PyObject* pmi_stack_with(PyObject* stack, PyObject* scope) {
     return grown;
 }
 
+/* `stack` without any copy of `scope` (a new reference). A value set from Python may hold the entry more than once
+   (`var.set(var.get() * 2)`): the tuple is made at full size and shrunk to what was kept, where one item fewer left
+   the last slot NULL and the next reader crashed (tests/children/private_state_fuzz.py found it). */
 static PyObject* pmi_stack_without(PyObject* stack, PyObject* scope) {
     const Py_ssize_t n = PyTuple_GET_SIZE(stack);
-    PyObject* shrunk = PyTuple_New(n - 1);
+    PyObject* shrunk = PyTuple_New(n);
     if (shrunk == NULL) return NULL;
-    for (Py_ssize_t i = 0, j = 0; i < n; i++) {
+    Py_ssize_t kept = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {  /* nothing here allocates or runs Python code */
         PyObject* item = PyTuple_GET_ITEM(stack, i);
         if (item == scope) continue;
         Py_INCREF(item);
-        PyTuple_SET_ITEM(shrunk, j++, item);
+        PyTuple_SET_ITEM(shrunk, kept++, item);
     }
+    if (kept < n && _PyTuple_Resize(&shrunk, kept) < 0) return NULL;  /* shrinks in place; frees on failure */
     return shrunk;
 }
 
