@@ -242,7 +242,7 @@ static inline unsigned pmi_slot(void) { return pmi_slot_in(&pmi_thread); }
    see the word whole (an aligned 8-byte store) and in order (x86 stores are releases; the "memory" clobber keeps
    the compiler from moving the caller's earlier accesses after it). Elsewhere, and for ThreadSanitizer (which
    sees no asm), an atomic load and store. */
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && PMI_ASYMMETRIC_FENCE
+#if defined(__x86_64__) && defined(__LP64__) && !defined(__SANITIZE_THREAD__) && PMI_ASYMMETRIC_FENCE
 #define PMI_OWN_ADD_ASM 1
 #endif
 static inline intptr_t pmi_own_add(atomic_intptr_t* counter, intptr_t delta, memory_order order) {
