@@ -1,7 +1,8 @@
 """Run test modules in a process whose kernel refuses membarrier(2) (a seccomp filter, as some sandboxes have):
 pymimalloc must choose its fallback protocol (csrc/pmi_heap.h: no thread owns a stripe; every glue call writes
 the shared stripe with locked instructions) and everything must still hold. The filter is set before pymimalloc is
-imported and is inherited by every process the tests start. Arguments: the test files, then pytest's options."""
+imported (the program runs itself again under it) and is inherited by every process the tests start. Arguments:
+the test files, then pytest's options."""
 
 import ctypes
 import errno
@@ -38,13 +39,23 @@ def refuse_membarrier() -> None:
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or \
             libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "seccomp filter refused")
-    assert libc.syscall(NR_MEMBARRIER_X86_64, 0, 0, 0) == -1 and ctypes.get_errno() == errno.EPERM
+    assert membarrier_refused()
+
+
+def membarrier_refused() -> bool:
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(NR_MEMBARRIER_X86_64, 0, 0, 0) == -1 and ctypes.get_errno() == errno.EPERM
 
 
 if __name__ == "__main__":
     assert platform.machine() == "x86_64", "the filter names x86-64's system call"
-    refuse_membarrier()
-    os.environ["PYMIMALLOC_EXPECT_SEQ_CST"] = "1"  # test_glue_protocol.py then expects the fallback
+    if os.environ.get("PYMIMALLOC_EXPECT_SEQ_CST") != "1":
+        # With PYMIMALLOC_INSTALL=1 the interpreter imported pymimalloc at start, before any filter: so the filter
+        # is set, and the same command run again under it (the .pth then imports pymimalloc under it too)
+        refuse_membarrier()
+        os.environ["PYMIMALLOC_EXPECT_SEQ_CST"] = "1"  # test_glue_protocol.py then expects the fallback
+        os.execv(sys.executable, sys.orig_argv)
+    assert membarrier_refused()
     import pymimalloc
     from pymimalloc import _core
 
