@@ -534,7 +534,10 @@ def test_finalizers_inside_every_allocation_change_nothing_for_good(seed: int) -
     summary, verdict = result.stdout.strip().splitlines()[-2:]
     assert verdict == "OK", result.stdout
     finalizer_steps = int(summary.split("finalizers ")[1].split(";")[0])
-    assert finalizer_steps >= 1000, summary  # the finalizers did run inside the blocks' allocations
+    # The finalizers did run inside the blocks' allocations. How many depends on how the two threads interleave: 1,650
+    # to 3,150 per seed in runs on 3.11 and 3.13, and once 947 (3.13, CI); without finalizers inside allocations it
+    # would be next to none.
+    assert finalizer_steps >= 500, summary
 
 
 def test_the_collectors_pause_is_never_seen_and_a_section_called_from_inside_itself_refuses() -> None:
