@@ -97,7 +97,7 @@ void       pmi_free_purge_now(void* p);  /* mi_free, and a page of p's own back 
 void       pmi_theap_ensure(mi_heap_t* heap);
 bool       pmi_world_held(void);                    /* this thread holds a world bracket now */
 
-/* at import: no transparent huge pages and a 256 MiB first arena, where the environment (MIMALLOC_ALLOW_THP,
+/* at import: no transparent huge pages and a 64 MiB first arena, where the environment (MIMALLOC_ALLOW_THP,
    MIMALLOC_ARENA_RESERVE) gave no value */
 void       pmi_option_defaults(void);
 void       pmi_arena_first(void);  /* at import: mimalloc's first arena, reserved as mimalloc would */

@@ -448,9 +448,10 @@ static void pmi_option_default(mi_option_t option, long value) {
  * RSS keeps above pymalloc's under install() (3.13, median of 3 workers, above pymalloc's: json_loads +2.2 MiB
  * with 1 GiB, +1.9 with 256 MiB; richards +2.3, +1.9; raytrace +2.5, +2.0). mimalloc doubles the reservation
  * after every eight arenas (up to 16 GiB, 160 arenas), so a program that grows past the first arenas soon
- * reserves in large steps again. pymimalloc sets 256 MiB where the environment gave no value
+ * reserves in large steps again. pymimalloc sets 64 MiB where the environment gave no value
  * (MIMALLOC_ARENA_RESERVE stands), at the same moment as allow_thp above: after mimalloc started, before its
- * first arena. */
+ * first arena. It set 256 MiB until 2026-12-05: 64 MiB took another 0.1-0.2 MiB off five of eight 3.11 workers
+ * (median of 5), and the other three and their CPU time stayed level. */
 
 /* -- the purge delay, left at mimalloc's 1 s ------------------------------------------------------------------
  * v2, which CPython 3.13's built-in mimalloc runs, purges freed pages after 10 ms. A shorter delay than v3's 1 s
@@ -487,5 +488,5 @@ bool pmi_starved(void) {
 void pmi_option_defaults(void);
 void pmi_option_defaults(void) {
   pmi_option_default(mi_option_allow_thp, 0);
-  pmi_option_default(mi_option_arena_reserve, 256 * 1024);  /* KiB */
+  pmi_option_default(mi_option_arena_reserve, 64 * 1024);  /* KiB */
 }

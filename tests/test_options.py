@@ -199,8 +199,8 @@ FIRST_ARENA = (
 
 
 @pytest.mark.parametrize("startup", [False, True], ids=["import", "PYMIMALLOC_INSTALL"])
-@pytest.mark.parametrize(("environment", "kib"), [(None, 256 * 1024), ("1GiB", 1024 * 1024), ("64MiB", 64 * 1024)])
-def test_the_first_arena_is_256_MiB_unless_the_environment_says(startup: bool, environment: str | None,
+@pytest.mark.parametrize(("environment", "kib"), [(None, 64 * 1024), ("1GiB", 1024 * 1024), ("256MiB", 256 * 1024)])
+def test_the_first_arena_is_64_MiB_unless_the_environment_says(startup: bool, environment: str | None,
                                                                  kib: int) -> None:
     """pymimalloc's own default (pmi_option_defaults): mimalloc's 1 GiB committed bitmaps worth 0.2 MiB of
     a small program's RSS. A value from the environment stands, mimalloc's own default too. What mimalloc has

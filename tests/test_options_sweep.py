@@ -83,9 +83,9 @@ NON_DEFAULT: dict[str, tuple[int, ...]] = {
     "max_errors": (-1,),  # default 32: no limit on printed errors (read at process start)
     "max_warnings": (0,),  # default 32: print no warnings (read at process start)
     "destroy_on_exit": (1,),  # default 0: release all OS memory at exit (REFUSED)
-    # KiB, pymimalloc's default 256 MiB (pmi_option_defaults, at import): reserve arenas 64 MiB at a time,
+    # KiB, pymimalloc's default 64 MiB (pmi_option_defaults, at import): reserve arenas 256 MiB at a time,
     # 4 MiB at a time (below the 8 MiB block), and mimalloc's own default 1 GiB
-    "arena_reserve": (64 * 1024, 4 * 1024, 1024 * 1024),
+    "arena_reserve": (256 * 1024, 4 * 1024, 1024 * 1024),
     "arena_purge_mult": (0, 10),  # default 1: arenas purge at once, and ten times later than purge_delay
     "disallow_arena_alloc": (1,),  # default 0: allocate pages straight from the OS, never from arenas
     "retry_on_oom": (0,),  # ms, default 400: no retries on out-of-memory (Windows only)
