@@ -317,6 +317,27 @@ def _tls_model() -> str:
     return model
 
 
+HOT_TEXT = CSRC / "pmi_hot_text.ld"
+
+
+def _hot_text(cflags: list[str]) -> bool:
+    """Whether to link with HOT_TEXT (written by benchmarks/hot_text.py, which says why): on Linux, unless
+    PYMIMALLOC_HOT_TEXT=0, and only if this compiler and linker link a probe with it (GNU ld and lld do; a linker
+    that does not know INSERT, such as gold, gets the default layout, which is only bigger in memory)."""
+    raw = os.environ.get("PYMIMALLOC_HOT_TEXT", "").strip()
+    if not sys.platform.startswith("linux") or (raw and not _switch("PYMIMALLOC_HOT_TEXT")) or not HOT_TEXT.exists():
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = pathlib.Path(tmp) / "probe.c"
+        probe.write_text("int pmi_probe(void);\nint pmi_probe(void) { return 1; }\n")
+        command = [*compiler_command(), *cflags, "-fPIC", "-shared", "-ffunction-sections", str(probe),
+                   *shlex.split(os.environ.get("LDFLAGS", "")), f"-Wl,-T,{HOT_TEXT}", "-o", str(pathlib.Path(tmp) / "probe.so")]
+        try:
+            return subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+        except OSError:
+            return False
+
+
 def compile_options() -> dict[str, object]:
     portable = _switch("PYMIMALLOC_PORTABLE")
     debug = _level("PYMIMALLOC_DEBUG", 3)
@@ -352,6 +373,10 @@ def compile_options() -> dict[str, object]:
     lto = _switch("PYMIMALLOC_LTO") if os.environ.get("PYMIMALLOC_LTO", "").strip() else True
     if lto:
         cflags.append("-flto=auto")
+    # the functions a program under install() runs, first and together (csrc/pmi_hot_text.ld says why)
+    hot_text = _hot_text(cflags)
+    if hot_text:
+        cflags.append("-ffunction-sections")
     if debug == 0:
         defines.append(("NDEBUG", "1"))
     else:
@@ -361,7 +386,7 @@ def compile_options() -> dict[str, object]:
         defines.append(("PMI_SCHEDULE_NOISE", "1"))
     return {"cflags": cflags, "defines": defines, "portable": portable, "native": not portable,
             "target": target or "default",
-            "debug": debug, "secure": secure, "lto": lto}
+            "debug": debug, "secure": secure, "lto": lto, "hot_text": hot_text}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -536,6 +561,7 @@ def make_ffi(project_relative: bool = True) -> FFI:
         "debug": options["debug"],
         "secure": options["secure"],
         "lto": options["lto"],
+        "hot_text": options["hot_text"],
         "python": sys.version.split()[0],
         "numpy_headers": _numpy_version(),
     }
@@ -556,15 +582,16 @@ def make_ffi(project_relative: bool = True) -> FFI:
         'const char* pmi_compiler(void) { return "unknown"; }\n'
         "#endif\n",
         sources=[f"csrc/{name}" if project_relative else str(CSRC / name) for name in C_SOURCES],
-        # our headers: an in-place rebuild after a change to one alone (python setup.py build_ext --inplace, or
+        # our headers and the hot-text script: an in-place rebuild after a change to one alone (python setup.py build_ext --inplace, or
         # pip install . over a build/ folder) compiled nothing before, and kept the module built from the old ones
-        depends=[f"csrc/{h.name}" if project_relative else str(h) for h in sorted(CSRC.glob("*.h"))],
+        depends=[f"csrc/{h.name}" if project_relative else str(h) for h in [*sorted(CSRC.glob("*.h")), HOT_TEXT]],
         include_dirs=include_dirs(root),
         define_macros=options["defines"],  # type: ignore[arg-type]
         extra_compile_args=options["cflags"],  # type: ignore[arg-type]
         # with LTO the code is generated at link time: the link gets the compile flags too
         extra_link_args=[*(options["cflags"] if options["lto"] else ["-fvisibility=hidden"]),  # type: ignore[list-item]
-                         *([] if options["debug"] else ["-Wl,--strip-debug"])],
+                         *([] if options["debug"] else ["-Wl,--strip-debug"]),
+                         *([f"-Wl,-T,{HOT_TEXT}"] if options["hot_text"] else [])],
         # it uses the full CPython and numpy C APIs, so it is named for this interpreter, never abi3
         py_limited_api=False,
         libraries=["pthread", "dl"],  # dl: dlsym (pmi_allocator.c), in libc itself since glibc 2.34

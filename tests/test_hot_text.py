@@ -1,0 +1,42 @@
+"""The module's code that a program under install() runs sits together (csrc/pmi_hot_text.ld, written by
+benchmarks/hot_text.py), so the kernel maps only its windows of the file into the process: 92-140 KiB of the
+module's 214 KiB of code, where all of it was resident before (2026-12-05, VmRSS of our mapping)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import pymimalloc
+from builds import memory_checker_build
+from childproc import run
+
+INFO = pymimalloc.build_info()
+
+
+def gnu_ld() -> bool:
+    if shutil.which("ld") is None:
+        return False
+    return "GNU ld" in subprocess.run(["ld", "--version"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the layout is made for Linux's fault-around")
+def test_the_build_links_with_the_hot_text_script_where_the_linker_can() -> None:
+    if gnu_ld():
+        assert INFO["hot_text"] is True, INFO
+
+
+@pytest.mark.skipif(not INFO.get("hot_text"), reason="built without the hot-text script")
+@pytest.mark.skipif(INFO["debug"] != 0 or memory_checker_build(), reason="checked and sanitizer builds run other code")
+@pytest.mark.parametrize("how", ["startup", "install"])
+def test_code_that_ran_under_install_is_in_the_hot_section(how: str) -> None:
+    result = run(["hot_text.py", *(["install"] if how == "install" else [])],
+                 env={"PYMIMALLOC_INSTALL": "1"} if how == "startup" else None, drop=("PYMIMALLOC_INSTALL",))
+    assert result.returncode == 0, result.stderr
+    *stray, last = result.stdout.splitlines()
+    assert last.startswith("checked "), result.stdout
+    assert stray == [], ("resident code away from the hot section (benchmarks/hot_text.py rewrites the list):\n"
+                         + result.stdout)
