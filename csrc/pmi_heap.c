@@ -669,6 +669,7 @@ pmi_heap_t* pmi_heap_new(void) { return pmi_heap_new_in_arena(NULL); }
 mi_heap_t* pmi_heap_new_unwrapped(void) {
     pthread_mutex_lock(&pmi_world_lock);  /* as pmi_heap_new_in_arena */
     mi_heap_t* heap = mi_heap_new();
+    if (heap != NULL) pmi_heap_python_policy(heap);  /* before any thread has a theap of it */
     pthread_mutex_unlock(&pmi_world_lock);
     return heap;
 }

@@ -63,6 +63,7 @@ mi_heap_t* pmi_heap_raw(pmi_heap_t* heap);
 void*      pmi_meta_realloc(void* p, size_t size);
 void       pmi_meta_free(void* p);
 mi_heap_t* pmi_heap_new_unwrapped(void);            /* a mimalloc heap pymimalloc never closes (Python's own) */
+void       pmi_heap_python_policy(mi_heap_t* heap);  /* its threads retain no full pages (pmi_mimalloc.c) */
 /* Called with a mimalloc heap just before pymimalloc destroys it (nothing in it is alive any more). Set once
    by pmi_allocator.c, which keeps a table of heaps holding Python objects; NULL without it (the C harnesses). */
 typedef void (*pmi_heap_destroying_fn)(mi_heap_t* heap);
