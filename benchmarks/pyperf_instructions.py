@@ -16,6 +16,16 @@ variables after ``+``: ``pymimalloc+MIMALLOC_PURGE_DELAY=10+MIMALLOC_ARENA_RESER
 cleared to PATH, HOME and LANG, with hash seed 0. Results are kept in ``--out`` as they come (a rerun skips what
 is there) and printed as a table of ratios to the first mode. valgrind cannot run AVX-512: on a CPU that has
 it, build the wheel with ``CFLAGS=-mno-avx512f``.
+
+``--states N`` measures every mode in N start-up states and reports, per benchmark, the median of the N ratios
+(state by state, each mode against the first mode in the same state) and their range. State 0 is the plain
+start; state k > 0 puts a ``sitecustomize.py`` first on ``PYTHONPATH`` that keeps ``97 * k`` small objects of
+spread sizes, made after the ``.pth`` files ran (so after ``install()``, when a mode installs at start). Why: a
+benchmark's count under mimalloc depends on how full each size class's pages are when its loop starts, and that
+comes from whatever the process made before. The same wheel read unpickle on 3.11 at 1.0028 to 1.0405 of
+pymalloc's, and json_loads on 3.13 at 0.941 to 0.980, from differences as small as one more environment variable
+that pymimalloc reads at start (2026-12-05). One state can show a change of allocator where there is only a change
+of state.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import math
 import os
 import pathlib
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,12 +56,30 @@ def benchmark_folder(python: str) -> pathlib.Path:
     return pathlib.Path(out) / "data-files" / "benchmarks"
 
 
-def worker(python: str, folder: pathlib.Path, name: str, mode: str, loops: int, tmp: str) -> tuple[list[str], dict[str, str]]:
+STATE_SCRIPT = """\
+# pyperf_instructions.py's start-up state {state}: objects made after the .pth files ran, kept for good
+_pymimalloc_bench_state = [bytes(8 * (1 + (i * 7 + {state}) % 64)) for i in range(97 * {state})]
+"""
+
+
+def state_folder(state: int, tmp: str) -> str:
+    """A folder holding the ``sitecustomize.py`` of start-up ``state`` (> 0), inside ``tmp``."""
+    folder = pathlib.Path(tmp) / f"state{state}"
+    folder.mkdir(exist_ok=True)
+    (folder / "sitecustomize.py").write_text(STATE_SCRIPT.format(state=state))
+    return str(folder)
+
+
+def worker(python: str, folder: pathlib.Path, name: str, mode: str, loops: int, tmp: str,
+           state: int = 0) -> tuple[list[str], dict[str, str]]:
     """The command and environment of one pyperf worker running ``loops`` outer loops of benchmark ``name`` in
-    ``mode`` (a name of MODE_ENVIRONMENT, then any ``+NAME=VALUE``), writing its result into folder ``tmp``."""
+    ``mode`` (a name of MODE_ENVIRONMENT, then any ``+NAME=VALUE``) and start-up ``state`` (see --states),
+    writing its result into folder ``tmp``."""
     directory, extra = SCRIPTS.get(name, ("bm_" + name, []))
     base, *added = mode.split("+")
     variables = {**MODE_ENVIRONMENT[base], **dict(item.split("=", 1) for item in added)}
+    if state:
+        variables["PYTHONPATH"] = os.pathsep.join(filter(None, [state_folder(state, tmp), variables.get("PYTHONPATH")]))
     environment = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
     environment.update(PYTHONHASHSEED="0", **variables)
     command = [python, str(folder / directory / "run_benchmark.py"), *extra, "--worker",
@@ -60,11 +89,11 @@ def worker(python: str, folder: pathlib.Path, name: str, mode: str, loops: int, 
     return command, environment
 
 
-def instructions(python: str, folder: pathlib.Path, name: str, mode: str, loops: int) -> int:
-    """Ir of one pyperf worker running ``loops`` outer loops of benchmark ``name`` in ``mode``."""
+def instructions(python: str, folder: pathlib.Path, name: str, mode: str, loops: int, state: int = 0) -> int:
+    """Ir of one pyperf worker running ``loops`` outer loops of benchmark ``name`` in ``mode`` and ``state``."""
     with tempfile.TemporaryDirectory() as tmp:
         log = pathlib.Path(tmp) / "valgrind.log"
-        command, environment = worker(python, folder, name, mode, loops, tmp)
+        command, environment = worker(python, folder, name, mode, loops, tmp, state)
         command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
                    VALGRIND_HIGH_ADDRESSES, f"--log-file={log}", *command]
         proc = subprocess.run(command, env=environment, capture_output=True, text=True, cwd=tmp)
@@ -81,29 +110,40 @@ def main() -> None:
     parser.add_argument("--modes", default="pymalloc,pymimalloc")
     parser.add_argument("--benchmarks", required=True, help="name=N,...: N outer loops of each (the same in every mode)")
     parser.add_argument("--out", required=True, type=pathlib.Path, help="JSON results, kept as they come")
+    parser.add_argument("--states", type=int, default=1, help="start-up states per mode (medians reported)")
     args = parser.parse_args()
     folder = benchmark_folder(args.python)
     modes = args.modes.split(",")
     benchmarks = [(item.split("=")[0], int(item.split("=")[1]) if "=" in item else 2) for item in args.benchmarks.split(",")]
+    states = range(max(1, args.states))
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     for name, loops in benchmarks:
-        for mode in modes:
-            key = f"{name}|{mode}"
-            if key not in results:
-                many = instructions(args.python, folder, name, mode, loops)
-                one = instructions(args.python, folder, name, mode, 1)
-                results[key] = {"loops": loops, "ir_loops": many, "ir_one": one, "ir_work": many - one}
-                args.out.write_text(json.dumps(results, indent=1))
+        for state in states:
+            for mode in modes:
+                key = f"{name}|{mode}" + (f"|state{state}" if state else "")
+                if key not in results:
+                    many = instructions(args.python, folder, name, mode, loops, state)
+                    one = instructions(args.python, folder, name, mode, 1, state)
+                    results[key] = {"loops": loops, "ir_loops": many, "ir_one": one, "ir_work": many - one}
+                    args.out.write_text(json.dumps(results, indent=1))
+
+    def work(name: str, mode: str, state: int) -> int:
+        return int(results[f"{name}|{mode}" + (f"|state{state}" if state else "")]["ir_work"])
+
+    ranged = len(states) > 1
     print(f"| benchmark | loops | {' | '.join(f'{m} Ir (M)' for m in modes)} | "
-          f"{' | '.join(f'{m} ÷ {modes[0]}' for m in modes[1:])} |")
+          f"{' | '.join(f'{m} ÷ {modes[0]}' + (' (median [range])' if ranged else '') for m in modes[1:])} |")
     print("|---|---:|" + "---:|" * (2 * len(modes) - 1))
     logs: dict[str, float] = {mode: 0.0 for mode in modes[1:]}
     for name, loops in benchmarks:
-        work = {mode: results[f"{name}|{mode}"]["ir_work"] for mode in modes}
+        counts = {mode: statistics.median(work(name, mode, state) for state in states) for mode in modes}
+        cells = []
         for mode in modes[1:]:
-            logs[mode] += math.log(work[mode] / work[modes[0]])
-        print(f"| {name} | {loops} | {' | '.join(f'{work[m] / 1e6:,.1f}' for m in modes)} | "
-              f"{' | '.join(f'{work[m] / work[modes[0]]:.4f}' for m in modes[1:])} |")
+            ratios = [work(name, mode, state) / work(name, modes[0], state) for state in states]
+            middle = statistics.median(ratios)
+            logs[mode] += math.log(middle)
+            cells.append(f"{middle:.4f}" + (f" [{min(ratios):.4f}-{max(ratios):.4f}]" if ranged else ""))
+        print(f"| {name} | {loops} | {' | '.join(f'{counts[m] / 1e6:,.1f}' for m in modes)} | {' | '.join(cells)} |")
     print(f"| **geometric mean** | | {' | '.join('' for _ in modes)} | "
           f"{' | '.join(f'**{math.exp(logs[m] / len(benchmarks)):.4f}**' for m in modes[1:])} |")
 
