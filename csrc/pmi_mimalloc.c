@@ -127,24 +127,33 @@ void _mi_page_map_unregister(mi_page_t* page) {
  * v3.4.3 keeps up to two full pages of each small size in a thread's page queue (option page_full_retain, 2), where
  * every search for free space looks at them again, and abandons any further full page to its arena. CPython 3.13's
  * built-in mimalloc (v2) keeps no full page in the queue. Python's heap (install()) does the same: its threads'
- * theaps retain none, unless the environment or options["page_full_retain"] chose a value. A full page is still
- * abandoned, so blocks that other threads free into it come back (with -1, which also stops the abandoning, a queue
- * between two threads grew without bound: 236 MiB against 12; tests/children/allocator_producer_consumer.py).
- * Measured (pyperformance workers under cachegrind, 3.13, 2026-12-05): unpickle 0.89% fewer instructions, the other
- * seven within 0.05%. Upstream's theap.c is compiled with its one call of _mi_theap_options_init routed here. */
+ * theaps retain none while the option is at mimalloc's 2 and the environment did not set it
+ * (MIMALLOC_PAGE_FULL_RETAIN); a value set at run time applies (options["page_full_retain"] = 8), but a scope that
+ * restores 2 (options.override) brings the policy back, as the value is the test. Python's heap never stops
+ * abandoning its full pages, whatever the option says (-1 turns abandoning off, as the "fifo" preset does): blocks
+ * that other threads free into a full page come back to use only through its abandoning, and without it a queue
+ * between two threads grew without bound (peak RSS 225 MiB above the start against 1 MiB;
+ * tests/children/allocator_producer_consumer.py).
+ * Measured against mimalloc's 2 (pyperformance workers under cachegrind, 3.13, 2026-12-05, one start-up state): unpickle
+ * 1.0% fewer instructions, pickle 0.4% fewer, json_loads 0.3% more, the other five level; the workload of
+ * benchmarks/instructions.py on 3.11 0.99972 of pymalloc's against 1.00014. Upstream's theap.c is compiled with its
+ * one call of _mi_theap_options_init routed here. */
 static _Atomic(mi_heap_t*) pmi_python_heap_of_mimalloc;
+static bool pmi_retain_from_environment;  /* MIMALLOC_PAGE_FULL_RETAIN was set when Python's heap was made */
 
 void pmi_heap_python_policy(mi_heap_t* heap);
 void pmi_heap_python_policy(mi_heap_t* heap) {
+  /* the two spellings mimalloc reads (options.c, mi_option_init) */
+  pmi_retain_from_environment = getenv("MIMALLOC_PAGE_FULL_RETAIN") != NULL || getenv("mimalloc_page_full_retain") != NULL;
   mi_atomic_store_ptr_release(mi_heap_t, &pmi_python_heap_of_mimalloc, heap);
 }
 
 static void pmi_theap_options_init(mi_theap_t* theap) {
   _mi_theap_options_init(theap);
-  if (_mi_theap_heap(theap) == mi_atomic_load_ptr_acquire(mi_heap_t, &pmi_python_heap_of_mimalloc)
-      && mi_options[mi_option_page_full_retain].init != MI_OPTION_INITIALIZED && theap->page_full_retain > 0) {
-    theap->page_full_retain = 0;
-  }
+  if (_mi_theap_heap(theap) != mi_atomic_load_ptr_acquire(mi_heap_t, &pmi_python_heap_of_mimalloc)) return;
+  if (theap->page_full_retain == 2 && !pmi_retain_from_environment) theap->page_full_retain = 0;
+  if (theap->page_full_retain < 0) theap->page_full_retain = 0;
+  theap->allow_page_abandon = true;
 }
 #define _mi_theap_options_init(theap) pmi_theap_options_init(theap)
 #include "theap.c"

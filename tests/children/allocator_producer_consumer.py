@@ -2,10 +2,11 @@
 
 Every page the maker fills receives its frees from the other thread only. mimalloc v3.4.3 abandons a full page to
 its arena, and a free from another thread into an abandoned page brings it back into use. With the abandoning off
-(page_full_retain=-1, which pymimalloc's Python heap must not take: csrc/pmi_mimalloc.c), full pages wait in the
-maker's full queue for good, and this program peaked at 236 MiB where it peaks at about 14 (2026-12-05). Prints the
-growth of peak RSS over the program's own start, in MiB."""
+(page_full_retain=-1, which Python's heap never takes: csrc/pmi_mimalloc.c), full pages wait in the maker's full
+queue for good, and this program's peak grew 225 MiB over its start, where it grows 1 MiB (2026-12-05). Prints that
+growth, in MiB. With the argument "fifo" the threads run inside options.preset("fifo"), which sets -1."""
 
+import contextlib
 import queue
 import resource
 import sys
@@ -16,6 +17,7 @@ from threads import run_threads
 
 if sys.argv[1:] != ["startup"]:
     pymimalloc.install()
+scope = pymimalloc.options.preset("fifo") if sys.argv[1:] == ["fifo"] else contextlib.nullcontext()
 start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 q: "queue.Queue[list[str] | None]" = queue.Queue(maxsize=1000)
 
@@ -31,5 +33,6 @@ def take() -> None:
         pass
 
 
-run_threads(make, take)
+with scope:
+    run_threads(make, take)
 print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start) // 1024)
