@@ -28,6 +28,8 @@ Environment:
 
 from __future__ import annotations
 
+import atexit
+import functools
 import hashlib
 import importlib.util
 import json
@@ -318,24 +320,41 @@ def _tls_model() -> str:
 
 
 HOT_TEXT = CSRC / "pmi_hot_text.ld"
+# the default script's .text statement, where the hot functions go first
+_TEXT_STATEMENT = re.compile(r"\n(\s*)\.text\s*:\s*\n\s*\{\n")
 
 
-def _hot_text(cflags: list[str]) -> bool:
-    """Whether to link with HOT_TEXT (written by benchmarks/hot_text.py, which says why): on Linux, unless
-    PYMIMALLOC_HOT_TEXT=0, and only if this compiler and linker link a probe with it (GNU ld and lld do; a linker
-    that does not know INSERT, such as gold, gets the default layout, which is only bigger in memory)."""
+@functools.lru_cache(maxsize=None)
+def _hot_text(cflags: tuple[str, ...]) -> str:
+    """The linker script that puts HOT_TEXT's functions first in .text (benchmarks/hot_text.py says why), or "" for
+    the default layout: not on Linux, with PYMIMALLOC_HOT_TEXT=0, or where this compiler's linker does not print its
+    default script or does not link a probe with the changed one. The script is the linker's own default for shared
+    objects with HOT_TEXT's lines first inside .text, between the symbols pmi_hot_text_start and pmi_hot_text_end
+    (tests/test_hot_text.py reads them). A separate output section placed the same code as well, but valgrind reads no
+    symbols outside .text, and its profiles of the hook lost their names. Written to a temporary folder that lives
+    as long as this build."""
     raw = os.environ.get("PYMIMALLOC_HOT_TEXT", "").strip()
     if not sys.platform.startswith("linux") or (raw and not _switch("PYMIMALLOC_HOT_TEXT")) or not HOT_TEXT.exists():
-        return False
-    with tempfile.TemporaryDirectory() as tmp:
-        probe = pathlib.Path(tmp) / "probe.c"
-        probe.write_text("int pmi_probe(void);\nint pmi_probe(void) { return 1; }\n")
-        command = [*compiler_command(), *cflags, "-fPIC", "-shared", "-ffunction-sections", str(probe),
-                   *shlex.split(os.environ.get("LDFLAGS", "")), f"-Wl,-T,{HOT_TEXT}", "-o", str(pathlib.Path(tmp) / "probe.so")]
-        try:
-            return subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
-        except OSError:
-            return False
+        return ""
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="pymimalloc-link-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    probe = folder / "probe.c"
+    probe.write_text("int pmi_probe(void);\nint pmi_probe(void) { return 1; }\n")
+    link = [*link_command(), *cflags, "-fPIC", "-ffunction-sections", str(probe), "-o", str(folder / "probe.so")]
+    try:
+        verbose = subprocess.run([*link, "-Wl,--verbose"], capture_output=True, text=True)
+        parts = verbose.stdout.split("=" * 50)
+        found = _TEXT_STATEMENT.search(parts[1]) if verbose.returncode == 0 and len(parts) >= 3 else None
+        if found is None:
+            return ""
+        script = folder / "pmi_link.ld"
+        default = parts[1].strip("=\n")
+        script.write_text(default[:found.end()] + "    HIDDEN(pmi_hot_text_start = .);\n" + HOT_TEXT.read_text()
+                          + "    HIDDEN(pmi_hot_text_end = .);\n" + default[found.end():])
+        ok = subprocess.run([*link, f"-Wl,-T,{script}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    except OSError:
+        return ""
+    return str(script) if ok else ""
 
 
 def compile_options() -> dict[str, object]:
@@ -374,7 +393,7 @@ def compile_options() -> dict[str, object]:
     if lto:
         cflags.append("-flto=auto")
     # the functions a program under install() runs, first and together (csrc/pmi_hot_text.ld says why)
-    hot_text = _hot_text(cflags)
+    hot_text = _hot_text(tuple(cflags))
     if hot_text:
         cflags.append("-ffunction-sections")
     if debug == 0:
@@ -386,7 +405,7 @@ def compile_options() -> dict[str, object]:
         defines.append(("PMI_SCHEDULE_NOISE", "1"))
     return {"cflags": cflags, "defines": defines, "portable": portable, "native": not portable,
             "target": target or "default",
-            "debug": debug, "secure": secure, "lto": lto, "hot_text": hot_text}
+            "debug": debug, "secure": secure, "lto": lto, "hot_text": bool(hot_text), "hot_text_script": hot_text}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -396,6 +415,19 @@ def compile_options() -> dict[str, object]:
 def compiler_command() -> list[str]:
     """The C compiler setuptools will run: ``CC`` if set, else the one Python was built with."""
     return shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+
+
+def link_command() -> list[str]:
+    """The command setuptools links the module with, as its customize_compiler makes it: LDSHARED (the environment's,
+    else Python's, with CC in place of Python's compiler when only CC is set), then LDFLAGS and CFLAGS."""
+    if os.environ.get("LDSHARED"):
+        command = shlex.split(os.environ["LDSHARED"])
+    else:
+        command = shlex.split(sysconfig.get_config_var("LDSHARED") or "cc -shared")
+        python_cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
+        if os.environ.get("CC") and command[:len(python_cc)] == python_cc:
+            command = compiler_command() + command[len(python_cc):]
+    return [*command, *shlex.split(os.environ.get("LDFLAGS", "")), *shlex.split(os.environ.get("CFLAGS", ""))]
 
 
 def check_toolchain() -> None:
@@ -591,7 +623,7 @@ def make_ffi(project_relative: bool = True) -> FFI:
         # with LTO the code is generated at link time: the link gets the compile flags too
         extra_link_args=[*(options["cflags"] if options["lto"] else ["-fvisibility=hidden"]),  # type: ignore[list-item]
                          *([] if options["debug"] else ["-Wl,--strip-debug"]),
-                         *([f"-Wl,-T,{HOT_TEXT}"] if options["hot_text"] else [])],
+                         *([f"-Wl,-T,{options['hot_text_script']}"] if options["hot_text"] else [])],
         # it uses the full CPython and numpy C APIs, so it is named for this interpreter, never abi3
         py_limited_api=False,
         libraries=["pthread", "dl"],  # dl: dlsym (pmi_allocator.c), in libc itself since glibc 2.34

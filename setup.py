@@ -64,7 +64,8 @@ class BuildExtension(build_ext):
         root, origin = build_ffi.locate_source()  # cached: the tree cffi_modules compiles
         options = build_ffi.compile_options()
         stamp = pathlib.Path(self.build_temp) / "pymimalloc-configuration.json"
-        configuration = json.dumps({"options": options, "source": str(root), "origin": origin,
+        configuration = json.dumps({"options": {k: v for k, v in options.items() if k != "hot_text_script"},  # a temporary path
+                                    "source": str(root), "origin": origin,
                                     "environment": {name: os.environ.get(name, "") for name in COMPILER_VARIABLES}},
                                    sort_keys=True, default=str)
         if not stamp.is_file() or stamp.read_text() != configuration:
