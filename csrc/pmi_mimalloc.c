@@ -155,6 +155,13 @@ static void pmi_theap_options_init(mi_theap_t* theap) {
   if (theap->page_full_retain < 0) theap->page_full_retain = 0;
   theap->allow_page_abandon = true;
 }
+long pmi_python_heap_full_retain(void);
+long pmi_python_heap_full_retain(void) {
+  mi_heap_t* const heap = mi_atomic_load_ptr_acquire(mi_heap_t, &pmi_python_heap_of_mimalloc);
+  mi_theap_t* const theap = (heap == NULL ? NULL : _mi_heap_theap_peek(heap));
+  if (theap == NULL) return -2;
+  return theap->allow_page_abandon ? theap->page_full_retain : -1;
+}
 #define _mi_theap_options_init(theap) pmi_theap_options_init(theap)
 #include "theap.c"
 #undef _mi_theap_options_init
