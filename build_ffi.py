@@ -614,8 +614,8 @@ def make_ffi(project_relative: bool = True) -> FFI:
         'const char* pmi_compiler(void) { return "unknown"; }\n'
         "#endif\n",
         sources=[f"csrc/{name}" if project_relative else str(CSRC / name) for name in C_SOURCES],
-        # our headers and the hot-text script: an in-place rebuild after a change to one alone (python setup.py build_ext --inplace, or
-        # pip install . over a build/ folder) compiled nothing before, and kept the module built from the old ones
+        # our headers and the hot-text list: an in-place rebuild after a change to one alone (python setup.py
+        # build_ext --inplace, or pip install . over a build/ folder) compiled nothing before, and kept the old module
         depends=[f"csrc/{h.name}" if project_relative else str(h) for h in [*sorted(CSRC.glob("*.h")), HOT_TEXT]],
         include_dirs=include_dirs(root),
         define_macros=options["defines"],  # type: ignore[arg-type]
