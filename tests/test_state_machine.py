@@ -720,6 +720,18 @@ class PymimallocMachine(RuleBasedStateMachine):
         kept = [str(i) * 3 for i in range(300)]  # new objects come from wherever the routing says; all work
         assert kept[-1] == "299299299"
 
+    @rule(maker=st.integers(1, WORKERS), taker=WHERE)
+    def objects_made_in_one_thread_freed_in_another(self, maker: int, taker: int) -> None:
+        """Python's heap keeps full pages and sweeps what other threads freed into them (csrc/pmi_mimalloc.c),
+        whatever options the machine set before: page_full_retain -1, 0 or 8 must never make it abandon them."""
+        def make() -> tuple[list[str], int]:
+            made = [str(i) * 3 for i in range(20000)]  # fills pages of a few small sizes in this thread
+            return made, pymimalloc._core.lib.pmi_python_heap_full_retain()
+        made, retain = self._in(maker, make)
+        assert retain != -1  # -2: no part of Python's heap in that thread (not installed, or python_objects() held)
+        self._in(taker, made.clear)  # freed from another thread (or the same one, when taker == maker)
+        del made
+
     @rule(target=objects_heaps)
     def new_objects_heap(self) -> pymimalloc.Heap:
         return pymimalloc.Heap()
