@@ -8,22 +8,36 @@ mimalloc as Python's allocator (read that file for the rest).
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.machinery
 import os
 import sys
 
 
+def _package_folders() -> list[str]:
+    """The pymimalloc package's folders, from the finders of ``sys.meta_path`` (an editable install's too), as
+    ``importlib.util.find_spec`` finds a top-level package. Not through importlib.util itself: on 3.11 it imports
+    contextlib, collections and functools, 0.65 MiB of a bare interpreter's peak RSS (2026-12-05)."""
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        try:
+            spec = None if find_spec is None else find_spec("pymimalloc", None)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None:
+            return list(spec.submodule_search_locations or [])
+    return []
+
+
 def _run() -> None:
-    try:
-        package = importlib.util.find_spec("pymimalloc")
-    except (ImportError, ValueError):
-        package = None
-    for folder in (package.submodule_search_locations or []) if package is not None else []:
-        spec = importlib.util.spec_from_file_location("pymimalloc._startup", os.path.join(folder, "_startup.py"))
-        if spec is not None and spec.loader is not None and os.path.isfile(str(spec.origin)):
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            module.main()
+    folders = _package_folders()
+    for folder in folders:
+        path = os.path.join(folder, "_startup.py")
+        if os.path.isfile(path):
+            loader = importlib.machinery.SourceFileLoader("pymimalloc._startup", path)
+            module = type(sys)(loader.name)
+            module.__file__, module.__loader__ = path, loader
+            loader.exec_module(module)
+            module.main(folders)
             return
     if sys.stderr is not None:  # closed: print would write to stdout, into the program's output
         print("pymimalloc: not installed as Python's allocator: pymimalloc is not installed in this interpreter",

@@ -57,8 +57,9 @@ def domains_from(value: str) -> tuple[str, ...]:
     return names
 
 
-def _install_early(domains: tuple[str, ...]) -> bool:
-    """Hook and route ``domains`` with the compiled module alone. False if the full path must decide."""
+def _install_early(domains: tuple[str, ...], package_folders: list[str]) -> bool:
+    """Hook and route ``domains`` with the compiled module alone, found in ``package_folders`` (the package's
+    folders). False if the full path must decide."""
     import _tracemalloc
 
     # mimalloc reads its variables whatever their case (mimalloc_max_vabits too)
@@ -68,12 +69,9 @@ def _install_early(domains: tuple[str, ...]) -> bool:
         return False  # the package is loaded, tracemalloc traces, or the import must refuse: the full path
     import importlib.machinery
 
-    import importlib.util
-
-    package = importlib.util.find_spec("pymimalloc")  # through every finder (an editable install's too)
-    if package is None or package.submodule_search_locations is None:
+    if not package_folders:
         raise ImportError("pymimalloc is not installed in this interpreter")
-    spec = importlib.machinery.PathFinder.find_spec("pymimalloc._mimalloc", list(package.submodule_search_locations))
+    spec = importlib.machinery.PathFinder.find_spec("pymimalloc._mimalloc", list(package_folders))
     if spec is None or spec.loader is None:
         return False  # a source checkout without its compiled module: the full path explains
     if spec.origin is None or _cpu_refuses(spec.origin):
@@ -100,21 +98,22 @@ def _install_early(domains: tuple[str, ...]) -> bool:
 
 def _cpu_refuses(module_path: str, cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether ``_cpu.py`` (beside this file, run from there) refuses the compiled module at ``module_path``."""
-    import importlib.util
+    import importlib.machinery  # not importlib.util, which costs 0.65 MiB on 3.11 (_pymimalloc_startup.py)
 
-    spec = importlib.util.spec_from_file_location("pymimalloc._cpu", os.path.join(os.path.dirname(__file__), "_cpu.py"))
-    if spec is None or spec.loader is None:
-        return False
-    cpu = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cpu)
+    path = os.path.join(os.path.dirname(__file__), "_cpu.py")
+    loader = importlib.machinery.SourceFileLoader("pymimalloc._cpu", path)
+    cpu = type(sys)(loader.name)
+    cpu.__file__, cpu.__loader__ = path, loader
+    loader.exec_module(cpu)
     return cpu.check_module_file(module_path, cpuinfo) is not None
 
 
-def main() -> None:
-    """Install mimalloc as Python's allocator as ``PYMIMALLOC_INSTALL`` asks; a refusal is reported on stderr."""
+def main(package_folders: list[str]) -> None:
+    """Install mimalloc as Python's allocator as ``PYMIMALLOC_INSTALL`` asks; a refusal is reported on stderr.
+    ``package_folders``: where ``_pymimalloc_startup`` found the package (its ``submodule_search_locations``)."""
     try:
         domains = domains_from(os.environ.get(VARIABLE, ""))
-        if domains and not _install_early(domains):
+        if domains and not _install_early(domains, package_folders):
             import warnings
 
             with warnings.catch_warnings(record=True) as caught:
