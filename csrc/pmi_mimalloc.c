@@ -138,16 +138,15 @@ void _mi_page_map_unregister(mi_page_t* page) {
  *     full queue, and this thread's free into it moves it back at once (mimalloc's _mi_page_unfull).
  * Another thread's free into such a page only pushes the block on the page's thread-free list: v3 has no delayed
  * free that tells the owner (v2 has), and without one a queue between two threads grew without bound (peak RSS
- * 225 MiB above the start against 1 MiB; tests/children/allocator_producer_consumer.py). So the owner sweeps its
+ * 226 MiB above the start against 2 MiB; tests/children/allocator_producer_consumer.py). So the owner sweeps its
  * full queue (pmi_python_heap_sweep): mimalloc calls the deferred-free hook every 1000 allocations of a theap that
  * take its slow path (_mi_deferred_free, its "heartbeat"); at every (1 + F/64)-th heartbeat of the thread's part of
  * Python's heap, F its full pages, the sweep collects each full page that another thread freed into, and moves it
- * back to its queue, or frees it to the arena when it is empty. The sweep costs one read of each full page's
- * record per 64 heartbeats: nothing for a process whose threads do not free each other's objects, and bounded
- * for a large heap. A page waits for its owner's next sweep, as v2's wait for its next delayed free; a thread that
- * ends abandons all its pages, as mimalloc always does. Upstream's theap.c is compiled with its one call of
- * _mi_theap_options_init routed here, and nothing else registers a deferred-free hook (mi_register_deferred_free
- * is not in the binding). */
+ * back to its queue, or frees it to the arena when it is empty. The sweep reads at most about 64 page records per
+ * heartbeat (F of them every 1 + F/64 heartbeats), whatever the heap's size. A page waits for its owner's next
+ * sweep, as v2's waits for its next delayed free; a thread that ends abandons all its pages, as mimalloc always does.
+ * Upstream's theap.c is compiled with its one call of _mi_theap_options_init routed here, and nothing else registers
+ * a deferred-free hook (mi_register_deferred_free is not in the binding). */
 static _Atomic(mi_heap_t*) pmi_python_heap_of_mimalloc;
 static bool pmi_retain_from_environment;  /* MIMALLOC_PAGE_FULL_RETAIN was set when Python's heap was made */
 
@@ -159,7 +158,8 @@ static void pmi_python_heap_sweep(bool force, unsigned long long heartbeat, void
   if (force) return;
   mi_heap_t* const heap = mi_atomic_load_ptr_acquire(mi_heap_t, &pmi_python_heap_of_mimalloc);
   mi_theap_t* const theap = (heap == NULL ? NULL : _mi_heap_theap_peek(heap));
-  if (theap == NULL || !mi_theap_is_initialized(theap) || theap->allow_page_abandon || theap->heartbeat != heartbeat) return;
+  if (theap == NULL || !mi_theap_is_initialized(theap) || theap->allow_page_abandon) return;
+  if (theap->heartbeat != heartbeat) return;  /* another theap's heartbeat */
   mi_page_queue_t* const full = &theap->pages[MI_BIN_FULL];
   if (full->first == NULL || heartbeat % (1 + full->count / 64) != 0) return;
   for (mi_page_t* page = full->first, *next; page != NULL; page = next) {
