@@ -18,7 +18,6 @@
 #define PMI_DOMAIN_OBJ 4   /* PyObject_Malloc: Python objects */
 int pmi_allocator_install(uintptr_t module);
 /* How this thread's part of Python's heap keeps full pages (csrc/pmi_mimalloc.c, "full pages of Python's heap"):
- * how many it keeps in each page queue (0-32), or -1 if it abandons the others to the arena (the policy is never to);
- * -2 before this
+ * how many it keeps in each page queue (0-32), or -1 if it does not abandon the others to the arena; -2 before this
  * thread allocated from Python's heap (or before install()). For tests. */
 long pmi_python_heap_full_retain(void);

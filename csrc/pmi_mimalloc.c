@@ -125,58 +125,27 @@ void _mi_page_map_unregister(mi_page_t* page) {
 #include "stats.c"
 /* -- full pages of Python's heap ------------------------------------------------------------------------------
  * v3.4.3 keeps up to two full pages of each small size in a thread's page queue (option page_full_retain, 2), where
- * every search for free space looks at them again, and abandons any further full page to its arena: the page
- * leaves the theap, and the next free into it reclaims it (arena bitmaps, atomics, and a purge check each way).
- * json_loads on 3.13 spent 2.9% more instructions than CPython's built-in mimalloc (v2), most of it there: 181 full
- * pages abandoned and reclaimed per loop. v2 keeps a full page in the theap's own full queue, and a free moves it
- * back. Python's heap (install()) does the same:
- *   - its threads' theaps retain no full page in the page queues while the option is at mimalloc's 2 and the
- *     environment did not set it (MIMALLOC_PAGE_FULL_RETAIN); a value set at run time applies
- *     (options["page_full_retain"] = 8), a scope that restores 2 (options.override) brings the policy back, as the
- *     value is the test, and -1 counts as 0;
- *   - they never abandon a full page while their thread lives (allow_page_abandon false): it waits in the theap's
- *     full queue, and this thread's free into it moves it back at once (mimalloc's _mi_page_unfull).
- * Another thread's free into such a page only pushes the block on the page's thread-free list: v3 has no delayed
- * free that tells the owner (v2 has), and without one a queue between two threads grew without bound (peak RSS
- * 226 MiB above the start against 2 MiB; tests/children/allocator_producer_consumer.py). So the owner sweeps its
- * full queue (pmi_python_heap_sweep): mimalloc calls the deferred-free hook every 1000 allocations of a theap that
- * take its slow path (_mi_deferred_free, its "heartbeat"); at every (1 + F/64)-th heartbeat of the thread's part of
- * Python's heap, F its full pages, the sweep collects each full page that another thread freed into, and moves it
- * back to its queue, or frees it to the arena when it is empty. The sweep reads at most about 64 page records per
- * heartbeat (F of them every 1 + F/64 heartbeats), whatever the heap's size. A page waits for its owner's next
- * sweep, as v2's waits for its next delayed free; a thread that ends abandons all its pages, as mimalloc always does.
- * Upstream's theap.c is compiled with its one call of _mi_theap_options_init routed here, and nothing else registers
- * a deferred-free hook (mi_register_deferred_free is not in the binding). */
+ * every search for free space looks at them again, and abandons any further full page to its arena. CPython 3.13's
+ * built-in mimalloc (v2) keeps no full page in the queue. Python's heap (install()) does the same: its threads'
+ * theaps retain none while the option is at mimalloc's 2 and the environment did not set it
+ * (MIMALLOC_PAGE_FULL_RETAIN); a value set at run time applies (options["page_full_retain"] = 8), but a scope that
+ * restores 2 (options.override) brings the policy back, as the value is the test. Python's heap never stops
+ * abandoning its full pages, whatever the option says (-1 turns abandoning off, as the "fifo" preset does): blocks
+ * that other threads free into a full page come back to use only through its abandoning, and without it a queue
+ * between two threads grew without bound (peak RSS 225 MiB above the start against 1 MiB;
+ * tests/children/allocator_producer_consumer.py).
+ * Measured against mimalloc's 2 (pyperformance workers under cachegrind, 3.13, 2026-12-05, one start-up state): unpickle
+ * 1.0% fewer instructions, pickle 0.4% fewer, json_loads 0.3% more, the other five level; the workload of
+ * benchmarks/instructions.py on 3.11 0.99972 of pymalloc's against 1.00014. Upstream's theap.c is compiled with its
+ * one call of _mi_theap_options_init routed here. */
 static _Atomic(mi_heap_t*) pmi_python_heap_of_mimalloc;
 static bool pmi_retain_from_environment;  /* MIMALLOC_PAGE_FULL_RETAIN was set when Python's heap was made */
-
-/* The owner's sweep of its full queue (the comment above), at mimalloc's heartbeat of some theap of this thread:
-   acts only when the caller is this thread's part of Python's heap (the heartbeat is its own), never on a forced
-   collect (a thread's end, mi_collect(true): mimalloc visits the full pages itself then). */
-static void pmi_python_heap_sweep(bool force, unsigned long long heartbeat, void* arg) {
-  (void)arg;
-  if (force) return;
-  mi_heap_t* const heap = mi_atomic_load_ptr_acquire(mi_heap_t, &pmi_python_heap_of_mimalloc);
-  mi_theap_t* const theap = (heap == NULL ? NULL : _mi_heap_theap_peek(heap));
-  if (theap == NULL || !mi_theap_is_initialized(theap) || theap->allow_page_abandon) return;
-  if (theap->heartbeat != heartbeat) return;  /* another theap's heartbeat */
-  mi_page_queue_t* const full = &theap->pages[MI_BIN_FULL];
-  if (full->first == NULL || heartbeat % (1 + full->count / 64) != 0) return;
-  for (mi_page_t* page = full->first, *next; page != NULL; page = next) {
-    next = page->next;
-    if (mi_page_thread_free(page) == NULL) continue;  /* nothing freed into it by another thread */
-    _mi_page_free_collect(page, false);
-    if (mi_page_all_free(page)) _mi_page_free(page, full);
-    else if (mi_page_immediate_available(page)) _mi_page_unfull(page);
-  }
-}
 
 void pmi_heap_python_policy(mi_heap_t* heap);
 void pmi_heap_python_policy(mi_heap_t* heap) {
   /* the two spellings mimalloc reads (options.c, mi_option_init) */
   pmi_retain_from_environment = getenv("MIMALLOC_PAGE_FULL_RETAIN") != NULL || getenv("mimalloc_page_full_retain") != NULL;
   mi_atomic_store_ptr_release(mi_heap_t, &pmi_python_heap_of_mimalloc, heap);
-  mi_register_deferred_free(&pmi_python_heap_sweep, NULL);
 }
 
 static void pmi_theap_options_init(mi_theap_t* theap) {
@@ -184,16 +153,14 @@ static void pmi_theap_options_init(mi_theap_t* theap) {
   if (_mi_theap_heap(theap) != mi_atomic_load_ptr_acquire(mi_heap_t, &pmi_python_heap_of_mimalloc)) return;
   if (theap->page_full_retain == 2 && !pmi_retain_from_environment) theap->page_full_retain = 0;
   if (theap->page_full_retain < 0) theap->page_full_retain = 0;
-  theap->allow_page_abandon = false;
+  theap->allow_page_abandon = true;
 }
-/* For tests: how this thread's part of Python's heap keeps full pages: the number it retains in the page queues, or
-   -1 if it abandons them (never, by the policy above); -2 if this thread has none. */
 long pmi_python_heap_full_retain(void);
 long pmi_python_heap_full_retain(void) {
   mi_heap_t* const heap = mi_atomic_load_ptr_acquire(mi_heap_t, &pmi_python_heap_of_mimalloc);
   mi_theap_t* const theap = (heap == NULL ? NULL : _mi_heap_theap_peek(heap));
   if (theap == NULL) return -2;
-  return theap->allow_page_abandon ? -1 : theap->page_full_retain;
+  return theap->allow_page_abandon ? theap->page_full_retain : -1;
 }
 #define _mi_theap_options_init(theap) pmi_theap_options_init(theap)
 #include "theap.c"

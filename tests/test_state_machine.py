@@ -722,13 +722,14 @@ class PymimallocMachine(RuleBasedStateMachine):
 
     @rule(maker=st.integers(1, WORKERS), taker=WHERE)
     def objects_made_in_one_thread_freed_in_another(self, maker: int, taker: int) -> None:
-        """Python's heap keeps full pages and sweeps what other threads freed into them (csrc/pmi_mimalloc.c),
-        whatever options the machine set before: page_full_retain -1, 0 or 8 must never make it abandon them."""
+        """Python's heap abandons its full pages to the arena, where another thread's free finds them
+        (csrc/pmi_mimalloc.c), whatever options the machine set before: page_full_retain=-1, which stops the
+        abandoning (a queue between threads then grows without bound), must never reach its theaps."""
         def make() -> tuple[list[str], int]:
             made = [str(i) * 3 for i in range(20000)]  # fills pages of a few small sizes in this thread
             return made, pymimalloc._core.lib.pmi_python_heap_full_retain()
         made, retain = self._in(maker, make)
-        assert retain != -1  # -2: no part of Python's heap in that thread (not installed, or python_objects() held)
+        assert retain != -1  # -1: not abandoning; -2: no part of Python's heap in that thread (not installed, ...)
         self._in(taker, made.clear)  # freed from another thread (or the same one, when taker == maker)
         del made
 

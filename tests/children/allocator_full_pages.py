@@ -1,8 +1,8 @@
 """How a new thread's part of Python's heap keeps full pages, under install(): prints what
 pmi_python_heap_full_retain says in a thread at the process's defaults, after an options scope that set
-page_full_retain and restored it, and inside options.preset("fifo") (-1, which counts as 0). Python's heap keeps no
-full page in its queues while the option is mimalloc's 2 and not from the environment, and never abandons a full page
-to the arena (-1 would say it does; csrc/pmi_mimalloc.c). A count of abandoned pages was tried first: mimalloc merges a dead thread's statistics late,
+page_full_retain and restored it, and inside options.preset("fifo") (-1: no abandoning). Python's heap keeps no full
+page in its queues while the option is mimalloc's 2 and not from the environment, and always abandons the others
+(csrc/pmi_mimalloc.c). A count of abandoned pages was tried first: mimalloc merges a dead thread's statistics late,
 so it read 205, 411, 413 or 619 for the same run."""
 
 import threading
