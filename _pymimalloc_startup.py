@@ -20,7 +20,7 @@ def _package_folders() -> list[str]:
     for finder in sys.meta_path:
         find_spec = getattr(finder, "find_spec", None)
         try:
-            spec = None if find_spec is None else find_spec("pymimalloc", None)
+            spec = None if find_spec is None else find_spec("pymimalloc", None, None)  # importlib passes three
         except (ImportError, ValueError):
             spec = None
         if spec is not None:
@@ -29,15 +29,14 @@ def _package_folders() -> list[str]:
 
 
 def _run() -> None:
-    folders = _package_folders()
-    for folder in folders:
+    for folder in _package_folders():
         path = os.path.join(folder, "_startup.py")
         if os.path.isfile(path):
             loader = importlib.machinery.SourceFileLoader("pymimalloc._startup", path)
             module = type(sys)(loader.name)
             module.__file__, module.__loader__ = path, loader
             loader.exec_module(module)
-            module.main(folders)
+            module.main()  # no argument, ever: a checkout on PYTHONPATH may pair this file with an older package
             return
     if sys.stderr is not None:  # closed: print would write to stdout, into the program's output
         print("pymimalloc: not installed as Python's allocator: pymimalloc is not installed in this interpreter",

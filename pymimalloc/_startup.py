@@ -57,9 +57,9 @@ def domains_from(value: str) -> tuple[str, ...]:
     return names
 
 
-def _install_early(domains: tuple[str, ...], package_folders: list[str]) -> bool:
-    """Hook and route ``domains`` with the compiled module alone, found in ``package_folders`` (the package's
-    folders). False if the full path must decide."""
+def _install_early(domains: tuple[str, ...]) -> bool:
+    """Hook and route ``domains`` with the compiled module alone, found beside this file. False if the full path
+    must decide."""
     import _tracemalloc
 
     # mimalloc reads its variables whatever their case (mimalloc_max_vabits too)
@@ -69,9 +69,9 @@ def _install_early(domains: tuple[str, ...], package_folders: list[str]) -> bool
         return False  # the package is loaded, tracemalloc traces, or the import must refuse: the full path
     import importlib.machinery
 
-    if not package_folders:
-        raise ImportError("pymimalloc is not installed in this interpreter")
-    spec = importlib.machinery.PathFinder.find_spec("pymimalloc._mimalloc", list(package_folders))
+    # the package's folder: _pymimalloc_startup.py found it through sys.meta_path, and ran this file from there
+    folder = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.machinery.PathFinder.find_spec("pymimalloc._mimalloc", [folder])
     if spec is None or spec.loader is None:
         return False  # a source checkout without its compiled module: the full path explains
     if spec.origin is None or _cpu_refuses(spec.origin):
@@ -108,12 +108,13 @@ def _cpu_refuses(module_path: str, cpuinfo: str = "/proc/cpuinfo") -> bool:
     return cpu.check_module_file(module_path, cpuinfo) is not None
 
 
-def main(package_folders: list[str]) -> None:
+def main() -> None:
     """Install mimalloc as Python's allocator as ``PYMIMALLOC_INSTALL`` asks; a refusal is reported on stderr.
-    ``package_folders``: where ``_pymimalloc_startup`` found the package (its ``submodule_search_locations``)."""
+    Takes no argument, as in every version: ``_pymimalloc_startup.py`` (a top-level module) and this file (in the
+    package) may come from different versions when a checkout is on ``PYTHONPATH``."""
     try:
         domains = domains_from(os.environ.get(VARIABLE, ""))
-        if domains and not _install_early(domains, package_folders):
+        if domains and not _install_early(domains):
             import warnings
 
             with warnings.catch_warnings(record=True) as caught:

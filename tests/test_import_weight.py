@@ -51,7 +51,7 @@ START_UP_MODULES = {"__future__", "_cffi_backend", "_pymimalloc_startup", "_trac
 
 def test_the_start_up_path_loads_no_module_beyond_its_own() -> None:
     """``PYMIMALLOC_INSTALL=1`` loads neither the package nor ``importlib.util``: on 3.11 that imports contextlib,
-    collections and functools, and a bare interpreter's start peaked 1.5 MiB above a plain one's with it, 0.97 MiB
+    collections and functools, and a bare interpreter's start peaked 1.5 MiB above a plain one's with it, 0.92 MiB
     without (2026-12-05)."""
     code = "import sys; print(' '.join(sorted(sys.modules)))"
     plain = run(["-c", code], drop=("PYMIMALLOC_INSTALL",))
@@ -59,3 +59,29 @@ def test_the_start_up_path_loads_no_module_beyond_its_own() -> None:
     assert plain.returncode == 0 and started.returncode == 0, describe(started.returncode) + started.stderr
     assert set(started.stdout.split()) - set(plain.stdout.split()) <= START_UP_MODULES
     assert "pymimalloc._mimalloc" in started.stdout.split()
+
+
+def test_the_start_up_finds_the_package_past_a_finder_that_wants_three_arguments() -> None:
+    """``_pymimalloc_startup`` asks each finder of ``sys.meta_path`` as importlib does, with three arguments: a
+    finder declared ``find_spec(self, fullname, path, target)`` made the start print a traceback (a review, 2026-12-05)."""
+    code = ("import os, sys\n"
+            "class Finder:\n"
+            "    def find_spec(self, fullname, path, target):\n"
+            "        return None\n"
+            "sys.meta_path.insert(0, Finder())\n"
+            "import _pymimalloc_startup\n"
+            "print(any(os.path.isfile(os.path.join(f, '_startup.py')) for f in _pymimalloc_startup._package_folders()))")
+    result = run(["-c", code], drop=("PYMIMALLOC_INSTALL",))
+    assert result.returncode == 0, describe(result.returncode) + result.stderr
+    assert (result.stdout.strip(), result.stderr) == ("True", "")
+
+
+def test_the_two_start_up_files_agree_across_versions() -> None:
+    """``_pymimalloc_startup.py`` (a top-level module) calls ``pymimalloc/_startup.py``'s ``main()`` with no argument,
+    as every version did: a checkout on ``PYTHONPATH`` pairs one with the other's older copy (a ``main(folders)``
+    of 2026-12-05 made that start print a traceback)."""
+    import inspect
+
+    from pymimalloc import _startup
+
+    assert inspect.signature(_startup.main).parameters == {}
