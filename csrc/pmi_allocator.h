@@ -21,3 +21,8 @@ int pmi_allocator_install(uintptr_t module);
  * how many it keeps in each page queue (0-32), or -1 if it does not abandon the others to the arena; -2 before this
  * thread allocated from Python's heap (or before install()). For tests. */
 long pmi_python_heap_full_retain(void);
+/* Whether the first page of this thread's queue for blocks of `size` bytes in Python's heap is an empty page kept
+ * for the next allocations (csrc/pmi_mimalloc.c, "empty pages of Python's heap"): 1 if it is (retired, no block
+ * used), 0 if that page has blocks in use or is not retired, -1 if the queue is empty, -2 before this thread
+ * allocated from Python's heap (or before install()). For tests. */
+long pmi_python_heap_first_page_kept(size_t size);

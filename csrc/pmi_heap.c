@@ -1316,9 +1316,11 @@ size_t pmi_usable_size(uintptr_t address) {
     return usable;
 }
 
+void pmi_python_heap_collect_here(bool force);  /* pmi_mimalloc.c */
 void pmi_collect(bool force) {
     pmi_world_enter();
-    mi_collect(force);
+    pmi_python_heap_collect_here(force);  /* this thread's part of Python's heap (install()) */
+    mi_collect(force);  /* this thread's part of the default heap, then the arenas' purges */
     pmi_world_leave();
 }
 

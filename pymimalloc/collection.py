@@ -13,9 +13,11 @@ __all__ = ["collect", "collecting", "CollectResult"]
 
 
 def collect(force: bool = False) -> None:
-    """Collect abandoned and unused memory in all heaps of this thread and the process (``mi_collect``).
+    """Collect unused memory: this thread's pages in mimalloc's default heap and in the heap that serves Python's
+    objects under :func:`install`, then the process's freed memory whose purge delay has passed (``mi_collect``).
 
-    With ``force=True`` mimalloc also purges memory it would otherwise keep for reuse.
+    With ``force=True`` mimalloc also frees the empty pages it keeps for the next allocations and purges all freed
+    memory now, giving it back to the system. A :class:`Heap`'s pages: :meth:`Heap.collect`.
     """
     _core.collect_all(force)
 

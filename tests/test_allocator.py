@@ -78,6 +78,11 @@ def test_memory_of_dropped_objects_goes_back_to_the_system_on_a_forced_collect()
     assert made - collected > 100, (made, freed, collected)  # about 150 MiB made; 15 MiB or so stays
 
 
+def test_pythons_heap_keeps_an_emptied_first_page_until_a_forced_collect() -> None:
+    # 0 0 0 0 without it: the emptied page went back to the arena though the next allocations start there
+    assert _program("allocator_empty_first_page.py").split() == ["0", "0", "1", "0"]
+
+
 def test_pythons_heap_keeps_no_full_pages_in_its_queues_unless_the_environment_says() -> None:
     """Python's heap keeps no full page in its queues (csrc/pmi_mimalloc.c), also after a scope that restored
     mimalloc's 2; another value applies, but never -1 (no abandoning: a queue between threads grows without bound).
