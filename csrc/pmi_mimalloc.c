@@ -80,7 +80,20 @@ void pmi_page_retire(mi_page_t* page);
 #include "libc.c"
 #include "options.c"
 #include "os.c"
+/* page.c's abandoning of a page (_mi_page_abandon: a full page, or every page of an exiting thread) clears the page's
+ * retire mark first. mimalloc clears the mark when its slow path picks a page, but a retired page refilled on the
+ * fast path alone keeps it, through its abandoning and the reclaim that brings it back at the tail of a queue; once
+ * empty there, free.c does not retire it again (it is marked), _mi_theap_collect_retired looks only at the first
+ * page, and a collect that is not forced skips marked pages: it stayed empty in the queue until a forced collect or
+ * its thread's exit (a review of 8295ac1, whose first-page rule below made the path common; upstream's only-page
+ * rule has it too). tests/children/allocator_retired_page_refilled.py walks that path. */
+static inline void pmi_arenas_page_abandon(mi_page_t* page, mi_theap_t* theap) {
+  page->retire_expire = 0;
+  _mi_arenas_page_abandon(page, theap);
+}
+#define _mi_arenas_page_abandon(page, theap) pmi_arenas_page_abandon((page), (theap))
 #include "page.c"           /* includes page-queue.c */
+#undef _mi_arenas_page_abandon
 /* Over-aligned blocks in OS pages (alignment above 64 KiB, and every page under disallow_arena_alloc for
  * such blocks): v3.4.3 registers a page in the page map from the slice of its first block, for the block's
  * slices PLUS the slices between the page's start and its first block (page-map.c, mi_page_map_get_idx,
@@ -185,6 +198,9 @@ void pmi_page_retire(mi_page_t* page) {
       mi_page_block_size(page) <= MI_SMALL_MAX_OBJ_SIZE &&
       _mi_theap_heap(theap) == mi_atomic_load_ptr_relaxed(mi_heap_t, &pmi_python_heap_of_mimalloc)) {
     /* as _mi_page_retire does for the only page of a queue */
+#if MI_STAT > 0
+    mi_theap_stat_counter_increase(theap, pages_retire, 1);
+#endif
     mi_page_set_has_interior_pointers(page, false);
     page->retire_expire = MI_RETIRE_CYCLES;
     const size_t index = (size_t)(pq - theap->pages);
@@ -204,6 +220,19 @@ void pmi_python_heap_collect_here(bool force) {
   mi_heap_t* const heap = mi_atomic_load_ptr_acquire(mi_heap_t, &pmi_python_heap_of_mimalloc);
   mi_theap_t* const theap = (heap == NULL ? NULL : _mi_heap_theap_peek(heap));
   if (theap != NULL) mi_theap_collect(theap, force);
+}
+
+long pmi_python_heap_marked_pages_behind(size_t size);
+long pmi_python_heap_marked_pages_behind(size_t size) {
+  mi_heap_t* const heap = mi_atomic_load_ptr_acquire(mi_heap_t, &pmi_python_heap_of_mimalloc);
+  mi_theap_t* const theap = (heap == NULL ? NULL : _mi_heap_theap_peek(heap));
+  if (theap == NULL) return -2;
+  const mi_page_t* const first = mi_page_queue(theap, size + MI_PADDING_SIZE)->first;
+  long marked = 0;
+  for (const mi_page_t* page = (first == NULL ? NULL : first->next); page != NULL; page = page->next) {
+    if (page->retire_expire != 0 && mi_page_all_free(page)) marked++;
+  }
+  return marked;
 }
 
 long pmi_python_heap_first_page_kept(size_t size);

@@ -83,6 +83,11 @@ def test_pythons_heap_keeps_an_emptied_first_page_until_a_forced_collect() -> No
     assert _program("allocator_empty_first_page.py").split() == ["0", "0", "1", "0"]
 
 
+def test_a_retired_page_refilled_and_brought_back_does_not_stay_empty_behind_the_first() -> None:
+    # "1 0" when page.c's abandoning kept the retire mark (a review of 8295ac1)
+    assert _program("allocator_retired_page_refilled.py").split() == ["0", "0"]
+
+
 def test_pythons_heap_keeps_no_full_pages_in_its_queues_unless_the_environment_says() -> None:
     """Python's heap keeps no full page in its queues (csrc/pmi_mimalloc.c), also after a scope that restored
     mimalloc's 2; another value applies, but never -1 (no abandoning: a queue between threads grows without bound).
