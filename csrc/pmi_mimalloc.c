@@ -172,10 +172,14 @@ static void pmi_theap_options_init(mi_theap_t* theap) {
   if (theap->page_full_retain < 0) theap->page_full_retain = 0;
   theap->allow_page_abandon = true;
 }
+/* This thread's theap of Python's heap: NULL before install() or before this thread allocated from it */
+static mi_theap_t* pmi_python_theap_here(void) {
+  mi_heap_t* const heap = mi_atomic_load_ptr_acquire(mi_heap_t, &pmi_python_heap_of_mimalloc);
+  return (heap == NULL ? NULL : _mi_heap_theap_peek(heap));
+}
 long pmi_python_heap_full_retain(void);
 long pmi_python_heap_full_retain(void) {
-  mi_heap_t* const heap = mi_atomic_load_ptr_acquire(mi_heap_t, &pmi_python_heap_of_mimalloc);
-  mi_theap_t* const theap = (heap == NULL ? NULL : _mi_heap_theap_peek(heap));
+  mi_theap_t* const theap = pmi_python_theap_here();
   if (theap == NULL) return -2;
   return theap->allow_page_abandon ? theap->page_full_retain : -1;
 }
@@ -217,15 +221,13 @@ void pmi_page_retire(mi_page_t* page) {
  * this thread allocated from it. */
 void pmi_python_heap_collect_here(bool force);
 void pmi_python_heap_collect_here(bool force) {
-  mi_heap_t* const heap = mi_atomic_load_ptr_acquire(mi_heap_t, &pmi_python_heap_of_mimalloc);
-  mi_theap_t* const theap = (heap == NULL ? NULL : _mi_heap_theap_peek(heap));
+  mi_theap_t* const theap = pmi_python_theap_here();
   if (theap != NULL) mi_theap_collect(theap, force);
 }
 
 long pmi_python_heap_marked_pages_behind(size_t size);
 long pmi_python_heap_marked_pages_behind(size_t size) {
-  mi_heap_t* const heap = mi_atomic_load_ptr_acquire(mi_heap_t, &pmi_python_heap_of_mimalloc);
-  mi_theap_t* const theap = (heap == NULL ? NULL : _mi_heap_theap_peek(heap));
+  mi_theap_t* const theap = pmi_python_theap_here();
   if (theap == NULL) return -2;
   const mi_page_t* const first = mi_page_queue(theap, size + MI_PADDING_SIZE)->first;
   long marked = 0;
@@ -237,8 +239,7 @@ long pmi_python_heap_marked_pages_behind(size_t size) {
 
 long pmi_python_heap_first_page_kept(size_t size);
 long pmi_python_heap_first_page_kept(size_t size) {
-  mi_heap_t* const heap = mi_atomic_load_ptr_acquire(mi_heap_t, &pmi_python_heap_of_mimalloc);
-  mi_theap_t* const theap = (heap == NULL ? NULL : _mi_heap_theap_peek(heap));
+  mi_theap_t* const theap = pmi_python_theap_here();
   if (theap == NULL) return -2;
   const mi_page_t* const page = mi_page_queue(theap, size + MI_PADDING_SIZE)->first;  /* as a request of `size` asks */
   if (page == NULL) return -1;
