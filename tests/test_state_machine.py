@@ -20,7 +20,6 @@ import copy
 import gc
 import os
 import pickle
-import queue
 import threading
 import traceback
 import warnings
@@ -34,6 +33,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
 import pymimalloc
+from threads import Worker, outcome
 
 EXAMPLES = int(os.environ.get("PYMIMALLOC_STATE_MACHINE_EXAMPLES", "60"))
 # Deterministic by default, so CI is reproducible; PYMIMALLOC_STATE_MACHINE_EXPLORE=1 draws new examples.
@@ -44,57 +44,12 @@ WHERE = st.integers(0, WORKERS)  # 0: the main thread; 1..WORKERS: a worker thre
 # Which held item a step releases, modulo how many there are. Drawn as a rule argument, never from the
 # machine's state: races make that state differ between runs, and hypothesis needs the same draws.
 INDEX = st.integers(0, 7)
-STEP_TIMEOUT = 60.0  # seconds a worker may take for one step before the machine calls it a hang
 # options a step may set and leave set for later steps (restored at teardown), with values to try
 OPTION_VALUES = {"purge_delay": [0, -1, 10], "page_full_retain": [-1, 0, 8], "arena_eager_commit": [0, 1],
                  "page_reclaim_on_free": [-1, 1], "generic_collect": [1, 100], "purge_decommits": [0]}
 
 
 _ARENA: pymimalloc.Arena | None = None
-
-
-class Worker:
-    """A thread that runs the machine's calls one at a time, so thread-bound state persists across steps."""
-
-    def __init__(self) -> None:
-        self._jobs: queue.Queue[tuple[Callable[[], Any], queue.Queue[tuple[bool, Any] | None]] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            call, reply = job
-            del job
-            result: tuple[bool, Any]
-            try:
-                result = (True, call())
-            except BaseException as error:  # handed to the step that submitted the call
-                result = (False, error)
-            del call
-            reply.put(result)
-            del result
-            reply.put(None)  # this thread holds nothing of the result any more (a view's export, say)
-
-    def submit(self, call: Callable[[], Any]) -> queue.Queue[tuple[bool, Any] | None]:
-        reply: queue.Queue[tuple[bool, Any] | None] = queue.Queue()
-        self._jobs.put((call, reply))
-        return reply
-
-    def stop(self) -> None:
-        self._jobs.put(None)
-        self._thread.join(STEP_TIMEOUT)
-
-
-def outcome(reply: queue.Queue[tuple[bool, Any] | None]) -> Any:
-    """The result of a submitted call; its exception re-raised here; a hang fails the step."""
-    try:
-        ok, value = reply.get(timeout=STEP_TIMEOUT)  # type: ignore[misc]
-        reply.get(timeout=STEP_TIMEOUT)  # the worker let go of its references
-    except queue.Empty:
-        pytest.fail(f"a worker thread did not finish its step within {STEP_TIMEOUT} s (a hang)")
-    if not ok:
-        raise value
-    return value
 
 
 class Allocation:
