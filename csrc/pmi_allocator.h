@@ -26,6 +26,8 @@ long pmi_python_heap_full_retain(void);
  * used), 0 if that page has blocks in use or is not retired, -1 if the queue is empty, -2 before this thread
  * allocated from Python's heap (or before install()). For tests. */
 long pmi_python_heap_first_page_kept(size_t size);
-/* How many empty pages marked retired stand behind the first page of that queue (0 if none, -2 as above): mimalloc
- * frees only a first page by its mark, so such a page waits for a forced collect. For tests. */
-long pmi_python_heap_marked_pages_behind(size_t size);
+/* How many empty pages of this thread's queues of Python's heap are marked retired where mimalloc's retire collection
+ * does not look (not the first of their queue, or outside the bins it walks): each stays until a forced collect or a
+ * search of its queue happens on it. 0 if none, -2 before this thread allocated from Python's heap (or before
+ * install()). For tests. */
+long pmi_python_heap_retired_out_of_sight(void);

@@ -65,10 +65,15 @@ static int pmi_pthread_key_create(pthread_key_t* key, void (*destructor)(void*))
 #endif
 #include "mimalloc.h"
 #include "mimalloc/internal.h"
-/* free.c's one call of _mi_page_retire, routed through Python's heap's retire policy (below, pmi_page_retire) */
+/* free.c's one call of _mi_page_retire, routed through Python's heap's retire policy (below, pmi_page_retire), and
+ * alloc.c's calls of its slow path, _mi_malloc_generic, through pmi_malloc_generic (below, "retire marks") */
 void pmi_page_retire(mi_page_t* page);
+void* pmi_malloc_generic(mi_theap_t* theap, size_t size, size_t zero_huge_alignment, size_t* usable) mi_attr_noexcept;
 #define _mi_page_retire(page) pmi_page_retire(page)
+#define _mi_malloc_generic(theap, size, zero_huge_alignment, usable) \
+  pmi_malloc_generic((theap), (size), (zero_huge_alignment), (usable))
 #include "alloc.c"          /* includes alloc-override.c and free.c */
+#undef _mi_malloc_generic
 #undef _mi_page_retire
 #include "alloc-aligned.c"
 #include "alloc-posix.c"
@@ -215,6 +220,26 @@ void pmi_page_retire(mi_page_t* page) {
   _mi_page_retire(page);
 }
 
+/* -- retire marks behind the first page ------------------------------------------------------------------------
+ * A retired page (retire_expire != 0) keeps its mark while it is refilled on the fast path, and the slow path may then
+ * put another page in front of it: a fuller page with room that mi_page_queue_find_free_ex prefers to the retired one
+ * (used to its capacity, not to its reserve) and moves to the front, or a fresh page. Behind the first, the mark does
+ * nothing good: _mi_theap_collect_retired looks only at the first page of a queue. It does harm: once the page is
+ * empty again, free.c does not retire it (it is marked), and a collect that is not forced skips it, so it stayed
+ * empty in the queue until a forced collect or a search of the queue happened on it. Every allocation's slow path
+ * (alloc.c's calls of _mi_malloc_generic) now clears the mark of the page behind the first of the queue it served.
+ * Any heap: upstream's only-page rule has the path too, with a page reclaimed behind it. Random walks over the queues
+ * found it once the first-page rule above made it common (2026-12-06, tests/children/allocator_page_queues_walk.py:
+ * 1 KiB blocks, all three seeds, at steps 10,535, 40,712 and 1,135). */
+void* pmi_malloc_generic(mi_theap_t* theap, size_t size, size_t zero_huge_alignment, size_t* usable) mi_attr_noexcept {
+  void* const p = _mi_malloc_generic(theap, size, zero_huge_alignment, usable);
+  /* this theap's queue for the size, which only this thread changes (the block's page may have left it full, and be
+     another thread's already); the empty theap of a thread's first allocation has empty queues */
+  const mi_page_t* const first = mi_page_queue(theap, size)->first;
+  if (first != NULL && first->next != NULL && first->next->retire_expire != 0) first->next->retire_expire = 0;
+  return p;
+}
+
 /* This thread's part of Python's heap collected, as mi_collect collects its part of the default heap: pages with no
  * block in use (retired ones included, with `force`) go back to the arena. Python's heap is never walked or closed,
  * and only this thread touches its theap's queues, so nothing else need stop. Nothing before install() or before
@@ -225,16 +250,24 @@ void pmi_python_heap_collect_here(bool force) {
   if (theap != NULL) mi_theap_collect(theap, force);
 }
 
-long pmi_python_heap_marked_pages_behind(size_t size);
-long pmi_python_heap_marked_pages_behind(size_t size) {
+/* Empty retired pages out of sight: mimalloc's retire collection (_mi_theap_collect_retired) frees a retired page only
+ * as the first of its queue, and only in a bin between theap->page_retired_min and _max, and a collect that is not
+ * forced skips retired pages. An empty page marked retired (retire_expire != 0) anywhere else stays until a search of
+ * its queue happens to pick it or a forced collect. Counts them over this thread's queues of Python's heap (the full
+ * queue aside: Python's heap abandons full pages). */
+long pmi_python_heap_retired_out_of_sight(void);
+long pmi_python_heap_retired_out_of_sight(void) {
   mi_theap_t* const theap = pmi_python_theap_here();
   if (theap == NULL) return -2;
-  const mi_page_t* const first = mi_page_queue(theap, size + MI_PADDING_SIZE)->first;
-  long marked = 0;
-  for (const mi_page_t* page = (first == NULL ? NULL : first->next); page != NULL; page = page->next) {
-    if (page->retire_expire != 0 && mi_page_all_free(page)) marked++;
+  long out_of_sight = 0;
+  for (size_t bin = 0; bin < MI_BIN_FULL; bin++) {
+    const mi_page_queue_t* const pq = &theap->pages[bin];
+    for (const mi_page_t* page = pq->first; page != NULL; page = page->next) {
+      if (page->retire_expire != 0 && mi_page_all_free(page) &&
+          (page != pq->first || bin < theap->page_retired_min || bin > theap->page_retired_max)) out_of_sight++;
+    }
   }
-  return marked;
+  return out_of_sight;
 }
 
 long pmi_python_heap_first_page_kept(size_t size);
