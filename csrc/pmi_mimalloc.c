@@ -97,6 +97,9 @@ static inline void pmi_arenas_page_abandon(mi_page_t* page, mi_theap_t* theap) {
   _mi_arenas_page_abandon(page, theap);
 }
 #define _mi_arenas_page_abandon(page, theap) pmi_arenas_page_abandon((page), (theap))
+/* kept out of line, as upstream compiles it: with its one caller now pmi_malloc_generic (above), the compiler inlined
+   it there and its own callee mi_find_page stayed out of line instead */
+mi_decl_noinline void* _mi_malloc_generic(mi_theap_t* theap, size_t size, size_t zero_huge_alignment, size_t* usable) mi_attr_noexcept;
 #include "page.c"           /* includes page-queue.c */
 #undef _mi_arenas_page_abandon
 /* Over-aligned blocks in OS pages (alignment above 64 KiB, and every page under disallow_arena_alloc for
@@ -226,18 +229,28 @@ void pmi_page_retire(mi_page_t* page) {
  * (used to its capacity, not to its reserve) and moves to the front, or a fresh page. Behind the first, the mark does
  * nothing good: _mi_theap_collect_retired looks only at the first page of a queue. It does harm: once the page is
  * empty again, free.c does not retire it (it is marked), and a collect that is not forced skips it, so it stayed
- * empty in the queue until a forced collect or a search of the queue happened on it. Every allocation's slow path
- * (alloc.c's calls of _mi_malloc_generic) now clears the mark of the page behind the first of the queue it served.
- * Any heap: upstream's only-page rule has the path too, with a page reclaimed behind it. Random walks over the queues
+ * empty in the queue until a forced collect or a search of the queue happened on it. Random walks over the queues
  * found it once the first-page rule above made it common (2026-12-06, tests/children/allocator_page_queues_walk.py:
- * 1 KiB blocks, all three seeds, at steps 10,535, 40,712 and 1,135). */
-void* pmi_malloc_generic(mi_theap_t* theap, size_t size, size_t zero_huge_alignment, size_t* usable) mi_attr_noexcept {
-  void* const p = _mi_malloc_generic(theap, size, zero_huge_alignment, usable);
-  /* this theap's queue for the size, which only this thread changes (the block's page may have left it full, and be
-     another thread's already); the empty theap of a thread's first allocation has empty queues */
-  const mi_page_t* const first = mi_page_queue(theap, size)->first;
-  if (first != NULL && first->next != NULL && first->next->retire_expire != 0) first->next->retire_expire = 0;
-  return p;
+ * 1 KiB blocks, all three seeds, at steps 10,535, 40,712 and 1,135); upstream's only-page rule has the path too,
+ * with a page reclaimed behind it.
+ * A retired page is always the first of its queue when it is marked, and only the slow path of an allocation from
+ * that queue puts another page in front of it (reclaimed pages and pages no longer full join at the tail). That slow
+ * path clears the mark anyway when it picks the page again, and page.c's abandoning when the page is full. So every
+ * allocation's slow path (alloc.c's calls of _mi_malloc_generic) first clears the mark of its queue's first page, and
+ * then jumps to mimalloc's: a few instructions, where clearing the mark of the page behind the first after the call
+ * cost 0.1-0.2% of pyperformance's instructions on 3.13 (it kept the frame of a call). The empty theap of a thread's
+ * first allocation has empty queues. Any heap. */
+static mi_decl_noinline void* pmi_malloc_generic_large(mi_theap_t* theap, size_t size, size_t zero_huge_alignment,
+                                                       size_t* usable) mi_attr_noexcept {
+  mi_page_t* const first = mi_page_queue(theap, size)->first;
+  if (first != NULL && first->retire_expire != 0) first->retire_expire = 0;
+  return _mi_malloc_generic(theap, size, zero_huge_alignment, usable);
+}
+mi_decl_noinline void* pmi_malloc_generic(mi_theap_t* theap, size_t size, size_t zero_huge_alignment, size_t* usable) mi_attr_noexcept {
+  if mi_unlikely(size > MI_SMALL_SIZE_MAX) return pmi_malloc_generic_large(theap, size, zero_huge_alignment, usable);
+  mi_page_t* const first = _mi_theap_get_free_small_page(theap, size);  /* the queue's first, or the empty page */
+  if (first->retire_expire != 0) first->retire_expire = 0;
+  return _mi_malloc_generic(theap, size, zero_huge_alignment, usable);
 }
 
 /* This thread's part of Python's heap collected, as mi_collect collects its part of the default heap: pages with no
