@@ -91,7 +91,10 @@ void* pmi_malloc_generic(mi_theap_t* theap, size_t size, size_t zero_huge_alignm
  * empty there, free.c does not retire it again (it is marked), _mi_theap_collect_retired looks only at the first
  * page, and a collect that is not forced skips marked pages: it stayed empty in the queue until a forced collect or
  * its thread's exit (a review of 8295ac1, whose first-page rule below made the path common; upstream's only-page
- * rule has it too). tests/children/allocator_retired_page_refilled.py walks that path. */
+ * rule has it too). tests/children/allocator_retired_page_refilled.py walks that path. Since 491c6ec the slow path
+ * clears the first page's mark before it finds the page full (pmi_malloc_generic, below), and a thread's exit clears
+ * or frees the marked first pages before it abandons any (_mi_theap_collect_retired, forced), so this clear is a
+ * second line: it holds for any other way a page is abandoned. */
 static inline void pmi_arenas_page_abandon(mi_page_t* page, mi_theap_t* theap) {
   page->retire_expire = 0;
   _mi_arenas_page_abandon(page, theap);
@@ -242,11 +245,19 @@ void pmi_page_retire(mi_page_t* page) {
  * first allocation has empty queues. Any heap. */
 static mi_decl_noinline void* pmi_malloc_generic_large(mi_theap_t* theap, size_t size, size_t zero_huge_alignment,
                                                        size_t* usable) mi_attr_noexcept {
-  mi_page_t* const first = mi_page_queue(theap, size)->first;
-  if (first != NULL && first->retire_expire != 0) first->retire_expire = 0;
+  /* an over-aligned request (alloc-aligned.c: huge_alignment set, the size MI_SMALL_SIZE_MAX + 1) takes a page of its
+     own from the huge queue, whatever its size's queue holds */
+  if ((zero_huge_alignment & ~(size_t)1) == 0) {
+    mi_page_t* const first = mi_page_queue(theap, size)->first;
+    if (first != NULL && first->retire_expire != 0) first->retire_expire = 0;
+  }
   return _mi_malloc_generic(theap, size, zero_huge_alignment, usable);
 }
 mi_decl_noinline void* pmi_malloc_generic(mi_theap_t* theap, size_t size, size_t zero_huge_alignment, size_t* usable) mi_attr_noexcept {
+#if MI_THEAP_INITASNULL
+  /* where a thread's first theap pointer is NULL (not Linux), mimalloc's slow path takes NULL and initialises */
+  if mi_unlikely(theap == NULL) return _mi_malloc_generic(theap, size, zero_huge_alignment, usable);
+#endif
   if mi_unlikely(size > MI_SMALL_SIZE_MAX) return pmi_malloc_generic_large(theap, size, zero_huge_alignment, usable);
   mi_page_t* const first = _mi_theap_get_free_small_page(theap, size);  /* the queue's first, or the empty page */
   if (first->retire_expire != 0) first->retire_expire = 0;

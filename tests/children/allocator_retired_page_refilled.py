@@ -1,13 +1,13 @@
 """A retired page of Python's heap that is refilled, filled up, abandoned and reclaimed does not stay empty behind the
-first page of its queue, under install() (csrc/pmi_mimalloc.c: page.c's abandoning clears the retire mark). The path,
-found by a review of 8295ac1, in a new thread with 900-byte blocks (bytes(867); fast-path sized): page A fills and
-leaves the queue, page B starts; a free into A brings it back at the tail; B fills, and emptied it is retired as the
-first page; collect() (not forced) keeps it so; B is refilled on the fast path alone (which keeps the mark) and one
-more block makes it leave the queue full; a free into B brings it back at the tail, and the frees of its other blocks
-empty it there, with no slow-path allocation between (pmi_malloc_generic clears the mark behind the first page). With
-the mark kept, nothing freed it until a forced collect: pmi_python_heap_retired_out_of_sight said 1. Prints what it
-says after the last free, then after collect(force=True). (The random walks of allocator_page_queues_walk.py do not
-find this path: it needs a page refilled exactly to full on the fast path.)"""
+first page of its queue, under install(). The path, found by a review of 8295ac1, in a new thread with 900-byte
+blocks (bytes(867); fast-path sized): page A fills and leaves the queue, page B starts; a free into A brings it back
+at the tail; B fills, and emptied it is retired as the first page; collect() (not forced) keeps it so; B is refilled
+on the fast path alone (which keeps the mark) and one more block makes it leave the queue full; a free into B brings
+it back at the tail, and the frees of its other blocks empty it there. With the mark kept, nothing freed it until a
+forced collect: pmi_python_heap_retired_out_of_sight said 1. Two rules of csrc/pmi_mimalloc.c close it, each alone:
+page.c's abandoning clears the mark (ac69556), and so does the slow path that finds B full, as it clears the mark of
+its queue's first page (491c6ec). Prints what the probe says after the last free, then after collect(force=True).
+(The random walks of allocator_page_queues_walk.py do not find this path: it needs a page refilled exactly to full.)"""
 
 import threading
 
