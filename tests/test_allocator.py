@@ -84,7 +84,7 @@ def test_pythons_heap_keeps_an_emptied_first_page_until_a_forced_collect() -> No
 
 
 def test_a_retired_page_refilled_and_brought_back_does_not_stay_empty_behind_the_first() -> None:
-    # "1 0" when page.c's abandoning kept the retire mark (a review of 8295ac1)
+    # "1 0" when neither page.c's abandoning (ac69556) nor the slow path (491c6ec) clears the retire mark
     assert _program("allocator_retired_page_refilled.py").split() == ["0", "0"]
 
 
