@@ -26,11 +26,14 @@ comes from whatever the process made before. The same wheel read unpickle on 3.1
 pymalloc's, and json_loads on 3.13 at 0.941 to 0.980, from differences as small as one more environment variable
 that pymimalloc reads at start (2026-12-05). One state can show a change of allocator where there is only a change
 of state.
+
+``--jobs N`` runs N workers at once (a count does not depend on what else the machine runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import math
 import os
@@ -111,21 +114,27 @@ def main() -> None:
     parser.add_argument("--benchmarks", required=True, help="name=N,...: N outer loops of each (the same in every mode)")
     parser.add_argument("--out", required=True, type=pathlib.Path, help="JSON results, kept as they come")
     parser.add_argument("--states", type=int, default=1, help="start-up states per mode (medians reported)")
+    parser.add_argument("--jobs", type=int, default=1, help="workers measured at once (counts do not change with it)")
     args = parser.parse_args()
     folder = benchmark_folder(args.python)
     modes = args.modes.split(",")
     benchmarks = [(item.split("=")[0], int(item.split("=")[1]) if "=" in item else 2) for item in args.benchmarks.split(",")]
     states = range(max(1, args.states))
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    for name, loops in benchmarks:
-        for state in states:
-            for mode in modes:
-                key = f"{name}|{mode}" + (f"|state{state}" if state else "")
-                if key not in results:
-                    many = instructions(args.python, folder, name, mode, loops, state)
-                    one = instructions(args.python, folder, name, mode, 1, state)
-                    results[key] = {"loops": loops, "ir_loops": many, "ir_one": one, "ir_work": many - one}
-                    args.out.write_text(json.dumps(results, indent=1))
+    jobs = {f"{name}|{mode}" + (f"|state{state}" if state else ""): (name, mode, loops, state)
+            for name, loops in benchmarks for state in states for mode in modes}
+
+    def measure(name: str, mode: str, loops: int, state: int) -> dict[str, int]:
+        many = instructions(args.python, folder, name, mode, loops, state)
+        one = instructions(args.python, folder, name, mode, 1, state)
+        return {"loops": loops, "ir_loops": many, "ir_one": one, "ir_work": many - one}
+
+    # a count does not depend on what else the machine runs, so workers may share its cores (--jobs)
+    with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        pending = {pool.submit(measure, *job): key for key, job in jobs.items() if key not in results}
+        for done in concurrent.futures.as_completed(pending):
+            results[pending[done]] = done.result()
+            args.out.write_text(json.dumps(results, indent=1))
 
     def work(name: str, mode: str, state: int) -> int:
         return int(results[f"{name}|{mode}" + (f"|state{state}" if state else "")]["ir_work"])
