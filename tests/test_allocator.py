@@ -83,6 +83,11 @@ def test_pythons_heap_keeps_an_emptied_first_page_until_a_forced_collect() -> No
     assert _program("allocator_empty_first_page.py").split() == ["0", "0", "1", "0"]
 
 
+def test_a_nearly_full_page_alone_in_its_queue_gets_a_fresh_page_in_front() -> None:
+    # "11" without the rule: every round refilled the nearly full page with its 3 free blocks
+    assert _program("allocator_nearly_full_page.py").split() == ["21"]
+
+
 def test_a_retired_page_refilled_and_brought_back_does_not_stay_empty_behind_the_first() -> None:
     # "1 0" when neither page.c's abandoning (ac69556) nor the slow path (491c6ec) clears the retire mark
     assert _program("allocator_retired_page_refilled.py").split() == ["0", "0"]
