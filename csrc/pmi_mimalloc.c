@@ -226,6 +226,34 @@ void pmi_page_retire(mi_page_t* page) {
   _mi_page_retire(page);
 }
 
+/* -- a nearly full page alone in its queue (Python's heap) ------------------------------------------------------
+ * mimalloc refills a page's free list, when it runs out, with the blocks freed on that page since the last refill
+ * (local_free). Where long-lived objects fill a queue's only page but for a few slots that temporaries cycle through,
+ * each refill gives those few blocks back, and every few allocations of that size take the slow path; the page never
+ * fills, so no second page ever comes. pyperformance's raytrace on 3.13 did that for 32-byte blocks: 93,000 to
+ * 145,000 slow paths in two loops with 2 to 7 free blocks each (a diagnostic build under valgrind, 2026-12-06), where
+ * CPython's built-in mimalloc took 69,000 slow paths in all, and 0.10% more instructions than the built-in in all 15
+ * start-up states measured. When such a refill would give fewer than PMI_FEW_FREE_BLOCKS blocks, Python's heap takes
+ * a fresh page (mi_page_fresh), which comes in front of the nearly full one, and the refill then finds that page. The
+ * nearly full page stays behind it, with its free blocks, for the searches that look past the first page. Where
+ * mi_page_fresh reclaims an abandoned page of this size instead, that page joins the queue at its tail, and this
+ * refill and the next are mimalloc's own (the page is no longer alone). Python's heap only: it keeps an emptied page
+ * that is the first of its queue ("empty pages of Python's heap", above), so the fresh page outlives a loop that
+ * allocates and frees one block. A heap on mimalloc's own rule gives that page back to its arena when it empties, not
+ * being the queue's only page, and took a fresh page for every allocation of such a loop (tried, 2026-12-06). A page
+ * of fewer than 32 blocks is left to mimalloc. The nearly full page keeps no retire mark (pmi_malloc_generic, below,
+ * clears it first), and the fresh page comes in front in the slow path of an allocation from that queue, so a marked
+ * page is still the first of its queue. */
+#define PMI_FEW_FREE_BLOCKS 8
+static mi_decl_noinline void* pmi_malloc_generic_nearly_full(mi_theap_t* theap, mi_page_t* page, size_t size,
+                                                             size_t zero_huge_alignment,
+                                                             size_t* usable) mi_attr_noexcept {
+  if (page->capacity >= 4 * PMI_FEW_FREE_BLOCKS &&
+      _mi_theap_heap(theap) == mi_atomic_load_ptr_relaxed(mi_heap_t, &pmi_python_heap_of_mimalloc))
+    (void)mi_page_fresh(theap, mi_theap_page_queue_of(theap, page));  /* NULL (out of memory): mimalloc's slow path */
+  return _mi_malloc_generic(theap, size, zero_huge_alignment, usable);
+}
+
 /* -- retire marks behind the first page ------------------------------------------------------------------------
  * A retired page (retire_expire != 0) keeps its mark while it is refilled on the fast path, and the slow path may then
  * put another page in front of it: a fuller page with room that mi_page_queue_find_free_ex prefers to the retired one
@@ -243,33 +271,6 @@ void pmi_page_retire(mi_page_t* page) {
  * then jumps to mimalloc's: a few instructions, where clearing the mark of the page behind the first after the call
  * cost 0.1-0.2% of pyperformance's instructions on 3.13 (it kept the frame of a call). The empty theap of a thread's
  * first allocation has empty queues. Any heap. */
-/* -- a nearly full page alone in its queue (Python's heap) ------------------------------------------------------
- * mimalloc refills a page's free list, when it runs out, with the blocks freed on that page since the last refill
- * (local_free). Where long-lived objects fill a queue's only page but for a few slots that temporaries cycle through,
- * each refill gives those few blocks back, and every few allocations of that size take the slow path; the page never
- * fills, so no second page ever comes. pyperformance's raytrace on 3.13 did that for 32-byte blocks: 93,000 to
- * 145,000 slow paths in two loops with 2 to 7 free blocks each (a diagnostic build under valgrind, 2026-12-06), where
- * CPython's built-in mimalloc took 69,000 slow paths in all, and 0.10% more instructions than the built-in in all 15
- * start-up states measured. When such a refill would give fewer than PMI_FEW_FREE_BLOCKS blocks, Python's heap takes
- * a fresh page (mi_page_fresh), which comes in front of the nearly full one, and the refill then finds that page. The
- * nearly full page stays behind it, with its free blocks, for the searches that look past the first page. Where
- * mi_page_fresh reclaims an abandoned page of this size instead, that page joins the queue at its tail, and this
- * refill and the next are mimalloc's own (the page is no longer alone). Python's heap only: it keeps an emptied page
- * that is the first of its queue ("empty pages of Python's heap", above), so the fresh page outlives a loop that
- * allocates and frees one block. A heap on mimalloc's own rule gives that page back to its arena when it empties, not
- * being the queue's only page, and took a fresh page for every allocation of such a loop (tried, 2026-12-06). A page
- * of fewer than 32 blocks is left to mimalloc. The nearly full page keeps no retire mark (cleared above), and the
- * fresh page comes in front in the slow path of an allocation from that queue, so a marked page is still the first of
- * its queue. */
-#define PMI_FEW_FREE_BLOCKS 8
-static mi_decl_noinline void* pmi_malloc_generic_nearly_full(mi_theap_t* theap, mi_page_t* page, size_t size,
-                                                             size_t zero_huge_alignment,
-                                                             size_t* usable) mi_attr_noexcept {
-  if (page->capacity >= 4 * PMI_FEW_FREE_BLOCKS &&
-      _mi_theap_heap(theap) == mi_atomic_load_ptr_relaxed(mi_heap_t, &pmi_python_heap_of_mimalloc))
-    (void)mi_page_fresh(theap, mi_theap_page_queue_of(theap, page));  /* NULL (out of memory): mimalloc's slow path */
-  return _mi_malloc_generic(theap, size, zero_huge_alignment, usable);
-}
 static mi_decl_noinline void* pmi_malloc_generic_large(mi_theap_t* theap, size_t size, size_t zero_huge_alignment,
                                                        size_t* usable) mi_attr_noexcept {
   /* an over-aligned request (alloc-aligned.c: huge_alignment set, the size MI_SMALL_SIZE_MAX + 1) takes a page of its
