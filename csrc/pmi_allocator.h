@@ -34,7 +34,8 @@ long pmi_python_heap_retired_out_of_sight(void);
 /* In this thread's part of Python's heap, with no page yet for blocks of `size` bytes: fill one page, free the last
  * `left_free` blocks, then allocate and free one block `rounds` times, and free the rest (csrc/pmi_mimalloc.c, "a
  * nearly full page alone in its queue"). Returns 10 * the pages in that queue after the rounds, plus 1 if the first
- * page stayed the same over the rounds: 21 where a fresh page came in front at the first round and stayed. -1 if
- * the queue had a page, -2 before this thread allocated from Python's heap (or before install()), -3 out of memory,
- * -4 if the first page did not fill. For tests. */
+ * page was the same page record at every round (a page given back and taken again at the same address reads the
+ * same): 21 where a fresh page came in front at the first round and stayed. -1 if the queue had a page, -2 before
+ * this thread allocated from Python's heap (or before install()), -3 out of memory, -4 if the first page did not
+ * fill. For tests. */
 long pmi_python_heap_nearly_full_walk(size_t size, size_t left_free, size_t rounds);

@@ -339,7 +339,8 @@ long pmi_python_heap_nearly_full_walk(size_t size, size_t left_free, size_t roun
   mi_theap_t* const theap = pmi_python_theap_here();
   if (theap == NULL) return -2;
   mi_heap_t* const heap = _mi_theap_heap(theap);
-  if (mi_page_queue(theap, size + MI_PADDING_SIZE)->first != NULL) return -1;
+  const mi_page_queue_t* const pq = mi_page_queue(theap, size + MI_PADDING_SIZE);  /* as a request of `size` asks */
+  if (pq->first != NULL) return -1;
   void* const first = mi_heap_malloc(heap, size);
   if (first == NULL) return -3;
   mi_page_t* const page = _mi_ptr_page(first);
@@ -357,11 +358,10 @@ long pmi_python_heap_nearly_full_walk(size_t size, size_t left_free, size_t roun
     bool same = true;
     for (size_t r = 0; r < rounds; r++) {
       mi_free(mi_heap_malloc(heap, size));
-      mi_page_t* const now = mi_page_queue(theap, size + MI_PADDING_SIZE)->first;
-      if (r == 0) in_front = now;
-      else if (now != in_front) same = false;
+      if (r == 0) in_front = pq->first;
+      else if (pq->first != in_front) same = false;
     }
-    result = 10 * (long)mi_page_queue(theap, size + MI_PADDING_SIZE)->count + (same ? 1 : 0);
+    result = 10 * (long)pq->count + (same ? 1 : 0);
   }
   else if (made < count && blocks[made] != NULL) made++;  /* the one that landed elsewhere */
   for (size_t i = 0; i < made; i++) mi_free(blocks[i]);

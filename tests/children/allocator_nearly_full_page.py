@@ -3,7 +3,8 @@ on it (csrc/pmi_mimalloc.c, "a nearly full page alone in its queue"). In a new t
 blocks: fill one page, free the last 3 blocks, then allocate and free one block 200 times, all in C
 (pmi_python_heap_nearly_full_walk). Prints what it says: 21 where a fresh page came in front at the first round and
 stayed (two pages in the queue), 11 where every round refilled the nearly full page from its 3 free blocks (mimalloc's
-own way), 20 where the fresh page went back to the arena when emptied and another came."""
+own way), 20 where the fresh page went back to the arena when emptied and another came elsewhere (one taken again at
+the same address would read 21: the multi-threaded walks, not this, are the check on pages given back)."""
 
 import threading
 
