@@ -221,8 +221,7 @@ static inline void* pmi_mi_malloc(size_t size) { return pmi_fast_malloc(pmi_pyth
 static inline void* pmi_mi_calloc(size_t nelem, size_t elsize) {
     size_t total;
     if (__builtin_mul_overflow(nelem, elsize, &total)) return NULL;
-    pmi_theap_ensure(pmi_python_heap);
-    return mi_heap_zalloc(pmi_python_heap, pmi_at_least(total));
+    return pmi_heap_zalloc_slow(pmi_python_heap, pmi_at_least(total));
 }
 
 /* Python's heap grows a block by moving it whenever it outgrows its size class, and CPython grows lists,

@@ -89,6 +89,7 @@ void*      pmi_fast_malloc(mi_heap_t* heap, size_t size);  /* mi_heap_malloc, in
 void*      pmi_fast_malloc_small(mi_heap_t* heap, size_t size);  /* its fast path alone, or NULL */
 void*      pmi_fast_zalloc_small(mi_heap_t* heap, size_t size);  /* the same, zeroed */
 void*      pmi_heap_malloc_slow(mi_heap_t* heap, size_t size);  /* all of it but that fast path */
+void*      pmi_heap_zalloc_slow(mi_heap_t* heap, size_t size);  /* mi_heap_zalloc likewise */
 /* mi_heap_malloc, and the block's size as the glue counts it (pmi_page_block_usable) in *counted; inlined likewise */
 void*      pmi_fast_malloc_counted(mi_heap_t* heap, size_t size, size_t* counted);
 void*      pmi_fast_malloc_small_counted(mi_heap_t* heap, size_t size, size_t* counted);  /* its fast path alone, or NULL */

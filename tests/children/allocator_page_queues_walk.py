@@ -7,10 +7,13 @@ closes it. They do not find the path a review of 8295ac1 found by hand (allocato
 needs a page refilled exactly to full.
 
 Each walk runs in a new thread (its own part of Python's heap, away from the interpreter's allocations here), on
-bytes objects of one length (256-byte, 1 KiB or 4 KiB blocks: 256, 64 or 16 to a 64 KiB page), with a seed of its
-own. A step allocates up to 20 blocks, frees up to 20 (the newest, or a run from anywhere), hands up to 20 to a second
+bytes objects of one length (256-byte, 1 KiB or 4 KiB blocks: 256, 64 or 16 to a 64 KiB page; 16 KiB blocks: 31 to a
+512 KiB page, which is moved to the full queue when it fills), with a seed of its own. Blocks above 1 KiB come from the
+first page of their queue without mimalloc's generic allocation (pmi_theap_malloc_medium in csrc/pmi_mimalloc.c). A
+step allocates up to 20 blocks, frees up to 20 (the newest, or a run from anywhere), hands up to 20 to a second
 thread that frees them (into the walker's pages, or into pages abandoned full), or collects (forced one time in five).
-The walker keeps at most eight pages' worth of blocks. Every block holds its own byte, checked when it is freed; the
+The walker keeps at most eight pages' worth of blocks. Every block holds its own byte (or zeros: every other
+allocation step callocs), checked when it is freed; the
 second thread's queues are checked after each hand-off. Prints "ok" and the steps walked; a violation prints the walk,
 seed, step and last steps, and exits with 1. PYMIMALLOC_PAGE_WALK_STEPS sets the steps per walk (default 50,000)."""
 
@@ -27,7 +30,7 @@ import pymimalloc
 from pymimalloc._core import lib
 
 pymimalloc.install()
-PER_PAGE = {200: 256, 867: 64, 3950: 16}  # bytes(n) with the object's 33 bytes: 256-byte, 1 KiB and 4 KiB blocks
+PER_PAGE = {200: 256, 867: 64, 3950: 16, 16000: 31}  # bytes(n) with the object's 33 bytes: 256 B to 16 KiB blocks
 STEPS = int(os.environ.get("PYMIMALLOC_PAGE_WALK_STEPS", "50000"))
 SEEDS = (1, 2, 3)
 failures: list[str] = []
@@ -61,7 +64,8 @@ def walk(length: int, seed: int, other: Worker) -> None:
         count = rng.randint(1, 20)
         if r < 0.45 and len(held) + count <= most:
             fill = (fill + 1) % 256
-            held += [bytes([fill]) * length for _ in range(count)]
+            # bytes(length) is a calloc, which must zero a reused block; the repeat is a malloc
+            held += [bytes([fill]) * length if fill % 2 else bytes(length) for _ in range(count)]
             recent.append(f"allocate {count}")
         elif r < 0.85 and held:
             newest = rng.random() < 0.5
