@@ -6,16 +6,17 @@ path, passed over by the slow path for a fuller page, and emptied behind it; csr
 closes it. They do not find the path a review of 8295ac1 found by hand (allocator_retired_page_refilled.py), which
 needs a page refilled exactly to full.
 
-Each walk runs in a new thread (its own part of Python's heap, away from the interpreter's allocations here), on
-bytes objects of one length (256-byte, 1 KiB or 4 KiB blocks: 256, 64 or 16 to a 64 KiB page; 16 KiB blocks: 31 to a
-512 KiB page, which is moved to the full queue when it fills), with a seed of its own. Blocks above 1 KiB come from the
-first page of their queue without mimalloc's generic allocation (pmi_theap_malloc_medium in csrc/pmi_mimalloc.c). A
-step allocates up to 20 blocks, frees up to 20 (the newest, or a run from anywhere), hands up to 20 to a second
-thread that frees them (into the walker's pages, or into pages abandoned full), or collects (forced one time in five).
-The walker keeps at most eight pages' worth of blocks. Every block holds its own byte (or zeros: every other
-allocation step callocs), checked when it is freed; the
-second thread's queues are checked after each hand-off. Prints "ok" and the steps walked; a violation prints the walk,
-seed, step and last steps, and exits with 1. PYMIMALLOC_PAGE_WALK_STEPS sets the steps per walk (default 50,000)."""
+Each walk runs in a new thread (its own part of Python's heap, away from the interpreter's allocations here), on bytes
+objects of one length (256-byte, 1 KiB or 4 KiB blocks: 256, 64 or 16 to a 64 KiB page; 16 KiB blocks: 31 to a 512 KiB
+page, which is moved to the full queue when it fills), with a seed of its own. Blocks above 1 KiB come from the first
+page of their queue without mimalloc's generic allocation (pmi_theap_malloc_medium in csrc/pmi_mimalloc.c; under gdb,
+walks of 3,000 steps took 79,554 blocks there and moved 2,149 full pages to the full queue from there). A step
+allocates up to 20 blocks, frees up to 20 (the newest, or a run from anywhere), hands up to 20 to a second thread that
+frees them (into the walker's pages, or into pages abandoned full), or collects (forced one time in five). The walker
+keeps at most eight pages' worth of blocks. Every block holds its own byte (or zeros: every other allocation step
+callocs), checked when it is freed; the second thread's queues are checked after each hand-off. Prints "ok" and the
+steps walked; a violation prints the walk, seed, step and last steps, and exits with 1. PYMIMALLOC_PAGE_WALK_STEPS
+sets the steps per walk (default 50,000)."""
 
 from __future__ import annotations
 
