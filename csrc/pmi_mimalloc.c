@@ -578,12 +578,13 @@ static inline void* pmi_theap_malloc_medium(mi_theap_t* theap, size_t size, bool
   if mi_unlikely(size > MI_LARGE_MAX_OBJ_SIZE - MI_PADDING_SIZE || theap->generic_count >= 1000 - 1) return NULL;
   mi_page_queue_t* const pq = mi_page_queue(theap, size + MI_PADDING_SIZE);
   mi_page_t* const page = pq->first;
-  if mi_unlikely(page == NULL || !mi_page_free_quick_collect(page)) return NULL;
+  if mi_unlikely(page == NULL || (page->free == NULL && page->local_free == NULL)) return NULL;
 #if MI_GUARDED
   /* mi_theap_malloc_use_guarded's count down, where it does not sample: a sample is mimalloc's to take */
   if (theap->guarded_sample_count == 1) return NULL;
   theap->guarded_sample_count--;
 #endif
+  (void)mi_page_free_quick_collect(page);  /* true: its free blocks, or the local ones moved there */
   theap->generic_count++;
 #if MI_SECURE >= 2  /* as mi_find_free_page: extend half the time, for randomness */
   if (page->capacity < page->reserved && ((_mi_theap_random_next(theap) & 1) == 1)) {

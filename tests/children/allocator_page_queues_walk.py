@@ -40,7 +40,7 @@ failures: list[str] = []
 def walk(length: int, seed: int, other: Worker) -> None:
     rng = random.Random(seed)
     most = 8 * PER_PAGE[length]
-    held: list[bytes] = []
+    held: list[tuple[int, bytes]] = []  # each block with the byte it must hold throughout
     recent: collections.deque[str] = collections.deque(maxlen=20)
     fill = 0
 
@@ -53,11 +53,11 @@ def walk(length: int, seed: int, other: Worker) -> None:
             return False
         return True
 
-    def take(count: int, newest: bool) -> list[bytes]:
+    def take(count: int, newest: bool) -> list[tuple[int, bytes]]:
         start = len(held) - count if newest else rng.randrange(len(held) - count + 1)
         chosen = held[start:start + count]
         del held[start:start + count]
-        assert all(block.count(block[0]) == length for block in chosen), "a block lost its fill"
+        assert all(block.count(expected) == length for expected, block in chosen), "a block lost its fill"
         return chosen
 
     for step in range(STEPS):
@@ -66,7 +66,7 @@ def walk(length: int, seed: int, other: Worker) -> None:
         if r < 0.45 and len(held) + count <= most:
             fill = (fill + 1) % 256
             # bytes(length) is a calloc, which must zero a reused block; the repeat is a malloc
-            held += [bytes([fill]) * length if fill % 2 else bytes(length) for _ in range(count)]
+            held += [(fill, bytes([fill]) * length) if fill % 2 else (0, bytes(length)) for _ in range(count)]
             recent.append(f"allocate {count}")
         elif r < 0.85 and held:
             newest = rng.random() < 0.5
