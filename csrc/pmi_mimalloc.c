@@ -526,16 +526,22 @@ PMI_HOOK_INLINE void pmi_theap_ensure(mi_heap_t* heap) {
   if mi_unlikely(_mi_heap_theap_peek(heap) == NULL) pmi_theap_ensure_slow(heap);
 }
 
+/* Whether `theap`, this thread's theap that mimalloc used last (_mi_theap_cached(): its cache, as its fast path
+   finds it), is `heap`'s; false for a theap not set up yet. Every fast path of the glue starts with this test. */
+static inline __attribute__((always_inline)) bool pmi_theap_is_of(const mi_theap_t* theap, const mi_heap_t* heap) {
+#if MI_THEAP_INITASNULL
+  if mi_unlikely(theap == NULL) return false;
+#endif
+  return _mi_theap_heap(theap) == heap;
+}
+
 /* pmi_fast_malloc's fast path alone: a small block from this thread's theap of `heap` (mimalloc's own refill, when
    the page's free list is empty, is a tail call), or NULL where it does not apply, with nothing done (or out of
    memory: the caller's slow path then tries again). `heap` is not NULL: a theap not yet set up says NULL for its
    heap. */
 static inline __attribute__((always_inline)) void* pmi_fast_small(mi_heap_t* heap, size_t size, bool zero) {
   mi_theap_t* const theap = _mi_theap_cached();
-#if MI_THEAP_INITASNULL
-  if mi_unlikely(theap == NULL) return NULL;
-#endif
-  if mi_likely(_mi_theap_heap(theap) == heap && size <= MI_SMALL_SIZE_MAX) {
+  if mi_likely(pmi_theap_is_of(theap, heap) && size <= MI_SMALL_SIZE_MAX) {
     return mi_theap_malloc_small_zero_nonnull(theap, size, zero, NULL);
   }
   return NULL;
@@ -550,10 +556,7 @@ PMI_HOOK_INLINE void* pmi_fast_zalloc_small(mi_heap_t* heap, size_t size) { retu
 
 PMI_HOOK_INLINE void* pmi_fast_malloc(mi_heap_t* heap, size_t size) {
   mi_theap_t* const theap = _mi_theap_cached();
-#if MI_THEAP_INITASNULL
-  if mi_unlikely(theap == NULL) return mi_heap_malloc(heap, size);
-#endif
-  if mi_likely(_mi_theap_heap(theap) == heap && size <= MI_SMALL_SIZE_MAX) {
+  if mi_likely(pmi_theap_is_of(theap, heap) && size <= MI_SMALL_SIZE_MAX) {
     return mi_theap_malloc_small_zero_nonnull(theap, size, false, NULL);
   }
   return pmi_heap_malloc_slow(heap, size);
@@ -602,10 +605,7 @@ static inline void* pmi_theap_malloc_medium(mi_theap_t* theap, size_t size, bool
 static inline void* pmi_heap_malloc_medium(mi_heap_t* heap, size_t size, bool zero) {
   if (size <= MI_SMALL_SIZE_MAX) return NULL;
   mi_theap_t* const theap = _mi_theap_cached();
-#if MI_THEAP_INITASNULL
-  if (theap == NULL) return NULL;
-#endif
-  return _mi_theap_heap(theap) == heap ? pmi_theap_malloc_medium(theap, size, zero) : NULL;
+  return pmi_theap_is_of(theap, heap) ? pmi_theap_malloc_medium(theap, size, zero) : NULL;
 }
 
 /* For the glue's counted blocks (pmi_counted_alloc in pmi_heap.c: Python objects, numpy data): mi_heap_malloc,
@@ -618,7 +618,7 @@ static inline void* pmi_heap_malloc_medium(mi_heap_t* heap, size_t size, bool ze
 PMI_HOOK_INLINE void* pmi_fast_malloc_small_counted(mi_heap_t* heap, size_t size, size_t* counted) {
 #if !MI_GUARDED
   mi_theap_t* const theap = _mi_theap_cached();
-  if mi_likely(theap != NULL && _mi_theap_heap(theap) == heap && size <= MI_SMALL_SIZE_MAX) {
+  if mi_likely(pmi_theap_is_of(theap, heap) && size <= MI_SMALL_SIZE_MAX) {
 #if MI_PADDING
     const size_t asked = (size == 0 ? sizeof(void*) : size) + MI_PADDING_SIZE;  /* as the fast path does */
 #else
@@ -649,19 +649,15 @@ mi_decl_noinline void* pmi_heap_malloc_counted_slow(mi_heap_t* heap, size_t size
 /* everything of pmi_fast_malloc but its fast path, in a function of its own: nothing the fast path holds
  * is needed after a call, so the hook's malloc saves no register and keeps no frame. A block above the fast path's
  * sizes tries the first page of its queue first (above). */
-mi_decl_noinline void* pmi_heap_malloc_slow(mi_heap_t* heap, size_t size) {
-  void* const p = pmi_heap_malloc_medium(heap, size, false);
+static inline __attribute__((always_inline)) void* pmi_heap_alloc_slow(mi_heap_t* heap, size_t size, bool zero) {
+  void* const p = pmi_heap_malloc_medium(heap, size, zero);
   if mi_likely(p != NULL) return p;
   pmi_theap_ensure(heap);
-  return mi_heap_malloc(heap, size);
+  return zero ? mi_heap_zalloc(heap, size) : mi_heap_malloc(heap, size);
 }
+mi_decl_noinline void* pmi_heap_malloc_slow(mi_heap_t* heap, size_t size) { return pmi_heap_alloc_slow(heap, size, false); }
 /* mi_heap_zalloc likewise (the hook's calloc, beyond its fast path) */
-void* pmi_heap_zalloc_slow(mi_heap_t* heap, size_t size) {
-  void* const p = pmi_heap_malloc_medium(heap, size, true);
-  if mi_likely(p != NULL) return p;
-  pmi_theap_ensure(heap);
-  return mi_heap_zalloc(heap, size);
-}
+void* pmi_heap_zalloc_slow(mi_heap_t* heap, size_t size) { return pmi_heap_alloc_slow(heap, size, true); }
 
 /* mi_free(p), and if that gave p's page back to its arena (a block of more than MI_LARGE_MAX_OBJ_SIZE bytes
  * has a page of its own, and this thread's free of it frees the page at once), the page's memory back to the
