@@ -11,6 +11,10 @@
  *   - the destructor that mimalloc registers with pthread_key_create (its thread-done, which abandons
  *     the exiting thread's pages) runs under the exit lock, so no walk sees pages change owner. */
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <stddef.h>
 
@@ -606,6 +610,205 @@ static inline void* pmi_heap_malloc_medium(mi_heap_t* heap, size_t size, bool ze
   if (size <= MI_SMALL_SIZE_MAX) return NULL;
   mi_theap_t* const theap = _mi_theap_cached();
   return pmi_theap_is_of(theap, heap) ? pmi_theap_malloc_medium(theap, size, zero) : NULL;
+}
+
+/* -- the medium path against mimalloc's own: a differential walk (for tests) --------------------------------------
+ * pmi_theap_malloc_medium repeats steps of mimalloc's generic allocation, so a change on either side (an upgrade of
+ * mimalloc, a mend here) could make the two disagree without any test of the path's results noticing: a page left in
+ * the wrong queue, a retire mark kept, a count off by one. Here two new heaps of this thread take the same random walk
+ * over blocks of 64 bytes to 600 KB, one with the medium path first (mimalloc's path where it returns NULL, as in
+ * pmi_heap_alloc_slow), the other through mi_heap_malloc alone; after every step the two theaps' page queues must read
+ * the same, page by page (pmi_walk_describe), and every block must hold what was written into it (or zeros, from
+ * calloc). Their random streams start equal (secure builds extend pages and shuffle free lists at random), and neither
+ * abandons full pages: a fresh page may be an abandoned page reclaimed from the arena, the first one found by address,
+ * and the two heaps' pages lie at different addresses (a walk of seed 6 diverged there, in both paths alike). Full
+ * pages go to the theap's full queue instead, so both walks reclaim nothing. Returns 0, or the
+ * step (from 1) where they first differ, with both descriptions' first differing line in `report`; -1 if memory ran
+ * out. `*medium_blocks` counts the blocks the medium path gave out, `*full_moves` the pages it took out of their queue
+ * (filled above MI_SMALL_MAX_OBJ_SIZE). Runs with no other pymimalloc call in flight in the process (a child's tests). */
+static uint64_t pmi_walk_random(uint64_t* state) {  /* splitmix64 */
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+typedef struct { char* text; size_t length, room; } pmi_walk_text_t;
+
+static void pmi_walk_print(pmi_walk_text_t* out, const char* format, ...) __attribute__((format(printf, 2, 3)));
+static void pmi_walk_print(pmi_walk_text_t* out, const char* format, ...) {
+  if (out->text == NULL) return;
+  va_list args;
+  va_start(args, format);
+  const int n = vsnprintf(out->text + out->length, out->room - out->length, format, args);
+  va_end(args);
+  if (n > 0) out->length += ((size_t)n < out->room - out->length ? (size_t)n : out->room - out->length - 1);
+}
+
+static size_t pmi_walk_list_length(const mi_page_t* page, const mi_block_t* block) {
+  size_t n = 0;
+  for (; block != NULL && n <= page->reserved; block = mi_block_next(page, block)) n++;
+  return n;
+}
+
+/* one line per page, in queue order: what the comparison reads of a theap */
+static void pmi_walk_describe(const mi_theap_t* theap, pmi_walk_text_t* out) {
+  out->length = 0;
+  if (out->text != NULL) out->text[0] = 0;
+  pmi_walk_print(out, "generic count %ld, retired bins %zu-%zu, pages %zu, full-queue bytes %zu\n", theap->generic_count,
+                 theap->page_retired_min, theap->page_retired_max, theap->page_count, theap->pages_full_size);
+  for (size_t bin = 0; bin < MI_BIN_COUNT; bin++) {
+    size_t position = 0;
+    for (const mi_page_t* page = theap->pages[bin].first; page != NULL; page = page->next, position++) {
+      pmi_walk_print(out, "bin %zu page %zu: block %zu, used %u, capacity %u, reserved %u, free %zu, local free %zu, "
+                     "retire %u, in full %d\n", bin, position, mi_page_block_size(page), page->used, page->capacity,
+                     page->reserved, pmi_walk_list_length(page, page->free), pmi_walk_list_length(page, page->local_free),
+                     page->retire_expire, (int)mi_page_is_in_full(page));
+    }
+  }
+}
+
+typedef struct { unsigned char* a; unsigned char* b; size_t size; unsigned char fill; } pmi_walk_block_t;
+
+static bool pmi_walk_block_holds(const unsigned char* p, size_t size, unsigned char fill) {
+  return p[0] == fill && p[size / 2] == fill && p[size - 1] == fill;
+}
+static bool pmi_walk_block_zero(const unsigned char* p, size_t size) {
+  for (size_t i = 0; i < size; i += 64) if (p[i] != 0) return false;
+  return p[size - 1] == 0;
+}
+
+long pmi_medium_path_walk(uint64_t seed, size_t steps, size_t* medium_blocks, size_t* full_moves, char* report,
+                          size_t report_size);
+long pmi_medium_path_walk(uint64_t seed, size_t steps, size_t* medium_blocks, size_t* full_moves, char* report,
+                          size_t report_size) {
+  static const size_t palette[] = {64, 700, 1025, 1500, 3000, 4096, 6000, 8192, 10240, 10241, 12288, 16000, 24000,
+                                   40000, 65536, 70000, 131072, 200000, 400000, 524000, 600000};
+  enum { SLOTS = 2048, SIZES = 5 };
+  const size_t most_bytes = 24 * 1024 * 1024;  /* each heap's blocks at once */
+  *medium_blocks = 0;
+  *full_moves = 0;
+  if (report_size > 0) report[0] = 0;
+  long result = -1;
+  pmi_walk_block_t* const held = calloc(SLOTS, sizeof(pmi_walk_block_t));
+  pmi_walk_text_t here = {malloc(1 << 20), 0, 1 << 20}, there = {malloc(1 << 20), 0, 1 << 20};
+  pmi_world_enter();  /* mi_heap_new allocates in the main heap (pmi_heap_new_unwrapped) */
+  mi_heap_t* const heap_a = mi_heap_new();
+  mi_heap_t* const heap_b = mi_heap_new();
+  pmi_world_leave();
+  size_t count = 0, bytes = 0;
+  if (held == NULL || here.text == NULL || there.text == NULL || heap_a == NULL || heap_b == NULL) goto done;
+  mi_free(mi_heap_malloc(heap_a, 8));  /* each heap's theap of this thread */
+  mi_free(mi_heap_malloc(heap_b, 8));
+  mi_theap_t* const theap_a = _mi_heap_theap_peek(heap_a);
+  mi_theap_t* const theap_b = _mi_heap_theap_peek(heap_b);
+  if (theap_a == NULL || theap_b == NULL) goto done;
+  theap_a->random = theap_b->random;
+  theap_a->allow_page_abandon = theap_b->allow_page_abandon = false;  /* full pages to the full queue (above) */
+  uint64_t state = seed;
+  size_t sizes[SIZES];
+  for (size_t i = 0; i < SIZES; i++) sizes[i] = palette[pmi_walk_random(&state) % (sizeof(palette) / sizeof(palette[0]))];
+  result = 0;
+  for (size_t step = 1; step <= steps && result == 0; step++) {
+    const unsigned op = (unsigned)(pmi_walk_random(&state) % 100);
+    const size_t times = 1 + (size_t)(pmi_walk_random(&state) % 20);
+    const char* what = "";
+    if (op < 45 || (op < 80 && count == 0)) {  /* allocate */
+      const size_t size = sizes[pmi_walk_random(&state) % SIZES];
+      const bool zero = (pmi_walk_random(&state) % 4 == 0);
+      what = zero ? "calloc" : "malloc";
+      for (size_t i = 0; i < times && count < SLOTS && bytes + size <= most_bytes; i++) {
+        mi_page_queue_t* const pq = mi_page_queue(theap_a, size + MI_PADDING_SIZE);
+        const mi_page_t* const first = pq->first;
+        unsigned char* a = size > MI_SMALL_SIZE_MAX ? pmi_theap_malloc_medium(theap_a, size, zero) : NULL;  /* as pmi_heap_malloc_medium */
+        if (a != NULL) {
+          ++*medium_blocks;
+          if (pq->first != first) ++*full_moves;
+        }
+        else {
+          a = zero ? mi_heap_zalloc(heap_a, size) : mi_heap_malloc(heap_a, size);
+        }
+        unsigned char* const b = zero ? mi_heap_zalloc(heap_b, size) : mi_heap_malloc(heap_b, size);
+        if (a == NULL || b == NULL) { mi_free(a); mi_free(b); result = -1; break; }
+        if (zero && (!pmi_walk_block_zero(a, size) || !pmi_walk_block_zero(b, size))) {
+          snprintf(report, report_size, "step %zu: a calloc of %zu bytes was not zeroed (%s)", step, size,
+                   pmi_walk_block_zero(a, size) ? "mimalloc's path" : "the medium path");
+          result = (long)step;
+          mi_free(a); mi_free(b);
+          break;
+        }
+        const unsigned char fill = (unsigned char)(1 + pmi_walk_random(&state) % 255);
+        memset(a, fill, size);
+        memset(b, fill, size);
+        held[count++] = (pmi_walk_block_t){a, b, size, fill};
+        bytes += size;
+      }
+    }
+    else {
+      size_t first = 0, n = 0;
+      if (op < 80) {  /* free the newest, or a run from anywhere */
+        what = "free";
+        n = times < count ? times : count;
+        first = (pmi_walk_random(&state) % 2 == 0) ? count - n : (size_t)(pmi_walk_random(&state) % (count - n + 1));
+      }
+      else if (op < 90) {  /* free every block of one size: pages empty, retire, go back */
+        what = "free a size";
+        const size_t size = sizes[pmi_walk_random(&state) % SIZES];
+        size_t kept = 0;
+        for (size_t i = 0; i < count; i++) {
+          if (held[i].size == size) {
+            if (!pmi_walk_block_holds(held[i].a, size, held[i].fill) || !pmi_walk_block_holds(held[i].b, size, held[i].fill)) {
+              snprintf(report, report_size, "step %zu: a block of %zu bytes lost its fill", step, size);
+              result = (long)step;
+            }
+            mi_free(held[i].a); mi_free(held[i].b);
+            bytes -= size;
+          }
+          else held[kept++] = held[i];
+        }
+        count = kept;
+      }
+      else {  /* collect, forced one time in four */
+        const bool force = (pmi_walk_random(&state) % 4 == 0);
+        what = force ? "forced collect" : "collect";
+        mi_heap_collect(heap_a, force);
+        mi_heap_collect(heap_b, force);
+      }
+      for (size_t i = first; i < first + n; i++) {
+        if (!pmi_walk_block_holds(held[i].a, held[i].size, held[i].fill) ||
+            !pmi_walk_block_holds(held[i].b, held[i].size, held[i].fill)) {
+          snprintf(report, report_size, "step %zu: a block of %zu bytes lost its fill", step, held[i].size);
+          result = (long)step;
+        }
+        mi_free(held[i].a); mi_free(held[i].b);
+        bytes -= held[i].size;
+      }
+      if (n > 0) { memmove(held + first, held + first + n, (count - first - n) * sizeof(held[0])); count -= n; }
+    }
+    if (result != 0) break;
+    pmi_walk_describe(theap_a, &here);
+    pmi_walk_describe(theap_b, &there);
+    if (strcmp(here.text, there.text) != 0) {
+      size_t line = 0;  /* the first line that differs */
+      for (size_t i = 0; here.text[i] == there.text[i]; i++) if (here.text[i] == '\n') line = i + 1;
+      const char* end_a = strchr(here.text + line, '\n');
+      const char* end_b = strchr(there.text + line, '\n');
+      snprintf(report, report_size, "step %zu (%s): medium path: %.*s; mimalloc's path: %.*s", step, what,
+               (int)(end_a ? (size_t)(end_a - here.text) - line : strlen(here.text + line)), here.text + line,
+               (int)(end_b ? (size_t)(end_b - there.text) - line : strlen(there.text + line)), there.text + line);
+      result = (long)step;
+    }
+  }
+done:
+  for (size_t i = 0; i < count; i++) { mi_free(held[i].a); mi_free(held[i].b); }
+  pmi_world_enter();
+  if (heap_a != NULL) mi_heap_delete(heap_a);
+  if (heap_b != NULL) mi_heap_delete(heap_b);
+  pmi_world_leave();
+  free(held);
+  free(here.text);
+  free(there.text);
+  return result;
 }
 
 /* For the glue's counted blocks (pmi_counted_alloc in pmi_heap.c: Python objects, numpy data): mi_heap_malloc,

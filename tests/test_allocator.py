@@ -101,6 +101,14 @@ def test_random_walks_leave_no_empty_retired_page_where_mimalloc_does_not_look()
     assert _program("allocator_page_queues_walk.py").split() == ["ok", "600000"]
 
 
+def test_the_medium_path_leaves_the_page_queues_as_mimalloc_s_own_path_does() -> None:
+    """Six differential walks of 5,000 steps (csrc/pmi_mimalloc.c, pmi_medium_path_walk): two heaps, one with the
+    medium path first, must read the same page by page after every step. Each of five mutants of the path failed it."""
+    ok, steps, blocks, moves = _program("allocator_medium_path_differential.py").split()
+    assert (ok, steps) == ("ok", "30000")
+    assert int(blocks) > 20_000 and int(moves) > 500, "the walks hardly took the medium path"
+
+
 def test_pythons_heap_keeps_no_full_pages_in_its_queues_unless_the_environment_says() -> None:
     """Python's heap keeps no full page in its queues (csrc/pmi_mimalloc.c), also after a scope that restored
     mimalloc's 2; another value applies, but never -1 (no abandoning: a queue between threads grows without bound).
