@@ -801,9 +801,9 @@ long pmi_medium_path_walk(uint64_t seed, size_t steps, size_t* medium_blocks, si
   }
 done:
   for (size_t i = 0; i < count; i++) { mi_free(held[i].a); mi_free(held[i].b); }
-  pmi_world_enter();
-  if (heap_a != NULL) mi_heap_delete(heap_a);
-  if (heap_b != NULL) mi_heap_delete(heap_b);
+  pmi_world_enter();  /* nothing is alive in them, and only this thread, which lives on, used them (pmi_heap_try_release) */
+  if (heap_a != NULL) mi_heap_destroy(heap_a);
+  if (heap_b != NULL) mi_heap_destroy(heap_b);
   pmi_world_leave();
   free(held);
   free(here.text);
