@@ -63,8 +63,8 @@ def main() -> None:
         peak = {mode: statistics.median(rss for rss, _ in samples[mode]) for mode in modes}
         cpu = {mode: statistics.median(here[1] / first[1] for here, first in zip(samples[mode], samples[modes[0]]))
                for mode in modes[1:]}
-        print(f"| {name} | {loops} | {' | '.join(f'{peak[m]:.1f}' for m in modes)} | "
-              f"{' | '.join(f'{peak[m] - peak[modes[0]]:+.1f}' for m in modes[1:])} | "
+        print(f"| {name} | {loops} | {' | '.join(f'{peak[m]:.2f}' for m in modes)} | "
+              f"{' | '.join(f'{peak[m] - peak[modes[0]]:+.2f}' for m in modes[1:])} | "
               f"{' | '.join(f'{cpu[m]:.3f}' for m in modes[1:])} |", flush=True)
 
 

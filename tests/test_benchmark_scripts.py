@@ -7,6 +7,7 @@ Every script must at least parse its arguments, and the cheap ones run a tiny ca
 from __future__ import annotations
 
 import pathlib
+import sys
 
 import pytest
 
@@ -22,6 +23,16 @@ def test_every_script_parses_its_arguments(script: str) -> None:
     result = run([str(BENCHMARKS / script), "--help"], timeout=60)
     assert result.returncode == 0, result.stderr
     assert "usage" in result.stdout.lower(), result.stdout
+
+
+def test_rss_worker_parts_runs_a_tiny_case() -> None:
+    """Under install() it reads the compiled module the start-up path loaded and collects through it."""
+    result = run([str(BENCHMARKS / "rss_worker_parts.py"), "--python", sys.executable, "--modes", "pymalloc,pymimalloc",
+                  "--runs", "1", "--imports", "json"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split("|")[1].strip(): line.split("|")[2:5] for line in result.stdout.splitlines()[2:]}
+    assert float(rows["module + cffi files"][1]) > 0.1, result.stdout  # pymimalloc's libraries are loaded
+    assert float(rows["after a forced collect"][1]) <= float(rows["RSS at the end"][1]), result.stdout
 
 
 def test_glue_pair_runs_a_tiny_case() -> None:
