@@ -43,9 +43,10 @@ long pmi_python_heap_nearly_full_walk(size_t size, size_t left_free, size_t roun
  * mimalloc's own: two new heaps of this thread take the same random walk of `steps` steps from `seed`, one with the
  * medium path first, the other through mi_heap_malloc alone, and after every step their page queues must read the
  * same page by page (block size, blocks used, capacity, reserve, free and local free lists, retire mark, full flag)
- * and every block must hold what was written into it (zeros after a calloc). Neither abandons full pages (their
- * reclaim order depends on addresses). Returns 0, the step (from 1) where they first differ (what differed in `report`,
- * NUL-terminated, at most `report_size` bytes), or -1 out of memory; `*medium_blocks` counts the blocks the medium path
+ * and blocks must keep their fill (three bytes, checked when freed; zeros after a calloc). Neither abandons full pages
+ * (their reclaim order depends on addresses). Returns 0, the step (from 1) where they first differ (what differed in
+ * `report`, NUL-terminated, at most `report_size` bytes), or -1 out of memory or when mimalloc took a page from the OS
+ * rather than an arena (said in `report`); `*medium_blocks` counts the blocks the medium path
  * gave out, `*full_moves` the full pages it moved out of their queue. Needs no install(). For tests: no other
  * pymimalloc call may run meanwhile. */
 long pmi_medium_path_walk(uint64_t seed, size_t steps, size_t* medium_blocks, size_t* full_moves, char* report,

@@ -696,6 +696,7 @@ static bool pmi_heap_try_release(pmi_heap_t* h, bool closer) {
     pthread_rwlock_wrlock(&pmi_exit_lock);
     const pmi_heap_destroying_fn destroying = atomic_load(&pmi_heap_destroying);
     if (destroying != NULL) destroying(h->heap);
+    pmi_heap_free_os_pages(h->heap);  /* which mi_heap_destroy leaves behind (pmi_mimalloc.c) */
     mi_heap_destroy(h->heap);
     pthread_rwlock_unlock(&pmi_exit_lock);
     pthread_mutex_unlock(&pmi_world_lock);

@@ -64,6 +64,7 @@ void*      pmi_meta_realloc(void* p, size_t size);
 void       pmi_meta_free(void* p);
 mi_heap_t* pmi_heap_new_unwrapped(void);            /* a mimalloc heap pymimalloc never closes (Python's own) */
 void       pmi_heap_python_policy(mi_heap_t* heap);  /* its threads retain no full pages (pmi_mimalloc.c) */
+void       pmi_heap_free_os_pages(mi_heap_t* heap);  /* before mi_heap_destroy: the OS pages it misses (pmi_mimalloc.c) */
 /* Called with a mimalloc heap just before pymimalloc destroys it (nothing in it is alive any more). Set once
    by pmi_allocator.c, which keeps a table of heaps holding Python objects; NULL without it (the C harnesses). */
 typedef void (*pmi_heap_destroying_fn)(mi_heap_t* heap);

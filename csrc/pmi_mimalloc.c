@@ -612,19 +612,54 @@ static inline void* pmi_heap_malloc_medium(mi_heap_t* heap, size_t size, bool ze
   return pmi_theap_is_of(theap, heap) ? pmi_theap_malloc_medium(theap, size, zero) : NULL;
 }
 
+/* -- a heap's OS pages at its destruction ---------------------------------------------------------------------------
+ * v3.4.3's mi_heap_destroy frees the theaps of the heap (which leaves the pages in their queues where they are) and
+ * then the heap's pages as _mi_heap_visit_blocks finds them: arena pages through the arenas' page bitmaps, OS pages
+ * only from the list of abandoned ones. A page that mimalloc took from the OS (no arena could serve it: the option
+ * disallow_arena_alloc, or no address space left for an arena) and that is still in a queue of a live thread's theap,
+ * empty and kept for reuse (retired), is then freed by nobody: with disallow_arena_alloc set from Python, every Heap
+ * closed after blocks of 100 B to 200 KB came and went kept 4.6 MiB of address space and 50 KiB resident for good
+ * (VmSize 84 MiB to 1,010 after 200 heaps; a review of the medium path's walk found it, 2026-12-06). Called by
+ * pmi_heap_try_release just before mi_heap_destroy, with nothing alive in the heap, under the world lock and the exit
+ * lock: no thread can allocate from the heap, free into it, walk it, or exit and collect its theap meanwhile, so the
+ * owners' queues hold still. Frees each OS page in the queues of every theap of `heap` once its blocks, the ones other
+ * threads freed included, are collected and all free (as _mi_page_free, with the heap's statistics rather than the
+ * owning thread's: this is not that thread). A page with a block still counted in use is left to mimalloc. */
+void pmi_heap_free_os_pages(mi_heap_t* heap);
+void pmi_heap_free_os_pages(mi_heap_t* heap) {
+  mi_lock(&heap->theaps_lock) {
+    for (mi_theap_t* theap = heap->theaps; theap != NULL; theap = theap->hnext) {
+      for (size_t bin = 0; bin < MI_BIN_COUNT; bin++) {
+        mi_page_queue_t* const pq = &theap->pages[bin];
+        for (mi_page_t* page = pq->first, *next = NULL; page != NULL; page = next) {
+          next = page->next;
+          if (page->memid.memkind == MI_MEM_ARENA) continue;
+          _mi_page_free_collect(page, true);
+          if (!mi_page_all_free(page)) continue;
+          mi_page_set_has_interior_pointers(page, false);
+          mi_page_queue_remove(pq, page);
+          mi_page_set_theap(page, NULL);
+          _mi_arenas_page_free(page, NULL);
+        }
+      }
+    }
+  }
+}
+
 /* -- the medium path against mimalloc's own: a differential walk (for tests) --------------------------------------
  * pmi_theap_malloc_medium repeats steps of mimalloc's generic allocation, so a change on either side (an upgrade of
  * mimalloc, a mend here) could make the two disagree without any test of the path's results noticing: a page left in
  * the wrong queue, a retire mark kept, a count off by one. Here two new heaps of this thread take the same random walk
  * over blocks of 64 bytes to 600 KB, one with the medium path first (mimalloc's path where it returns NULL, as in
  * pmi_heap_alloc_slow), the other through mi_heap_malloc alone; after every step the two theaps' page queues must read
- * the same, page by page (pmi_walk_describe), and every block must hold what was written into it (or zeros, from
- * calloc). Their random streams start equal (secure builds extend pages and shuffle free lists at random), and neither
+ * the same, page by page (pmi_walk_describe); a calloc's block must read zero (every 64th byte and the last), and every
+ * block its fill byte (first, middle and last) when it is freed. Their random streams start equal (secure builds extend pages and shuffle free lists at random), and neither
  * abandons full pages: a fresh page may be an abandoned page reclaimed from the arena, the first one found by address,
  * and the two heaps' pages lie at different addresses (a walk of seed 6 diverged there, in both paths alike). Full
  * pages go to the theap's full queue instead, so both walks reclaim nothing. Returns 0, or the
  * step (from 1) where they first differ, with both descriptions' first differing line in `report`; -1 if memory ran
- * out. `*medium_blocks` counts the blocks the medium path gave out, `*full_moves` the pages it took out of their queue
+ * out or a page came from the OS rather than an arena (said in `report`). Python's heap's own policy (full pages
+ * abandoned, an emptied first page kept) is not walked here; tests/children/allocator_page_queues_walk.py walks it. `*medium_blocks` counts the blocks the medium path gave out, `*full_moves` the pages it took out of their queue
  * (filled above MI_SMALL_MAX_OBJ_SIZE). Runs with no other pymimalloc call in flight in the process (a child's tests). */
 static uint64_t pmi_walk_random(uint64_t* state) {  /* splitmix64 */
   uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
@@ -721,7 +756,8 @@ long pmi_medium_path_walk(uint64_t seed, size_t steps, size_t* medium_blocks, si
         mi_page_queue_t* const pq = mi_page_queue(theap_a, size + MI_PADDING_SIZE);
         const mi_page_t* const first = pq->first;
         unsigned char* a = size > MI_SMALL_SIZE_MAX ? pmi_theap_malloc_medium(theap_a, size, zero) : NULL;  /* as pmi_heap_malloc_medium */
-        if (a != NULL) {
+        const bool medium = (a != NULL);
+        if (medium) {
           ++*medium_blocks;
           if (pq->first != first) ++*full_moves;
         }
@@ -730,9 +766,19 @@ long pmi_medium_path_walk(uint64_t seed, size_t steps, size_t* medium_blocks, si
         }
         unsigned char* const b = zero ? mi_heap_zalloc(heap_b, size) : mi_heap_malloc(heap_b, size);
         if (a == NULL || b == NULL) { mi_free(a); mi_free(b); result = -1; break; }
+        if (_mi_ptr_page(a)->memid.memkind != MI_MEM_ARENA || _mi_ptr_page(b)->memid.memkind != MI_MEM_ARENA) {
+          /* no arena could serve a page (an address-space limit): an OS page keeps its page record in front of its
+             blocks and holds fewer, so the two heaps' queues would differ without the medium path doing anything */
+          snprintf(report, report_size, "step %zu: mimalloc took a page from the OS (no arena had room): the walk "
+                   "compares arena pages only", step);
+          mi_free(a); mi_free(b);
+          result = -1;
+          break;
+        }
         if (zero && (!pmi_walk_block_zero(a, size) || !pmi_walk_block_zero(b, size))) {
           snprintf(report, report_size, "step %zu: a calloc of %zu bytes was not zeroed (%s)", step, size,
-                   pmi_walk_block_zero(a, size) ? "mimalloc's path" : "the medium path");
+                   !pmi_walk_block_zero(b, size) ? "mimalloc's path" : medium ? "the medium path" :
+                   "mimalloc's path, after the medium path declined");
           result = (long)step;
           mi_free(a); mi_free(b);
           break;
@@ -802,8 +848,8 @@ long pmi_medium_path_walk(uint64_t seed, size_t steps, size_t* medium_blocks, si
 done:
   for (size_t i = 0; i < count; i++) { mi_free(held[i].a); mi_free(held[i].b); }
   pmi_world_enter();  /* nothing is alive in them, and only this thread, which lives on, used them (pmi_heap_try_release) */
-  if (heap_a != NULL) mi_heap_destroy(heap_a);
-  if (heap_b != NULL) mi_heap_destroy(heap_b);
+  if (heap_a != NULL) { pmi_heap_free_os_pages(heap_a); mi_heap_destroy(heap_a); }
+  if (heap_b != NULL) { pmi_heap_free_os_pages(heap_b); mi_heap_destroy(heap_b); }
   pmi_world_leave();
   free(held);
   free(here.text);
