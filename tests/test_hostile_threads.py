@@ -1,6 +1,6 @@
 """Races between threads: frees against a close, address queries against aligned allocation, walks against
-walks, closes and short-lived threads, refused closes against allocation, and every lifecycle at once for a few
-seconds (PYMIMALLOC_STRESS_SECONDS, 6 by default; PYMIMALLOC_STRESS_SEED). Each runs in a child
+walks, closes and short-lived threads, refused closes against allocation, statistics read during a close, and every
+lifecycle at once for a few seconds (PYMIMALLOC_STRESS_SECONDS, 6 by default; PYMIMALLOC_STRESS_SEED). Each runs in a child
 (childproc.run_program) that must exit 0 with nothing on stderr and no error reported by mimalloc."""
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ def test_walking_main_heap_while_heaps_close_into_it() -> None:
 
 def test_walking_a_heap_while_short_lived_threads_allocate_and_exit() -> None:
     run_program("threads_walk_while_threads_come_and_go.py")
+
+
+def test_reading_a_heaps_statistics_while_it_closes_reads_no_destroyed_heap() -> None:
+    assert run_program("threads_stats_while_closing.py", timeout=180).stdout.split()[0] == "ok"
 
 
 def test_refused_destroy_and_close_do_not_disturb_other_threads() -> None:

@@ -125,6 +125,8 @@ def walker(seed: int) -> None:
 
         if k < 0.05:  # mimalloc's process-wide statistics: adding them up holds its lock of all heaps
             step("report", heap, lambda: pymimalloc.print_stats(file=io.StringIO()))
+        elif k < 0.1:  # a heap's own statistics, which a close still deciding holds back
+            step("heap-stats", heap, heap.mimalloc_stats)
         elif k < 0.3:
             step("walk", heap, heap.blocks)
         elif k < 0.55:
