@@ -615,11 +615,14 @@ static inline void* pmi_heap_malloc_medium(mi_heap_t* heap, size_t size, bool ze
 /* -- a heap's OS pages at its destruction ---------------------------------------------------------------------------
  * v3.4.3's mi_heap_destroy frees the theaps of the heap (which leaves the pages in their queues where they are) and
  * then the heap's pages as _mi_heap_visit_blocks finds them: arena pages through the arenas' page bitmaps, OS pages
- * only from the list of abandoned ones. A page that mimalloc took from the OS (no arena could serve it: the option
- * disallow_arena_alloc, or no address space left for an arena) and that is still in a queue of a live thread's theap,
- * empty and kept for reuse (retired), is then freed by nobody: with disallow_arena_alloc set from Python, every Heap
- * closed after blocks of 100 B to 200 KB came and went kept 4.6 MiB of address space and 50 KiB resident for good
- * (VmSize 84 MiB to 1,010 after 200 heaps; a review of the medium path's walk found it, 2026-12-06). Called by
+ * only from the list of abandoned ones. A page that mimalloc took from the OS and that is still in a queue of a live
+ * thread's theap is then freed by nobody. Such pages come from blocks aligned above 64 KiB (a page of their own) that
+ * another thread freed (the page waits in its owner's queue for the owner to collect it), and, with the option
+ * disallow_arena_alloc or no address space left for an arena, from every emptied page kept for reuse (retired).
+ * tests/children/close_leaves_nothing_mapped.py: 30 heaps of the first kind kept 41 MiB of address space, 60 of the
+ * second (used by two threads) 556 MiB; with disallow_arena_alloc set from Python, 200 heaps closed after blocks of
+ * 100 B to 200 KB came and went in one thread took VmSize from 84 MiB to 1,010 (reviews of the medium path's walk
+ * found both, 2026-12-06). Called by
  * pmi_heap_try_release just before mi_heap_destroy, with nothing alive in the heap, under the world lock and the exit
  * lock: no thread can allocate from the heap, free into it, walk it, or exit and collect its theap meanwhile, so the
  * owners' queues hold still. Frees each OS page in the queues of every theap of `heap` once its blocks, the ones other
