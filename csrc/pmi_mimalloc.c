@@ -620,14 +620,12 @@ static inline void* pmi_heap_malloc_medium(mi_heap_t* heap, size_t size, bool ze
  * another thread freed (the page waits in its owner's queue for the owner to collect it), and, with the option
  * disallow_arena_alloc or no address space left for an arena, from every emptied page kept for reuse (retired).
  * tests/children/close_leaves_nothing_mapped.py: 30 heaps of the first kind kept 41 MiB of address space, 60 of the
- * second (used by two threads) 556 MiB; with disallow_arena_alloc set from Python, 200 heaps closed after blocks of
- * 100 B to 200 KB came and went in one thread took VmSize from 84 MiB to 1,010 (reviews of the medium path's walk
- * found both, 2026-12-06). Called by
- * pmi_heap_try_release just before mi_heap_destroy, with nothing alive in the heap, under the world lock and the exit
- * lock: no thread can allocate from the heap, free into it, walk it, or exit and collect its theap meanwhile, so the
- * owners' queues hold still. Frees each OS page in the queues of every theap of `heap` once its blocks, the ones other
- * threads freed included, are collected and all free (as _mi_page_free, with the heap's statistics rather than the
- * owning thread's: this is not that thread). A page with a block still counted in use is left to mimalloc. */
+ * second (used by two threads) 556 MiB. Two reviews of the medium path's walk found them (2026-12-06).
+ * Called by pmi_heap_try_release just before mi_heap_destroy, with nothing alive in the heap, under the world lock and
+ * the exit lock: no thread can allocate from the heap, free into it, walk it, or exit and collect its theap meanwhile,
+ * so the owners' queues hold still. Frees each OS page in the queues of every theap of `heap` once its blocks, the
+ * ones other threads freed included, are collected and all free (as _mi_page_free, with the heap's statistics rather
+ * than the owning thread's: this is not that thread). A page with a block still counted in use is left to mimalloc. */
 void pmi_heap_free_os_pages(mi_heap_t* heap);
 void pmi_heap_free_os_pages(mi_heap_t* heap) {
   mi_lock(&heap->theaps_lock) {
@@ -656,14 +654,16 @@ void pmi_heap_free_os_pages(mi_heap_t* heap) {
  * over blocks of 64 bytes to 600 KB, one with the medium path first (mimalloc's path where it returns NULL, as in
  * pmi_heap_alloc_slow), the other through mi_heap_malloc alone; after every step the two theaps' page queues must read
  * the same, page by page (pmi_walk_describe); a calloc's block must read zero (every 64th byte and the last), and every
- * block its fill byte (first, middle and last) when it is freed. Their random streams start equal (secure builds extend pages and shuffle free lists at random), and neither
- * abandons full pages: a fresh page may be an abandoned page reclaimed from the arena, the first one found by address,
- * and the two heaps' pages lie at different addresses (a walk of seed 6 diverged there, in both paths alike). Full
- * pages go to the theap's full queue instead, so both walks reclaim nothing. Returns 0, or the
- * step (from 1) where they first differ, with both descriptions' first differing line in `report`; -1 if memory ran
- * out or a page came from the OS rather than an arena (said in `report`). Python's heap's own policy (full pages
- * abandoned, an emptied first page kept) is not walked here; tests/children/allocator_page_queues_walk.py walks it. `*medium_blocks` counts the blocks the medium path gave out, `*full_moves` the pages it took out of their queue
- * (filled above MI_SMALL_MAX_OBJ_SIZE). Runs with no other pymimalloc call in flight in the process (a child's tests). */
+ * block its fill byte (first, middle and last) when it is freed. Their random streams start equal (secure builds
+ * extend pages and shuffle free lists at random), and neither abandons full pages: a fresh page may be an abandoned
+ * page reclaimed from the arena, the first one found by address, and the two heaps' pages lie at different addresses
+ * (a walk of seed 6 diverged there, in both paths alike). Full pages go to the theap's full queue instead, so both
+ * walks reclaim nothing. Returns 0, or the step (from 1) where they first differ, with both descriptions' first
+ * differing line in `report`; -1 if memory ran out or a page came from the OS rather than an arena (said in
+ * `report`). `*medium_blocks` counts the blocks the medium path gave out, `*full_moves` the pages it took out of their
+ * queue (filled above MI_SMALL_MAX_OBJ_SIZE). Python's heap's own policy (full pages abandoned, an emptied first page
+ * kept) is not walked here; tests/children/allocator_page_queues_walk.py walks it. Runs with no other pymimalloc call
+ * in flight in the process (a child's tests). */
 static uint64_t pmi_walk_random(uint64_t* state) {  /* splitmix64 */
   uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -693,15 +693,16 @@ static size_t pmi_walk_list_length(const mi_page_t* page, const mi_block_t* bloc
 static void pmi_walk_describe(const mi_theap_t* theap, pmi_walk_text_t* out) {
   out->length = 0;
   if (out->text != NULL) out->text[0] = 0;
-  pmi_walk_print(out, "generic count %ld, retired bins %zu-%zu, pages %zu, full-queue bytes %zu\n", theap->generic_count,
-                 theap->page_retired_min, theap->page_retired_max, theap->page_count, theap->pages_full_size);
+  pmi_walk_print(out, "generic count %ld, retired bins %zu-%zu, pages %zu, full-queue bytes %zu\n",
+                 theap->generic_count, theap->page_retired_min, theap->page_retired_max, theap->page_count,
+                 theap->pages_full_size);
   for (size_t bin = 0; bin < MI_BIN_COUNT; bin++) {
     size_t position = 0;
     for (const mi_page_t* page = theap->pages[bin].first; page != NULL; page = page->next, position++) {
       pmi_walk_print(out, "bin %zu page %zu: block %zu, used %u, capacity %u, reserved %u, free %zu, local free %zu, "
                      "retire %u, in full %d\n", bin, position, mi_page_block_size(page), page->used, page->capacity,
-                     page->reserved, pmi_walk_list_length(page, page->free), pmi_walk_list_length(page, page->local_free),
-                     page->retire_expire, (int)mi_page_is_in_full(page));
+                     page->reserved, pmi_walk_list_length(page, page->free),
+                     pmi_walk_list_length(page, page->local_free), page->retire_expire, (int)mi_page_is_in_full(page));
     }
   }
 }
@@ -745,7 +746,9 @@ long pmi_medium_path_walk(uint64_t seed, size_t steps, size_t* medium_blocks, si
   theap_a->allow_page_abandon = theap_b->allow_page_abandon = false;  /* full pages to the full queue (above) */
   uint64_t state = seed;
   size_t sizes[SIZES];
-  for (size_t i = 0; i < SIZES; i++) sizes[i] = palette[pmi_walk_random(&state) % (sizeof(palette) / sizeof(palette[0]))];
+  for (size_t i = 0; i < SIZES; i++) {
+    sizes[i] = palette[pmi_walk_random(&state) % (sizeof(palette) / sizeof(palette[0]))];
+  }
   result = 0;
   for (size_t step = 1; step <= steps && result == 0; step++) {
     const unsigned op = (unsigned)(pmi_walk_random(&state) % 100);
@@ -758,7 +761,8 @@ long pmi_medium_path_walk(uint64_t seed, size_t steps, size_t* medium_blocks, si
       for (size_t i = 0; i < times && count < SLOTS && bytes + size <= most_bytes; i++) {
         mi_page_queue_t* const pq = mi_page_queue(theap_a, size + MI_PADDING_SIZE);
         const mi_page_t* const first = pq->first;
-        unsigned char* a = size > MI_SMALL_SIZE_MAX ? pmi_theap_malloc_medium(theap_a, size, zero) : NULL;  /* as pmi_heap_malloc_medium */
+        /* as pmi_heap_malloc_medium: blocks above the fast path's sizes */
+        unsigned char* a = size > MI_SMALL_SIZE_MAX ? pmi_theap_malloc_medium(theap_a, size, zero) : NULL;
         const bool medium = (a != NULL);
         if (medium) {
           ++*medium_blocks;
@@ -806,7 +810,8 @@ long pmi_medium_path_walk(uint64_t seed, size_t steps, size_t* medium_blocks, si
         size_t kept = 0;
         for (size_t i = 0; i < count; i++) {
           if (held[i].size == size) {
-            if (!pmi_walk_block_holds(held[i].a, size, held[i].fill) || !pmi_walk_block_holds(held[i].b, size, held[i].fill)) {
+            if (!pmi_walk_block_holds(held[i].a, size, held[i].fill) ||
+                !pmi_walk_block_holds(held[i].b, size, held[i].fill)) {
               snprintf(report, report_size, "step %zu: a block of %zu bytes lost its fill", step, size);
               result = (long)step;
             }
@@ -850,7 +855,8 @@ long pmi_medium_path_walk(uint64_t seed, size_t steps, size_t* medium_blocks, si
   }
 done:
   for (size_t i = 0; i < count; i++) { mi_free(held[i].a); mi_free(held[i].b); }
-  pmi_world_enter();  /* nothing is alive in them, and only this thread, which lives on, used them (pmi_heap_try_release) */
+  /* nothing is alive in them, and only this thread, which lives on, used them (as pmi_heap_try_release) */
+  pmi_world_enter();
   if (heap_a != NULL) { pmi_heap_free_os_pages(heap_a); mi_heap_destroy(heap_a); }
   if (heap_b != NULL) { pmi_heap_free_os_pages(heap_b); mi_heap_destroy(heap_b); }
   pmi_world_leave();
@@ -907,7 +913,9 @@ static inline __attribute__((always_inline)) void* pmi_heap_alloc_slow(mi_heap_t
   pmi_theap_ensure(heap);
   return zero ? mi_heap_zalloc(heap, size) : mi_heap_malloc(heap, size);
 }
-mi_decl_noinline void* pmi_heap_malloc_slow(mi_heap_t* heap, size_t size) { return pmi_heap_alloc_slow(heap, size, false); }
+mi_decl_noinline void* pmi_heap_malloc_slow(mi_heap_t* heap, size_t size) {
+  return pmi_heap_alloc_slow(heap, size, false);
+}
 /* mi_heap_zalloc likewise (the hook's calloc, beyond its fast path) */
 void* pmi_heap_zalloc_slow(mi_heap_t* heap, size_t size) { return pmi_heap_alloc_slow(heap, size, true); }
 
