@@ -8,9 +8,10 @@ A worker's peak is its imports (docs/benchmarks.md), so each run is a fresh ``PA
 pyperf worker imports (``pyperf, json, statistics, subprocess, argparse``) and then reads ``/proc/self/status`` and
 ``/proc/self/smaps``: the peak (``VmHWM``) against the resident set at that moment (``VmRSS``: equal when the end of
 the imports is the peak), its anonymous and file parts, the file pages of pymimalloc's module and cffi's backend, and,
-under install(), the resident set after a forced collect of this thread's part of Python's heap and of the freed memory
-(``pmi_collect(true)``, through the compiled module that the start-up path loaded, without importing the package): the
-most that any rule for keeping or purging freed pages could take off at that moment. Modes and environment are those
+under install(), the anonymous part after a forced collect of this thread's part of Python's heap and of the freed memory
+(``pmi_collect(true)``, through the compiled module that the start-up path loaded, without importing the package; not
+the whole resident set, which the collect's own code joins as it runs): the most that any rule for keeping or purging
+freed pages could take off at that moment. Modes and environment are those
 of ``pyperf_instructions.py`` (``pymimalloc`` is ``PYMIMALLOC_INSTALL=1``; the target needs pyperf and a pymimalloc
 wheel). Runs alternate between modes; medians in MiB, and the difference from the first mode's.
 """
@@ -51,12 +52,12 @@ parts = [before["VmHWM"], before["VmRSS"], before["RssAnon"], before["RssFile"],
 compiled = sys.modules.get("pymimalloc._mimalloc")
 if compiled is not None:
     compiled.lib.pmi_collect(True)
-    parts.append(status()["VmRSS"])
+    parts.append(status()["RssAnon"])  # not VmRSS: the collect's own code comes into memory as it runs
 else:
-    parts.append(before["VmRSS"])
+    parts.append(before["RssAnon"])
 print(*parts)
 '''
-COLUMNS = ("peak", "RSS at the end", "anonymous", "file", "module + cffi files", "after a forced collect")
+COLUMNS = ("peak", "RSS at the end", "anonymous", "file", "module + cffi files", "anonymous after a forced collect")
 
 
 def main() -> None:

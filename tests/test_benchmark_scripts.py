@@ -32,7 +32,8 @@ def test_rss_worker_parts_runs_a_tiny_case() -> None:
     assert result.returncode == 0, result.stderr
     rows = {line.split("|")[1].strip(): line.split("|")[2:5] for line in result.stdout.splitlines()[2:]}
     assert float(rows["module + cffi files"][1]) > 0.1, result.stdout  # pymimalloc's libraries are loaded
-    assert float(rows["after a forced collect"][1]) <= float(rows["RSS at the end"][1]), result.stdout
+    # a forced collect gives memory back; it may not take any (a few pages of noise aside)
+    assert float(rows["anonymous after a forced collect"][1]) <= float(rows["anonymous"][1]) + 0.1, result.stdout
 
 
 def test_glue_pair_runs_a_tiny_case() -> None:
