@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from builds import memory_checker_build
 from childproc import run
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
@@ -25,6 +26,8 @@ def test_every_script_parses_its_arguments(script: str) -> None:
     assert "usage" in result.stdout.lower(), result.stdout
 
 
+@pytest.mark.skipif(memory_checker_build(), reason="memory-checker build: the script's clean environment drops the "
+                    "checker's runtime (LD_PRELOAD) that the compiled module needs")
 def test_rss_worker_parts_runs_a_tiny_case() -> None:
     """Under install() it reads the compiled module the start-up path loaded and collects through it."""
     result = run([str(BENCHMARKS / "rss_worker_parts.py"), "--python", sys.executable, "--modes", "pymalloc,pymimalloc",
