@@ -73,18 +73,26 @@ def state_folder(state: int, tmp: str) -> str:
     return str(folder)
 
 
+def mode_environment(mode: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The environment of a process in ``mode`` (a name of MODE_ENVIRONMENT, then any ``+NAME=VALUE``): PATH, HOME
+    and LANG from this one, hash seed 0 and the mode's variables; and the mode's variables alone."""
+    base, *added = mode.split("+")
+    variables = {**MODE_ENVIRONMENT[base], **dict(item.split("=", 1) for item in added)}
+    environment = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
+    environment.update(PYTHONHASHSEED="0", **variables)
+    return environment, variables
+
+
 def worker(python: str, folder: pathlib.Path, name: str, mode: str, loops: int, tmp: str,
            state: int = 0) -> tuple[list[str], dict[str, str]]:
     """The command and environment of one pyperf worker running ``loops`` outer loops of benchmark ``name`` in
     ``mode`` (a name of MODE_ENVIRONMENT, then any ``+NAME=VALUE``) and start-up ``state`` (see --states),
     writing its result into folder ``tmp``."""
     directory, extra = SCRIPTS.get(name, ("bm_" + name, []))
-    base, *added = mode.split("+")
-    variables = {**MODE_ENVIRONMENT[base], **dict(item.split("=", 1) for item in added)}
+    environment, variables = mode_environment(mode)
     if state:
         variables["PYTHONPATH"] = os.pathsep.join(filter(None, [state_folder(state, tmp), variables.get("PYTHONPATH")]))
-    environment = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
-    environment.update(PYTHONHASHSEED="0", **variables)
+        environment["PYTHONPATH"] = variables["PYTHONPATH"]
     command = [python, str(folder / directory / "run_benchmark.py"), *extra, "--worker",
                "--loops", str(loops), "--values", "1", "--warmups", "0",
                "--inherit-environ=" + ",".join(["PYMIMALLOC_INSTALL", "PYTHONMALLOC", *variables]),

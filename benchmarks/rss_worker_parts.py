@@ -25,7 +25,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from pyperf_instructions import MODE_ENVIRONMENT  # noqa: E402
+from pyperf_instructions import mode_environment  # noqa: E402
 
 CHILD = r'''
 import importlib, sys
@@ -72,9 +72,7 @@ def main() -> None:
     samples: dict[str, list[list[int]]] = {mode: [] for mode in modes}
     for run in range(args.runs):
         for mode in modes if run % 2 == 0 else modes[::-1]:
-            environment = {"PATH": "/usr/bin:/bin", "HOME": str(pathlib.Path.home()), "LANG": "C.UTF-8",
-                           "PYTHONHASHSEED": "0", **MODE_ENVIRONMENT[mode]}
-            out = subprocess.run([args.python, "-c", CHILD, args.imports], env=environment, cwd="/", stdout=subprocess.PIPE,
+            out = subprocess.run([args.python, "-c", CHILD, args.imports], env=mode_environment(mode)[0], cwd="/", stdout=subprocess.PIPE,
                                  text=True, check=True).stdout
             samples[mode].append([int(value) for value in out.split()])
     median = {mode: [statistics.median(run[i] for run in samples[mode]) / 1024 for i in range(len(COLUMNS))]

@@ -2,7 +2,8 @@
 "environment"), name, value, default, refused, starved. The child sets the option (or, for a refused one, checks
 the ValueError and that nothing changed), then allocates, walks, closes and frees in this thread and two others.
 Then eight more rounds in this thread may not grow the address space by more than 2 MiB (closed heaps leave nothing
-mapped; not checked in memory checkers' builds). Prints SWEEP-CHILD-DONE when it finished; every problem goes to stderr as a PROBLEM line."""
+mapped; not checked in memory checkers' builds). Prints SWEEP-CHILD-DONE when it finished; every problem goes to
+stderr as a PROBLEM line."""
 
 import functools
 import json
