@@ -48,7 +48,8 @@ class Options(ProcessLocal, Mapping[str, int]):
 
     def __init__(self) -> None:
         self._index = _read_names()
-        #: the values at import (compiled defaults, as adjusted by MIMALLOC_* environment variables)
+        #: the values at import: mimalloc's compiled defaults, pymimalloc's own two (``allow_thp`` 0 and ``arena_reserve``
+        #: 65536 KiB, csrc/pmi_mimalloc.c), and whatever MIMALLOC_* environment variables set
         self.defaults: Mapping[str, int] = MappingProxyType({name: self[name] for name in self._index})
 
     def _option(self, name: str) -> int:

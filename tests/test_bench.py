@@ -112,7 +112,8 @@ def test_the_report_fits_100_columns_with_a_legend_and_one_summary_line(ratios: 
     for allocator in ("heap", "pymimalloc", "mimalloc"):
         assert any(line.startswith(f"  {allocator}  ") for line in lines), allocator  # the legend explains it
     assert [line for line in lines if line.startswith("summary:")] == [lines[-1]]
-    assert lines[-1] == "summary: a Heap beat pymalloc in 94 of 94 cases (time x0.25), glibc in 94 of 94 cases (time x0.20)"
+    assert lines[-2:] == ["time xR: the geometric mean over the cases of the Heap's time / the other's (below 1: faster)",
+                          "summary: a Heap was faster than pymalloc in 94 of 94 cases (time x0.25), glibc in 94 of 94 (x0.20)"]
     assert "JSON" not in out.getvalue() and "json" not in out.getvalue()
     assert ("time / pymalloc's time" in out.getvalue()) == ratios
     assert ("| 0.25 |" in out.getvalue()) == ratios  # heap / pymalloc

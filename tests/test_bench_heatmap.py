@@ -63,4 +63,4 @@ def test_the_markdown_page_names_its_command_and_holds_both_tables(tmp_path) -> 
     assert "`python -m pymimalloc bench --markdown bench.md`" in text
     assert "![" in text and "](bench.png)" in text
     assert "| pair 64 B " in text and "| 0.62 " in text  # heap / glibc's 8.0
-    assert text.rstrip().splitlines()[-1].startswith("summary: a Heap beat pymalloc")
+    assert text.rstrip().splitlines()[-1].startswith("summary: a Heap was faster than pymalloc")

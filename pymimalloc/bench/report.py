@@ -57,15 +57,22 @@ def _print_table(header: list[str], rows: list[list[str]], out: TextIO) -> None:
 
 
 def summary(suite: Suite) -> str:
-    """One line: in how many cases the heap beat pymalloc and glibc, and the geometric mean of its time ratios."""
+    """One line: in how many cases the heap was faster than pymalloc and than glibc, and the geometric mean of its
+    time divided by theirs (below 1: faster; SUMMARY_NOTE, printed above it, says so)."""
     table = suite.by_case()
     parts = []
     for other in (REFERENCE, "glibc"):
         ratios = [row["heap"].median_ns / row[other].median_ns for row in table.values() if "heap" in row and other in row]
         if ratios:
             wins = sum(r < 1 for r in ratios)
-            parts.append(f"{other} in {wins} of {len(ratios)} cases (time x{statistics.geometric_mean(ratios):.2f})")
-    return "summary: a Heap beat " + ", ".join(parts) if parts else "summary: no Heap measurements"
+            mean = f"x{statistics.geometric_mean(ratios):.2f}"
+            parts.append(f"than {other} in {wins} of {len(ratios)} cases (time {mean})" if not parts else
+                         f"{other} in {wins} of {len(ratios)} ({mean})")
+    return "summary: a Heap was faster " + ", ".join(parts) if parts else "summary: no Heap measurements"
+
+
+#: the line above the summary: what its "time x" figures are
+SUMMARY_NOTE = "time xR: the geometric mean over the cases of the Heap's time / the other's (below 1: faster)"
 
 
 def write_table(suite: Suite, out: TextIO, ratios: bool = False) -> None:
@@ -75,7 +82,8 @@ def write_table(suite: Suite, out: TextIO, ratios: bool = False) -> None:
     table = suite.by_case()
     rows = [[case.label] + [f"{by_alloc[a].median_ns:,.1f}" for a in allocators] for case, by_alloc in table.items()]
     more = "" if ratios else f"; --ratios adds each time / {REFERENCE}'s"
-    print(f"ns per operation, median of {suite.repeat} runs (lower is faster{more}):", file=out)
+    runs = "1 run" if suite.repeat == 1 else f"{suite.repeat} runs"
+    print(f"ns per operation, median of {runs} (lower is faster{more}):", file=out)
     _print_table(["case", *allocators], rows, out)
     if ratios and REFERENCE in allocators:
         others = [a for a in allocators if a != REFERENCE]
@@ -92,6 +100,7 @@ def write_table(suite: Suite, out: TextIO, ratios: bool = False) -> None:
     for name, pattern in PATTERNS.items():
         if any(case.pattern == name for case in table):
             print(f"  {name:<10}  {pattern.op}", file=out)
+    print(SUMMARY_NOTE, file=out)
     print(summary(suite), file=out)
 
 
@@ -156,7 +165,7 @@ def write_markdown(suite: Suite, path: str, command: str, plot: str = "") -> Non
         for name, pattern in PATTERNS.items():
             if any(case.pattern == name for case in table):
                 print(f"- `{name}`: one operation is {pattern.op}", file=out)
-        print(f"\n{summary(suite)}", file=out)
+        print(f"\n{SUMMARY_NOTE}\n\n{summary(suite)}", file=out)
 
 
 class PlotUnavailable(RuntimeError):
