@@ -73,10 +73,15 @@ static int pmi_pthread_key_create(pthread_key_t* key, void (*destructor)(void*))
  * alloc.c's calls of its slow path, _mi_malloc_generic, through pmi_malloc_generic (below, "retire marks") */
 void pmi_page_retire(mi_page_t* page);
 void* pmi_malloc_generic(mi_theap_t* theap, size_t size, size_t zero_huge_alignment, size_t* usable) mi_attr_noexcept;
+/* and free.c's one call of _mi_arenas_page_free, for an emptied abandoned page, through pmi_abandoned_page_free (below,
+ * "an emptied huge page kept for the next") */
+void pmi_abandoned_page_free(mi_page_t* page, mi_theap_t* theap);
 #define _mi_page_retire(page) pmi_page_retire(page)
 #define _mi_malloc_generic(theap, size, zero_huge_alignment, usable) \
   pmi_malloc_generic((theap), (size), (zero_huge_alignment), (usable))
+#define _mi_arenas_page_free(page, theap) pmi_abandoned_page_free((page), (theap))
 #include "alloc.c"          /* includes alloc-override.c and free.c */
+#undef _mi_arenas_page_free
 #undef _mi_malloc_generic
 #undef _mi_page_retire
 #include "alloc-aligned.c"
@@ -198,6 +203,77 @@ long pmi_python_heap_full_retain(void) {
   if (theap == NULL) return -2;
   return theap->allow_page_abandon ? theap->page_full_retain : -1;
 }
+/* -- an emptied huge page kept for the next huge block ------------------------------------------------------------
+ * v3.4.3 gives every block above 512 KiB (MI_LARGE_MAX_OBJ_SIZE) a page of its own (a singleton page in the huge
+ * queue), takes it fresh from an arena at each allocation and gives it back at each free: a bitmap search, the page
+ * map set and cleared for every 64 KiB slice, a purge scheduled. mimalloc never retires such a page (_mi_page_retire
+ * skips the huge queue). A loop that allocates and frees one 1 MiB block paid about 2,300 instructions a pair for it
+ * (callgrind, heap.malloc(1 MiB).free() from Python: 4,105 a loop in all), and a C loop of such pairs ran 10 times
+ * glibc's time, which keeps the freed chunk in its heap (its mmap threshold rises to the size freed, up to 32 MiB).
+ * Here a theap keeps ONE emptied huge page, in its huge queue, marked retired as mimalloc marks an emptied small page
+ * (retire_expire), and its next huge allocation takes that page if the block fits and at least half of it is used;
+ * otherwise the page goes back to its arena first (pmi_malloc_generic_large). Kept: pages of arenas, blocks up to
+ * PMI_HUGE_KEEP_MAX (glibc's own limit), and only for the thread whose theap allocated the page (for an abandoned
+ * page, the one whose free emptied it, if it is that theap's thread, under page_reclaim_on_free >= 0). The kept page
+ * is freed as mimalloc frees retired pages: after 4 rounds of 1000 slow-path allocations without use
+ * (_mi_theap_collect_retired), by a forced collect of its thread, at the thread's exit, and with its heap. A heap's
+ * walks see it as an area with no block in use, as they see a retired small page. */
+#define PMI_HUGE_KEEP_MAX ((size_t)32 << 20)
+
+static inline bool pmi_huge_page_keepable(const mi_page_t* page) {
+  const size_t bsize = mi_page_block_size(page);
+  return bsize > MI_LARGE_MAX_OBJ_SIZE && bsize <= PMI_HUGE_KEEP_MAX && page->memid.memkind == MI_MEM_ARENA &&
+         mi_page_is_singleton(page);
+}
+
+/* mark `page` (all free, owned by `theap`, alone in its huge queue) as the theap's kept huge page */
+static void pmi_huge_page_keep(mi_theap_t* theap, mi_page_t* page) {
+  mi_assert_internal(theap->pages[MI_BIN_HUGE].first == page && theap->pages[MI_BIN_HUGE].last == page);
+  mi_assert_internal(mi_page_all_free(page));
+#if MI_STAT > 0
+  mi_theap_stat_counter_increase(theap, pages_retire, 1);
+#endif
+  mi_page_set_has_interior_pointers(page, false);
+  page->retire_expire = MI_RETIRE_CYCLES / 4;  /* as _mi_page_retire marks pages of blocks above 8 KiB */
+  if (MI_BIN_HUGE < theap->page_retired_min) theap->page_retired_min = MI_BIN_HUGE;
+  if (MI_BIN_HUGE > theap->page_retired_max) theap->page_retired_max = MI_BIN_HUGE;
+}
+
+/* free.c's mi_abandoned_page_try_free, for an abandoned page that is all free and already out of its arena's abandoned
+ * map: keep it if it is a huge page of the calling thread's theap (above), or give it back to its arena as upstream */
+void pmi_abandoned_page_free(mi_page_t* page, mi_theap_t* theap) {
+  if (pmi_huge_page_keepable(page) && _mi_thread_is_initialized()) {
+    mi_theap_t* const own = _mi_page_associated_theap_peek(page);
+    if (own != NULL && own == page->theap && own->tld != NULL && own->allow_page_reclaim &&
+        own->pages[MI_BIN_HUGE].first == NULL) {
+      _mi_theap_page_reclaim(own, page);  /* as mi_abandoned_page_try_reclaim: at the end of its (empty) huge queue */
+      pmi_huge_page_keep(own, page);
+      return;
+    }
+  }
+  _mi_arenas_page_free(page, theap);
+}
+
+/* A huge allocation where `page` is the theap's kept huge page (first in the huge queue `pq`, marked): from that page if
+ * the block fits, as the end of _mi_malloc_generic allocates from the page it found; otherwise the page goes back to
+ * its arena first, and mimalloc's slow path takes a fresh one. */
+static mi_decl_noinline void* pmi_huge_page_reuse(mi_theap_t* theap, mi_page_queue_t* pq, mi_page_t* page, size_t size,
+                                                  size_t zero_huge_alignment, size_t* usable) mi_attr_noexcept {
+  page->retire_expire = 0;
+  _mi_page_free_collect(page, false);
+  const size_t bsize = mi_page_block_size(page);
+  if (size <= bsize && size > bsize / 2 && page->used == 0 && mi_page_immediate_available(page)) {
+    if (usable != NULL) *usable = mi_page_usable_block_size(page);
+    mi_theap_stat_increase(theap, malloc_huge, bsize);  /* as mi_huge_page_alloc counts; free.c's mi_stat_free undoes it */
+    mi_theap_stat_counter_increase(theap, malloc_huge_count, 1);
+    void* const p = _mi_page_malloc_zero(theap, page, size, (zero_huge_alignment & 1) != 0);
+    mi_page_to_full(page, pq);  /* as _mi_malloc_generic does with a full page of blocks above 8 KiB */
+    return p;
+  }
+  if (mi_page_all_free(page)) _mi_page_free(page, pq);
+  return _mi_malloc_generic(theap, size, zero_huge_alignment, usable);
+}
+
 /* -- empty pages of Python's heap ------------------------------------------------------------------------------
  * When the last block of a page is freed, v3.4.3 keeps the page for later (retires it: _mi_page_retire) only if it
  * is the one page of its size in the theap's queue, and otherwise gives it back to its arena. With Python's heap
@@ -213,6 +289,12 @@ long pmi_python_heap_full_retain(void) {
 void pmi_page_retire(mi_page_t* page) {
   mi_page_queue_t* const pq = mi_page_queue_of(page);
   mi_theap_t* const theap = mi_page_theap(page);
+  if (page->retire_expire == 0 && mi_page_is_in_full(page) && pmi_huge_page_keepable(page) &&
+      theap->pages[MI_BIN_HUGE].first == NULL) {
+    _mi_page_unfull(page);  /* a heap that keeps its full pages (it never abandons them): into the huge queue */
+    pmi_huge_page_keep(theap, page);
+    return;
+  }
   if (pq->first == page && pq->last != page && !mi_page_queue_is_special(pq) &&
       mi_page_block_size(page) <= MI_SMALL_MAX_OBJ_SIZE &&
       _mi_theap_heap(theap) == mi_atomic_load_ptr_relaxed(mi_heap_t, &pmi_python_heap_of_mimalloc)) {
@@ -280,8 +362,12 @@ static mi_decl_noinline void* pmi_malloc_generic_large(mi_theap_t* theap, size_t
   /* an over-aligned request (alloc-aligned.c: huge_alignment set, the size MI_SMALL_SIZE_MAX + 1) takes a page of its
      own from the huge queue, whatever its size's queue holds */
   if ((zero_huge_alignment & ~(size_t)1) == 0) {
-    mi_page_t* const first = mi_page_queue(theap, size)->first;
-    if (first != NULL && first->retire_expire != 0) first->retire_expire = 0;
+    mi_page_queue_t* const pq = mi_page_queue(theap, size);
+    mi_page_t* const first = pq->first;
+    if (first != NULL && first->retire_expire != 0) {
+      if (mi_page_queue_is_huge(pq)) return pmi_huge_page_reuse(theap, pq, first, size, zero_huge_alignment, usable);
+      first->retire_expire = 0;
+    }
   }
   return _mi_malloc_generic(theap, size, zero_huge_alignment, usable);
 }

@@ -1,0 +1,88 @@
+"""A thread keeps its emptied huge page (a block above 512 KiB) for its next huge block (csrc/pmi_mimalloc.c, "an
+emptied huge page kept for the next huge block"), and gives it back when it should. Checked here, in a heap that
+abandons its full pages (mimalloc's default) and in one that keeps them (page_full_retain=-1, the "fifo" preset):
+
+- a freed 1 MiB block's page serves the next 1 MiB block (the same address), a zeroed one included, which reads zero;
+- a block that would use half of the kept page or less takes a fresh page, and the kept one goes back (one page left);
+- a forced collect of the thread gives the kept page back (no page left), and the heap's walk never shows a live
+  block that was freed;
+- a block freed by another thread is not kept by that thread, and the allocating thread's next huge block still works;
+- a thread's exit gives its kept page back.
+Prints "ok" and the number of checks."""
+
+from __future__ import annotations
+
+import pymimalloc
+from threads import Worker, outcome
+
+MiB = 1 << 20
+checks = 0
+
+
+def check(condition: bool, message: str) -> None:
+    global checks
+    checks += 1
+    assert condition, message
+
+
+def pages(heap: pymimalloc.Heap) -> int:
+    return heap.stats().pages
+
+
+def kept_then_reused(heap: pymimalloc.Heap, label: str) -> None:
+    first = heap.malloc(MiB)
+    address = first.address
+    memoryview(first)[:] = b"\xab" * MiB
+    first.free()
+    check(pages(heap) == 1, f"{label}: the emptied huge page is kept ({pages(heap)} pages)")
+    check(heap.blocks() == [], f"{label}: a walk shows the freed block: {heap.blocks()}")
+    again = heap.zalloc(MiB)
+    check(again.address == address, f"{label}: the kept page did not serve the next block")
+    check(bytes(again) == bytes(MiB), f"{label}: a zeroed block on the kept page is not zero")
+    again.free()
+    bigger = heap.malloc(3 * MiB)
+    bigger_at = bigger.address  # does not fit: a page of its own, and the kept one goes back
+    check(bigger.address != address, f"{label}: a 3 MiB block took the kept 1 MiB page")
+    bigger.free()
+    check(pages(heap) == 1, f"{label}: {pages(heap)} pages after a 3 MiB block came and went")
+    small = heap.malloc(MiB)  # half of the kept 3 MiB page or less: a page of its own, and the kept one goes back
+    check(small.address != bigger_at, f"{label}: a 1 MiB block took the kept 3 MiB page")
+    small.free()
+    check(pages(heap) == 1, f"{label}: the kept 3 MiB page did not go back for a 1 MiB block ({pages(heap)} pages)")
+    heap.collect(force=True)
+    check(pages(heap) == 0, f"{label}: a forced collect left {pages(heap)} pages")
+
+
+def freed_elsewhere(heap: pymimalloc.Heap, other: Worker, label: str) -> None:
+    block = heap.malloc(2 * MiB)
+    outcome(other.submit(block.free))  # another thread's free: that thread does not keep the page
+    if label == "abandoning":  # the page was abandoned when its block was allocated: the free gives it back at once
+        check(pages(heap) == 0, f"{label}: a page freed by another thread stayed ({pages(heap)} pages)")
+    blocks = [heap.malloc(size) for size in (3 * MiB, MiB, 600 * 1024)]
+    check(len({block.address for block in blocks}) == 3, f"{label}: two live blocks share an address")
+    for block in blocks:
+        block.free()
+    heap.collect(force=True)
+
+
+def thread_exit(heap: pymimalloc.Heap, label: str) -> None:
+    def work() -> None:
+        heap.malloc(4 * MiB).free()  # kept by this thread, until it exits
+    for _ in range(20):
+        other = Worker()
+        outcome(other.submit(work))
+        other.stop()
+    heap.collect(force=True)
+    check(pages(heap) == 0, f"{label}: exited threads left {pages(heap)} pages")
+
+
+for label, options in (("abandoning", {}), ("keeping full pages", {"page_full_retain": -1})):
+    with pymimalloc.options.override(**options):
+        heap = pymimalloc.Heap()
+        other = Worker()
+        kept_then_reused(heap, label)
+        freed_elsewhere(heap, other, label)
+        thread_exit(heap, label)
+        other.stop()
+        heap.close()
+print("ok", checks)
