@@ -303,7 +303,9 @@ def heap_of(obj: Block | int | Any) -> Heap | None:
     if heap_id == _core.heap_id(main_heap()):
         return main_heap()
     heap: Heap | None = _core.heap_object(heap_id)
-    return heap
+    # a close interrupted between the C close and its _unregister (a signal's exception) leaves the registry naming
+    # the heap until the next close() or its end: never name a closed heap
+    return None if heap is None or heap.closed else heap
 
 
 def default_heap() -> Heap:

@@ -84,6 +84,20 @@ def test_contains_accepts_blocks_addresses_and_buffers(heap: pymimalloc.Heap) ->
         heap.contains("not an address")  # type: ignore[arg-type]
 
 
+def test_heap_of_names_no_closed_heap_even_if_its_close_was_interrupted() -> None:
+    """Heap.close() closes in C, then leaves the registry heap_of reads: a KeyboardInterrupt between the two left
+    heap_of naming the closed heap (a review's reproducer raised it there through sys.settrace). The C close alone
+    stands for that interrupted close here."""
+    heap = pymimalloc.Heap()
+    kept = heap.malloc(64)
+    assert pymimalloc.heap_of(kept) is heap
+    _core.check(_core.heap_close(heap, _core.CLOSE_AUTO), "close")
+    assert heap.closed
+    assert pymimalloc.heap_of(kept) is None
+    kept.free()
+    heap.close()
+
+
 def test_heap_of_finds_the_heap(heap: pymimalloc.Heap) -> None:
     block = heap.malloc(8)
     assert pymimalloc.heap_of(block) is heap
