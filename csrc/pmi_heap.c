@@ -39,6 +39,7 @@ typedef struct pmi_stripe_s {
     atomic_intptr_t peak_bytes;    /* the highest live_bytes this stripe reached */
     atomic_intptr_t total_blocks;  /* allocations counted here, ever */
     atomic_intptr_t touched;       /* 1 once this stripe counted a resize (pmi_heap_peak_exact) */
+    atomic_intptr_t huge_bytes;    /* the live bytes of blocks counted above PMI_HUGE_COUNTED (pmi_heap_huge_bytes) */
 } __attribute__((aligned(64))) pmi_stripe_t;
 
 struct pmi_heap_s {
@@ -438,6 +439,11 @@ bool pmi_world_held(void) { return pmi_thread.world_depth > 0; }
 /* -- thread exits, fork and unmapping (hooks called from pmi_mimalloc.c and pthread_atfork) --------- */
 
 void pmi_thread_exit_begin(void) { pthread_rwlock_rdlock(&pmi_exit_lock); }
+/* Statistics are read and reset with no thread exiting (an exit merges its theap's counters into its heap's, which a
+   read adds up: pmi_mimalloc.c) and one at a time (a reset moves the main heap's counters into the process's, and
+   cleared the header a read checks: reads in between raised MemoryError, a review found). Taken inside a bracket. */
+void pmi_stats_stop(void) { pthread_rwlock_wrlock(&pmi_exit_lock); }
+void pmi_stats_resume(void) { pthread_rwlock_unlock(&pmi_exit_lock); }
 void pmi_thread_exit_end(void) { pthread_rwlock_unlock(&pmi_exit_lock); }
 void pmi_os_unmap_begin(void) { pthread_rwlock_wrlock(&pmi_unmap_lock); }
 void pmi_os_unmap_end(void) { pthread_rwlock_unlock(&pmi_unmap_lock); }
@@ -773,6 +779,7 @@ size_t pmi_heap_live_blocks(pmi_heap_t* h) {
 }
 size_t pmi_heap_live_bytes(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, live_bytes)); }
 size_t pmi_heap_total_blocks(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, total_blocks)); }
+size_t pmi_heap_huge_bytes(pmi_heap_t* h) { return pmi_stripes_sum(h, offsetof(pmi_stripe_t, huge_bytes)); }
 /* A stripe that allocated or freed says so by its totals; one that only resized blocks of other threads
    (Block.realloc, numpy's realloc) by its own mark, not its live bytes: they may be back at zero while it
    still holds a peak of its own. */
@@ -829,9 +836,17 @@ static inline void pmi_count_peak(unsigned slot, pmi_stripe_t* s, intptr_t bytes
     else while (bytes > peak && !atomic_compare_exchange_weak(&s->peak_bytes, &peak, bytes)) {}
 }
 
+/* The bytes of a block counted as `size` that go to its heap's huge bytes: blocks asked for above 512 KiB, which
+   mimalloc v3 gives a page of their own (MI_LARGE_MAX_OBJ_SIZE). mimalloc's own count of them (malloc_huge) counts a
+   free only in builds with MI_STAT, and then into the freeing thread's default heap: Heap.stats() read the bytes of
+   every huge block ever allocated (a review of 2026-12-06). */
+#define PMI_HUGE_COUNTED ((size_t)512 * 1024)
+static inline intptr_t pmi_huge_part(size_t size) { return size > PMI_HUGE_COUNTED ? (intptr_t)size : 0; }
+
 static inline void pmi_count_alloc_in(unsigned slot, pmi_stripe_t* s, size_t size) {
     pmi_bump(slot, &s->total_blocks, 1, memory_order_relaxed);  /* marks the stripe as counting by itself */
     pmi_count_peak(slot, s, pmi_add(slot, &s->live_bytes, (intptr_t)size, memory_order_relaxed));
+    if (__builtin_expect(size > PMI_HUGE_COUNTED, 0)) pmi_bump(slot, &s->huge_bytes, (intptr_t)size, memory_order_relaxed);
 }
 
 static inline void pmi_count_alloc(pmi_heap_t* h, unsigned slot, size_t size) {
@@ -842,11 +857,14 @@ static inline void pmi_count_resize(pmi_heap_t* h, unsigned slot, size_t old_siz
     pmi_stripe_t* s = &h->stripes[slot];
     pmi_count_mark(s);
     pmi_count_peak(slot, s, pmi_add(slot, &s->live_bytes, (intptr_t)new_size - (intptr_t)old_size, memory_order_relaxed));
+    const intptr_t huge = pmi_huge_part(new_size) - pmi_huge_part(old_size);
+    if (__builtin_expect(huge != 0, 0)) pmi_bump(slot, &s->huge_bytes, huge, memory_order_relaxed);
 }
 
 /* Inside a bracket, once mimalloc freed the memory: count it out of the stripe `s` (pmi_count_free says what else). */
 static inline void pmi_count_out_in(unsigned slot, pmi_stripe_t* s, size_t size) {
     pmi_bump(slot, &s->live_bytes, -(intptr_t)size, memory_order_relaxed);
+    if (__builtin_expect(size > PMI_HUGE_COUNTED, 0)) pmi_bump(slot, &s->huge_bytes, -(intptr_t)size, memory_order_relaxed);
     pmi_bump(slot, &s->freed_blocks, 1, memory_order_release);  /* after mimalloc's free: see pmi_heap_drop */
 }
 
@@ -1358,9 +1376,11 @@ void pmi_collect(bool force) {
 
 void pmi_stats_reset(void) {
     pmi_world_enter();
+    pmi_stats_stop();
     mi_stats_reset();
     mi_stats_t* main_stats = &mi_heap_main()->stats;
     if (main_stats->size != sizeof(mi_stats_t)) mi_stats_header_init(main_stats);
+    pmi_stats_resume();
     pmi_world_leave();
 }
 

@@ -147,6 +147,7 @@ size_t      pmi_heap_peak_bytes(pmi_heap_t* heap);
    raises the first stripe's count), so it says nothing exact. */
 int         pmi_heap_peak_exact(pmi_heap_t* heap);
 size_t      pmi_heap_total_blocks(pmi_heap_t* heap);  /* allocations ever made (blocks, arrays, objects) */
+size_t      pmi_heap_huge_bytes(pmi_heap_t* heap);    /* live bytes of those counted above 512 KiB */
 /* Which bracket protocol runs (see the ownership model): PMI_FENCE_MEMBARRIER, PMI_FENCE_SEQ_CST (the kernel
    refused membarrier) or PMI_FENCE_BUILD (built with PMI_ASYMMETRIC_FENCE=0: seq_cst fences, for TSan) */
 #define PMI_FENCE_BUILD      0

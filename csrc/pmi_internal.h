@@ -56,6 +56,12 @@ int        pmi_heap_enter(pmi_heap_t* heap);        /* bracket an allocating use
 void       pmi_heap_leave(pmi_heap_t* heap);
 int        pmi_heap_enter_read(pmi_heap_t* heap);   /* bracket reading the heap (statistics): PMI_OK or PMI_ECLOSED */
 void       pmi_heap_leave_read(pmi_heap_t* heap);
+/* statistics: the exit lock for writing around every read and reset of mimalloc's counters (pmi_report.c), and the
+   counters of every thread (pmi_mimalloc.c) */
+void       pmi_stats_stop(void);
+void       pmi_stats_resume(void);
+char*      pmi_stats_json_all(mi_heap_t* heap, size_t size, char* buf);
+void       pmi_stats_print_out_all(mi_output_fun* out, void* arg);
 void       pmi_world_enter(void);                   /* bracket a process-wide mimalloc call (see pmi_heap.h) */
 void       pmi_world_leave(void);
 mi_heap_t* pmi_heap_raw(pmi_heap_t* heap);

@@ -160,6 +160,56 @@ void _mi_page_map_unregister(mi_page_t* page) {
 #endif
 #include "random.c"
 #include "stats.c"
+/* -- statistics from every thread ----------------------------------------------------------------------------
+ * v3.4.3 counts a heap's pages, abandoned pages and huge blocks per theap, that is per thread, and merges a theap's
+ * counters into its heap's only when its thread exits or reads them: mi_heap_stats_get_json and mi_stats_get_json
+ * add the CALLING thread's theaps alone (mi_heap_get_stats). A heap another thread allocated from read 0 pages
+ * there, and -4 once this thread freed what the other one allocated (a review, 2026-12-06). Here every theap of a
+ * heap is added in, under the heap's theaps_lock (theaps join and leave its list under it). The caller holds
+ * pymimalloc's exit lock for writing (pmi_stats_stop), so no thread merges its theap into the heap meanwhile
+ * (_mi_theap_free merges BEFORE it leaves the list), and no reset moves counters (pmi_stats_reset). Another live
+ * thread's counters are read while it may update them: a count a moment old, as a reader of any counter gets. */
+static void pmi_stats_add_heap(mi_stats_t* total, mi_heap_t* heap) {
+  mi_lock(&heap->theaps_lock) {
+    for (const mi_theap_t* theap = heap->theaps; theap != NULL; theap = theap->hnext) mi_stats_add(total, &theap->stats);
+  }
+  /* after the theaps: a peak adds to the current count before it (mi_stat_count_add_mt), and the heap's own counts
+     are those of exited threads and of pages other threads gave back (which may read below zero alone) */
+  mi_stats_add(total, &heap->stats);
+}
+
+static bool mi_cdecl pmi_stats_add_heap_visitor(mi_heap_t* heap, void* arg) {
+  pmi_stats_add_heap((mi_stats_t*)arg, heap);
+  return true;
+}
+
+/* `heap`'s statistics (NULL: the process's, as mi_stats_get), from all its threads */
+static bool pmi_stats_of(mi_heap_t* heap, mi_stats_t* total) {
+  _mi_memzero(total, sizeof(*total));
+  mi_stats_header_init(total);
+  if (heap != NULL) {
+    pmi_stats_add_heap(total, heap);
+    return true;
+  }
+  if (!mi_stats_copy(total, &_mi_subproc_main()->stats)) return false;
+  mi_subproc_visit_heaps(mi_subproc_current(), &pmi_stats_add_heap_visitor, total);
+  return true;
+}
+
+/* mi_heap_stats_get_json and mi_stats_get_json (heap NULL), from every thread: the JSON in `buf`, or NULL */
+char* pmi_stats_json_all(mi_heap_t* heap, size_t size, char* buf);
+char* pmi_stats_json_all(mi_heap_t* heap, size_t size, char* buf) {
+  mi_stats_t total;
+  return pmi_stats_of(heap, &total) ? mi_stats_get_json_from(&total, size, buf) : NULL;
+}
+
+/* mi_stats_print_out, from every thread */
+void pmi_stats_print_out_all(mi_output_fun* out, void* arg);
+void pmi_stats_print_out_all(mi_output_fun* out, void* arg) {
+  mi_stats_t total;
+  if (pmi_stats_of(NULL, &total)) _mi_stats_print("subproc", _mi_subproc_main()->subproc_seq, &total, out, arg);
+}
+
 /* -- full pages of Python's heap ------------------------------------------------------------------------------
  * v3.4.3 keeps up to two full pages of each small size in a thread's page queue (option page_full_retain, 2), where
  * every search for free space looks at them again, and abandons any further full page to its arena. CPython 3.13's

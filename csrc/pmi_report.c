@@ -28,7 +28,9 @@ static char* pmi_text_of(void (*print)(mi_output_fun* out, void* arg)) {
         if (t.buf == NULL) return NULL;
         t.buf[0] = 0;
         pmi_world_enter();
+        pmi_stats_stop();
         print(&pmi_append, &t);
+        pmi_stats_resume();
         pmi_world_leave();
         if (!t.truncated) return t.buf;
         pmi_meta_free(t.buf);
@@ -37,7 +39,7 @@ static char* pmi_text_of(void (*print)(mi_output_fun* out, void* arg)) {
 }
 
 char* pmi_options_text(void) { return pmi_text_of(&mi_options_print_out); }
-char* pmi_stats_text(void) { return pmi_text_of(&mi_stats_print_out); }
+char* pmi_stats_text(void) { return pmi_text_of(&pmi_stats_print_out_all); }
 
 /* mimalloc would allocate the JSON with mi_malloc, i.e. in the main heap, which may be frozen by a
    snapshot. So we hand it buffers from the C library's heap (pmi_meta_realloc). Brackets never nest
@@ -49,12 +51,16 @@ static char* pmi_json_into_buffer(pmi_heap_t* h) {
         char* json;
         if (h == NULL) {
             pmi_world_enter();
-            json = mi_stats_get_json(size, buf);
+            pmi_stats_stop();
+            json = pmi_stats_json_all(NULL, size, buf);
+            pmi_stats_resume();
             pmi_world_leave();
         }
         else {
             if (pmi_heap_enter_read(h) != PMI_OK) { pmi_meta_free(buf); return NULL; }
-            json = mi_heap_stats_get_json(pmi_heap_raw(h), size, buf);
+            pmi_stats_stop();
+            json = pmi_stats_json_all(pmi_heap_raw(h), size, buf);
+            pmi_stats_resume();
             pmi_heap_leave_read(h);
         }
         if (json != NULL && strnlen(buf, size) < size - 1) return buf;

@@ -406,6 +406,11 @@ def heap_total_blocks(heap: Any) -> int:
     return int(lib.pmi_heap_total_blocks(_ptr(heap)))
 
 
+def heap_huge_bytes(heap: Any) -> int:
+    """The live bytes, as :func:`heap_live_bytes` counts them, of the heap's blocks counted above 512 KiB."""
+    return int(lib.pmi_heap_huge_bytes(_ptr(heap)))
+
+
 #: the glue's bracket protocol, by pmi_fence_mode() (see csrc/pmi_heap.h)
 FENCE_MODES: Final[dict[int, str]] = {lib.PMI_FENCE_BUILD: "seq_cst (built for TSan)",
                                       lib.PMI_FENCE_SEQ_CST: "seq_cst", lib.PMI_FENCE_MEMBARRIER: "membarrier"}

@@ -59,14 +59,17 @@ class HeapStats:
     - ``peak_live_bytes``: the highest ``live_bytes`` (pyarrow's ``max_memory()``), exact, or None once a
       second thread allocated from, freed into or resized a block of the heap: the counters are kept per
       thread, and a block allocated in one thread and freed in another leaves no exact peak to report;
-    - ``allocations``: blocks ever allocated (pyarrow's ``num_allocations()``).
+    - ``allocations``: blocks ever allocated (pyarrow's ``num_allocations()``);
+    - ``huge_bytes``: the part of ``live_bytes`` in blocks asked for above 512 KiB, which mimalloc v3 gives a
+      page of their own (mimalloc's own count of them counts no free in release builds).
 
     mimalloc's counters that release builds keep too (``mi_heap_stats_get_json``; its other counters, such
-    as requested bytes and size bins, are compiled in only with ``MI_STAT`` in checked builds):
+    as requested bytes and size bins, are compiled in only with ``MI_STAT`` in checked builds), added up over
+    every thread that used the heap (mimalloc keeps them per thread):
 
-    - ``pages``, ``peak_pages``: pages the heap holds, now and at most;
-    - ``pages_abandoned``: full pages given back to the arena (docs/benchmarks.md, the FIFO ring);
-    - ``huge_bytes``: bytes in blocks too big for a shared page (over 512 KiB in v3), now.
+    - ``pages``, ``peak_pages``: pages the heap holds, now and at most (the peak is mimalloc's estimate across
+      threads: the highest of a thread's peak plus the others' pages at the time of reading);
+    - ``pages_abandoned``: full pages given back to the arena (docs/benchmarks.md, the FIFO ring).
     """
 
     live_blocks: int
@@ -101,7 +104,7 @@ def heap_stats(heap: Any, mimalloc: dict[str, Any]) -> HeapStats:
                      allocations=_core.heap_total_blocks(heap),
                      pages=counter("pages", "current"), peak_pages=counter("pages", "peak"),
                      pages_abandoned=counter("pages_abandoned", "total"),
-                     huge_bytes=counter("malloc_huge", "current"))
+                     huge_bytes=_core.heap_huge_bytes(heap))
 
 
 def _kernel_rss(fallback: tuple[int, int]) -> tuple[int, int]:

@@ -43,6 +43,14 @@ def test_heap_stats_count_huge_blocks_and_no_silent_zeros() -> None:
     heap.close()
 
 
+def test_statistics_count_every_thread_and_reads_survive_concurrent_resets() -> None:
+    """mimalloc v3.4.3 adds up a heap's per-thread counters for the reading thread alone: a live thread's pages read
+    0, and -4 once this thread freed its blocks; its huge bytes never went down; a read while another thread reset
+    the statistics raised MemoryError. The child checks the counts with a live worker, and 3,000 reads during resets."""
+    ok, reads = run_program("stats_from_every_thread.py", timeout=120).stdout.split()
+    assert (ok, reads) == ("ok", "3000")
+
+
 def test_main_heap_stats_survive_a_reset() -> None:
     """mi_stats_reset zeroes the main heap's statistics header; the main heap's stats then raised MemoryError."""
     pymimalloc.reset_stats()

@@ -60,7 +60,7 @@ def summary(suite: Suite) -> str:
     """One line: in how many cases the heap was faster than pymalloc and than glibc, and the geometric mean of its
     time divided by theirs (below 1: faster; SUMMARY_NOTE, printed above it, says so)."""
     table = suite.by_case()
-    parts = []
+    parts: list[str] = []
     for other in (REFERENCE, "glibc"):
         ratios = [row["heap"].median_ns / row[other].median_ns for row in table.values() if "heap" in row and other in row]
         if ratios:
