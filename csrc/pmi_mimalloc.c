@@ -263,17 +263,20 @@ long pmi_python_heap_full_retain(void) {
  * Here a theap keeps ONE emptied huge page, in its huge queue, marked retired as mimalloc marks an emptied small page
  * (retire_expire), and its next huge allocation takes that page if the block fits and at least half of it is used;
  * otherwise the page goes back to its arena first (pmi_malloc_generic_large). Kept: pages of arenas, blocks up to
- * PMI_HUGE_KEEP_MAX (glibc's own limit), and only for the thread whose theap allocated the page (for an abandoned
- * page, the one whose free emptied it, if it is that theap's thread, under page_reclaim_on_free >= 0). The kept page
- * is freed as mimalloc frees retired pages: after 4 rounds of 1000 slow-path allocations without use
- * (_mi_theap_collect_retired), by a forced collect of its thread, at the thread's exit, and with its heap. A heap's
- * walks see it as an area with no block in use, as they see a retired small page. */
-#define PMI_HUGE_KEEP_MAX ((size_t)32 << 20)
+ * PMI_HUGE_KEEP_MAX, and only for the thread whose theap allocated the page (for an abandoned page, the one whose free
+ * emptied it, if it is that theap's thread, under page_reclaim_on_free >= 0). The kept page is freed as mimalloc frees
+ * retired pages: after 4 rounds of 1000 slow-path allocations without use (_mi_theap_collect_retired), by a forced
+ * collect of its thread, at the thread's exit, and with its heap. Only its own thread can free it, so an idle thread
+ * holds it: a review had 8 idle threads keep 240 MiB with pages of 30 MiB, and a heap in a 64 MiB exclusive Arena
+ * raise MemoryError for a 24 MiB block while another thread kept 30 MiB of it. So the limit is 4 MiB (a thread keeps
+ * at most that per heap it used), and a heap of an exclusive arena keeps nothing. A heap's walks see a kept page as
+ * an area with no block in use, as they see a retired small page. */
+#define PMI_HUGE_KEEP_MAX ((size_t)4 << 20)
 
 static inline bool pmi_huge_page_keepable(const mi_page_t* page) {
   const size_t bsize = mi_page_block_size(page);
   return bsize > MI_LARGE_MAX_OBJ_SIZE && bsize <= PMI_HUGE_KEEP_MAX && page->memid.memkind == MI_MEM_ARENA &&
-         mi_page_is_singleton(page);
+         mi_page_is_singleton(page) && mi_page_heap(page)->exclusive_arena == NULL;
 }
 
 /* mark `page` (all free, owned by `theap`, alone in its huge queue) as the theap's kept huge page */

@@ -4,6 +4,7 @@ abandons its full pages (mimalloc's default) and in one that keeps them (page_fu
 
 - a freed 1 MiB block's page serves the next 1 MiB block (the same address), a zeroed one included, which reads zero;
 - a block that would use half of the kept page or less takes a fresh page, and the kept one goes back (one page left);
+- a page above 4 MiB is not kept, nor one of a heap in an exclusive arena;
 - a forced collect of the thread gives the kept page back (no page left), and the heap's walk never shows a live
   block that was freed;
 - a block freed by another thread is not kept by that thread, and the allocating thread's next huge block still works;
@@ -55,6 +56,18 @@ def kept_then_reused(heap: pymimalloc.Heap, label: str) -> None:
     check(pages(heap) == 0, f"{label}: a forced collect left {pages(heap)} pages")
 
 
+def not_kept(heap: pymimalloc.Heap, label: str) -> None:
+    """Above 4 MiB, and in a heap of an exclusive arena, nothing is kept: only its own thread can give a kept page
+    back, and an idle thread held 30 MiB pages for good, which a heap in a 64 MiB arena then lacked (a review)."""
+    heap.malloc(8 * MiB).free()
+    check(pages(heap) == 0, f"{label}: an 8 MiB block's page was kept ({pages(heap)} pages)")
+    arena = pymimalloc.Arena(64 * MiB)
+    inside = pymimalloc.Heap(arena=arena)
+    inside.malloc(MiB).free()
+    check(inside.stats().pages == 0, f"{label}: a heap of an exclusive arena kept a page ({inside.stats().pages} pages)")
+    inside.close()
+
+
 def freed_elsewhere(heap: pymimalloc.Heap, other: Worker, label: str) -> None:
     block = heap.malloc(2 * MiB)
     outcome(other.submit(block.free))  # another thread's free: that thread does not keep the page
@@ -88,6 +101,7 @@ for label, options in (("abandoning", {}), ("keeping full pages", {"page_full_re
         heap = pymimalloc.Heap()
         other = Worker()
         kept_then_reused(heap, label)
+        not_kept(heap, label)
         freed_elsewhere(heap, other, label)
         thread_exit(heap, label)
         other.stop()
