@@ -85,7 +85,9 @@ class Options(ProcessLocal, Mapping[str, int]):
         return option, int(value)
 
     def __setitem__(self, name: str, value: int) -> None:
-        """Set an option. KeyError for an unknown name, TypeError for a non-int value, ValueError out of range."""
+        """Set an option. KeyError for an unknown name, TypeError for a non-int value, ValueError for a value outside a
+        C long or one pymimalloc refuses. Other values are mimalloc's to read as it reads them: it stores what it is
+        given (it reads back as set) and clamps where it uses it (a negative size, such as ``arena_reserve``, is 0)."""
         _core.option_set(*self._checked(name, value))
 
     def __iter__(self) -> Iterator[str]:
