@@ -1012,7 +1012,7 @@ static int pmi_scope_hold(pmi_ScopeObject* scope, PyObject* handler, const char*
         default: status = pmi_heap_pin(h); break;
     }
     if (status != PMI_OK) {
-        if (scope->kind == PMI_SCOPE_FREEZE) *what = "freezing the heap for a walk";
+        if (scope->kind == PMI_SCOPE_FREEZE) *what = "walking the heap";
         return status;
     }
     if (scope->kind == PMI_SCOPE_OBJECTS) {

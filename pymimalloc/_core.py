@@ -446,7 +446,7 @@ def heap_walk(heap: Any, visit_blocks: bool) -> tuple[list[tuple[int, int, int, 
     the address of every live block (if ``visit_blocks``) with the index of its area."""
     record = ffi.new("pmi_walk_t *")
     try:
-        check(lib.pmi_heap_walk(_ptr(heap), visit_blocks, record), "freezing the heap for a walk")
+        check(lib.pmi_heap_walk(_ptr(heap), visit_blocks, record), "walking the heap")
         areas = [(a.address, a.reserved, a.committed, a.used, a.block_size, a.full_block_size)
                  for a in (record.areas[i] for i in range(record.area_count))]
         count = record.block_count
