@@ -43,14 +43,14 @@
  *   larson   `param` threads (1 to 16), 5000 blocks of 8-1000 B each, random replacement */
 #define PMI_BENCH_PATTERNS(X) \
     X(PAIR,    "pair",    k_pair,    0, "malloc+free") \
-    X(BATCH,   "batch",   k_batch,   0, "malloc+free") \
+    X(BATCH,   "batch",   k_batch,   0, "malloc+free: n blocks made, then half freed oldest first, half newest") \
     X(RING,    "ring",    k_ring,    0, "free oldest+malloc") \
     X(WORKSET, "workset", k_workset, 0, "free+malloc, 16 B-32 KiB") \
     X(REALLOC, "realloc", k_realloc, 0, "realloc, 16 B-1 MiB") \
     X(CALLOC,  "calloc",  k_calloc,  0, "calloc+free") \
     X(MEMSET,  "memset",  k_memset,  0, "malloc+memset+free") \
-    X(XTHREAD, "xthread", k_xthread, 1, "block, alloc and free in two threads") \
-    X(LARSON,  "larson",  k_larson,  1, "free+malloc per thread, 8-1000 B")
+    X(XTHREAD, "xthread", k_xthread, 1, "block, made in one thread and freed in another (a queue between them)") \
+    X(LARSON,  "larson",  k_larson,  1, "free+malloc in each thread, 8-1000 B; ns: wall time / every thread's ops")
 
 #define PMI_PATTERN_ENUM(ID, name, kernel, threads, op) PMI_PATTERN_##ID,
 enum pmi_bench_pattern { PMI_BENCH_PATTERNS(PMI_PATTERN_ENUM) PMI_PATTERN_COUNT };

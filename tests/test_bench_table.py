@@ -13,7 +13,7 @@ def test_python_reads_the_patterns_from_the_c_table() -> None:
     assert list(PATTERNS) == list(_core.BENCH_PATTERNS) and len(PATTERNS) == lib.PMI_PATTERN_COUNT
     assert [p.code for p in PATTERNS.values()] == list(range(lib.PMI_PATTERN_COUNT))
     assert PATTERNS["pair"].code == lib.PMI_PATTERN_PAIR and PATTERNS["larson"].code == lib.PMI_PATTERN_LARSON
-    assert PATTERNS["xthread"].op == "block, alloc and free in two threads"
+    assert PATTERNS["xthread"].op == "block, made in one thread and freed in another (a queue between them)"
     assert lib.pmi_bench_pattern(-1) == ffi.NULL and lib.pmi_bench_pattern(lib.PMI_PATTERN_COUNT) == ffi.NULL
 
 
