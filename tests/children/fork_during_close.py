@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import warnings
 
 import pymimalloc
 from pymimalloc._core import handle, lib
 
+warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)  # 3.12+: fork()
 recent: list[pymimalloc.Heap] = []
 stop = threading.Event()
 
