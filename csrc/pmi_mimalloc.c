@@ -22,6 +22,8 @@ void pmi_os_unmap_begin(void);
 void pmi_os_unmap_end(void);
 void pmi_thread_exit_begin(void);
 void pmi_thread_exit_end(void);
+void pmi_stats_stop(void);
+void pmi_stats_resume(void);
 
 static int pmi_munmap(void* addr, size_t size) {
     pmi_os_unmap_begin();
@@ -165,8 +167,8 @@ void _mi_page_map_unregister(mi_page_t* page) {
  * counters into its heap's only when its thread exits or reads them: mi_heap_stats_get_json and mi_stats_get_json
  * add the CALLING thread's theaps alone (mi_heap_get_stats). A heap another thread allocated from read 0 pages
  * there, and -4 once this thread freed what the other one allocated (a review, 2026-12-06). Here every theap of a
- * heap is added in, under the heap's theaps_lock (theaps join and leave its list under it). The caller holds
- * pymimalloc's exit lock for writing (pmi_stats_stop), so no thread merges its theap into the heap meanwhile
+ * heap is added in, under the heap's theaps_lock (theaps join and leave its list under it), and with pymimalloc's
+ * exit lock held for writing (pmi_stats_stop), so no thread merges its theap into the heap meanwhile
  * (_mi_theap_free merges BEFORE it leaves the list), and no reset moves counters (pmi_stats_reset). Another live
  * thread's counters are read while it may update them: a count a moment old, as a reader of any counter gets. */
 static void pmi_stats_add_heap(mi_stats_t* total, mi_heap_t* heap) {
@@ -187,13 +189,14 @@ static bool mi_cdecl pmi_stats_add_heap_visitor(mi_heap_t* heap, void* arg) {
 static bool pmi_stats_of(mi_heap_t* heap, mi_stats_t* total) {
   _mi_memzero(total, sizeof(*total));
   mi_stats_header_init(total);
-  if (heap != NULL) {
-    pmi_stats_add_heap(total, heap);
-    return true;
+  bool ok = true;
+  pmi_stats_stop();
+  if (heap != NULL) pmi_stats_add_heap(total, heap);
+  else if ((ok = mi_stats_copy(total, &_mi_subproc_main()->stats))) {
+    mi_subproc_visit_heaps(mi_subproc_current(), &pmi_stats_add_heap_visitor, total);
   }
-  if (!mi_stats_copy(total, &_mi_subproc_main()->stats)) return false;
-  mi_subproc_visit_heaps(mi_subproc_current(), &pmi_stats_add_heap_visitor, total);
-  return true;
+  pmi_stats_resume();
+  return ok;
 }
 
 /* mi_heap_stats_get_json and mi_stats_get_json (heap NULL), from every thread: the JSON in `buf`, or NULL */

@@ -28,9 +28,7 @@ static char* pmi_text_of(void (*print)(mi_output_fun* out, void* arg)) {
         if (t.buf == NULL) return NULL;
         t.buf[0] = 0;
         pmi_world_enter();
-        pmi_stats_stop();
         print(&pmi_append, &t);
-        pmi_stats_resume();
         pmi_world_leave();
         if (!t.truncated) return t.buf;
         pmi_meta_free(t.buf);
@@ -51,16 +49,12 @@ static char* pmi_json_into_buffer(pmi_heap_t* h) {
         char* json;
         if (h == NULL) {
             pmi_world_enter();
-            pmi_stats_stop();
             json = pmi_stats_json_all(NULL, size, buf);
-            pmi_stats_resume();
             pmi_world_leave();
         }
         else {
             if (pmi_heap_enter_read(h) != PMI_OK) { pmi_meta_free(buf); return NULL; }
-            pmi_stats_stop();
             json = pmi_stats_json_all(pmi_heap_raw(h), size, buf);
-            pmi_stats_resume();
             pmi_heap_leave_read(h);
         }
         if (json != NULL && strnlen(buf, size) < size - 1) return buf;
