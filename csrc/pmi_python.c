@@ -248,11 +248,12 @@ static PyObject* pmi_block_free(PyObject* self, PyObject* unused) {
     pmi_BlockObject* b = (pmi_BlockObject*)self;
     pmi_block_t* record = &b->record;
     if (record->data == NULL) Py_RETURN_NONE;
+    /* the heap's state first, as realloc reports it (the state machine found the two orders differ) */
+    if (pmi_heap_state(record->owner) == PMI_STATE_FROZEN) return pmi_raise_status(PMI_EFROZEN, "free");
     if (b->exports > 0) {
         PyErr_SetString(PyExc_BufferError, "cannot free a Block while views of it are exported; release them first");
         return NULL;
     }
-    if (pmi_heap_state(record->owner) == PMI_STATE_FROZEN) return pmi_raise_status(PMI_EFROZEN, "free");
     pmi_block_release(record);
     Py_RETURN_NONE;
 }
