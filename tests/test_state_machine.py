@@ -50,6 +50,12 @@ OPTION_VALUES = {"purge_delay": [0, -1, 10], "page_full_retain": [-1, 0, 8], "ar
 
 
 _ARENA: pymimalloc.Arena | None = None
+HUGE = 512 * 1024  # HeapStats.huge_bytes counts the blocks asked for above this many bytes
+
+
+def huge_part(size: int) -> int:
+    """What a block of ``size`` counted bytes adds to ``huge_bytes``."""
+    return size if size > HUGE else 0
 
 
 class Allocation:
@@ -79,17 +85,18 @@ class Counts:
 
     def __init__(self, heap: pymimalloc.Heap) -> None:
         self.heap = heap
-        self.live_blocks = self.live_bytes = self.peak = self.allocations = 0
+        self.live_blocks = self.live_bytes = self.peak = self.allocations = self.huge_bytes = 0
         self.threads: set[int] = set()  # `where` of every thread that allocated, resized or freed here
         self.tracked = True  # False once something the model does not count allocated here (arrays, defaults)
         # numpy may make and free temporaries in the heap while it makes an array (heap.full's fill value): then
         # the allocations and the peak the model knows are only lower bounds; the live counts stay exact
         self.temporaries = False
 
-    def add(self, where: int, blocks: int, nbytes: int, allocations: int = 0) -> None:
+    def add(self, where: int, blocks: int, nbytes: int, allocations: int = 0, huge_bytes: int = 0) -> None:
         self.threads.add(where)
         self.live_blocks += blocks
         self.live_bytes += nbytes
+        self.huge_bytes += huge_bytes
         self.allocations += allocations
         self.peak = max(self.peak, self.live_bytes)
 
@@ -151,7 +158,7 @@ class PymimallocMachine(RuleBasedStateMachine):
 
     def _freed(self, allocation: Allocation, where: int) -> None:
         """A Block's memory went back in thread ``where`` (arrays: their heaps are not tracked)."""
-        self._counts(allocation.heap).add(where, -1, -allocation.counted)
+        self._counts(allocation.heap).add(where, -1, -allocation.counted, huge_bytes=-huge_part(allocation.counted))
 
     def _forget(self, allocation: Allocation) -> None:
         """The allocation's last reference goes: freed now (in this thread), kept by views, or deferred by a
@@ -242,7 +249,23 @@ class PymimallocMachine(RuleBasedStateMachine):
         allocation = Allocation(heap, block, size, self._next_fill())
         block.view[:] = bytes([allocation.fill]) * size
         self.live[id(allocation)] = allocation
-        self._counts(heap).add(where, 1, size, allocations=1)
+        self._counts(heap).add(where, 1, size, allocations=1, huge_bytes=huge_part(size))
+        return allocation
+
+    @rule(target=allocations, heap=heaps, size=st.sampled_from([HUGE, HUGE + 1, 1 << 20, 3 << 20]), where=WHERE)
+    def allocate_huge(self, heap: pymimalloc.Heap, size: int, where: int) -> object:
+        """A block around the huge limit (a page of its own), and one more of the same size freed at once in the
+        same thread (its emptied page kept for the next huge block): the counts of huge blocks meet a free in
+        every such step, and frees, reallocs and closes in later ones more often than SIZES alone draws them."""
+        allocation = self.allocate(heap, size, "malloc", 1, where)
+        if allocation is not None:
+            try:
+                self._in(where, lambda: heap.malloc(size).free())
+            except MemoryError:
+                assert heap.arena is not None  # only an arena can be full
+                return allocation
+            self._counts(heap).add(where, 1, size, allocations=1, huge_bytes=huge_part(size))
+            self._counts(heap).add(where, -1, -size, huge_bytes=-huge_part(size))
         return allocation
 
     @rule(target=allocations, heap=heaps, n=st.integers(0, 5000), where=WHERE,
@@ -259,8 +282,10 @@ class PymimallocMachine(RuleBasedStateMachine):
         def make() -> np.ndarray:
             if how == "zeros":
                 arr = heap.zeros(n, dtype=np.uint8)
-                assert not arr.any()
-                arr[:] = fill
+                # no numpy temporaries here (arr.any(), a fill value's array): this thread's numpy allocator may be
+                # pinned to a frozen heap, which refuses them (a MemoryError the step would take for the arena's)
+                assert bytes(arr.data) == bytes(n)
+                arr.data[:] = bytes([fill]) * n
                 return arr
             if how == "full":
                 return heap.full(n, fill, dtype=np.uint8)
@@ -274,7 +299,7 @@ class PymimallocMachine(RuleBasedStateMachine):
             return None
         allocation = Allocation(heap, arr, n, fill)
         self.live[id(allocation)] = allocation
-        self._counts(heap).add(where, 1, allocation.counted, allocations=1)
+        self._counts(heap).add(where, 1, allocation.counted, allocations=1, huge_bytes=huge_part(allocation.counted))
         self._counts(heap).temporaries = True
         return allocation
 
@@ -300,7 +325,7 @@ class PymimallocMachine(RuleBasedStateMachine):
         keep = min(size, allocation.size)
         assert bytes(grown.view[:keep]) == bytes([allocation.fill]) * keep
         grown.view[:] = bytes([allocation.fill]) * size
-        self._counts(heap).add(where, 0, size - allocation.size)
+        self._counts(heap).add(where, 0, size - allocation.size, huge_bytes=huge_part(size) - huge_part(allocation.size))
         allocation.obj, allocation.size, allocation.counted = grown, size, size
 
     @rule(allocation=allocations, where=WHERE, how=st.sampled_from(["view", "memoryview", "numpy"]))
@@ -400,7 +425,7 @@ class PymimallocMachine(RuleBasedStateMachine):
         assert twin.address != block.address and twin.heap is heap and bytes(twin.view) == bytes(block.view)
         twin_model = Allocation(heap, twin, allocation.size, allocation.fill)
         self.live[id(twin_model)] = twin_model
-        self._counts(heap).add(0, 1, allocation.size, allocations=1)
+        self._counts(heap).add(0, 1, allocation.size, allocations=1, huge_bytes=huge_part(allocation.size))
 
     # -- state held across steps, in the thread that took it -------------------------------------------
     @rule(heap=heaps, where=WHERE)
@@ -643,6 +668,48 @@ class PymimallocMachine(RuleBasedStateMachine):
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
 
+    @rule(where=st.integers(1, WORKERS))
+    def fork_while_a_worker_closes_heaps(self, where: int) -> None:
+        """Forks while a worker makes, uses and closes heaps of its own. In each child, every such heap that reads
+        closed with nothing alive is released: a fork between a close's decision and its release once left the
+        child a heap that nothing released (csrc/pmi_heap.c's fork handler now does). And the main heap walks."""
+        stop = threading.Event()
+        recent: list[pymimalloc.Heap] = []
+
+        def churn() -> None:
+            while not stop.is_set():
+                heap = pymimalloc.Heap()
+                for size in (100, 20000, 300000, 3 << 20):
+                    heap.malloc(size).free()
+                recent.append(heap)
+                del recent[:-20]
+                heap.close()
+
+        reply = self.workers[where - 1].submit(churn)
+        try:
+            for _ in range(5):
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+                    pid = os.fork()
+                if pid == 0:  # the child: report through the exit status only, never return into pytest
+                    status = 1
+                    try:
+                        core = pymimalloc._core
+                        stuck = [heap for heap in list(recent) if heap.closed and heap.live_blocks == 0
+                                 and not core.lib.pmi_heap_released(core.handle(heap))]
+                        assert not stuck, stuck
+                        list(pymimalloc.main_heap().blocks())
+                        status = 0
+                    except BaseException:
+                        traceback.print_exc()
+                    finally:
+                        os._exit(status)
+                _, status = os.waitpid(pid, 0)
+                assert os.waitstatus_to_exitcode(status) == 0
+        finally:
+            stop.set()
+            outcome(reply)
+
     # -- misuse -------------------------------------------------------------------------------------
     @rule(heap=heaps, size=st.sampled_from([-1, 2**64, 1.5, None, True]))
     def bad_size(self, heap: pymimalloc.Heap, size: object) -> None:
@@ -808,15 +875,24 @@ class PymimallocMachine(RuleBasedStateMachine):
 
     @invariant()
     def counters_are_what_the_model_says(self) -> None:
-        """heap.stats() of every open heap that only Blocks and arrays of its own used: the live counts exact
-        (numpy's data by usable size, counted in and out by one rule: the ASan build once counted it in by the
-        decoded padding and out by the whole block), and the peak exact while one thread counted, None once a
-        second one did (a sum of per-thread peaks is no peak)."""
+        """heap.stats() of every open heap: the same figures read in the main thread and in a worker (mimalloc's
+        own sum covered the reading thread alone: another thread's pages read 0, and -4 once freed here), and
+        no count below zero. Of a heap that only Blocks and arrays of its own used: the live counts and the huge
+        bytes exact (numpy's data by usable size, counted in and out by one rule: the ASan build once counted it
+        in by the decoded padding and out by the whole block; release builds' own huge count never went down),
+        and the peak exact while one thread counted, None once a second one did (a sum of per-thread peaks is no
+        peak)."""
         for model in self.counts.values():
-            if not self._open(model.heap) or not model.tracked:
+            if not self._open(model.heap):
                 continue
             stats = model.heap.stats()
+            elsewhere = self._in(1, model.heap.stats)
+            assert min(stats.pages, stats.pages_abandoned, stats.huge_bytes, stats.live_bytes) >= 0, stats
+            assert (elsewhere.pages, elsewhere.huge_bytes) == (stats.pages, stats.huge_bytes), (stats, elsewhere)
+            if not model.tracked:
+                continue
             assert (stats.live_blocks, stats.live_bytes) == (model.live_blocks, model.live_bytes), (stats, vars(model))
+            assert stats.huge_bytes == model.huge_bytes, (stats, vars(model))
             if len(model.threads) > 1:
                 assert stats.peak_live_bytes is None, (stats, vars(model))
             elif model.temporaries:
