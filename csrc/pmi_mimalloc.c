@@ -310,6 +310,34 @@ void pmi_abandoned_page_free(mi_page_t* page, mi_theap_t* theap) {
   _mi_arenas_page_free(page, theap);
 }
 
+/* The reused page, now full, goes to this theap's full queue, where mi_page_to_full puts a full page for a theap
+ * that does not abandon them, even in a theap that does: abandoning cost each reuse an arena's bitmaps and a purge
+ * check, and the free a reclaim (heap.empty(1 MiB) took 1.35 times np.empty's time, now about 1.05). Until its block
+ * is freed the page is this thread's alone: a free in another thread leaves it to this thread. So an abandoning theap
+ * holds ONE such page, alone in its full queue: the one a previous reuse put there is abandoned (or freed, if its
+ * block went meanwhile) before the next takes its place; a producer that hands its blocks to another thread would
+ * otherwise strand a page at each reuse. At most PMI_HUGE_KEEP_MAX more per thread and heap, besides the kept page. */
+static void pmi_huge_page_to_full(mi_theap_t* theap, mi_page_queue_t* pq, mi_page_t* page) {
+  mi_page_queue_t* const full = &theap->pages[MI_BIN_FULL];
+  if (theap->allow_page_abandon && full->first != NULL && mi_page_block_size(full->first) > MI_LARGE_MAX_OBJ_SIZE) {
+    _mi_page_abandon(full->first, full);  /* frees it instead if its block went */
+  }
+  if (!theap->allow_page_abandon || full->first != NULL) {
+    mi_page_to_full(page, pq);  /* mimalloc's own (a full queue of other pages: never, while theaps keep a policy) */
+    return;
+  }
+  mi_page_queue_enqueue_from(full, pq, page);
+  _mi_page_free_collect(page, false);
+}
+
+/* page.c's _mi_page_unfull, without its assertion that the theap does not abandon full pages (pmi_huge_page_to_full) */
+static void pmi_page_unfull(mi_theap_t* theap, mi_page_t* page) {
+  mi_page_set_in_full(page, false);  /* to get the right queue */
+  mi_page_queue_t* const pq = mi_theap_page_queue_of(theap, page);
+  mi_page_set_in_full(page, true);
+  mi_page_queue_enqueue_from_full(pq, &theap->pages[MI_BIN_FULL], page);
+}
+
 /* A huge allocation where `page` is the theap's kept huge page (first in the huge queue `pq`, marked): from that page if
  * the block fits, as the end of _mi_malloc_generic allocates from the page it found; otherwise the page goes back to
  * its arena first, and mimalloc's slow path takes a fresh one. */
@@ -323,7 +351,7 @@ static mi_decl_noinline void* pmi_huge_page_reuse(mi_theap_t* theap, mi_page_que
     mi_theap_stat_increase(theap, malloc_huge, bsize);  /* as mi_huge_page_alloc counts; free.c's mi_stat_free undoes it */
     mi_theap_stat_counter_increase(theap, malloc_huge_count, 1);
     void* const p = _mi_page_malloc_zero(theap, page, size, (zero_huge_alignment & 1) != 0);
-    mi_page_to_full(page, pq);  /* as _mi_malloc_generic does with a full page of blocks above 8 KiB */
+    pmi_huge_page_to_full(theap, pq, page);
     return p;
   }
   if (mi_page_all_free(page)) _mi_page_free(page, pq);
@@ -347,7 +375,8 @@ void pmi_page_retire(mi_page_t* page) {
   mi_theap_t* const theap = mi_page_theap(page);
   if (page->retire_expire == 0 && mi_page_is_in_full(page) && pmi_huge_page_keepable(page) &&
       theap->pages[MI_BIN_HUGE].first == NULL) {
-    _mi_page_unfull(page);  /* a heap that keeps its full pages (it never abandons them): into the huge queue */
+    pmi_page_unfull(theap, page);  /* a reused page (pmi_huge_page_to_full), or any full page of a heap that never
+                                      abandons them: into the huge queue */
     pmi_huge_page_keep(theap, page);
     return;
   }

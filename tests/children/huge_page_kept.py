@@ -8,6 +8,8 @@ abandons its full pages (mimalloc's default) and in one that keeps them (page_fu
 - a forced collect of the thread gives the kept page back (no page left), and the heap's walk never shows a live
   block that was freed;
 - a block freed by another thread is not kept by that thread, and the allocating thread's next huge block still works;
+- a block on the reused page that another thread frees leaves that page to this thread (it is not abandoned), and
+  the thread holds one such page, not one for each block it handed over;
 - a thread's exit gives its kept page back.
 Prints "ok" and the number of checks."""
 
@@ -84,6 +86,20 @@ def freed_elsewhere(heap: pymimalloc.Heap, other: Worker, label: str) -> None:
     heap.collect(force=True)
 
 
+def handed_over(heap: pymimalloc.Heap, other: Worker, label: str) -> None:
+    """A reused page is not abandoned, so a block on it that another thread frees leaves the page to this thread. The
+    next reuse gives back the one before: a producer that handed over every block stranded a page at each reuse (the
+    abandoning heap alone: a heap that keeps its full pages leaves every full page to its thread, huge or not)."""
+    most = 0
+    for _ in range(200):
+        heap.malloc(MiB).free()  # kept
+        block = heap.malloc(MiB)  # on the kept page
+        outcome(other.submit(block.free))
+        most = max(most, pages(heap))
+    check(most <= 2, f"{label}: a thread that handed its huge blocks over held up to {most} pages")
+    heap.collect(force=True)
+
+
 def thread_exit(heap: pymimalloc.Heap, label: str) -> None:
     def work() -> None:
         heap.malloc(4 * MiB).free()  # kept by this thread, until it exits
@@ -107,6 +123,8 @@ for label, options in (("abandoning", {}), ("keeping full pages", {"page_full_re
         kept_then_reused(heap, label)
         not_kept(heap, label)
         freed_elsewhere(heap, other, label)
+        if label == "abandoning":
+            handed_over(heap, other, label)
         thread_exit(heap, label)
         other.stop()
         heap.close()
