@@ -25,7 +25,11 @@ __all__ = ["Area", "BlockInfo", "Snapshot", "VisitCallback"]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Area:
-    """An area of a heap: a run of blocks of one size (a mimalloc page). Sizes in bytes."""
+    """An area of a heap: a run of blocks of one size (a mimalloc page). Sizes in bytes.
+
+    ``used`` is mimalloc's count of the page as its owning thread last settled it: blocks that another thread freed
+    since still count until that thread collects the page (its next allocations there, ``heap.collect(force=True)``
+    in it, or its exit). :meth:`Heap.blocks` lists only the blocks still alive."""
 
     address: int  #: start of the area's blocks
     reserved: int  #: bytes reserved (virtual)
