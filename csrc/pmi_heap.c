@@ -801,6 +801,7 @@ size_t pmi_heap_peak_bytes(pmi_heap_t* h) {
 int pmi_heap_collect(pmi_heap_t* h, bool force) {
     const int status = pmi_enter_alloc(h);
     if (status != PMI_OK) return status;
+    pmi_heap_collect_reused(h->heap);
     mi_heap_collect(h->heap, force);
     pmi_leave(h);
     return PMI_OK;
@@ -1380,6 +1381,7 @@ void pmi_python_heap_collect_here(bool force);  /* pmi_mimalloc.c */
 void pmi_collect(bool force) {
     pmi_world_enter();
     pmi_python_heap_collect_here(force);  /* this thread's part of Python's heap (install()) */
+    pmi_heap_collect_reused(mi_heap_main());
     mi_collect(force);  /* this thread's part of the default heap, then the arenas' purges */
     pmi_world_leave();
 }

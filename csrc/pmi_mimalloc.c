@@ -334,6 +334,20 @@ static void pmi_huge_page_to_full(mi_theap_t* theap, mi_page_queue_t* pq, mi_pag
   _mi_page_free_collect(page, false);
 }
 
+/* A collect in this thread, forced or not, gives back the reused page of `heap` waiting in this thread's full queue
+ * once other threads freed its block: mimalloc's collect that is not forced skips full pages, and the page would wait
+ * for this thread's next reuse (a review: pages 1 after heap.collect() with nothing alive). */
+void pmi_heap_collect_reused(mi_heap_t* heap);
+void pmi_heap_collect_reused(mi_heap_t* heap) {
+  mi_theap_t* const theap = _mi_heap_theap_peek(heap);
+  if (theap == NULL || !theap->allow_page_abandon) return;
+  mi_page_queue_t* const full = &theap->pages[MI_BIN_FULL];
+  mi_page_t* const page = full->first;
+  if (page == NULL || mi_page_block_size(page) <= MI_LARGE_MAX_OBJ_SIZE) return;
+  _mi_page_free_collect(page, false);
+  if (mi_page_all_free(page)) _mi_page_free(page, full);
+}
+
 /* page.c's _mi_page_unfull, without its assertion that the theap does not abandon full pages (pmi_huge_page_to_full) */
 static void pmi_page_unfull(mi_theap_t* theap, mi_page_t* page) {
   mi_page_set_in_full(page, false);  /* to get the right queue */
@@ -481,14 +495,16 @@ mi_decl_noinline void* pmi_malloc_generic(mi_theap_t* theap, size_t size, size_t
 void pmi_python_heap_collect_here(bool force);
 void pmi_python_heap_collect_here(bool force) {
   mi_theap_t* const theap = pmi_python_theap_here();
-  if (theap != NULL) mi_theap_collect(theap, force);
+  if (theap == NULL) return;
+  pmi_heap_collect_reused(_mi_theap_heap(theap));
+  mi_theap_collect(theap, force);
 }
 
 /* Empty retired pages out of sight: mimalloc's retire collection (_mi_theap_collect_retired) frees a retired page only
  * as the first of its queue, and only in a bin between theap->page_retired_min and _max, and a collect that is not
  * forced skips retired pages. An empty page marked retired (retire_expire != 0) anywhere else stays until a search of
  * its queue happens to pick it or a forced collect. Counts them over this thread's queues of Python's heap (the full
- * queue aside: Python's heap abandons full pages). */
+ * queue aside: Python's heap abandons full pages, all but one reused huge page, which is never retired). */
 long pmi_python_heap_retired_out_of_sight(void);
 long pmi_python_heap_retired_out_of_sight(void) {
   mi_theap_t* const theap = pmi_python_theap_here();
