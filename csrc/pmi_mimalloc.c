@@ -319,13 +319,18 @@ void pmi_abandoned_page_free(mi_page_t* page, mi_theap_t* theap) {
  * still alive, it stays, and the new page is abandoned as mimalloc does (a ring of huge blocks: moving each page in
  * and out of the full queue before abandoning it cost a 1 MiB ring 13-24%). At most PMI_HUGE_KEEP_MAX more per
  * thread and heap, besides the kept page. */
+/* `theap`'s reused page waiting in its full queue (above), given back if other threads freed its block */
+static void pmi_reused_page_collect(mi_theap_t* theap) {
+  mi_page_queue_t* const full = &theap->pages[MI_BIN_FULL];
+  mi_page_t* const page = full->first;
+  if (!theap->allow_page_abandon || page == NULL || mi_page_block_size(page) <= MI_LARGE_MAX_OBJ_SIZE) return;
+  _mi_page_free_collect(page, false);  /* the frees of other threads */
+  if (mi_page_all_free(page)) _mi_page_free(page, full);
+}
+
 static void pmi_huge_page_to_full(mi_theap_t* theap, mi_page_queue_t* pq, mi_page_t* page) {
   mi_page_queue_t* const full = &theap->pages[MI_BIN_FULL];
-  mi_page_t* const before = full->first;
-  if (theap->allow_page_abandon && before != NULL && mi_page_block_size(before) > MI_LARGE_MAX_OBJ_SIZE) {
-    _mi_page_free_collect(before, false);  /* the frees of other threads */
-    if (mi_page_all_free(before)) _mi_page_free(before, full);
-  }
+  pmi_reused_page_collect(theap);
   if (!theap->allow_page_abandon || full->first != NULL) {
     mi_page_to_full(page, pq);  /* mimalloc's own: abandoned, or into a full queue of a theap that does not abandon */
     return;
@@ -340,12 +345,7 @@ static void pmi_huge_page_to_full(mi_theap_t* theap, mi_page_queue_t* pq, mi_pag
 void pmi_heap_collect_reused(mi_heap_t* heap);
 void pmi_heap_collect_reused(mi_heap_t* heap) {
   mi_theap_t* const theap = _mi_heap_theap_peek(heap);
-  if (theap == NULL || !theap->allow_page_abandon) return;
-  mi_page_queue_t* const full = &theap->pages[MI_BIN_FULL];
-  mi_page_t* const page = full->first;
-  if (page == NULL || mi_page_block_size(page) <= MI_LARGE_MAX_OBJ_SIZE) return;
-  _mi_page_free_collect(page, false);
-  if (mi_page_all_free(page)) _mi_page_free(page, full);
+  if (theap != NULL) pmi_reused_page_collect(theap);
 }
 
 /* page.c's _mi_page_unfull, without its assertion that the theap does not abandon full pages (pmi_huge_page_to_full) */
@@ -496,7 +496,7 @@ void pmi_python_heap_collect_here(bool force);
 void pmi_python_heap_collect_here(bool force) {
   mi_theap_t* const theap = pmi_python_theap_here();
   if (theap == NULL) return;
-  pmi_heap_collect_reused(_mi_theap_heap(theap));
+  pmi_reused_page_collect(theap);
   mi_theap_collect(theap, force);
 }
 
