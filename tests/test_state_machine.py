@@ -58,6 +58,28 @@ def huge_part(size: int) -> int:
     return size if size > HUGE else 0
 
 
+def fork_and_check(in_the_child: Callable[[], None]) -> None:
+    """Fork; in the child run ``in_the_child`` and walk the main heap, and report through the exit status alone (never
+    return into pytest); the parent asserts the child passed."""
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that forking a threaded process may deadlock the child: that is what the fork steps
+        # check does not happen (the child must exit, within the step's timeout)
+        warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            in_the_child()
+            list(pymimalloc.main_heap().blocks())
+            status = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 class Allocation:
     """The model of one live allocation: who holds it, where it lives, what it must contain."""
 
@@ -639,34 +661,22 @@ class PymimallocMachine(RuleBasedStateMachine):
         expect = "closed" if not self._open(heap) else "frozen" if self._frozen(heap) else \
             "pinned" if self._pinned(heap) else "open"
         live = list(self.live.values())
-        with warnings.catch_warnings():
-            # Python 3.12+ warns that forking a threaded process may deadlock the child: that is what this
-            # step checks does not happen (the child must exit, within the step's timeout)
-            warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:  # the child: report through the exit status only, never return into pytest
-            status = 1
-            try:
-                assert all(a.contents_ok() for a in live)
-                if expect == "open":
-                    block = heap.malloc(64)
-                    block.view[:] = b"c" * 64
-                    assert heap.contains(block)
+
+        def in_the_child() -> None:
+            assert all(a.contents_ok() for a in live)
+            if expect == "open":
+                block = heap.malloc(64)
+                block.view[:] = b"c" * 64
+                assert heap.contains(block)
+                heap.close()
+            elif expect == "closed":
+                with pytest.raises(ValueError):
+                    heap.malloc(8)
+            else:  # frozen: the thread that froze it is not in the child; pinned: likewise
+                with pytest.raises(RuntimeError):
                     heap.close()
-                elif expect == "closed":
-                    with pytest.raises(ValueError):
-                        heap.malloc(8)
-                else:  # frozen: the thread that froze it is not in the child; pinned: likewise
-                    with pytest.raises(RuntimeError):
-                        heap.close()
-                list(pymimalloc.main_heap().blocks())
-                status = 0
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                os._exit(status)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+
+        fork_and_check(in_the_child)
 
     @rule(where=st.integers(1, WORKERS))
     def fork_while_a_worker_closes_heaps(self, where: int) -> None:
@@ -685,27 +695,16 @@ class PymimallocMachine(RuleBasedStateMachine):
                 del recent[:-20]
                 heap.close()
 
+        def in_the_child() -> None:
+            core = pymimalloc._core
+            stuck = [heap for heap in list(recent) if heap.closed and heap.live_blocks == 0
+                     and not core.lib.pmi_heap_released(core.handle(heap))]
+            assert not stuck, stuck
+
         reply = self.workers[where - 1].submit(churn)
         try:
             for _ in range(5):
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
-                    pid = os.fork()
-                if pid == 0:  # the child: report through the exit status only, never return into pytest
-                    status = 1
-                    try:
-                        core = pymimalloc._core
-                        stuck = [heap for heap in list(recent) if heap.closed and heap.live_blocks == 0
-                                 and not core.lib.pmi_heap_released(core.handle(heap))]
-                        assert not stuck, stuck
-                        list(pymimalloc.main_heap().blocks())
-                        status = 0
-                    except BaseException:
-                        traceback.print_exc()
-                    finally:
-                        os._exit(status)
-                _, status = os.waitpid(pid, 0)
-                assert os.waitstatus_to_exitcode(status) == 0
+                fork_and_check(in_the_child)
         finally:
             stop.set()
             outcome(reply)
