@@ -109,13 +109,17 @@ class Counts:
         self.heap = heap
         self.live_blocks = self.live_bytes = self.peak = self.allocations = self.huge_bytes = 0
         self.threads: set[int] = set()  # `where` of every thread that allocated, resized or freed here
+        self.huge_threads: set[int] = set()  # `where` of every thread that took a huge page here (allocated, resized)
         self.tracked = True  # False once something the model does not count allocated here (arrays, defaults)
         # numpy may make and free temporaries in the heap while it makes an array (heap.full's fill value): then
         # the allocations and the peak the model knows are only lower bounds; the live counts stay exact
         self.temporaries = False
 
-    def add(self, where: int, blocks: int, nbytes: int, allocations: int = 0, huge_bytes: int = 0) -> None:
+    def add(self, where: int, blocks: int, nbytes: int, allocations: int = 0, huge_bytes: int = 0,
+            huge_page: bool = False) -> None:
         self.threads.add(where)
+        if huge_page or (huge_bytes and blocks >= 0):
+            self.huge_threads.add(where)
         self.live_blocks += blocks
         self.live_bytes += nbytes
         self.huge_bytes += huge_bytes
@@ -244,6 +248,29 @@ class PymimallocMachine(RuleBasedStateMachine):
             pymimalloc.collect(force)
         self._in(where, run)
 
+    @rule(force=st.booleans())
+    def collect_in_every_thread_bounds_empty_pages(self, force: bool) -> None:
+        """Collect every open heap in the main thread and in each worker (every thread that still lives: the race
+        steps' threads have exited), then bound the areas with no block in use. After forced collects there is
+        none: empty pages kept for reuse go, and a page another thread emptied is settled by its owner's collect.
+        After plain ones small pages may stay retired, but at most one huge page per thread and heap (the kept page,
+        pmi_huge_page_keep): a reused huge page whose block another thread freed goes back at a plain collect too.
+        Pages that pile up with nothing in them (a page stranded in a queue no collect reaches, a reused page never
+        given back) break this bound; page counts alone, never below zero, could not see them."""
+        heaps = [model.heap for model in self.counts.values() if self._open(model.heap) and not self._frozen(model.heap)]
+        for where in range(WORKERS + 1):
+            self._in(where, lambda: [heap.collect(force) for heap in heaps])
+        for heap in heaps:
+            areas = heap.areas()
+            empty = [area for area in areas if area.used == 0]
+            if force:
+                assert not empty, (heap, empty)
+                assert heap.stats().pages == len(areas), (heap, heap.stats(), areas)
+            else:
+                model = self._counts(heap)
+                huge = [area for area in empty if area.block_size > HUGE]
+                assert len(huge) <= (len(model.huge_threads) if model.tracked else WORKERS + 1), (heap, huge, vars(model))
+
     # -- allocation ---------------------------------------------------------------------------------
     @rule(target=allocations, heap=heaps, size=SIZES, where=WHERE,
           how=st.sampled_from(["malloc", "zalloc", "calloc", "malloc_aligned", "zalloc_aligned"]),
@@ -271,7 +298,8 @@ class PymimallocMachine(RuleBasedStateMachine):
         allocation = Allocation(heap, block, size, self._next_fill())
         block.view[:] = bytes([allocation.fill]) * size
         self.live[id(allocation)] = allocation
-        self._counts(heap).add(where, 1, size, allocations=1, huge_bytes=huge_part(size))
+        # an alignment of 1 MiB takes a huge page whatever the size
+        self._counts(heap).add(where, 1, size, allocations=1, huge_bytes=huge_part(size), huge_page=alignment > HUGE)
         return allocation
 
     @rule(target=allocations, heap=heaps, size=st.sampled_from([HUGE, HUGE + 1, 1 << 20, 3 << 20]), where=WHERE)
