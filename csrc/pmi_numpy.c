@@ -15,6 +15,15 @@
 
 #define PMI_CAPSULE_NAME "mem_handler"  /* the name numpy requires */
 
+/* The name our handler capsules carry: numpy's own string once pmi_numpy_install found it. numpy checks a handler's
+   name at every allocation and free of array data (PyDataMem_UserNEW, PyDataMem_UserFREE: PyCapsule_GetPointer, a
+   strcmp with its own string), and glibc's strcmp takes its slower path when the two addresses, OR-ed, lie within
+   128 bytes of a page's end: ours and numpy 2.4's did, which cost 22 instructions in each np.empty inside
+   numpy_allocator() (callgrind) that numpy's default handler, comparing its string with itself, does not pay. The
+   string is that of numpy's default handler capsule, which lives as long as numpy's extension module (never
+   unloaded). */
+static const char* pmi_capsule_name = PMI_CAPSULE_NAME;
+
 /* A handler whose heap was closed while a context still names it (a numpy_allocator() block left from another
    context, an asyncio task that inherited the handler) serves that context's new arrays from the C library, as
    numpy's own default handler does, rather than fail every one with MemoryError (found by review). Blocks of a
@@ -81,7 +90,7 @@ PyObject* pmi_numpy_handler_new(pmi_heap_t* heap) {
     handler->allocator.calloc = &pmi_np_calloc;
     handler->allocator.realloc = &pmi_np_realloc;
     handler->allocator.free = &pmi_np_free;
-    PyObject* capsule = PyCapsule_New(handler, PMI_CAPSULE_NAME, &pmi_capsule_free);
+    PyObject* capsule = PyCapsule_New(handler, pmi_capsule_name, &pmi_capsule_free);
     if (capsule == NULL) { PyMem_RawFree(handler); return NULL; }
     pmi_heap_ref((pmi_heap_t*)address);
     return capsule;
@@ -213,13 +222,33 @@ static PyMethodDef pmi_numpy_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* numpy's default handler is the default value of its handler context variable: read in a new, empty context, that is
+   what PyDataMem_GetHandler returns, whatever handler the caller's context holds. NULL with no error if not found. */
+static const char* pmi_numpy_default_name(void) {
+    const char* found = NULL;
+    PyObject* context = PyContext_New();
+    if (context != NULL && PyContext_Enter(context) == 0) {
+        PyObject* handler = PyDataMem_GetHandler();
+        if (handler != NULL && PyCapsule_IsValid(handler, PMI_CAPSULE_NAME)) found = PyCapsule_GetName(handler);
+        Py_XDECREF(handler);
+        if (PyContext_Exit(context) != 0) found = NULL;
+    }
+    Py_XDECREF(context);
+    PyErr_Clear();
+    return found;
+}
+
 /* installed as every C object is: see pmi_python.c */
 int pmi_numpy_install(uintptr_t caller) {
     PyGILState_STATE gil = PyGILState_Ensure();  /* cffi released the GIL around this call */
     PyObject* module = pmi_module_get(caller);
     const int status = pmi_module_status(
         module, module != NULL && _import_array() >= 0 ? pmi_module_add_functions(module, pmi_numpy_methods) : -1);
-    if (status == 0) pmi_numpy_ready = true;
+    if (status == 0) {
+        const char* name = pmi_numpy_default_name();
+        if (name != NULL) pmi_capsule_name = name;  /* before any capsule of ours exists: pmi_numpy_ready is not set */
+        pmi_numpy_ready = true;
+    }
     Py_XDECREF(module);
     PyGILState_Release(gil);
     return status;
