@@ -1454,7 +1454,84 @@ static PyObject* pmi_call_locked(PyObject* self, PyObject* const* args, Py_ssize
     return result;
 }
 
+/* The offset of slot `name` of `cls`, where its descriptor is a writable object slot of `cls` itself (what
+   __slots__ makes), or -1 with TypeError. */
+static Py_ssize_t pmi_slot_offset(PyTypeObject* cls, const char* name) {
+    PyObject* descr = PyObject_GetAttrString((PyObject*)cls, name);  /* a slot's descriptor, read from the class */
+    Py_ssize_t offset = -1;
+    if (descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type) && PyDescr_TYPE(descr) == cls) {
+        const PyMemberDef* member = ((PyMemberDescrObject*)descr)->d_member;
+        if (member->type == T_OBJECT_EX && !(member->flags & READONLY) && member->offset >= (Py_ssize_t)sizeof(PyObject)
+            && member->offset + (Py_ssize_t)sizeof(PyObject*) <= cls->tp_basicsize)
+            offset = member->offset;
+    }
+    Py_XDECREF(descr);
+    if (offset < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s has no object slot %s", cls->tp_name, name);
+    }
+    return offset;
+}
+
+static inline void pmi_slot_set(PyObject* obj, Py_ssize_t offset, PyObject* value) {
+    *(PyObject**)((char*)obj + offset) = Py_NewRef(value);
+}
+
+/* _block_infos(cls, areas, addresses, area_indices): a walk's live blocks (visit.py) as instances of `cls`, a class
+   with the object slots address, size and area (BlockInfo), in one list per area of `areas`: the block at
+   addresses[k] in areas[area_indices[k]], its size that area's block_size. Each is made as object.__new__(cls) and
+   the slots' own setters make it (cls->tp_alloc, then each slot at its offset). Built in Python, 100 000 of them
+   took 25 ms (python_level.py: 4.0-4.3 M blocks/s, against a goal of 5 M). */
+static PyObject* pmi_block_infos(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 4 || !PyType_Check(args[0]) || !PyList_Check(args[1]) || !PyList_Check(args[2])
+        || !PyList_Check(args[3]) || PyList_GET_SIZE(args[2]) != PyList_GET_SIZE(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "_block_infos(cls, areas, addresses, area_indices): lists of one length");
+        return NULL;
+    }
+    PyTypeObject* const cls = (PyTypeObject*)args[0];
+    PyObject *const areas = args[1], *const addresses = args[2], *const indices = args[3];
+    const Py_ssize_t at_address = pmi_slot_offset(cls, "address");
+    const Py_ssize_t at_size = at_address < 0 ? -1 : pmi_slot_offset(cls, "size");
+    const Py_ssize_t at_area = at_size < 0 ? -1 : pmi_slot_offset(cls, "area");
+    if (at_area < 0) return NULL;
+    const Py_ssize_t area_count = PyList_GET_SIZE(areas);
+    PyObject* found = PyList_New(area_count);
+    PyObject* sizes = PyList_New(area_count);
+    if (found == NULL || sizes == NULL) goto failed;
+    for (Py_ssize_t i = 0; i < area_count; i++) {
+        PyObject* list = PyList_New(0);
+        if (list == NULL) goto failed;
+        PyList_SET_ITEM(found, i, list);
+        PyObject* size = PyObject_GetAttrString(PyList_GET_ITEM(areas, i), "block_size");
+        if (size == NULL) goto failed;
+        PyList_SET_ITEM(sizes, i, size);
+    }
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(addresses); k++) {
+        const Py_ssize_t i = PyLong_AsSsize_t(PyList_GET_ITEM(indices, k));
+        if (i < 0 || i >= area_count) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_IndexError, "area index out of range");
+            goto failed;
+        }
+        PyObject* info = cls->tp_alloc(cls, 0);
+        if (info == NULL) goto failed;
+        pmi_slot_set(info, at_address, PyList_GET_ITEM(addresses, k));
+        pmi_slot_set(info, at_size, PyList_GET_ITEM(sizes, i));
+        pmi_slot_set(info, at_area, PyList_GET_ITEM(areas, i));
+        const int appended = PyList_Append(PyList_GET_ITEM(found, i), info);
+        Py_DECREF(info);
+        if (appended < 0) goto failed;
+    }
+    Py_DECREF(sizes);
+    return found;
+failed:
+    Py_XDECREF(found);
+    Py_XDECREF(sizes);
+    return NULL;
+}
+
 static PyMethodDef pmi_python_functions[] = {
+    {"_block_infos", (PyCFunction)(void (*)(void))pmi_block_infos, METH_FASTCALL, NULL},
     {"_call_locked", (PyCFunction)(void (*)(void))pmi_call_locked, METH_FASTCALL, NULL},
     {"_default_heap", pmi_default_heap, METH_NOARGS, NULL},
     {"_python_objects_heap", pmi_python_objects_heap, METH_NOARGS, NULL},

@@ -181,6 +181,7 @@ from ._mimalloc import (  # noqa: E402  (``X as X``: re-exported to the package)
     HeapBase as HeapBase,
     HeapScope as HeapScope,
     OptionsScope as OptionsScope,
+    _block_infos,
     _default_heap,
     _heap_forget,
     _heap_object,
@@ -455,6 +456,13 @@ def heap_walk(heap: Any, visit_blocks: bool) -> tuple[list[tuple[int, int, int, 
         return areas, ffi.unpack(record.blocks, count), ffi.unpack(record.block_area, count)
     finally:
         lib.pmi_walk_free(record)
+
+
+def block_infos(cls: type[Any], areas: list[Any], addresses: list[int], area_indices: list[int]) -> list[list[Any]]:
+    """A walk's live blocks as instances of ``cls`` (a class with the slots ``address``, ``size`` and ``area``), one
+    list per area: the block at ``addresses[k]`` in ``areas[area_indices[k]]``, of that area's ``block_size``. Made
+    in C, as ``object.__new__`` and the slots' setters make them."""
+    return _block_infos(cls, areas, addresses, area_indices)
 
 
 def allocation_failure() -> int:

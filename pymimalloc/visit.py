@@ -51,25 +51,13 @@ class BlockInfo:
 VisitCallback = Callable[[Area, "BlockInfo | None"], Any]
 
 
-# object.__new__ and BlockInfo's slot setters, which bypass the frozen dataclass's __setattr__
-_BLOCKINFO_FAST: tuple[Any, Any, Any, Any] = (object.__new__, *(vars(BlockInfo)[name].__set__ for name in ("address", "size", "area")))
-
-
 def walk(heap: Heap, visit_blocks: bool) -> list[tuple[Area, list[BlockInfo]]]:
     """Record the areas of a heap, each with its live blocks (empty unless ``visit_blocks``). The heap is
     frozen for the walk, in C; ValueError if it is closed."""
     area_fields, addresses, area_indices = _core.heap_walk(heap, visit_blocks)
-    areas: list[tuple[Area, list[BlockInfo]]] = [(Area(*fields), []) for fields in area_fields]
-    # the hot loop of a walk: BlockInfo's slots set directly (its frozen __init__ costs more than the rest)
-    new, set_address, set_size, set_area = _BLOCKINFO_FAST
-    for address, index in zip(addresses, area_indices):
-        area, found = areas[index]
-        info = new(BlockInfo)
-        set_address(info, address)
-        set_size(info, area.block_size)
-        set_area(info, area)
-        found.append(info)
-    return areas
+    areas = [Area(*fields) for fields in area_fields]
+    # the hot loop of a walk, in C: BlockInfo's slots set directly (its frozen __init__ costs more than the rest)
+    return list(zip(areas, _core.block_infos(BlockInfo, areas, addresses, area_indices)))
 
 
 def visit(heap: Heap, callback: VisitCallback, visit_blocks: bool) -> bool:

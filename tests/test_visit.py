@@ -211,3 +211,60 @@ def test_areas_and_blocks_are_lists_to_index_and_read_twice(heap: pymimalloc.Hea
     assert list(blocks) == list(blocks)
     for block in kept:
         block.free()
+
+
+def test_block_infos_made_in_c_are_the_dataclass_s_own(heap: pymimalloc.Heap) -> None:
+    """A walk's BlockInfos come from C (pymimalloc._core.block_infos): equal, hashable, copyable and picklable as
+    the frozen dataclass made in Python, and still frozen."""
+    import copy
+    import dataclasses
+    import pickle
+
+    blocks = [heap.malloc(size) for size in (8, 8, 1000)]
+    infos = heap.blocks()
+    assert len(infos) == len(blocks)
+    for info in infos:
+        made = pymimalloc.BlockInfo(info.address, info.size, info.area)
+        assert type(info) is pymimalloc.BlockInfo and info == made and hash(info) == hash(made)
+        assert pickle.loads(pickle.dumps(info)) == info == copy.deepcopy(info)
+        assert dataclasses.asdict(info)["address"] == info.address
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            info.size = 1  # type: ignore[misc]
+
+
+class _OnlyAddress:
+    __slots__ = ("address",)
+
+
+class _SizeIsAProperty:
+    __slots__ = ("address", "area")
+
+    @property
+    def size(self) -> int:
+        return 0
+
+
+class _SubclassOfBlockInfo(pymimalloc.BlockInfo):
+    __slots__ = ()
+
+
+@pytest.mark.parametrize("args, exception", [
+    pytest.param((dict, [], [], []), TypeError, id="a class without slots"),
+    pytest.param((_OnlyAddress, [], [], []), TypeError, id="a class without all three slots"),
+    pytest.param((_SizeIsAProperty, [], [], []), TypeError, id="a property, not a slot"),
+    pytest.param((_SubclassOfBlockInfo, [], [], []), TypeError, id="slots of a base class"),
+    pytest.param((42, [], [], []), TypeError, id="not a class"),
+    pytest.param((pymimalloc.BlockInfo, [], [1], []), TypeError, id="lists of two lengths"),
+    pytest.param((pymimalloc.BlockInfo, (), [], []), TypeError, id="a tuple for a list"),
+    pytest.param((pymimalloc.BlockInfo, [], [1], [0]), IndexError, id="an area index past the areas"),
+    pytest.param((pymimalloc.BlockInfo, [], [1], [-1]), IndexError, id="a negative area index"),
+    pytest.param((pymimalloc.BlockInfo, [], [1], ["0"]), TypeError, id="an area index that is no int"),
+    pytest.param((pymimalloc.BlockInfo, [object()], [], []), AttributeError, id="an area without block_size"),
+])
+def test_block_infos_refuses_what_no_walk_gives(args: tuple[object, ...], exception: type[BaseException]) -> None:
+    """The C maker of a walk's BlockInfos (pymimalloc._core.block_infos) checks its arguments: it writes slots by
+    offset, so a class whose three names are not its own object slots is refused rather than written into."""
+    from pymimalloc import _core
+
+    with pytest.raises(exception):
+        _core.block_infos(*args)  # type: ignore[arg-type]
