@@ -1490,12 +1490,16 @@ static PyObject* pmi_block_infos(PyObject* self, PyObject* const* args, Py_ssize
         return NULL;
     }
     PyTypeObject* const cls = (PyTypeObject*)args[0];
-    PyObject *const areas = args[1], *const addresses = args[2], *const indices = args[3];
+    PyObject *const addresses = args[2], *const indices = args[3];
     const Py_ssize_t at_address = pmi_slot_offset(cls, "address");
     const Py_ssize_t at_size = at_address < 0 ? -1 : pmi_slot_offset(cls, "size");
     const Py_ssize_t at_area = at_size < 0 ? -1 : pmi_slot_offset(cls, "area");
     if (at_area < 0) return NULL;
-    const Py_ssize_t area_count = PyList_GET_SIZE(areas);
+    /* A collection the allocations below set off may run finalizers, which may change the caller's lists: the areas
+       are read from a copy, and the two lists' lengths again at each block */
+    PyObject* areas = PySequence_Tuple(args[1]);
+    if (areas == NULL) return NULL;
+    const Py_ssize_t area_count = PyTuple_GET_SIZE(areas);
     PyObject* found = PyList_New(area_count);
     PyObject* sizes = PyList_New(area_count);
     if (found == NULL || sizes == NULL) goto failed;
@@ -1503,28 +1507,36 @@ static PyObject* pmi_block_infos(PyObject* self, PyObject* const* args, Py_ssize
         PyObject* list = PyList_New(0);
         if (list == NULL) goto failed;
         PyList_SET_ITEM(found, i, list);
-        PyObject* size = PyObject_GetAttrString(PyList_GET_ITEM(areas, i), "block_size");
+        PyObject* size = PyObject_GetAttrString(PyTuple_GET_ITEM(areas, i), "block_size");
         if (size == NULL) goto failed;
         PyList_SET_ITEM(sizes, i, size);
     }
     for (Py_ssize_t k = 0; k < PyList_GET_SIZE(addresses); k++) {
-        const Py_ssize_t i = PyLong_AsSsize_t(PyList_GET_ITEM(indices, k));
+        PyObject* info = cls->tp_alloc(cls, 0);
+        if (info == NULL) goto failed;
+        if (k >= PyList_GET_SIZE(addresses) || k >= PyList_GET_SIZE(indices)) {
+            Py_DECREF(info);
+            PyErr_SetString(PyExc_RuntimeError, "_block_infos: the lists changed during the call");
+            goto failed;
+        }
+        const Py_ssize_t i = PyLong_AsSsize_t(PyList_GET_ITEM(indices, k));  /* an int, or TypeError: runs no Python */
         if (i < 0 || i >= area_count) {
+            Py_DECREF(info);
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_IndexError, "area index out of range");
             goto failed;
         }
-        PyObject* info = cls->tp_alloc(cls, 0);
-        if (info == NULL) goto failed;
         pmi_slot_set(info, at_address, PyList_GET_ITEM(addresses, k));
         pmi_slot_set(info, at_size, PyList_GET_ITEM(sizes, i));
-        pmi_slot_set(info, at_area, PyList_GET_ITEM(areas, i));
+        pmi_slot_set(info, at_area, PyTuple_GET_ITEM(areas, i));
         const int appended = PyList_Append(PyList_GET_ITEM(found, i), info);
         Py_DECREF(info);
         if (appended < 0) goto failed;
     }
+    Py_DECREF(areas);
     Py_DECREF(sizes);
     return found;
 failed:
+    Py_DECREF(areas);
     Py_XDECREF(found);
     Py_XDECREF(sizes);
     return NULL;

@@ -268,3 +268,33 @@ def test_block_infos_refuses_what_no_walk_gives(args: tuple[object, ...], except
 
     with pytest.raises(exception):
         _core.block_infos(*args)  # type: ignore[arg-type]
+
+
+def test_block_infos_survive_finalizers_that_change_their_lists() -> None:
+    """Making BlockInfos allocates, so a collection may run finalizers in the middle: one that empties the lists
+    given gets RuntimeError, never a read past their end."""
+    import gc
+
+    from pymimalloc import _core
+
+    area = pymimalloc.Area(0, 0, 0, 1, 8, 8)
+    areas, addresses, indices = [area], [8 * k for k in range(20_000)], [0] * 20_000
+
+    class Emptier:
+        def __del__(self) -> None:
+            addresses.clear()
+            indices.clear()
+            areas.clear()
+
+    def plant() -> None:
+        a, b = Emptier(), Emptier()
+        a.other, b.other = b, a  # type: ignore[attr-defined]  # a cycle: only the collector frees it
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(50)
+    try:
+        plant()
+        with pytest.raises(RuntimeError, match="changed"):
+            _core.block_infos(pymimalloc.BlockInfo, areas, addresses, indices)
+    finally:
+        gc.set_threshold(*threshold)
