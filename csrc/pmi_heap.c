@@ -1122,7 +1122,7 @@ inline __attribute__((always_inline)) void* pmi_object_malloc(pmi_heap_t* h, pmi
 /* numpy's data (pmi_numpy.c; inlined there by link-time optimisation): a small uninitialised block through the common
    case of a Python object's (above), which takes it without entering the whole glue; zeroed and larger ones, which
    mimalloc's fast path does not serve, straight through the whole glue, out of line (inlined, it cost every call the
-   saving of six registers). np.empty(64 B) inside numpy_allocator(): 1,974 -> 1,896 instructions, with the capsule's
+   saving of six registers). np.empty(64 B) inside numpy_allocator(): 1,974 -> 1,897 instructions, with the capsule's
    name (pmi_numpy.c), against numpy's own handler's 1,819 (callgrind). */
 inline __attribute__((always_inline)) void* pmi_data_alloc(pmi_heap_t* h, size_t size, bool zero) {
     if (__builtin_expect(zero || size > MI_SMALL_SIZE_MAX, 0)) return pmi_counted_alloc_slow(h, size, zero);

@@ -1495,8 +1495,9 @@ static PyObject* pmi_block_infos(PyObject* self, PyObject* const* args, Py_ssize
     const Py_ssize_t at_size = at_address < 0 ? -1 : pmi_slot_offset(cls, "size");
     const Py_ssize_t at_area = at_size < 0 ? -1 : pmi_slot_offset(cls, "area");
     if (at_area < 0) return NULL;
-    /* A collection the allocations below set off may run finalizers, which may change the caller's lists: the areas
-       are read from a copy, and the two lists' lengths again at each block */
+    /* A collection the allocations below set off may run finalizers, which may change the caller's lists (or, found
+       through the collector, these): the areas are read from a copy, and every list's length again at each block */
+    PyObject* info = NULL;  /* the one being made, below */
     PyObject* areas = PySequence_Tuple(args[1]);
     if (areas == NULL) return NULL;
     const Py_ssize_t area_count = PyTuple_GET_SIZE(areas);
@@ -1512,30 +1513,29 @@ static PyObject* pmi_block_infos(PyObject* self, PyObject* const* args, Py_ssize
         PyList_SET_ITEM(sizes, i, size);
     }
     for (Py_ssize_t k = 0; k < PyList_GET_SIZE(addresses); k++) {
-        PyObject* info = cls->tp_alloc(cls, 0);
+        info = cls->tp_alloc(cls, 0);
         if (info == NULL) goto failed;
-        if (k >= PyList_GET_SIZE(addresses) || k >= PyList_GET_SIZE(indices)) {
-            Py_DECREF(info);
-            PyErr_SetString(PyExc_RuntimeError, "_block_infos: the lists changed during the call");
-            goto failed;
-        }
+        if (k >= PyList_GET_SIZE(addresses) || k >= PyList_GET_SIZE(indices)) goto changed;
         const Py_ssize_t i = PyLong_AsSsize_t(PyList_GET_ITEM(indices, k));  /* an int, or TypeError: runs no Python */
         if (i < 0 || i >= area_count) {
-            Py_DECREF(info);
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_IndexError, "area index out of range");
             goto failed;
         }
+        if (i >= PyList_GET_SIZE(found) || i >= PyList_GET_SIZE(sizes)) goto changed;
         pmi_slot_set(info, at_address, PyList_GET_ITEM(addresses, k));
         pmi_slot_set(info, at_size, PyList_GET_ITEM(sizes, i));
         pmi_slot_set(info, at_area, PyTuple_GET_ITEM(areas, i));
         const int appended = PyList_Append(PyList_GET_ITEM(found, i), info);
-        Py_DECREF(info);
+        Py_CLEAR(info);
         if (appended < 0) goto failed;
     }
     Py_DECREF(areas);
     Py_DECREF(sizes);
     return found;
+changed:
+    PyErr_SetString(PyExc_RuntimeError, "_block_infos: the lists changed during the call");
 failed:
+    Py_XDECREF(info);
     Py_DECREF(areas);
     Py_XDECREF(found);
     Py_XDECREF(sizes);
