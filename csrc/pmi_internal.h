@@ -56,9 +56,9 @@ int        pmi_heap_enter(pmi_heap_t* heap);        /* bracket an allocating use
 void       pmi_heap_leave(pmi_heap_t* heap);
 int        pmi_heap_enter_read(pmi_heap_t* heap);   /* bracket reading the heap (statistics): PMI_OK or PMI_ECLOSED */
 void       pmi_heap_leave_read(pmi_heap_t* heap);
+void       pmi_heap_collect_reused(mi_heap_t* heap);  /* this thread's reused huge page of `heap`, if free (pmi_mimalloc.c) */
 /* statistics: the exit lock for writing around every read (pmi_stats_of in pmi_mimalloc.c) and reset
    (pmi_stats_reset) of mimalloc's counters, and the counters of every thread (pmi_mimalloc.c) */
-void       pmi_heap_collect_reused(mi_heap_t* heap);  /* this thread's reused huge page of `heap`, if free (pmi_mimalloc.c) */
 void       pmi_stats_stop(void);
 void       pmi_stats_resume(void);
 char*      pmi_stats_json_all(mi_heap_t* heap, size_t size, char* buf);

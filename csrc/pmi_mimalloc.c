@@ -312,7 +312,7 @@ void pmi_abandoned_page_free(mi_page_t* page, mi_theap_t* theap) {
 
 /* The reused page, now full, goes to this theap's full queue, where mi_page_to_full puts a full page for a theap
  * that does not abandon them, even in a theap that does: abandoning cost each reuse an arena's bitmaps and a purge
- * check, and the free a reclaim (heap.empty(1 MiB) took 1.36-1.39 times np.empty's time, now 0.94-0.96). Until its block
+ * check, and the free a reclaim (heap.empty(1 MiB) took 1.36-1.39 times np.empty's time, then 0.94-0.96: 2026-12-06, docs/benchmarks.md). Until its block
  * is freed the page is this thread's alone: a free in another thread leaves it to this thread. So an abandoning theap
  * holds ONE such page, alone in its full queue. At the next reuse, the one there is freed if another thread freed its
  * block meanwhile (a producer that hands its blocks over would otherwise strand a page at each reuse); if its block is
