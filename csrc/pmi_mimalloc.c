@@ -412,7 +412,21 @@ void pmi_page_retire(mi_page_t* page) {
     if (index > theap->page_retired_max) theap->page_retired_max = index;
     return;
   }
+  /* A page of blocks above 8 KiB that mimalloc retires (alone in its queue) stays for ONE round of the retire
+   * collection in Python's heap, where mimalloc keeps it for four (MI_RETIRE_CYCLES / 4). A round
+   * (_mi_theap_collect_retired) runs before each fresh page and every 1000 slow-path allocations, and an allocation
+   * that takes the page clears its mark, so a loop that frees and allocates blocks of one size keeps its page (but
+   * for one fresh page in 1000 rounds of the loop). Importing a module reads its .pyc file into one block of the
+   * file's size and frees it: a 512 KiB or 4 MiB page for each size, written through, while the next file of another
+   * size took fresh slices of the arena. Given back at the next round, the page's slices, still resident, are taken
+   * by the next page. The imports of a pyperformance worker peaked 0.2-0.3 MiB lower, with loops of 20-200 KB blocks
+   * level in time (2026-12-07, docs/benchmarks.md). Decided before _mi_page_retire, which may free the page. */
+  const bool retired_briefly =
+      page->retire_expire == 0 && pq->first == page && pq->last == page && !mi_page_queue_is_special(pq) &&
+      mi_page_block_size(page) > MI_SMALL_MAX_OBJ_SIZE &&
+      _mi_theap_heap(theap) == mi_atomic_load_ptr_relaxed(mi_heap_t, &pmi_python_heap_of_mimalloc);
   _mi_page_retire(page);
+  if (retired_briefly) page->retire_expire = 1;  /* kept: mimalloc retires the only page of a queue */
 }
 
 /* -- a nearly full page alone in its queue (Python's heap) ------------------------------------------------------

@@ -83,6 +83,11 @@ def test_pythons_heap_keeps_an_emptied_first_page_until_a_forced_collect() -> No
     assert _program("allocator_empty_first_page.py").split() == ["0", "0", "1", "0"]
 
 
+def test_pythons_heap_gives_back_an_emptied_medium_page_after_one_round() -> None:
+    # "1 1 1" with mimalloc's four rounds: the .pyc buffers of imports kept their pages while the next took fresh ones
+    assert _program("allocator_emptied_medium_page_returns.py").split() == ["1", "-1", "1"]
+
+
 def test_a_nearly_full_page_alone_in_its_queue_gets_a_fresh_page_in_front() -> None:
     # "11" without the rule: every round refilled the nearly full page with its 3 free blocks
     assert _program("allocator_nearly_full_page.py").split() == ["21"]
