@@ -6,7 +6,7 @@ import finder: an editable install's too) and runs ``pymimalloc/_startup.py`` fr
 mimalloc as Python's allocator (read that file for the rest).
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: at start it would load __future__ into every process (16 KiB)
 
 import importlib.machinery
 import os

@@ -12,7 +12,7 @@ This module uses the standard library only: ``pymimalloc/_startup.py`` runs it a
 without importing the package.
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: at start it would load __future__ into every process (16 KiB)
 
 import os
 

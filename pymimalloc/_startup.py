@@ -13,7 +13,7 @@ the short path cannot decide (tracemalloc already tracing, a refusal to explain)
 :func:`pymimalloc.install`, which is the one place that turns statuses into messages.
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: at start it would load __future__ into every process (16 KiB)
 
 import os
 import sys

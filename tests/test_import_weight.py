@@ -43,8 +43,9 @@ def test_a_forked_child_uses_every_name_while_another_thread_was_reaching_one() 
 
 
 # what PYMIMALLOC_INSTALL=1 adds to a bare interpreter's modules: the compiled module, cffi's backend, the two
-# start-up files' imports (importlib.machinery, _tracemalloc, __future__, and warnings, which importlib's package imports)
-START_UP_MODULES = {"__future__", "_cffi_backend", "_pymimalloc_startup", "_tracemalloc", "importlib",
+# start-up files' imports (importlib.machinery, _tracemalloc, and warnings, which importlib's package imports). Not
+# __future__: the start-up files do without `from __future__ import annotations` (16 KiB less in every process)
+START_UP_MODULES = {"_cffi_backend", "_pymimalloc_startup", "_tracemalloc", "importlib",
                     "importlib._bootstrap", "importlib._bootstrap_external", "importlib.machinery",
                     "pymimalloc._mimalloc", "pymimalloc._mimalloc.lib", "warnings"}
 
