@@ -999,6 +999,8 @@ class PymimallocMachine(RuleBasedStateMachine):
             self._in(where, lambda: manager.__exit__(None, None, None))
         if not self.installed:
             pymimalloc.uninstall()
+        elif pymimalloc.installed() != self.installed:  # a step uninstalled: the suite's PYMIMALLOC_INSTALL=1 run
+            pymimalloc.install(self.installed)           # goes on served, as the modules after this one expect
         for heap, manager, where in self.numpy_pins:
             self._in(where, lambda: manager.__exit__(None, None, None))
         for _, manager, _ in self.defaults:
