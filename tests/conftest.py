@@ -58,8 +58,13 @@ def _collect_garbage_and_check_mimalloc(request: pytest.FixtureRequest) -> Itera
     # Blocks free themselves when collected; start and end each test with no garbage pending.
     gc.collect()
     errors = lib.pmi_error_count()
+    installed = pymimalloc.installed()
     yield
     gc.collect()
     reported = lib.pmi_error_count() - errors
     if reported and request.node.get_closest_marker("mimalloc_errors") is None:
         pytest.fail(f"mimalloc reported {reported} error(s) during this test (last errno {lib.pmi_error_last()})")
+    # a test that installs or uninstalls in this process puts it back: the tests after it run as the suite was asked
+    # to (under CI's PYMIMALLOC_INSTALL=1 run, the state machine's teardown once left the rest uninstalled)
+    if pymimalloc.installed() != installed:
+        pytest.fail(f"the test left Python's allocator served for {pymimalloc.installed()}, not {installed}")
