@@ -53,6 +53,11 @@ _ARENA: pymimalloc.Arena | None = None
 HUGE = 512 * 1024  # HeapStats.huge_bytes counts the blocks asked for above this many bytes
 
 
+def holds(area: pymimalloc.Area, address: int) -> bool:
+    """Whether ``address`` lies in ``area``'s reserved bytes."""
+    return area.address <= address < area.address + area.reserved
+
+
 def huge_part(size: int) -> int:
     """What a block of ``size`` counted bytes adds to ``huge_bytes``."""
     return size if size > HUGE else 0
@@ -281,8 +286,7 @@ class PymimallocMachine(RuleBasedStateMachine):
         held = [a for a in [*self.orphans, *(a for a, _ in self.deferred)] if a.heap is heap]
         if model.tracked and not held and not self.full_pages_kept:
             addresses = [a.address for a in self.live.values() if a.heap is heap]
-            huge = [area for area in areas if area.block_size > HUGE and not any(
-                area.address <= address < area.address + area.reserved for address in addresses)]
+            huge = [area for area in areas if area.block_size > HUGE and not any(holds(area, address) for address in addresses)]
             assert len(huge) <= len(model.huge_threads), (heap, huge, vars(model))
         else:  # blocks the model does not know (numpy data, views' memory), or full pages kept: the empty areas
             huge = [area for area in areas if area.used == 0 and area.block_size > HUGE]
@@ -341,11 +345,19 @@ class PymimallocMachine(RuleBasedStateMachine):
         a third on a fresh page, freed (kept in turn); then the next thread frees the second. The reused page is
         then empty in ``where``'s full queue beside its kept page, where no allocation of ``where`` finds it: any
         collect of that thread must give it back, and a plain one follows here (unless a thread may keep its full
-        pages: page_full_retain=-1). A build whose plain collect skipped
-        it passed this machine's 60 examples before this step, and 300 with it while only the collect step checked
-        (2026-12-07): hardly any drawn run held such a page when that step came."""
-        if not self._open(heap) or self._frozen(heap):
-            return
+        pages: page_full_retain=-1). A build whose plain collect skipped it passed this machine's 60 examples before
+        this step, and 300 with it while only the collect step checked (2026-12-07): hardly any drawn run held such a
+        page when that step came. A heap in an exclusive arena keeps no huge page: the step then runs in a new heap of
+        its own (most of the first examples drew arena heaps here, and the 60 fixed ones missed that build)."""
+        if heap.arena is not None:
+            with pymimalloc.Heap() as own:
+                self._hand_off_reused(own, size, where, None)
+        elif self._open(heap) and not self._frozen(heap):
+            self._hand_off_reused(heap, size, where, self._counts(heap))
+
+    def _hand_off_reused(self, heap: pymimalloc.Heap, size: int, where: int, counts: Counts | None) -> None:
+        """hand_off_a_block_of_a_reused_huge_page's steps in ``heap``, counted in ``counts`` (None: a heap of the
+        step's own, which the model does not know)."""
 
         def reuse() -> pymimalloc.Block:
             heap.malloc(size).free()
@@ -359,17 +371,18 @@ class PymimallocMachine(RuleBasedStateMachine):
             assert heap.arena is not None  # only an arena can be full
             self._untracked(heap)  # some of the three came and went uncounted
             return
-        counts = self._counts(heap)
-        for blocks in (1, -1, 1, 1, -1):
-            counts.add(where, blocks, blocks * size, allocations=max(blocks, 0), huge_bytes=blocks * huge_part(size))
         other, address = (where + 1) % (WORKERS + 1), reused.address
         self._in(other, reused.free)
-        counts.add(other, -1, -size, huge_bytes=-huge_part(size))
+        if counts is not None:
+            for blocks in (1, -1, 1, 1, -1):
+                counts.add(where, blocks, blocks * size, allocations=max(blocks, 0), huge_bytes=blocks * huge_part(size))
+            counts.add(other, -1, -size, huge_bytes=-huge_part(size))
         self._in(where, heap.collect)  # a plain collect settles the reused page
         areas = heap.areas()
         if not self.full_pages_kept:
-            assert not [area for area in areas if area.address <= address < area.address + area.reserved], areas
-        self._bound_huge_pages(heap, areas)
+            assert not [area for area in areas if holds(area, address)], areas
+        if counts is not None:
+            self._bound_huge_pages(heap, areas)
 
     @rule(target=allocations, heap=heaps, n=st.integers(0, 5000), where=WHERE,
           how=st.sampled_from(["zeros", "full", "allocator"]))
